@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Start the services the tests use when they are not running: Redis on 6379, PostgreSQL on 5432.
+# The integration tests also start their own short-lived Redis on other ports (to stop and
+# restart it mid-test), which needs redis-server on PATH.
+set -euo pipefail
+
+if ! redis-cli -p 6379 ping >/dev/null 2>&1; then
+  redis-server --daemonize yes --port 6379 --save ""
+  for _ in $(seq 50); do redis-cli -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+if command -v pg_ctlcluster >/dev/null 2>&1 && ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start || true
+fi
+redis-cli -p 6379 ping

@@ -1,0 +1,27 @@
+"""Interlock: an OpenAI-compatible LLM gateway and control plane.
+
+A request enters at the edge (`edge`), a raw ASGI app that decodes it once into plain data and a
+`RequestContext`. It then runs through the pipeline (`pipeline`): stages with `before`/`after`
+hooks, today the exact-match cache with coalescing (`cache`). The pipeline's terminal is the
+router (`routing`), which picks a deployment of the requested model group by strategy, skips
+deployments whose circuit is open, retries and falls back to other groups. Providers
+(`providers`) speak to the backends: any OpenAI-compatible server and Azure OpenAI through one
+pooled aiohttp session, and an embedded llama.cpp model on worker threads. `observe` holds the
+Prometheus metrics. `app.build` is the composition root that wires all of it from `config`.
+"""
+
+from .app import build, create_app
+from .config import Settings, default_settings, load_settings, parse_settings
+from .errors import ConfigError, InterlockError
+
+__all__ = [
+    "ConfigError",
+    "InterlockError",
+    "Settings",
+    "build",
+    "create_app",
+    "default_settings",
+    "load_settings",
+    "parse_settings",
+]
+__version__ = "0.1.0"

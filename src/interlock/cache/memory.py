@@ -1,0 +1,51 @@
+"""The in-process tier: an LRU bounded in bytes, with per-entry expiry."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from .entry import CachedAnswer
+
+
+class MemoryCache:
+    __slots__ = ("_clock", "_entries", "_max_bytes", "_max_entry", "bytes")
+
+    def __init__(
+        self, max_bytes: int, max_entry_bytes: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._max_bytes = max_bytes
+        self._max_entry = min(max_entry_bytes, max_bytes)
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[float, int, CachedAnswer]] = OrderedDict()
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> CachedAnswer | None:
+        item = self._entries.get(key)
+        if item is None:
+            return None
+        expires, size, answer = item
+        if expires <= self._clock():
+            del self._entries[key]
+            self.bytes -= size
+            return None
+        self._entries.move_to_end(key)
+        return answer
+
+    def put(self, key: str, answer: CachedAnswer, ttl: float) -> bool:
+        size = answer.size() + len(key)
+        if size > self._max_entry or ttl <= 0:
+            return False
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.bytes -= old[1]
+        self._entries[key] = (self._clock() + ttl, size, answer)
+        self.bytes += size
+        while self.bytes > self._max_bytes:
+            _, (_, evicted, _) = self._entries.popitem(last=False)
+            self.bytes -= evicted
+        return True

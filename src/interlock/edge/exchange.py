@@ -1,0 +1,80 @@
+"""One HTTP exchange: the request as the edge read it, and the ways to answer it.
+
+It also owns the disconnect watch. Once armed (right before the first upstream call), a task
+waits on `receive()`; if the client disconnects before we answer, it cancels the request's task,
+which cancels the upstream call. Uvicorn also wakes `receive()` once the response is complete,
+so `done` is set before the last body message is sent and the watch ignores that wake-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from ..errors import InterlockError
+from .http import JSON_CONTENT, Receive, Scope, Send, encode_headers, send_bytes
+from .sse import send_stream
+
+
+class Exchange:
+    __slots__ = (
+        "_task", "_watcher", "client_gone", "done", "headers", "receive", "request_id", "scope", "send",
+        "started",
+    )  # fmt: skip
+
+    def __init__(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes], request_id: str
+    ) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.headers = headers
+        self.request_id = request_id
+        self.started = False  # response start sent
+        self.done = False  # last body message about to be sent
+        self.client_gone = False
+        self._task: asyncio.Task[object] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+
+    # -- disconnects --------------------------------------------------------------------------------
+    def arm_disconnect_watch(self) -> None:
+        if self._watcher is None and not self.done:
+            self._task = asyncio.current_task()
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                break
+        if not self.done and self._task is not None:
+            self.client_gone = True
+            self._task.cancel()
+
+    def close(self) -> None:
+        self.done = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+
+    # -- answers ------------------------------------------------------------------------------------
+    async def json(self, status: int, body: bytes, extra: list[tuple[str, str]] | None = None) -> None:
+        headers = encode_headers(self.request_id, extra or ())
+        self.started = self.done = True
+        await send_bytes(self.send, status, body, headers, JSON_CONTENT)
+
+    async def error(self, exc: InterlockError) -> None:
+        await self.json(exc.status, exc.body(), list(exc.headers.items()))
+
+    async def stream(
+        self, first: bytes | None, events: AsyncIterator[bytes], extra: list[tuple[str, str]]
+    ) -> int:
+        self.started = True
+        return await send_stream(
+            self._send_marking_done, first, events, encode_headers(self.request_id, extra)
+        )
+
+    async def _send_marking_done(self, message: dict[str, object]) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.done = True
+        await self.send(message)

@@ -1,0 +1,89 @@
+"""Small ASGI helpers: reading a bounded body, sending a response, request ids."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+from ..errors import BadRequest, PayloadTooLarge
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+JSON_CONTENT = (b"content-type", b"application/json")
+_REQUEST_ID_OK = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+
+class ClientGone(Exception):
+    """The client disconnected before we finished reading its request."""
+
+
+class RequestIds:
+    """Unique across processes (random prefix) and cheap (a counter)."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(6).hex()
+        self._counter = itertools.count(1)
+
+    def new(self) -> str:
+        return f"{self._prefix}-{next(self._counter):x}"
+
+
+def header_map(scope: Scope) -> dict[bytes, bytes]:
+    # ASGI servers lower-case header names. Later duplicates win, which is fine for the few we read.
+    return dict(scope["headers"])
+
+
+def valid_request_id(value: bytes | None) -> str | None:
+    if value and _REQUEST_ID_OK.fullmatch(value):
+        return value.decode()
+    return None
+
+
+async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
+    declared = headers.get(b"content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
+        except ValueError:
+            raise BadRequest("Invalid Content-Length header") from None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def encode_headers(request_id: str, extra: Iterable[tuple[str, str]] = ()) -> list[tuple[bytes, bytes]]:
+    out = [(b"x-request-id", request_id.encode())]
+    out.extend((k.encode(), v.encode()) for k, v in extra)
+    return out
+
+
+async def send_bytes(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]],
+    content_type: tuple[bytes, bytes],
+) -> None:
+    headers.append(content_type)
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -1,0 +1,161 @@
+"""POST /v1/chat/completions, /v1/completions, /v1/embeddings and their Azure-style twins.
+
+The body is decoded once with orjson into plain data; that data is what gets forwarded, so fields
+we do not model pass through. msgspec checks the fields the gateway relies on.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import msgspec
+import orjson
+
+from ..errors import BadRequest, InterlockError, ModelNotFound
+from ..observe.metrics import UNKNOWN_MODEL, Metrics
+from ..pipeline.context import CacheControl, Endpoint, RequestContext
+from ..pipeline.result import Completion
+from ..pipeline.runner import Pipeline
+from ..pipeline.streams import aclose_quietly
+from ..protocol import ChatRequest, CompletionRequest, EmbeddingRequest
+from ..routing.router import Router
+from .exchange import Exchange
+from .http import read_body
+from .sse import first_event
+
+SCHEMAS: dict[Endpoint, type[msgspec.Struct]] = {
+    Endpoint.CHAT: ChatRequest,
+    Endpoint.COMPLETIONS: CompletionRequest,
+    Endpoint.EMBEDDINGS: EmbeddingRequest,
+}
+_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+CLIENT_CLOSED = 499  # nginx's code for "client closed the request", used in metrics only
+
+
+def parse_body(raw: bytes, endpoint: Endpoint, deployment: str | None) -> dict[str, Any]:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest(
+            "We could not parse the JSON body of your request. The body must be valid UTF-8 JSON."
+        ) from None
+    if not isinstance(data, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    if deployment is not None:
+        data["model"] = deployment  # Azure style: the deployment in the path names the model
+    try:
+        msgspec.convert(data, SCHEMAS[endpoint])
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        match = _PATH.search(text)
+        param = match.group(1) if match and match.group(1) else None
+        raise BadRequest(f"Invalid request: {text}", param=param) from None
+    return data
+
+
+def cache_control(headers: dict[bytes, bytes], data: dict[str, Any]) -> CacheControl:
+    """Per-request cache control: the `Cache-Control` header or a `cache` object in the body
+    (`{"no-cache": true, "no-store": true, "ttl": 60}`, as LiteLLM clients send it). The body
+    field is removed before the request is forwarded."""
+    control = CacheControl()
+    header = headers.get(b"cache-control")
+    if header:
+        for part in header.decode("latin-1").lower().split(","):
+            token = part.strip()
+            if token == "no-cache":
+                control.no_cache = True
+            elif token == "no-store":
+                control.no_store = True
+            elif token.startswith("max-age="):
+                control.ttl = _ttl(token[8:])
+    field = data.pop("cache", None)
+    if field is None:
+        return control
+    if not isinstance(field, dict):
+        raise BadRequest("`cache` must be an object", param="cache")
+    control.no_cache = control.no_cache or bool(field.get("no-cache"))
+    control.no_store = control.no_store or bool(field.get("no-store"))
+    if field.get("ttl") is not None:
+        control.ttl = _ttl(field["ttl"])
+    return control
+
+
+def _ttl(value: object) -> int:
+    try:
+        ttl = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise BadRequest("cache ttl must be a whole number of seconds", param="cache.ttl") from None
+    if ttl < 0:
+        raise BadRequest("cache ttl must not be negative", param="cache.ttl")
+    return ttl
+
+
+class InferenceHandler:
+    def __init__(self, pipeline: Pipeline, router: Router, metrics: Metrics, max_body: int) -> None:
+        self._pipeline = pipeline
+        self._router = router
+        self._metrics = metrics
+        self._max_body = max_body
+
+    async def __call__(self, ex: Exchange, endpoint: Endpoint, deployment: str | None = None) -> None:
+        started = time.perf_counter()
+        model = UNKNOWN_MODEL
+        status = 500
+        ctx: RequestContext | None = None
+        try:
+            raw = await read_body(ex.receive, ex.headers, self._max_body)
+            data = parse_body(raw, endpoint, deployment)
+            control = cache_control(ex.headers, data)
+            name = data["model"]
+            if not self._router.has(name):
+                raise ModelNotFound(f"The model `{name}` does not exist", param="model")
+            model = name
+            ctx = RequestContext(
+                request_id=ex.request_id,
+                endpoint=endpoint,
+                model=name,
+                body=data,
+                stream=bool(data.get("stream")) and endpoint is not Endpoint.EMBEDDINGS,
+                cache_control=control,
+                started=started,
+                arm_disconnect_watch=ex.arm_disconnect_watch,
+            )
+            result = await self._pipeline.run(ctx)
+            extra = _answer_headers(ctx)
+            if isinstance(result, Completion):
+                status = result.status
+                await ex.json(result.status, result.body, extra)
+            else:
+                try:
+                    first = await first_event(result.events)
+                    status = await ex.stream(first, result.events, extra)
+                finally:
+                    await aclose_quietly(result.events)
+        except InterlockError as exc:
+            status = exc.status
+            if not ex.started:
+                await ex.error(exc)
+        finally:
+            if ex.client_gone:
+                status = CLIENT_CLOSED
+            self._metrics.request_done(
+                model,
+                endpoint.value,
+                status,
+                (ctx.cache_status if ctx else None) or "none",
+                time.perf_counter() - started,
+                ctx.upstream_seconds if ctx else 0.0,
+            )
+
+
+def _answer_headers(ctx: RequestContext) -> list[tuple[str, str]]:
+    extra: list[tuple[str, str]] = []
+    if ctx.cache_status is not None:
+        extra.append(("x-interlock-cache", ctx.cache_status))
+    if ctx.deployment is not None:
+        extra.append(("x-interlock-deployment", ctx.deployment))
+    if ctx.served_model is not None and ctx.served_model != ctx.model:
+        extra.append(("x-interlock-fallback", ctx.served_model))
+    return extra

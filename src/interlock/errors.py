@@ -1,0 +1,142 @@
+"""One exception tree. Each class knows its HTTP status and its OpenAI error body.
+
+Messages are written for the caller and never carry request content, keys or secrets: a
+message names the field or the model, not the value that was sent.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+
+class InterlockError(Exception):
+    """Base of every error the gateway turns into an HTTP response."""
+
+    status: int = 500
+    type: str = "api_error"
+    code: str | None = None
+    # Whether the router may try again (another attempt or another deployment).
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.retry_after = retry_after
+        self.headers: dict[str, str] = headers or {}
+        if retry_after is not None:
+            self.headers["retry-after"] = str(max(1, round(retry_after)))
+
+    def body(self) -> bytes:
+        return orjson.dumps(
+            {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        )
+
+
+class BadRequest(InterlockError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class Unauthorized(InterlockError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class NotFound(InterlockError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class MethodNotAllowed(InterlockError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(InterlockError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class RateLimited(InterlockError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+    retryable = True
+
+
+class UpstreamError(InterlockError):
+    """The upstream failed in a way that retrying elsewhere may fix (connect error, 5xx)."""
+
+    status = 502
+    type = "upstream_error"
+    code = "bad_gateway"
+    retryable = True
+
+
+class Unavailable(InterlockError):
+    """No deployment can take the request now: queues full, circuits open, nothing healthy."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "service_unavailable"
+    retryable = True
+
+
+class UpstreamTimeout(InterlockError):
+    status = 504
+    type = "timeout"
+    code = "upstream_timeout"
+    retryable = True
+
+
+class UpstreamRejected(InterlockError):
+    """The upstream answered with a client error (4xx other than 429): passed through as is.
+
+    Not retried: another deployment of the same model would reject the same request.
+    """
+
+    type = "invalid_request_error"
+
+    def __init__(self, status: int, body: bytes, message: str = "upstream rejected the request") -> None:
+        super().__init__(message)
+        self.status = status
+        self.raw_body = body
+
+    def body(self) -> bytes:
+        try:
+            parsed = orjson.loads(self.raw_body)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+            return self.raw_body
+        return super().body()
+
+
+class ConfigError(Exception):
+    """Configuration is invalid; the message names the key path and what was expected."""
+
+
+class StreamBroken(UpstreamError):
+    """The upstream stream ended or failed after events had been sent to the caller."""
+
+    code = "stream_broken"
+    retryable = False

@@ -1,0 +1,47 @@
+"""Everything the stages know about one request, parsed once at the edge."""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Endpoint(enum.Enum):
+    CHAT = "chat/completions"
+    COMPLETIONS = "completions"
+    EMBEDDINGS = "embeddings"
+
+
+@dataclass(slots=True)
+class CacheControl:
+    no_cache: bool = False  # do not answer from cache (still store the fresh answer)
+    no_store: bool = False  # do not store this answer
+    ttl: int | None = None
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    endpoint: Endpoint
+    model: str  # the public model group the caller asked for
+    body: dict[str, Any]  # the request as it will be forwarded (unknown fields included)
+    stream: bool = False
+    tenant: str = "default"
+    cache_control: CacheControl = field(default_factory=CacheControl)
+    started: float = field(default_factory=time.perf_counter)
+    # Filled in along the way.
+    deployment: str | None = None  # the deployment that answered
+    served_model: str | None = None  # the group that answered (differs after a fallback)
+    cache_status: str | None = None  # "hit" or "miss"; None when the cache was not consulted
+    cache_key: str | None = None
+    coalesce_leader: bool = False  # this request leads identical requests in flight
+    upstream_seconds: float = 0.0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    # Set by the edge: arms a watch that cancels the request when the client goes away. The
+    # router calls it right before the first upstream call, so cache hits never pay for it.
+    arm_disconnect_watch: Callable[[], None] = field(default=lambda: None)

@@ -1,0 +1,246 @@
+"""The router: the terminal of the pipeline. Picks a deployment, calls it, retries, falls back.
+
+Retries: a retryable failure (connect error, timeout, 429, 5xx) is tried again after an
+exponential backoff with full jitter, preferring a deployment not yet tried. A `Retry-After`
+from the upstream keeps that deployment out of rotation for that long; we wait it out only if
+no other deployment is available and it is no longer than `max_retry_after`. When a group runs
+out of attempts, its fallback groups are tried in order.
+
+Streams: retries happen only while opening the stream. Once the router hands the stream on,
+its events go to the caller and nothing is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import orjson
+
+from ..config import RouterSettings
+from ..errors import InterlockError, ModelNotFound, Unavailable
+from ..observe.metrics import Metrics
+from ..pipeline.context import RequestContext
+from ..pipeline.result import Completion, Result, StreamResult
+from ..pipeline.streams import StreamTap
+from ..providers.base import Provider
+from .circuit import CircuitBreaker
+from .strategies import STRATEGIES
+
+EWMA_ALPHA = 0.2
+
+
+@dataclass(slots=True, eq=False)
+class DeploymentRuntime:
+    provider: Provider
+    weight: float
+    circuit: CircuitBreaker
+    inflight: int = 0
+    latency_ewma: float | None = None
+    blocked_until: float = 0.0  # set from an upstream Retry-After
+
+    @property
+    def id(self) -> str:
+        return self.provider.id
+
+    def observe_latency(self, seconds: float) -> None:
+        prev = self.latency_ewma
+        self.latency_ewma = seconds if prev is None else prev + EWMA_ALPHA * (seconds - prev)
+
+
+@dataclass(slots=True)
+class GroupRuntime:
+    name: str
+    deployments: list[DeploymentRuntime]
+    strategy: str = "weighted"
+    fallbacks: list[str] = field(default_factory=list)
+
+
+def _usage(body: bytes) -> tuple[int, int]:
+    if b'"usage"' not in body:
+        return 0, 0
+    try:
+        usage = orjson.loads(body).get("usage") or {}
+    except (orjson.JSONDecodeError, AttributeError):
+        return 0, 0
+    if not isinstance(usage, dict):
+        return 0, 0
+    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+
+
+class Router:
+    def __init__(
+        self,
+        groups: Sequence[GroupRuntime],
+        settings: RouterSettings,
+        metrics: Metrics,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.groups = {g.name: g for g in groups}
+        self._settings = settings
+        self._metrics = metrics
+        self._rng = rng or random.Random()
+        self._clock = clock
+        self._sleep = sleep
+
+    def has(self, model: str) -> bool:
+        return model in self.groups
+
+    def deployments(self) -> list[DeploymentRuntime]:
+        seen: dict[str, DeploymentRuntime] = {}
+        for g in self.groups.values():
+            for d in g.deployments:
+                seen.setdefault(d.id, d)
+        return list(seen.values())
+
+    async def __call__(self, ctx: RequestContext) -> Result:
+        group = self.groups.get(ctx.model)
+        if group is None:
+            raise ModelNotFound(f"The model `{ctx.model}` does not exist", param="model")
+        ctx.arm_disconnect_watch()
+        last: InterlockError | None = None
+        for i, name in enumerate([group.name, *group.fallbacks]):
+            if i:
+                self._metrics.fallback(group.name, name)
+            try:
+                return await self._call_group(self.groups[name], ctx)
+            except InterlockError as exc:
+                if not exc.retryable:
+                    raise
+                last = exc
+        assert last is not None
+        raise last
+
+    def _candidates(self, group: GroupRuntime, tried: set[str], now: float) -> list[DeploymentRuntime]:
+        usable = [d for d in group.deployments if d.blocked_until <= now and d.circuit.available(now)]
+        fresh = [d for d in usable if d.id not in tried]
+        return fresh or usable
+
+    async def _call_group(self, group: GroupRuntime, ctx: RequestContext) -> Result:
+        settings = self._settings
+        pick = STRATEGIES[group.strategy]
+        tried: set[str] = set()
+        last: InterlockError | None = None
+        for attempt in range(settings.retries + 1):
+            now = self._clock()
+            candidates = self._candidates(group, tried, now)
+            if not candidates:
+                wait = self._shortest_block(group, now)
+                if wait is None or wait > settings.max_retry_after or attempt == settings.retries:
+                    break
+                await self._sleep(wait)
+                candidates = self._candidates(group, tried, self._clock())
+                if not candidates:
+                    break
+            dep = candidates[pick(candidates, self._rng)]
+            if not dep.circuit.acquire(self._clock()):
+                continue  # another request took the half-open probe first
+            if attempt:
+                ctx.retries += 1
+                self._metrics.retry(group.name, dep.id)
+            try:
+                return await self._attempt(group, dep, ctx)
+            except InterlockError as exc:
+                self._metrics.upstream_failed(dep.id, exc.status)
+                if not exc.retryable:
+                    dep.circuit.success()  # it answered; the request was the problem
+                    self._metrics.circuit(dep.id, int(dep.circuit.state))
+                    raise
+                now = self._clock()
+                dep.circuit.failure(now)
+                self._metrics.circuit(dep.id, int(dep.circuit.state))
+                if exc.retry_after:
+                    dep.blocked_until = now + exc.retry_after
+                tried.add(dep.id)
+                last = exc
+                if attempt < settings.retries and not exc.retry_after:
+                    await self._sleep(self._backoff(attempt))
+            except BaseException:
+                dep.circuit.release()
+                raise
+        if last is None:
+            raise Unavailable(f"no deployment of `{group.name}` is available", retry_after=1)
+        raise last
+
+    def _shortest_block(self, group: GroupRuntime, now: float) -> float | None:
+        waits = [d.blocked_until - now for d in group.deployments if d.blocked_until > now]
+        return min(waits) if waits else None
+
+    def _backoff(self, attempt: int) -> float:
+        cap = min(self._settings.backoff_max, self._settings.backoff_base * (2**attempt))
+        return self._rng.uniform(0, cap)  # full jitter
+
+    async def _attempt(self, group: GroupRuntime, dep: DeploymentRuntime, ctx: RequestContext) -> Result:
+        provider = dep.provider
+        metrics = self._metrics
+        dep.inflight += 1
+        metrics.inflight_add(dep.id, 1)
+        started = time.perf_counter()
+        handed_on = False
+        try:
+            if ctx.stream:
+                events = await provider.open_stream(ctx.endpoint, ctx.body)
+                handed_on = True
+                ctx.deployment, ctx.served_model = dep.id, group.name
+                return StreamResult(self._track_stream(group, dep, ctx, events, started))
+            answer = await provider.complete(ctx.endpoint, ctx.body)
+            elapsed = time.perf_counter() - started
+            ctx.upstream_seconds += elapsed
+            ctx.deployment, ctx.served_model = dep.id, group.name
+            dep.observe_latency(elapsed)
+            dep.circuit.success()
+            metrics.upstream_done(group.name, dep.id, elapsed)
+            prompt, completion = _usage(answer.body)
+            ctx.prompt_tokens, ctx.completion_tokens = prompt, completion
+            metrics.token_usage(group.name, dep.id, prompt, completion)
+            return Completion(answer.body, answer.status)
+        finally:
+            if not handed_on:
+                dep.inflight -= 1
+                metrics.inflight_add(dep.id, -1)
+
+    def _track_stream(
+        self,
+        group: GroupRuntime,
+        dep: DeploymentRuntime,
+        ctx: RequestContext,
+        events: AsyncIterator[bytes],
+        started: float,
+    ) -> StreamTap:
+        """Pass events through; keep in-flight, latency, tokens and the circuit honest."""
+        metrics = self._metrics
+        first = [True]
+
+        def on_event(event: bytes) -> None:
+            if first[0]:
+                first[0] = False
+                ttft = time.perf_counter() - started
+                dep.observe_latency(ttft)
+                metrics.first_token(group.name, dep.id, ttft)
+            if b'"usage"' in event:
+                prompt, completion = _usage(event)
+                if prompt or completion:
+                    ctx.prompt_tokens, ctx.completion_tokens = prompt, completion
+
+        def on_end(error: BaseException | None) -> None:
+            dep.inflight -= 1
+            metrics.inflight_add(dep.id, -1)
+            elapsed = time.perf_counter() - started
+            ctx.upstream_seconds += elapsed
+            metrics.upstream_done(group.name, dep.id, elapsed)
+            if error is None:
+                dep.circuit.success()
+                metrics.token_usage(group.name, dep.id, ctx.prompt_tokens, ctx.completion_tokens)
+            elif isinstance(error, InterlockError):
+                dep.circuit.failure(self._clock())
+                metrics.upstream_failed(dep.id, error.status)
+            else:
+                dep.circuit.release()  # the caller went away: no verdict on the deployment
+            metrics.circuit(dep.id, int(dep.circuit.state))
+
+        return StreamTap(events, on_event, on_end)

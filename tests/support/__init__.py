@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: processes we start and the fake upstream."""

@@ -1,0 +1,223 @@
+"""A fake OpenAI-compatible (and Azure OpenAI) upstream speaking the real wire format.
+
+It stands in for what cannot run here (Azure) and for failures a real server will not produce
+on demand. The scenario is the first path segment, so one server can play many deployments:
+`http://127.0.0.1:PORT/{scenario}/v1` as an `api_base`.
+
+Scenarios: ok, fail-once (500 on the first call per scenario, then ok), fail (always 500),
+hang (sleeps past any timeout), ratelimit-once (429 with Retry-After: 1, then ok), cut (a stream
+that stops part way without [DONE]), slow (answers after 2 s and records whether the caller
+went away first), unavailable (503). Azure: `/azure/openai/deployments/{name}/...` checks the
+api-version query and the api-key or bearer token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+AZURE_KEY = "azure-test-key"
+AZURE_TOKEN = "entra-test-token"
+
+
+@dataclass
+class Seen:
+    scenario: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class UpstreamState:
+    seen: list[Seen] = field(default_factory=list)
+    calls: Counter[str] = field(default_factory=Counter)
+    disconnected: list[str] = field(default_factory=list)
+    completed: list[str] = field(default_factory=list)
+
+    def bodies(self, scenario: str) -> list[dict[str, Any]]:
+        return [s.body for s in self.seen if s.scenario == scenario]
+
+
+def chat_answer(body: dict[str, Any], text: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "fake"),
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None}
+        ],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+    }
+
+
+def chunk(body: dict[str, Any], delta: dict[str, Any], finish: str | None = None) -> bytes:
+    event = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": body.get("model", "fake"),
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return b"data: " + orjson.dumps(event) + b"\n\n"
+
+
+class FakeUpstream:
+    def __init__(self) -> None:
+        self.state = UpstreamState()
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+
+    # -- lifecycle (runs on its own thread and loop, beside the test) -----------------------------
+    def start(self) -> FakeUpstream:
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(self._serve())
+            ready.set()
+            loop.run_forever()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    async def _serve(self) -> None:
+        app = web.Application()
+        app.router.add_post("/azure/openai/deployments/{deployment}/{endpoint:.*}", self._azure)
+        app.router.add_get("/azure/openai/models", self._azure_models)
+        app.router.add_post("/{scenario}/v1/{endpoint:.*}", self._openai)
+        app.router.add_get("/{scenario}/v1/models", self._models)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+        fut = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)  # type: ignore[union-attr]
+        fut.result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    def base(self, scenario: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{scenario}/v1"
+
+    def reset(self) -> None:
+        self.state = UpstreamState()
+
+    # -- handlers ------------------------------------------------------------------------------------
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+
+    async def _azure_models(self, request: web.Request) -> web.Response:
+        if "api-version" not in request.query:
+            return web.json_response({"error": {"message": "missing api-version"}}, status=404)
+        return web.json_response({"data": []})
+
+    async def _record(self, request: web.Request, scenario: str) -> dict[str, Any]:
+        raw = await request.read()
+        body = orjson.loads(raw) if raw else {}
+        self.state.seen.append(
+            Seen(scenario, request.path, dict(request.query), dict(request.headers), body)
+        )
+        self.state.calls[scenario] += 1
+        return body
+
+    async def _azure(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request, "azure")
+        if not request.query.get("api-version"):
+            return web.json_response({"error": {"code": "404", "message": "Resource not found"}}, status=404)
+        auth_ok = request.headers.get("api-key") == AZURE_KEY or (
+            request.headers.get("Authorization") == f"Bearer {AZURE_TOKEN}"
+        )
+        if not auth_ok:
+            return web.json_response(
+                {"error": {"code": "401", "message": "Access denied due to invalid subscription key."}}, status=401
+            )
+        deployment = request.match_info["deployment"]
+        return await self._answer(request, body, "ok", text=f"azure:{deployment}")
+
+    async def _openai(self, request: web.Request) -> web.StreamResponse:
+        scenario = request.match_info["scenario"]
+        body = await self._record(request, scenario)
+        n = self.state.calls[scenario]
+        if scenario == "fail" or (scenario == "fail-once" and n == 1):
+            return web.json_response({"error": {"message": "boom", "type": "server_error"}}, status=500)
+        if scenario == "unavailable":
+            return web.json_response({"error": {"message": "overloaded"}}, status=503)
+        if scenario == "ratelimit-once" and n == 1:
+            return web.json_response(
+                {"error": {"message": "slow down", "type": "rate_limit"}}, status=429, headers={"Retry-After": "1"}
+            )
+        if scenario == "reject":
+            return web.json_response(
+                {"error": {"message": "bad parameter", "type": "invalid_request_error", "param": "x", "code": None}},
+                status=400,
+            )
+        if scenario == "hang":
+            await asyncio.sleep(30)
+        if scenario == "slow":
+            try:
+                await asyncio.sleep(2)
+            except asyncio.CancelledError:
+                self.state.disconnected.append(scenario)
+                raise
+            self.state.completed.append(scenario)
+        return await self._answer(request, body, scenario)
+
+    async def _answer(
+        self, request: web.Request, body: dict[str, Any], scenario: str, text: str | None = None
+    ) -> web.StreamResponse:
+        endpoint = request.match_info["endpoint"]
+        if endpoint == "embeddings":
+            inputs = body.get("input")
+            items = inputs if isinstance(inputs, list) else [inputs]
+            data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(items))]
+            return web.json_response(
+                {"object": "list", "data": data, "model": body.get("model"), "usage": {"prompt_tokens": 2, "total_tokens": 2}}
+            )
+        if endpoint == "completions":
+            return web.json_response(
+                {
+                    "id": "cmpl-fake", "object": "text_completion", "created": 1, "model": body.get("model"),
+                    "choices": [{"index": 0, "text": "fake text", "finish_reason": "stop", "logprobs": None}],
+                    "usage": {"prompt_tokens": 2, "completion_tokens": 2, "total_tokens": 4},
+                }
+            )  # fmt: skip
+        answer_text = text or f"answer from {scenario}"
+        if not body.get("stream"):
+            return web.json_response(chat_answer(body, answer_text))
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(chunk(body, {"role": "assistant", "content": ""}))
+        for word in answer_text.split(" "):
+            await resp.write(chunk(body, {"content": word + " "}))
+            await asyncio.sleep(0.01)
+        if scenario == "cut":
+            # Stop part way: close the connection without finish_reason or [DONE].
+            request.transport.close()  # type: ignore[union-attr]
+            return resp
+        await resp.write(chunk(body, {}, "stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": "fake",
+                     "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}}  # fmt: skip
+            await resp.write(b"data: " + orjson.dumps(usage) + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
