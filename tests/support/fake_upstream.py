@@ -5,7 +5,7 @@ on demand. The scenario is the first path segment, so one server can play many d
 `http://127.0.0.1:PORT/{scenario}/v1` as an `api_base`.
 
 Scenarios: ok, fail-once (500 on the first call per scenario, then ok), fail (always 500),
-hang (sleeps past any timeout), ratelimit-once (429 with Retry-After: 1, then ok), cut (a stream
+hang (sleeps past any timeout), reject (400), slow-reject (400 after 0.5 s), ratelimit-once (429 with Retry-After: 1, then ok), cut (a stream
 that stops part way without [DONE]), slow (answers after 2 s and records whether the caller
 went away first), unavailable (503). Azure: `/azure/openai/deployments/{name}/...` checks the
 api-version query and the api-key or bearer token.
@@ -25,6 +25,7 @@ from aiohttp import web
 
 AZURE_KEY = "azure-test-key"
 AZURE_TOKEN = "entra-test-token"
+IDENTITY_HEADER = "identity-header-secret"
 
 
 @dataclass
@@ -100,9 +101,10 @@ class FakeUpstream:
         app = web.Application()
         app.router.add_post("/azure/openai/deployments/{deployment}/{endpoint:.*}", self._azure)
         app.router.add_get("/azure/openai/models", self._azure_models)
+        app.router.add_get("/identity", self._identity)
         app.router.add_post("/{scenario}/v1/{endpoint:.*}", self._openai)
         app.router.add_get("/{scenario}/v1/models", self._models)
-        self._runner = web.AppRunner(app, handle_signals=False)
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -124,6 +126,22 @@ class FakeUpstream:
     # -- handlers ------------------------------------------------------------------------------------
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+
+    async def _identity(self, request: web.Request) -> web.Response:
+        """An App Service managed-identity endpoint, as azure-identity's ManagedIdentityCredential
+        calls it when IDENTITY_ENDPOINT and IDENTITY_HEADER are set."""
+        self.state.calls["identity"] += 1
+        self.state.seen.append(Seen("identity", request.path, dict(request.query), dict(request.headers), {}))
+        if request.headers.get("X-IDENTITY-HEADER") != IDENTITY_HEADER:
+            return web.json_response({"error": "bad identity header"}, status=401)
+        return web.json_response(
+            {
+                "access_token": AZURE_TOKEN,
+                "expires_on": str(int(time.time()) + 3600),
+                "resource": request.query.get("resource", ""),
+                "token_type": "Bearer",
+            }
+        )
 
     async def _azure_models(self, request: web.Request) -> web.Response:
         if "api-version" not in request.query:
@@ -165,19 +183,25 @@ class FakeUpstream:
             return web.json_response(
                 {"error": {"message": "slow down", "type": "rate_limit"}}, status=429, headers={"Retry-After": "1"}
             )
-        if scenario == "reject":
+        if scenario == "slow-reject":
+            await asyncio.sleep(0.5)
+        if scenario in ("reject", "slow-reject"):
             return web.json_response(
                 {"error": {"message": "bad parameter", "type": "invalid_request_error", "param": "x", "code": None}},
                 status=400,
             )
         if scenario == "hang":
-            await asyncio.sleep(30)
+            for _ in range(300):
+                await asyncio.sleep(0.1)
+                if request.transport is None or request.transport.is_closing():
+                    return web.Response(status=499)
         if scenario == "slow":
-            try:
-                await asyncio.sleep(2)
-            except asyncio.CancelledError:
-                self.state.disconnected.append(scenario)
-                raise
+            # aiohttp does not cancel handlers when the client goes away: watch the transport.
+            for _ in range(40):
+                await asyncio.sleep(0.05)
+                if request.transport is None or request.transport.is_closing():
+                    self.state.disconnected.append(scenario)
+                    return web.Response(status=499)
             self.state.completed.append(scenario)
         return await self._answer(request, body, scenario)
 

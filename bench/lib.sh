@@ -1,0 +1,170 @@
+# Shared by run.sh, memory.sh and profile.sh (sourced, not run): start the fake upstream (nginx)
+# and one gateway process on loopback, wait for them, and stop them on exit.
+# shellcheck shell=bash
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$BENCH_DIR")
+VENV=${VENV:-$ROOT/.venv}
+PY="$VENV/bin/python"
+INTERLOCK="$VENV/bin/interlock"
+UPSTREAM_PORT=18080  # fixed in bench/nginx.conf
+GATEWAY_PORT=${BENCH_GATEWAY_PORT:-14000}
+UPSTREAM_URL="http://127.0.0.1:$UPSTREAM_PORT/v1/chat/completions"
+GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT/v1/chat/completions"
+LUA="$BENCH_DIR/wrk/chat.lua"
+
+NGINX_PID=""
+GATEWAY_PID=""
+BG_PIDS=()  # wrk, py-spy: anything else we start in the background
+
+for tool in wrk nginx curl; do
+    command -v "$tool" >/dev/null || { echo "bench: $tool is not installed" >&2; exit 1; }
+done
+[[ -x $INTERLOCK ]] || { echo "bench: $INTERLOCK missing; run 'make setup' first" >&2; exit 1; }
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/interlock-bench.XXXXXX")
+chmod 755 "$WORK"  # nginx workers drop root privileges and must reach their temp dirs
+
+log() { printf '%s bench: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Stop one process we started: TERM, wait up to 10 s, then KILL.
+stop_pid() {
+    local pid=$1 i
+    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+    pkill -TERM -P "$pid" 2>/dev/null || true  # its children first (wrk under a subshell)
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local status=$? pid
+    trap - EXIT INT TERM
+    for pid in "${BG_PIDS[@]}"; do stop_pid "$pid"; done
+    stop_pid "$GATEWAY_PID"
+    stop_pid "$NGINX_PID"
+    if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+        log "kept $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# wait_http URL SECONDS PID: poll until URL answers 200, the process dies, or time runs out.
+wait_http() {
+    local url=$1 seconds=$2 pid=$3 i
+    for ((i = 0; i < seconds * 10; i++)); do
+        if curl -sf -o /dev/null --max-time 1 "$url"; then return 0; fi
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+start_nginx() {
+    if port_busy "$UPSTREAM_PORT"; then
+        echo "bench: 127.0.0.1:$UPSTREAM_PORT is already in use (a leftover nginx?)" >&2
+        exit 1
+    fi
+    mkdir -p "$WORK/nginx/tmp"
+    nginx -p "$WORK/nginx/" -c "$BENCH_DIR/nginx.conf" -e "$WORK/nginx/error.log" \
+        -g 'daemon off;' 2>>"$WORK/nginx/error.log" &
+    NGINX_PID=$!
+    if ! wait_http "http://127.0.0.1:$UPSTREAM_PORT/v1/models" 10 "$NGINX_PID"; then
+        cat "$WORK/nginx/error.log" >&2
+        echo "bench: nginx did not start" >&2
+        exit 1
+    fi
+    log "nginx (fake upstream) pid $NGINX_PID on 127.0.0.1:$UPSTREAM_PORT"
+}
+
+write_config() {
+    cat >"$WORK/interlock.yaml" <<EOF
+server:
+  host: 127.0.0.1
+  port: $GATEWAY_PORT
+  workers: 1
+  log_level: warning
+models:
+  - name: miss
+    cache:
+      mode: "off"
+    deployments:
+      - backend: openai
+        id: nginx-miss
+        api_base: http://127.0.0.1:$UPSTREAM_PORT/v1
+        api_key: bench
+  - name: hit
+    cache:
+      mode: deterministic
+      ttl: 86400
+    deployments:
+      - backend: openai
+        id: nginx-hit
+        api_base: http://127.0.0.1:$UPSTREAM_PORT/v1
+        api_key: bench
+EOF
+}
+
+start_gateway() {
+    if port_busy "$GATEWAY_PORT"; then
+        echo "bench: 127.0.0.1:$GATEWAY_PORT is already in use (set BENCH_GATEWAY_PORT)" >&2
+        exit 1
+    fi
+    write_config
+    "$INTERLOCK" serve --config "$WORK/interlock.yaml" --host 127.0.0.1 --port "$GATEWAY_PORT" \
+        >"$WORK/gateway.log" 2>&1 &
+    GATEWAY_PID=$!
+    if ! wait_http "http://127.0.0.1:$GATEWAY_PORT/healthz" 60 "$GATEWAY_PID"; then
+        cat "$WORK/gateway.log" >&2
+        echo "bench: the gateway did not become healthy" >&2
+        exit 1
+    fi
+    log "interlock pid $GATEWAY_PID on 127.0.0.1:$GATEWAY_PORT (1 worker)"
+}
+
+# post MODE [URL]: one request with the wrk body; prints the response headers and body.
+post() {
+    local mode=$1 url=${2:-$GATEWAY_URL}
+    curl -s -i --max-time 5 -H 'Content-Type: application/json' -H 'Authorization: Bearer bench' \
+        --data-binary "@$BENCH_DIR/wrk/$mode.json" "$url"
+}
+
+# check_gateway: both groups answer 200 through the gateway, and the hit group hits its cache.
+check_gateway() {
+    local out
+    out=$(post miss)
+    grep -q '^HTTP/1.1 200' <<<"$out" || { echo "bench: miss request failed:" >&2; echo "$out" >&2; exit 1; }
+    if grep -qi '^x-interlock-cache: hit' <<<"$out"; then
+        echo "bench: the miss body was answered from the cache" >&2
+        exit 1
+    fi
+    post hit >/dev/null
+    out=$(post hit)
+    grep -q '^HTTP/1.1 200' <<<"$out" || { echo "bench: hit request failed:" >&2; echo "$out" >&2; exit 1; }
+    grep -qi '^x-interlock-cache: hit' <<<"$out" || {
+        echo "bench: the hit body was not answered from the cache:" >&2
+        echo "$out" >&2
+        exit 1
+    }
+}
+
+# run_wrk MODE CONNS SECONDS URL OUTFILE: one wrk run, output kept in OUTFILE.
+run_wrk() {
+    local mode=$1 conns=$2 seconds=$3 url=$4 out=$5
+    BENCH_MODE=$mode wrk -t1 -c"$conns" -d"${seconds}s" --timeout 5s --latency -s "$LUA" "$url" >"$out" 2>&1
+}
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }

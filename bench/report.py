@@ -1,0 +1,184 @@
+"""Helpers for the benchmark scripts: parse wrk output, print the results table, read /metrics,
+summarise a py-spy profile. Standard library only.
+
+    report.py table DIR                   the markdown table from DIR/<run>.txt (see RUNS)
+    report.py requests FILE...            total requests wrk reported in FILE(s)
+    report.py errors FILE...              socket errors + non-2xx responses in FILE(s)
+    report.py metric URL NAME [LABEL=V]   sum of the samples of a Prometheus metric
+    report.py profile FILE [N]            top frames of a py-spy raw (collapsed) profile
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+_PERCENTILE = re.compile(r"^\s*(50|75|90|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.M)
+_RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.M)
+_TOTAL = re.compile(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h)", re.M)
+_SOCKET = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+_NON2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+
+# (file stem, label, connections, baseline file stem for "added latency")
+RUNS = [
+    ("direct-c8", "nginx direct", 8, None),
+    ("direct-c64", "nginx direct", 64, None),
+    ("miss-c8", "Interlock, cache miss", 8, "direct-c8"),
+    ("miss-c64", "Interlock, cache miss", 64, "direct-c64"),
+    ("hit-c64", "Interlock, cache hit", 64, None),
+]
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    requests: int
+    seconds: float
+    percentiles_ms: dict[int, float]
+    socket_errors: int
+    non2xx: int
+
+    @property
+    def errors(self) -> int:
+        return self.socket_errors + self.non2xx
+
+
+def parse_wrk(text: str) -> WrkResult:
+    """Parse the output of `wrk --latency`. Raises ValueError when a figure is missing."""
+    rps = _RPS.search(text)
+    total = _TOTAL.search(text)
+    pcts = {int(p): float(v) * _UNITS_MS[u] for p, v, u in _PERCENTILE.findall(text)}
+    if rps is None or total is None or not {50, 99} <= pcts.keys():
+        raise ValueError("not the output of a finished `wrk --latency` run")
+    sock = _SOCKET.search(text)
+    non2xx = _NON2XX.search(text)
+    return WrkResult(
+        rps=float(rps.group(1)),
+        requests=int(total.group(1)),
+        seconds=float(total.group(2)) * _UNITS_MS[total.group(3)] / 1000.0,
+        percentiles_ms=pcts,
+        socket_errors=sum(int(g) for g in sock.groups()) if sock else 0,
+        non2xx=int(non2xx.group(1)) if non2xx else 0,
+    )
+
+
+def load(path: Path) -> WrkResult | None:
+    try:
+        return parse_wrk(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _ms(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.3f} ms" if signed else f"{value:.3f} ms"
+
+
+def table(folder: Path) -> str:
+    results = {stem: load(folder / f"{stem}.txt") for stem, *_ in RUNS}
+    lines = [
+        "| Target | Conns | Requests/s | vs nginx | p50 | p99 | Added p50 | Added p99 | Errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for stem, label, conns, base_stem in RUNS:
+        r = results[stem]
+        if r is None:
+            lines.append(f"| {label} | {conns} | not measured | | | | | | |")
+            continue
+        base = results.get(base_stem) if base_stem else None
+        p50, p99 = r.percentiles_ms[50], r.percentiles_ms[99]
+        added50 = p50 - base.percentiles_ms[50] if base else None
+        added99 = p99 - base.percentiles_ms[99] if base else None
+        direct = results.get(f"direct-c{conns}")
+        ratio = f"{r.rps / direct.rps:.3f}" if direct and direct.rps else "-"
+        lines.append(
+            f"| {label} | {conns} | {r.rps:,.0f} | {ratio} | {_ms(p50)} | {_ms(p99)} "
+            f"| {_ms(added50, True)} | {_ms(added99, True)} | {r.errors} |"
+        )
+    return "\n".join(lines)
+
+
+def metric_sum(url: str, name: str, labels: dict[str, str]) -> float:
+    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - a loopback URL from our script
+        text = resp.read().decode()
+    total = 0.0
+    sample = re.compile(r"^" + re.escape(name) + r"(?:\{([^}]*)\})?\s+(\S+)$", re.M)
+    for raw_labels, value in sample.findall(text):
+        found = dict(re.findall(r'(\w+)="([^"]*)"', raw_labels))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def profile_summary(path: Path, top: int = 25) -> str:
+    """Self and inclusive sample shares per frame, from `py-spy record --format raw` output."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [_short(f) for f in stack.split(";") if f]
+        if not frames:
+            continue
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    if not total:
+        return "no samples"
+    out = [f"{total} samples", "", "self (where the CPU is):"]
+    out += [f"  {100 * n / total:5.1f}%  {f}" for f, n in own.most_common(top)]
+    out += ["", "inclusive (the frame or anything it calls):"]
+    out += [f"  {100 * n / total:5.1f}%  {f}" for f, n in inclusive.most_common(top)]
+    return "\n".join(out)
+
+
+def _short(frame: str) -> str:
+    # py-spy raw frames look like "function (/abs/path/to/module.py:123)"; drop the line number
+    # and shorten site-packages and src paths so the same function aggregates.
+    match = re.match(r"^(.*) \((.*?)(?::\d+)?\)$", frame)
+    if not match:
+        return frame
+    func, file = match.groups()
+    for marker in ("site-packages/", "/src/", "/lib/python3.11/"):
+        if marker in file:
+            file = file.split(marker, 1)[1]
+            break
+    return f"{file}:{func}"
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    command, args = argv[1], argv[2:]
+    if command == "table" and len(args) == 1:
+        print(table(Path(args[0])))
+    elif command in ("requests", "errors") and args:
+        loaded = [load(Path(a)) for a in args]
+        if command == "requests":
+            print(sum(r.requests for r in loaded if r))
+        else:
+            print(sum(r.errors for r in loaded if r) + sum(1 for r in loaded if r is None))
+    elif command == "metric" and len(args) >= 2:
+        labels = dict(a.split("=", 1) for a in args[2:])
+        print(f"{metric_sum(args[0], args[1], labels):.0f}")
+    elif command == "profile" and args:
+        print(profile_summary(Path(args[0]), int(args[1]) if len(args) > 1 else 25))
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The gateway benchmark: nginx as a canned upstream, one Interlock process (one worker), wrk -t1.
+# Everything runs on 127.0.0.1 and stops by itself. Prints one markdown table.
+#
+#   bench/run.sh                      (or: make bench)
+#
+# Environment:
+#   BENCH_DURATION=10      seconds per measured wrk run (5 runs)
+#   BENCH_WARMUP=2         seconds of unmeasured load before each target
+#   BENCH_GATEWAY_PORT=14000
+#   BENCH_OUT=bench/out/latest   where the raw wrk outputs and the table are kept
+#   BENCH_KEEP=1           keep the temp dir (config, logs) after the run
+set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+DURATION=${BENCH_DURATION:-10}
+WARMUP=${BENCH_WARMUP:-2}
+OUT=${BENCH_OUT:-$BENCH_DIR/out/latest}
+[[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 1 && $DURATION -le 600 ]] || {
+    echo "bench: BENCH_DURATION must be 1..600 seconds" >&2
+    exit 2
+}
+[[ $WARMUP =~ ^[0-9]+$ && $WARMUP -le 60 ]] || { echo "bench: BENCH_WARMUP must be 0..60" >&2; exit 2; }
+mkdir -p "$OUT"
+rm -f "$OUT"/*.txt "$OUT"/table.md
+
+start_nginx
+start_gateway
+check_gateway
+
+warm() {  # warm MODE URL: unmeasured load (connection pools, caches, allocator)
+    if ((WARMUP > 0)); then run_wrk "$1" 64 "$WARMUP" "$2" "$WORK/warmup.txt"; fi
+}
+
+measure() {  # measure NAME MODE CONNS URL
+    log "wrk -t1 -c$3 -d${DURATION}s: $1"
+    run_wrk "$2" "$3" "$DURATION" "$4" "$OUT/$1.txt"
+    sleep 1  # let the previous run's connections close
+}
+
+warm miss "$UPSTREAM_URL"
+measure direct-c8 miss 8 "$UPSTREAM_URL"
+measure direct-c64 miss 64 "$UPSTREAM_URL"
+
+warm miss "$GATEWAY_URL"
+measure miss-c8 miss 8 "$GATEWAY_URL"
+measure miss-c64 miss 64 "$GATEWAY_URL"
+
+metrics="http://127.0.0.1:$GATEWAY_PORT/metrics"
+post hit >/dev/null  # the cache already holds the hit body (check_gateway); make sure of it
+warm hit "$GATEWAY_URL"
+hits_before=$("$PY" "$BENCH_DIR/report.py" metric "$metrics" interlock_requests_total model=hit cache=hit status=200)
+measure hit-c64 hit 64 "$GATEWAY_URL"
+hits_after=$("$PY" "$BENCH_DIR/report.py" metric "$metrics" interlock_requests_total model=hit cache=hit status=200)
+hit_requests=$("$PY" "$BENCH_DIR/report.py" requests "$OUT/hit-c64.txt")
+rss=$(rss_kb "$GATEWAY_PID")
+
+{
+    echo "Interlock benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(uname -m)), wrk -t1 --latency," \
+        "${DURATION}s per row, one gateway process (uvicorn, uvloop, httptools), nginx 1 worker as upstream."
+    echo
+    "$PY" "$BENCH_DIR/report.py" table "$OUT"
+    echo
+    echo "Added latency: the gateway's percentile minus nginx direct at the same connection count." \
+        "Cache-hit row: $((hits_after - hits_before)) of $hit_requests requests were" \
+        "answered from the cache (gateway /metrics). Gateway RSS after the run: $((rss / 1024)) MiB."
+} | tee "$OUT/table.md"
+
+errors=$("$PY" "$BENCH_DIR/report.py" errors "$OUT"/*.txt)
+if ((errors > 0)); then
+    log "WARNING: $errors socket errors or non-2xx responses (or unparsable runs); see $OUT"
+    exit 1
+fi
