@@ -10,6 +10,7 @@
 #   BENCH_GATEWAY_PORT=14000
 #   BENCH_OUT=bench/out/latest   where the raw wrk outputs and the table are kept
 #   BENCH_KEEP=1           keep the temp dir (config, logs) after the run
+#   BENCH_INTERLOCK=path   run this executable instead of .venv/bin/interlock (same CLI)
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -22,6 +23,7 @@ OUT=${BENCH_OUT:-$BENCH_DIR/out/latest}
     exit 2
 }
 [[ $WARMUP =~ ^[0-9]+$ && $WARMUP -le 60 ]] || { echo "bench: BENCH_WARMUP must be 0..60" >&2; exit 2; }
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 mkdir -p "$OUT"
 rm -f "$OUT"/*.txt "$OUT"/table.md
 
@@ -58,11 +60,13 @@ rss=$(rss_kb "$GATEWAY_PID")
 
 {
     echo "Interlock benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(uname -m)), wrk -t1 --latency," \
-        "${DURATION}s per row, one gateway process (uvicorn, uvloop, httptools), nginx 1 worker as upstream."
+        "${DURATION}s per row, one gateway process (uvicorn, uvloop, httptools), nginx 1 worker as upstream," \
+        "load average before: $load_before."
     echo
     "$PY" "$BENCH_DIR/report.py" table "$OUT"
     echo
-    echo "Added latency: the gateway's percentile minus nginx direct at the same connection count." \
+    echo "vs nginx: requests/s relative to nginx direct at the same connection count. Added latency:" \
+        "the gateway's percentile minus nginx direct's at the same connection count." \
         "Cache-hit row: $((hits_after - hits_before)) of $hit_requests requests were" \
         "answered from the cache (gateway /metrics). Gateway RSS after the run: $((rss / 1024)) MiB."
 } | tee "$OUT/table.md"

@@ -24,7 +24,7 @@ class _Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     pass
 
 
-class OpenAIDeployment(_Frozen, kw_only=True, tag="openai", tag_field="backend"):
+class OpenAIDeployment(_Frozen, frozen=True, kw_only=True, tag="openai", tag_field="backend"):
     """Any OpenAI-compatible server: OpenAI, vLLM, TGI, llama.cpp server, Ollama."""
 
     id: str
@@ -38,7 +38,7 @@ class OpenAIDeployment(_Frozen, kw_only=True, tag="openai", tag_field="backend")
     tags: list[str] = []
 
 
-class AzureDeployment(_Frozen, kw_only=True, tag="azure", tag_field="backend"):
+class AzureDeployment(_Frozen, frozen=True, kw_only=True, tag="azure", tag_field="backend"):
     """Azure OpenAI: `{endpoint}/openai/deployments/{deployment}/...?api-version=`.
 
     Authenticates with `api_key` when set, otherwise with an Entra ID token from azure-identity
@@ -59,7 +59,7 @@ class AzureDeployment(_Frozen, kw_only=True, tag="azure", tag_field="backend"):
     tags: list[str] = []
 
 
-class LocalDeployment(_Frozen, kw_only=True, tag="local", tag_field="backend"):
+class LocalDeployment(_Frozen, frozen=True, kw_only=True, tag="local", tag_field="backend"):
     """The embedded model, run in-process by llama-cpp-python on worker threads."""
 
     id: str
@@ -76,14 +76,14 @@ class LocalDeployment(_Frozen, kw_only=True, tag="local", tag_field="backend"):
 Deployment = OpenAIDeployment | AzureDeployment | LocalDeployment
 
 
-class GroupCache(_Frozen, kw_only=True):
+class GroupCache(_Frozen, frozen=True, kw_only=True):
     enabled: bool = True
     # "deterministic": only temperature 0 or a seed; "always": every request; "off": never.
     mode: Literal["deterministic", "always", "off"] = "deterministic"
     ttl: int = 300
 
 
-class ModelGroup(_Frozen, kw_only=True):
+class ModelGroup(_Frozen, frozen=True, kw_only=True):
     name: str
     deployments: list[Deployment]
     strategy: Literal["weighted", "least_inflight", "lowest_latency"] = "weighted"
@@ -91,13 +91,13 @@ class ModelGroup(_Frozen, kw_only=True):
     cache: GroupCache = GroupCache()
 
 
-class CircuitSettings(_Frozen, kw_only=True):
+class CircuitSettings(_Frozen, frozen=True, kw_only=True):
     failures: int = 5  # failures within `window` seconds that open the circuit
     window: float = 30.0
     cooldown: float = 15.0  # seconds open before one half-open probe
 
 
-class RouterSettings(_Frozen, kw_only=True):
+class RouterSettings(_Frozen, frozen=True, kw_only=True):
     retries: int = 2
     backoff_base: float = 0.05
     backoff_max: float = 2.0
@@ -105,26 +105,26 @@ class RouterSettings(_Frozen, kw_only=True):
     circuit: CircuitSettings = CircuitSettings()
 
 
-class RedisSettings(_Frozen, kw_only=True):
+class RedisSettings(_Frozen, frozen=True, kw_only=True):
     url: str = "redis://127.0.0.1:6379/0"
     timeout_ms: int = 50
     retry_after_s: float = 1.0  # after a failure, skip Redis this long before trying again
     prefix: str = "interlock:cache:"
 
 
-class CacheSettings(_Frozen, kw_only=True):
+class CacheSettings(_Frozen, frozen=True, kw_only=True):
     memory_bytes: int = 64 * 1024 * 1024
     max_entry_bytes: int = 1024 * 1024
     redis: RedisSettings | None = None
 
 
-class UpstreamPool(_Frozen, kw_only=True):
+class UpstreamPool(_Frozen, frozen=True, kw_only=True):
     limit: int = 1000
     limit_per_host: int = 256
     keepalive_timeout: float = 30.0
 
 
-class ServerSettings(_Frozen, kw_only=True):
+class ServerSettings(_Frozen, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 4000
     workers: int = 1
@@ -132,7 +132,7 @@ class ServerSettings(_Frozen, kw_only=True):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-class Settings(_Frozen, kw_only=True):
+class Settings(_Frozen, frozen=True, kw_only=True):
     models: list[ModelGroup]
     server: ServerSettings = ServerSettings()
     router: RouterSettings = RouterSettings()

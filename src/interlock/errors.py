@@ -17,6 +17,8 @@ class InterlockError(Exception):
     code: str | None = None
     # Whether the router may try again (another attempt or another deployment).
     retryable: bool = False
+    # Whether this failure says the deployment is unhealthy (counts toward its circuit breaker).
+    health_failure: bool = True
 
     def __init__(
         self,
@@ -99,6 +101,13 @@ class Unavailable(InterlockError):
     type = "service_unavailable"
     code = "service_unavailable"
     retryable = True
+
+
+class Overloaded(Unavailable):
+    """A deployment's queue is full. Load, not ill health: it does not open the circuit."""
+
+    code = "queue_full"
+    health_failure = False
 
 
 class UpstreamTimeout(InterlockError):

@@ -51,7 +51,10 @@ def test_chat_through_a_real_model_server(client: openai.OpenAI) -> None:
 def test_stream_through_a_real_model_server(client: openai.OpenAI) -> None:
     chunks = list(
         client.chat.completions.create(
-            model="self-hosted", messages=[{"role": "user", "content": "Count to three"}], max_tokens=8, stream=True
+            model="self-hosted",
+            messages=[{"role": "user", "content": "Count to three"}],
+            max_tokens=8,
+            stream=True,
         )
     )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

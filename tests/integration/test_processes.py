@@ -15,9 +15,13 @@ from tests.support.procs import Gateway, http_get
 pytestmark = pytest.mark.integration
 
 
-async def test_two_workers_share_a_port_and_their_metrics_add_up(session_tmp: Path, upstream: FakeUpstream) -> None:
+async def test_two_workers_share_a_port_and_their_metrics_add_up(
+    session_tmp: Path, upstream: FakeUpstream
+) -> None:
     config = {
-        "models": [{"name": "m", "deployments": [{"id": "ok", "backend": "openai", "api_base": upstream.base("ok")}]}]
+        "models": [
+            {"name": "m", "deployments": [{"id": "ok", "backend": "openai", "api_base": upstream.base("ok")}]}
+        ]
     }
     gw = Gateway(session_tmp, config, workers=2)
     try:
@@ -38,7 +42,9 @@ async def test_two_workers_share_a_port_and_their_metrics_add_up(session_tmp: Pa
             total = sum(
                 float(line.rsplit(" ", 1)[1])
                 for line in text.splitlines()
-                if line.startswith('interlock_requests_total{cache="none",endpoint="chat/completions",model="m"')
+                if line.startswith(
+                    'interlock_requests_total{cache="none",endpoint="chat/completions",model="m"'
+                )
             )
             assert total == sent
     finally:
@@ -55,7 +61,8 @@ async def test_local_queue_full_answers_503_with_retry_after(session_tmp: Path) 
         client = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0)
         ask = {"model": "tiny", "messages": [{"role": "user", "content": "Tell a story"}], "max_tokens": 40}
         results = await asyncio.gather(
-            *(client.chat.completions.with_raw_response.create(**ask) for _ in range(6)), return_exceptions=True
+            *(client.chat.completions.with_raw_response.create(**ask) for _ in range(6)),
+            return_exceptions=True,
         )
         await client.close()
         ok = [r for r in results if not isinstance(r, BaseException)]

@@ -24,10 +24,15 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="module")
-def pair(session_tmp: Path, upstream: FakeUpstream, redis_server: RedisServer) -> Iterator[tuple[Gateway, Gateway]]:
+def pair(
+    session_tmp: Path, upstream: FakeUpstream, redis_server: RedisServer
+) -> Iterator[tuple[Gateway, Gateway]]:
     config = {
         "models": [
-            {"name": "cached", "deployments": [{"id": "ok", "backend": "openai", "api_base": upstream.base("ok")}]}
+            {
+                "name": "cached",
+                "deployments": [{"id": "ok", "backend": "openai", "api_base": upstream.base("ok")}],
+            }
         ],
         "cache": {"redis": {"url": redis_server.url, "timeout_ms": 100, "retry_after_s": 0.2}},
     }

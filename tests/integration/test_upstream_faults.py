@@ -44,7 +44,11 @@ def gateway(session_tmp: Path, upstream: FakeUpstream) -> Iterator[Gateway]:
     ]
     config = {
         "models": [{"name": n, "deployments": d, **extra} for n, d, extra in groups],
-        "router": {"retries": 2, "backoff_base": 0.01, "circuit": {"failures": 3, "window": 60, "cooldown": 60}},
+        "router": {
+            "retries": 2,
+            "backoff_base": 0.01,
+            "circuit": {"failures": 3, "window": 60, "cooldown": 60},
+        },
         "server": {"max_body_bytes": 1_000_000},
     }
     gw = Gateway(session_tmp, config)
@@ -115,7 +119,9 @@ def test_circuit_opens_and_stops_calling_a_failing_deployment(
     assert metric(gateway, 'interlock_circuit_state{deployment="broken"}') == 2
 
 
-def test_upstream_client_error_passes_through_unretried(client: openai.OpenAI, upstream: FakeUpstream) -> None:
+def test_upstream_client_error_passes_through_unretried(
+    client: openai.OpenAI, upstream: FakeUpstream
+) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(model="reject", messages=MSG)
     assert err.value.param == "x"
@@ -141,8 +147,12 @@ def test_stream_passes_usage_through(client: openai.OpenAI) -> None:
     assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 10
 
 
-def test_unknown_fields_tools_and_response_format_pass_through(client: openai.OpenAI, upstream: FakeUpstream) -> None:
-    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+def test_unknown_fields_tools_and_response_format_pass_through(
+    client: openai.OpenAI, upstream: FakeUpstream
+) -> None:
+    tools = [
+        {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
+    ]
     client.chat.completions.create(
         model="ok", messages=MSG, tools=tools, response_format={"type": "json_object"},
         extra_body={"vendor_knob": {"depth": 3}},
@@ -169,10 +179,14 @@ async def test_client_disconnect_cancels_the_upstream_call(gateway: Gateway, ups
     assert upstream.state.completed == []
 
 
-async def test_identical_requests_in_flight_go_upstream_once(gateway: Gateway, upstream: FakeUpstream) -> None:
+async def test_identical_requests_in_flight_go_upstream_once(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
     client = openai.AsyncOpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0)
     ask = {"model": "slow", "messages": [{"role": "user", "content": "coalesce me"}], "temperature": 0}
-    results = await asyncio.gather(*(client.chat.completions.with_raw_response.create(**ask) for _ in range(8)))
+    results = await asyncio.gather(
+        *(client.chat.completions.with_raw_response.create(**ask) for _ in range(8))
+    )
     await client.close()
     assert upstream.state.calls["slow"] == 1
     assert {r.parse().choices[0].message.content for r in results} == {"answer from slow"}
@@ -190,7 +204,9 @@ async def test_waiters_share_the_leaders_error(gateway: Gateway, upstream: FakeU
     assert upstream.state.calls["slow-reject"] == 1
 
 
-def post_raw(gateway: Gateway, data: bytes, path: str = "/v1/chat/completions") -> tuple[int, dict[str, object]]:
+def post_raw(
+    gateway: Gateway, data: bytes, path: str = "/v1/chat/completions"
+) -> tuple[int, dict[str, object]]:
     req = urllib.request.Request(gateway.url + path, data=data, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
@@ -203,7 +219,11 @@ def post_raw(gateway: Gateway, data: bytes, path: str = "/v1/chat/completions") 
     ("payload", "status", "param"),
     [
         (b'{"model": "ok", "messages": [', 400, None),
-        (b'{"model": "ok", "messages": [{"role": "user", "content": "hi"}], "max_tokens": "many"}', 400, "max_tokens"),
+        (
+            b'{"model": "ok", "messages": [{"role": "user", "content": "hi"}], "max_tokens": "many"}',
+            400,
+            "max_tokens",
+        ),
         (b'{"model": "ok", "messages": []}', 400, "messages"),
         (b'{"model": "ok", "messages": [{"role": "wizard", "content": "hi"}]}', 400, "messages[0].role"),
         (b'{"model": "ok", "messages": [{"role": "user", "content": "caf\xe9"}]}', 400, None),

@@ -55,7 +55,12 @@ def chat_answer(body: dict[str, Any], text: str) -> dict[str, Any]:
         "created": int(time.time()),
         "model": body.get("model", "fake"),
         "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None}
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
         ],
         "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
     }
@@ -90,7 +95,10 @@ class FakeUpstream:
             asyncio.set_event_loop(loop)
             loop.run_until_complete(self._serve())
             ready.set()
-            loop.run_forever()
+            try:
+                loop.run_forever()
+            finally:
+                loop.close()
 
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
@@ -116,6 +124,8 @@ class FakeUpstream:
         fut = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)  # type: ignore[union-attr]
         fut.result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
 
     def base(self, scenario: str) -> str:
         return f"http://127.0.0.1:{self.port}/{scenario}/v1"
@@ -151,9 +161,7 @@ class FakeUpstream:
     async def _record(self, request: web.Request, scenario: str) -> dict[str, Any]:
         raw = await request.read()
         body = orjson.loads(raw) if raw else {}
-        self.state.seen.append(
-            Seen(scenario, request.path, dict(request.query), dict(request.headers), body)
-        )
+        self.state.seen.append(Seen(scenario, request.path, dict(request.query), dict(request.headers), body))
         self.state.calls[scenario] += 1
         return body
 
@@ -166,7 +174,8 @@ class FakeUpstream:
         )
         if not auth_ok:
             return web.json_response(
-                {"error": {"code": "401", "message": "Access denied due to invalid subscription key."}}, status=401
+                {"error": {"code": "401", "message": "Access denied due to invalid subscription key."}},
+                status=401,
             )
         deployment = request.match_info["deployment"]
         return await self._answer(request, body, "ok", text=f"azure:{deployment}")
@@ -181,13 +190,22 @@ class FakeUpstream:
             return web.json_response({"error": {"message": "overloaded"}}, status=503)
         if scenario == "ratelimit-once" and n == 1:
             return web.json_response(
-                {"error": {"message": "slow down", "type": "rate_limit"}}, status=429, headers={"Retry-After": "1"}
+                {"error": {"message": "slow down", "type": "rate_limit"}},
+                status=429,
+                headers={"Retry-After": "1"},
             )
         if scenario == "slow-reject":
             await asyncio.sleep(0.5)
         if scenario in ("reject", "slow-reject"):
             return web.json_response(
-                {"error": {"message": "bad parameter", "type": "invalid_request_error", "param": "x", "code": None}},
+                {
+                    "error": {
+                        "message": "bad parameter",
+                        "type": "invalid_request_error",
+                        "param": "x",
+                        "code": None,
+                    }
+                },
                 status=400,
             )
         if scenario == "hang":
@@ -212,9 +230,16 @@ class FakeUpstream:
         if endpoint == "embeddings":
             inputs = body.get("input")
             items = inputs if isinstance(inputs, list) else [inputs]
-            data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(items))]
+            data = [
+                {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(items))
+            ]
             return web.json_response(
-                {"object": "list", "data": data, "model": body.get("model"), "usage": {"prompt_tokens": 2, "total_tokens": 2}}
+                {
+                    "object": "list",
+                    "data": data,
+                    "model": body.get("model"),
+                    "usage": {"prompt_tokens": 2, "total_tokens": 2},
+                }
             )
         if endpoint == "completions":
             return web.json_response(

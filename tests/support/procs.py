@@ -10,11 +10,11 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
-import urllib.error
-import urllib.request
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +52,9 @@ def http_get(url: str, timeout: float = 10.0) -> tuple[int, dict[str, str], byte
 class Gateway:
     """`interlock serve` in a subprocess, with a config written to a temporary file."""
 
-    def __init__(self, tmp: Path, config: dict[str, Any] | None, workers: int = 1, env: dict[str, str] | None = None):
+    def __init__(
+        self, tmp: Path, config: dict[str, Any] | None, workers: int = 1, env: dict[str, str] | None = None
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp / f"gateway-{self.port}.log"
@@ -100,7 +102,17 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--bind",
+                "127.0.0.1",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

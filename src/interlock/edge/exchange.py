@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from ..errors import InterlockError
-from .http import JSON_CONTENT, Receive, Scope, Send, encode_headers, send_bytes
+from .http import JSON_CONTENT, Message, Receive, Scope, Send, encode_headers, send_bytes
 from .sse import send_stream
 
 
@@ -74,7 +74,7 @@ class Exchange:
             self._send_marking_done, first, events, encode_headers(self.request_id, extra)
         )
 
-    async def _send_marking_done(self, message: dict[str, object]) -> None:
+    async def _send_marking_done(self, message: Message) -> None:
         if message["type"] == "http.response.body" and not message.get("more_body", False):
             self.done = True
         await self.send(message)

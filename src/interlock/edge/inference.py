@@ -84,7 +84,7 @@ def cache_control(headers: dict[bytes, bytes], data: dict[str, Any]) -> CacheCon
 
 def _ttl(value: object) -> int:
     try:
-        ttl = int(value)  # type: ignore[call-overload]
+        ttl = int(str(value))
     except (TypeError, ValueError):
         raise BadRequest("cache ttl must be a whole number of seconds", param="cache.ttl") from None
     if ttl < 0:

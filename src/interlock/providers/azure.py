@@ -23,12 +23,15 @@ REFRESH_MARGIN = 300.0
 
 
 class AccessToken(Protocol):
-    token: str
-    expires_on: int
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def expires_on(self) -> int: ...
 
 
 class TokenCredential(Protocol):
-    async def get_token(self, *scopes: str) -> AccessToken: ...
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken: ...
 
     async def close(self) -> None: ...
 
@@ -37,8 +40,8 @@ def default_credential(client_id: str | None) -> TokenCredential:
     from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 
     if client_id:
-        return ManagedIdentityCredential(client_id=client_id)  # type: ignore[no-any-return]
-    return DefaultAzureCredential()  # type: ignore[no-any-return]
+        return ManagedIdentityCredential(client_id=client_id)
+    return DefaultAzureCredential()
 
 
 class EntraToken:

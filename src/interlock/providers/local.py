@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from ..config import LocalDeployment
-from ..errors import BadRequest, InterlockError, StreamBroken, Unavailable, UpstreamError
+from ..errors import BadRequest, InterlockError, Overloaded, StreamBroken, Unavailable, UpstreamError
 from ..observe.metrics import Metrics
 from ..pipeline.context import Endpoint
 from .base import UpstreamAnswer
@@ -156,7 +156,7 @@ class LocalProvider:
         if self._llm is None:
             raise Unavailable(f"deployment {self.id} is still loading", retry_after=self._spec.retry_after)
         if self._admitted > self._spec.max_queue:
-            raise Unavailable(f"deployment {self.id} queue is full", retry_after=self._spec.retry_after)
+            raise Overloaded(f"deployment {self.id} queue is full", retry_after=self._spec.retry_after)
         self._admitted += 1
         self._metrics.set_queued(self.id, self.queue_depth())
 

@@ -1,9 +1,10 @@
 """The router: the terminal of the pipeline. Picks a deployment, calls it, retries, falls back.
 
 Retries: a retryable failure (connect error, timeout, 429, 5xx) is tried again after an
-exponential backoff with full jitter, preferring a deployment not yet tried. A `Retry-After`
-from the upstream keeps that deployment out of rotation for that long; we wait it out only if
-no other deployment is available and it is no longer than `max_retry_after`. When a group runs
+exponential backoff with full jitter, preferring a deployment not yet tried. A 429's
+`Retry-After` keeps that deployment out of rotation for that long; we wait it out only if no
+other deployment is available and it is no longer than `max_retry_after`. A full queue
+(Overloaded) is retried but does not count against the deployment's circuit. When a group runs
 out of attempts, its fallback groups are tried in order.
 
 Streams: retries happen only while opening the stream. Once the router hands the stream on,
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from ..config import RouterSettings
-from ..errors import InterlockError, ModelNotFound, Unavailable
+from ..errors import InterlockError, ModelNotFound, RateLimited, Unavailable
 from ..observe.metrics import Metrics
 from ..pipeline.context import RequestContext
 from ..pipeline.result import Completion, Result, StreamResult
@@ -31,6 +32,7 @@ from .circuit import CircuitBreaker
 from .strategies import STRATEGIES
 
 EWMA_ALPHA = 0.2
+TIMER_SLACK = 0.005
 
 
 @dataclass(slots=True, eq=False)
@@ -133,7 +135,8 @@ class Router:
                 wait = self._shortest_block(group, now)
                 if wait is None or wait > settings.max_retry_after or attempt == settings.retries:
                     break
-                await self._sleep(wait)
+                # Event-loop timers may fire up to a clock tick early: wait a hair longer.
+                await self._sleep(wait + TIMER_SLACK)
                 candidates = self._candidates(group, tried, self._clock())
                 if not candidates:
                     break
@@ -152,13 +155,18 @@ class Router:
                     self._metrics.circuit(dep.id, int(dep.circuit.state))
                     raise
                 now = self._clock()
-                dep.circuit.failure(now)
+                if exc.health_failure:
+                    dep.circuit.failure(now)
+                else:
+                    dep.circuit.release()
                 self._metrics.circuit(dep.id, int(dep.circuit.state))
-                if exc.retry_after:
-                    dep.blocked_until = now + exc.retry_after
+                blocked = isinstance(exc, RateLimited) and exc.retry_after
+                if blocked:
+                    # A rate-limited deployment stays out of rotation for as long as it asked.
+                    dep.blocked_until = now + exc.retry_after  # type: ignore[operator]
                 tried.add(dep.id)
                 last = exc
-                if attempt < settings.retries and not exc.retry_after:
+                if attempt < settings.retries and not blocked:
                     await self._sleep(self._backoff(attempt))
             except BaseException:
                 dep.circuit.release()

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Where the gateway spends its CPU under load: py-spy samples the one gateway process while wrk
+# drives it, then the top frames (self and inclusive) are printed.
+#
+#   bench/profile.sh [miss|hit] [connections]      (default: miss 64)
+#
+# Needs py-spy in the venv (.venv/bin/pip install py-spy). Environment:
+#   PROFILE_SECONDS=15     how long to sample (wrk runs 2 s longer)
+#   PROFILE_RATE=200       samples per second
+#   PROFILE_NATIVE=1       include C frames (uvloop, httptools, orjson) as well
+#   BENCH_GATEWAY_PORT, BENCH_KEEP as for run.sh
+set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+MODE=${1:-miss}
+CONNS=${2:-64}
+SECONDS_TO_SAMPLE=${PROFILE_SECONDS:-15}
+RATE=${PROFILE_RATE:-200}
+PYSPY="$VENV/bin/py-spy"
+[[ $MODE == miss || $MODE == hit ]] || { echo "usage: $0 [miss|hit] [connections]" >&2; exit 2; }
+[[ $CONNS =~ ^[0-9]+$ && $SECONDS_TO_SAMPLE =~ ^[0-9]+$ && $SECONDS_TO_SAMPLE -le 300 ]] || {
+    echo "bench: connections must be a number, PROFILE_SECONDS at most 300" >&2
+    exit 2
+}
+[[ -x $PYSPY ]] || { echo "bench: $PYSPY missing: $VENV/bin/pip install py-spy" >&2; exit 1; }
+OUT=${BENCH_OUT:-$BENCH_DIR/out/profile}
+mkdir -p "$OUT"
+native=()
+suffix=""
+if [[ ${PROFILE_NATIVE:-0} == 1 ]]; then
+    native=(--native)
+    suffix="-native"
+fi
+raw="$OUT/$MODE-c$CONNS$suffix.raw"
+
+start_nginx
+start_gateway
+check_gateway
+run_wrk "$MODE" 64 3 "$GATEWAY_URL" "$WORK/warmup.txt"
+
+log "wrk -c$CONNS $MODE for $((SECONDS_TO_SAMPLE + 2))s; py-spy samples pid $GATEWAY_PID for ${SECONDS_TO_SAMPLE}s"
+run_wrk "$MODE" "$CONNS" $((SECONDS_TO_SAMPLE + 2)) "$GATEWAY_URL" "$OUT/$MODE-c$CONNS$suffix-wrk.txt" &
+BG_PIDS+=($!)
+sleep 1
+"$PYSPY" record --pid "$GATEWAY_PID" --duration "$SECONDS_TO_SAMPLE" --rate "$RATE" "${native[@]}" \
+    --format raw --output "$raw" >"$WORK/py-spy.log" 2>&1 || { cat "$WORK/py-spy.log" >&2; exit 1; }
+wait "${BG_PIDS[@]}"
+BG_PIDS=()
+
+echo "Profile of the gateway, $MODE at $CONNS connections, ${SECONDS_TO_SAMPLE}s at ${RATE} Hz" \
+    "(wrk: $(grep -m1 '^Requests/sec' "$OUT/$MODE-c$CONNS$suffix-wrk.txt" || echo '?'))"
+"$PY" "$BENCH_DIR/report.py" profile "$raw" 30 | tee "$OUT/$MODE-c$CONNS$suffix.txt"

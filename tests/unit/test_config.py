@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from interlock import ConfigError, load_settings, parse_settings
+from interlock.cli import main
+from interlock.config import AzureDeployment, LocalDeployment, OpenAIDeployment
+
+GOOD = {
+    "models": [
+        {
+            "name": "chat",
+            "strategy": "lowest_latency",
+            "fallbacks": ["local"],
+            "deployments": [
+                {
+                    "id": "vllm",
+                    "backend": "openai",
+                    "api_base": "http://h:8000/v1",
+                    "api_key": "os.environ/K",
+                },
+                {"id": "az", "backend": "azure", "endpoint": "https://x.openai.azure.com", "deployment": "d"},
+            ],
+        },
+        {"name": "local", "deployments": [{"id": "l", "backend": "local"}]},
+    ]
+}
+
+
+def test_a_complete_config_parses_into_typed_settings() -> None:
+    s = parse_settings(GOOD, environ={"K": "sekret"})
+    vllm, az = s.models[0].deployments
+    assert isinstance(vllm, OpenAIDeployment) and vllm.api_key == "sekret"
+    assert isinstance(az, AzureDeployment) and az.api_version
+    assert isinstance(s.models[1].deployments[0], LocalDeployment)
+    assert s.server.port == 4000
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            lambda c: c["models"][0]["deployments"][0].update(timeout="slow"),
+            "$.models[0].deployments[0].timeout",
+        ),
+        (
+            lambda c: c["models"][0]["deployments"][1].update(backend="bedrock"),
+            "$.models[0].deployments[1].backend",
+        ),
+        (lambda c: c["models"][0].update(strategy="fastest"), "$.models[0].strategy"),
+        (lambda c: c["models"][0].update(fallbacks=["nope"]), "$.models[0].fallbacks[0]"),
+        (lambda c: c["models"][1]["deployments"][0].update(id="vllm"), "$.models[1].deployments[0].id"),
+        (lambda c: c.update(surprise=1), "surprise"),
+        (lambda c: c["models"][0]["deployments"][0].pop("api_base"), "api_base"),
+    ],
+)
+def test_errors_name_the_key_path(mutate, expected: str) -> None:  # type: ignore[no-untyped-def]
+    import copy
+
+    config = copy.deepcopy(GOOD)
+    mutate(config)
+    with pytest.raises(ConfigError) as err:
+        parse_settings(config, environ={"K": "v"})
+    assert expected in str(err.value)
+
+
+def test_missing_environment_variable_is_named_but_no_value_leaks() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_settings(GOOD, environ={})
+    assert "$.models[0].deployments[0].api_key" in str(err.value) and "K" in str(err.value)
+
+
+def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("models:\n  - name: m\n    deployments:\n      - {id: a, backend: local}\n")
+    assert main(["check-config", str(good)]) == 0
+    assert "1 model group(s)" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models:\n  - name: m\n    deployments:\n      - {id: a, backend: local, n_ctx: big}\n")
+    assert main(["check-config", str(bad)]) == 1
+    assert "$.models[0].deployments[0].n_ctx" in capsys.readouterr().err
+
+
+def test_no_config_means_the_embedded_model() -> None:
+    s = load_settings(None)
+    assert [g.name for g in s.models] == ["smollm2"]
+    assert isinstance(s.models[0].deployments[0], LocalDeployment)

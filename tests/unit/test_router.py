@@ -1,0 +1,214 @@
+"""Routing decisions with scripted providers (the Provider protocol, in process), a fake clock
+and a sleep that only records: retries, Retry-After, fallbacks, circuit breaking, streams."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from interlock.config import RouterSettings
+from interlock.errors import (
+    InterlockError,
+    RateLimited,
+    StreamBroken,
+    Unavailable,
+    UpstreamError,
+    UpstreamRejected,
+)
+from interlock.observe.metrics import Metrics
+from interlock.pipeline.context import Endpoint, RequestContext
+from interlock.pipeline.result import Completion, StreamResult
+from interlock.providers.base import UpstreamAnswer
+from interlock.routing import CircuitBreaker, DeploymentRuntime, GroupRuntime, Router
+
+
+class Scripted:
+    """Answers from a script: each item is an exception to raise or a body to return."""
+
+    kind = "scripted"
+
+    def __init__(self, id_: str, script: list[Any] | None = None) -> None:
+        self.id = id_
+        self.script = list(script or [])
+        self.calls = 0
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ready(self) -> bool:
+        return True
+
+    def queue_depth(self) -> int:
+        return 0
+
+    def _next(self) -> Any:
+        self.calls += 1
+        item = (
+            self.script.pop(0)
+            if self.script
+            else b'{"ok":true,"usage":{"prompt_tokens":3,"completion_tokens":2}}'
+        )
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> UpstreamAnswer:
+        return UpstreamAnswer(self._next())
+
+    async def open_stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        events = self._next()
+
+        async def gen() -> AsyncIterator[bytes]:
+            for e in events:
+                if isinstance(e, BaseException):
+                    raise e
+                yield e
+
+        return gen()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def make_router(
+    groups: dict[str, list[Scripted]], fallbacks: dict[str, list[str]] | None = None, **settings: Any
+):
+    clock = Clock()
+    runtimes = [
+        GroupRuntime(
+            name,
+            [DeploymentRuntime(p, 1.0, CircuitBreaker(3, 30, 10)) for p in providers],
+            "weighted",
+            (fallbacks or {}).get(name, []),
+        )
+        for name, providers in groups.items()
+    ]
+    router = Router(runtimes, RouterSettings(**settings), Metrics(), random.Random(0), clock, clock.sleep)
+    return router, clock
+
+
+def ctx(model: str = "g", stream: bool = False) -> RequestContext:
+    return RequestContext(
+        request_id="r", endpoint=Endpoint.CHAT, model=model, body={"model": model}, stream=stream
+    )
+
+
+async def test_retries_a_retryable_failure_with_backoff() -> None:
+    p = Scripted("a", [UpstreamError("x")])
+    router, clock = make_router({"g": [p]})
+    c = ctx()
+    result = await router(c)
+    assert isinstance(result, Completion) and p.calls == 2 and c.retries == 1
+    assert len(clock.slept) == 1 and 0 <= clock.slept[0] <= 0.05
+    assert (c.prompt_tokens, c.completion_tokens) == (3, 2)
+
+
+async def test_a_retry_prefers_a_deployment_not_yet_tried() -> None:
+    a, b = Scripted("a", [UpstreamError("x")] * 5), Scripted("b")
+    router, _ = make_router({"g": [a, b]})
+    for _ in range(5):
+        c = ctx()
+        await router(c)
+        assert c.deployment == "b"
+    assert a.calls <= 5
+
+
+async def test_client_errors_are_not_retried() -> None:
+    p = Scripted("a", [UpstreamRejected(400, b"{}")])
+    router, _ = make_router({"g": [p]})
+    with pytest.raises(UpstreamRejected):
+        await router(ctx())
+    assert p.calls == 1
+
+
+async def test_retry_after_is_waited_out_when_nothing_else_can_serve() -> None:
+    p = Scripted("a", [RateLimited("slow", retry_after=2)])
+    router, clock = make_router({"g": [p]})
+    await router(ctx())
+    assert clock.slept == [pytest.approx(2, abs=0.01)] and p.calls == 2
+
+
+async def test_a_long_retry_after_is_passed_to_the_caller() -> None:
+    p = Scripted("a", [RateLimited("slow", retry_after=60)])
+    router, clock = make_router({"g": [p]})
+    with pytest.raises(RateLimited) as err:
+        await router(ctx())
+    assert err.value.headers["retry-after"] == "60" and clock.slept == []
+
+
+async def test_falls_back_to_the_next_group_when_retries_run_out() -> None:
+    bad, good = Scripted("bad", [UpstreamError("x")] * 3), Scripted("good")
+    router, _ = make_router({"g": [bad], "backup": [good]}, {"g": ["backup"]})
+    c = ctx()
+    await router(c)
+    assert (c.deployment, c.served_model, bad.calls) == ("good", "backup", 3)
+
+
+async def test_open_circuit_short_circuits_to_503() -> None:
+    p = Scripted("a", [UpstreamError("x")] * 3)
+    router, clock = make_router({"g": [p]})
+    with pytest.raises(UpstreamError):
+        await router(ctx())
+    with pytest.raises(Unavailable):
+        await router(ctx())
+    assert p.calls == 3
+    clock.now += 10  # cooldown over: one half-open probe goes through and closes it
+    await router(ctx())
+    assert p.calls == 4
+
+
+async def test_stream_open_failures_are_retried_but_not_failures_after_the_first_event() -> None:
+    p = Scripted("a", [UpstreamError("connect"), [b"e1", StreamBroken("cut")]])
+    router, _ = make_router({"g": [p]})
+    c = ctx(stream=True)
+    result = await router(c)
+    assert isinstance(result, StreamResult) and p.calls == 2
+    got = []
+    with pytest.raises(StreamBroken):
+        async for e in result.events:
+            got.append(e)
+    assert got == [b"e1"] and p.calls == 2
+    dep = router.groups["g"].deployments[0]
+    assert dep.inflight == 0
+
+
+async def test_in_flight_count_is_released_when_a_stream_is_closed_unread() -> None:
+    p = Scripted("a", [[b"e1", b"e2"]])
+    router, _ = make_router({"g": [p]})
+    result = await router(ctx(stream=True))
+    dep = router.groups["g"].deployments[0]
+    assert dep.inflight == 1
+    await result.events.aclose()  # type: ignore[union-attr]
+    assert dep.inflight == 0
+
+
+async def test_unknown_model_is_404() -> None:
+    router, _ = make_router({"g": [Scripted("a")]})
+    with pytest.raises(InterlockError) as err:
+        await router(ctx("nope"))
+    assert err.value.status == 404
+
+
+async def test_a_full_queue_is_retried_but_does_not_open_the_circuit() -> None:
+    from interlock.errors import Overloaded
+
+    p = Scripted("a", [Overloaded("full", retry_after=2)] * 9)
+    router, _ = make_router({"g": [p]})
+    for _ in range(3):
+        with pytest.raises(Overloaded) as err:
+            await router(ctx())
+        assert err.value.headers["retry-after"] == "2"
+    assert p.calls == 9  # three attempts each time: the circuit never opened
+    assert router.groups["g"].deployments[0].circuit.state.name == "CLOSED"
