@@ -3,6 +3,8 @@ comes back. The test runs its own redis-server so it can stop it mid-run."""
 
 from __future__ import annotations
 
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,6 +64,25 @@ def test_an_answer_cached_by_one_process_is_a_hit_in_the_other(pair: tuple[Gatew
     time.sleep(0.1)  # the Redis write leaves the response path
     assert ask(b, "shared question") == "hit"
     assert metric(b, 'interlock_cache_total{result="hit",tier="redis"}') >= 1
+
+
+def test_slow_redis_is_skipped_within_its_timeout(
+    pair: tuple[Gateway, Gateway], redis_server: RedisServer
+) -> None:
+    a, _ = pair
+    errors_before = metric(a, "interlock_cache_errors_total")
+    blocker = threading.Thread(
+        target=subprocess.run,
+        args=(["redis-cli", "-p", str(redis_server.port), "DEBUG", "SLEEP", "1.5"],),
+        kwargs={"capture_output": True},
+    )
+    blocker.start()
+    time.sleep(0.2)  # Redis is now frozen for over a second
+    try:
+        assert ask(a, "while redis is slow") == "miss"  # answered: Redis' 100 ms timeout was not fatal
+        assert metric(a, "interlock_cache_errors_total") > errors_before
+    finally:
+        blocker.join()
 
 
 def test_redis_down_degrades_to_memory_and_recovers(

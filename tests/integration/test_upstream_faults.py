@@ -39,6 +39,7 @@ def gateway(session_tmp: Path, upstream: FakeUpstream) -> Iterator[Gateway]:
         ("broken", [deployment("broken", upstream.base("fail"))], {}),
         ("cut", [deployment("cut", upstream.base("cut"))], {}),
         ("slow", [deployment("slow", upstream.base("slow"))], {}),
+        ("slow-stream", [deployment("slow-stream", upstream.base("slow-stream"))], {}),
         ("reject", [deployment("reject", upstream.base("reject"))], {}),
         ("slow-reject", [deployment("slow-reject", upstream.base("slow-reject"))], {}),
     ]
@@ -176,6 +177,26 @@ async def test_client_disconnect_cancels_the_upstream_call(gateway: Gateway, ups
             break
         await asyncio.sleep(0.05)
     assert upstream.state.disconnected == ["slow"]
+    assert upstream.state.completed == []
+
+
+async def test_client_leaving_a_stream_closes_the_upstream_stream(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    body = {"model": "slow-stream", "messages": MSG, "stream": True}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(gateway.url + "/v1/chat/completions", json=body) as resp,
+    ):
+        assert resp.status == 200
+        first = await resp.content.readline()
+        assert first.startswith(b"data: ")
+    # leaving the block closes our connection part way through the stream
+    for _ in range(40):
+        if upstream.state.disconnected:
+            break
+        await asyncio.sleep(0.05)
+    assert upstream.state.disconnected == ["slow-stream"]
     assert upstream.state.completed == []
 
 

@@ -7,7 +7,7 @@ on demand. The scenario is the first path segment, so one server can play many d
 Scenarios: ok, fail-once (500 on the first call per scenario, then ok), fail (always 500),
 hang (sleeps past any timeout), reject (400), slow-reject (400 after 0.5 s), ratelimit-once (429 with Retry-After: 1, then ok), cut (a stream
 that stops part way without [DONE]), slow (answers after 2 s and records whether the caller
-went away first), unavailable (503). Azure: `/azure/openai/deployments/{name}/...` checks the
+went away first), slow-stream (a 5 s stream that records the same), unavailable (503). Azure: `/azure/openai/deployments/{name}/...` checks the
 api-version query and the api-key or bearer token.
 """
 
@@ -223,6 +223,26 @@ class FakeUpstream:
             self.state.completed.append(scenario)
         return await self._answer(request, body, scenario)
 
+    async def _slow_stream(
+        self, request: web.Request, body: dict[str, Any], scenario: str
+    ) -> web.StreamResponse:
+        """A long stream (an event every 0.1 s for 5 s) that notes whether the caller left early."""
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for i in range(50):
+            if request.transport is None or request.transport.is_closing():
+                self.state.disconnected.append(scenario)
+                return resp
+            try:
+                await resp.write(chunk(body, {"content": f"w{i} "}))
+            except ConnectionError:
+                self.state.disconnected.append(scenario)
+                return resp
+            await asyncio.sleep(0.1)
+        self.state.completed.append(scenario)
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
     async def _answer(
         self, request: web.Request, body: dict[str, Any], scenario: str, text: str | None = None
     ) -> web.StreamResponse:
@@ -249,6 +269,8 @@ class FakeUpstream:
                     "usage": {"prompt_tokens": 2, "completion_tokens": 2, "total_tokens": 4},
                 }
             )  # fmt: skip
+        if scenario == "slow-stream" and body.get("stream"):
+            return await self._slow_stream(request, body, scenario)
         answer_text = text or f"answer from {scenario}"
         if not body.get("stream"):
             return web.json_response(chat_answer(body, answer_text))

@@ -112,6 +112,8 @@ class RedisServer:
                 "no",
                 "--bind",
                 "127.0.0.1",
+                "--enable-debug-command",  # DEBUG SLEEP freezes it to play a slow Redis
+                "local",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
