@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -31,9 +32,12 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
     else:
         os.environ.pop(CONFIG_ENV, None)
+    metrics_dir: str | None = None
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # Each worker writes its samples here; /metrics in any worker merges them all.
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="interlock-metrics-")
+        # Each worker writes its samples here; /metrics in any worker merges them all. A fresh
+        # directory per start, so samples of an earlier run are never merged into this one.
+        metrics_dir = tempfile.mkdtemp(prefix="interlock-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     logging.basicConfig(
         level=server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
@@ -50,6 +54,8 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=server.log_level,
         timeout_graceful_shutdown=10,
     )
+    if metrics_dir is not None:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 

@@ -89,6 +89,11 @@ def _translate(exc: BaseException) -> InterlockError:
     return UpstreamError(f"local model failed ({type(exc).__name__})")
 
 
+def _one_choice(body: dict[str, Any]) -> None:
+    if (body.get("n") or 1) != 1:
+        raise BadRequest("the local model returns one choice per request; n must be 1", param="n")
+
+
 def _params(body: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
     params = {k: body[k] for k in fields if body.get(k) is not None}
     params.setdefault("temperature", 1.0)  # OpenAI's default (llama-cpp-python's is 0.2)
@@ -181,6 +186,7 @@ class LocalProvider:
     async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> UpstreamAnswer:
         if endpoint is Endpoint.EMBEDDINGS:
             return await self._embed(body)
+        _one_choice(body)
         cancel = _Cancel(self._llm.token_eos() if self._llm is not None else 0)
         future = self._submit(self._gen, lambda: self._generate(endpoint, body, cancel, stream=False))
         try:
@@ -217,6 +223,7 @@ class LocalProvider:
     async def open_stream(self, endpoint: Endpoint, body: dict[str, Any]) -> LocalStream:
         if endpoint is Endpoint.EMBEDDINGS:
             raise BadRequest("embeddings cannot be streamed", param="stream")
+        _one_choice(body)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         cancel = _Cancel(self._llm.token_eos() if self._llm is not None else 0)
