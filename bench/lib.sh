@@ -6,7 +6,9 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH_DIR")
 VENV=${VENV:-$ROOT/.venv}
 PY="$VENV/bin/python"
-INTERLOCK=${BENCH_INTERLOCK:-$VENV/bin/interlock}  # another build or a wrapper, to compare
+# The gateway command (words split on spaces): another build or a wrapper with the same CLI,
+# e.g. BENCH_INTERLOCK=".venv/bin/python bench/experiments/passthrough.py"
+read -ra INTERLOCK <<<"${BENCH_INTERLOCK:-$VENV/bin/interlock}"
 UPSTREAM_PORT=18080  # fixed in bench/nginx.conf
 GATEWAY_PORT=${BENCH_GATEWAY_PORT:-14000}
 UPSTREAM_URL="http://127.0.0.1:$UPSTREAM_PORT/v1/chat/completions"
@@ -20,7 +22,7 @@ BG_PIDS=()  # wrk, py-spy: anything else we start in the background
 for tool in wrk nginx curl; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is not installed" >&2; exit 1; }
 done
-[[ -x $INTERLOCK ]] || { echo "bench: $INTERLOCK missing; run 'make setup' first" >&2; exit 1; }
+[[ -x ${INTERLOCK[0]} ]] || { echo "bench: ${INTERLOCK[0]} missing; run 'make setup' first" >&2; exit 1; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/interlock-bench.XXXXXX")
 chmod 755 "$WORK"  # nginx workers drop root privileges and must reach their temp dirs
@@ -124,7 +126,7 @@ start_gateway() {
         exit 1
     fi
     write_config
-    "$INTERLOCK" serve --config "$WORK/interlock.yaml" --host 127.0.0.1 --port "$GATEWAY_PORT" \
+    "${INTERLOCK[@]}" serve --config "$WORK/interlock.yaml" --host 127.0.0.1 --port "$GATEWAY_PORT" \
         >"$WORK/gateway.log" 2>&1 &
     GATEWAY_PID=$!
     if ! wait_http "http://127.0.0.1:$GATEWAY_PORT/healthz" 60 "$GATEWAY_PID"; then

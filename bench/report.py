@@ -26,12 +26,15 @@ _NON2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
 
 # (file stem, label, connections, baseline file stem for "added latency")
 RUNS = [
+    ("direct-c1", "nginx direct", 1, None),  # c1 rows: only with BENCH_C1=1
     ("direct-c8", "nginx direct", 8, None),
     ("direct-c64", "nginx direct", 64, None),
+    ("miss-c1", "Interlock, cache miss", 1, "direct-c1"),
     ("miss-c8", "Interlock, cache miss", 8, "direct-c8"),
     ("miss-c64", "Interlock, cache miss", 64, "direct-c64"),
     ("hit-c64", "Interlock, cache hit", 64, None),
 ]
+OPTIONAL_CONNS = 1
 
 
 @dataclass
@@ -88,6 +91,8 @@ def table(folder: Path) -> str:
     ]
     for stem, label, conns, base_stem in RUNS:
         r = results[stem]
+        if r is None and conns == OPTIONAL_CONNS:
+            continue
         if r is None:
             lines.append(f"| {label} | {conns} | not measured | | | | | | |")
             continue
@@ -105,7 +110,7 @@ def table(folder: Path) -> str:
 
 
 def metric_sum(url: str, name: str, labels: dict[str, str]) -> float:
-    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - a loopback URL from our script
+    with urllib.request.urlopen(url, timeout=5) as resp:  # a loopback URL from our own script
         text = resp.read().decode()
     total = 0.0
     sample = re.compile(r"^" + re.escape(name) + r"(?:\{([^}]*)\})?\s+(\S+)$", re.M)

@@ -10,7 +10,9 @@
 #   BENCH_GATEWAY_PORT=14000
 #   BENCH_OUT=bench/out/latest   where the raw wrk outputs and the table are kept
 #   BENCH_KEEP=1           keep the temp dir (config, logs) after the run
-#   BENCH_INTERLOCK=path   run this executable instead of .venv/bin/interlock (same CLI)
+#   BENCH_C1=1             also measure 1 connection (unloaded added latency), nginx and cache miss
+#   BENCH_INTERLOCK="cmd"  run this instead of .venv/bin/interlock (same `serve` CLI); see
+#                          bench/experiments/ for a minimal reference proxy and a what-if wrapper
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -41,11 +43,15 @@ measure() {  # measure NAME MODE CONNS URL
     sleep 1  # let the previous run's connections close
 }
 
+C1=${BENCH_C1:-0}
+
 warm miss "$UPSTREAM_URL"
+if [[ $C1 == 1 ]]; then measure direct-c1 miss 1 "$UPSTREAM_URL"; fi
 measure direct-c8 miss 8 "$UPSTREAM_URL"
 measure direct-c64 miss 64 "$UPSTREAM_URL"
 
 warm miss "$GATEWAY_URL"
+if [[ $C1 == 1 ]]; then measure miss-c1 miss 1 "$GATEWAY_URL"; fi
 measure miss-c8 miss 8 "$GATEWAY_URL"
 measure miss-c64 miss 64 "$GATEWAY_URL"
 
@@ -67,8 +73,8 @@ rss=$(rss_kb "$GATEWAY_PID")
     echo
     echo "vs nginx: requests/s relative to nginx direct at the same connection count. Added latency:" \
         "the gateway's percentile minus nginx direct's at the same connection count." \
-        "Cache-hit row: $((hits_after - hits_before)) of $hit_requests requests were" \
-        "answered from the cache (gateway /metrics). Gateway RSS after the run: $((rss / 1024)) MiB."
+        "Cache-hit row: wrk counted $hit_requests responses; the gateway's /metrics counted" \
+        "$((hits_after - hits_before)) cache hits in that time. Gateway RSS after the run: $((rss / 1024)) MiB."
 } | tee "$OUT/table.md"
 
 errors=$("$PY" "$BENCH_DIR/report.py" errors "$OUT"/*.txt)
