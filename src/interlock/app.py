@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 
@@ -20,18 +21,26 @@ from .edge.inference import InferenceHandler
 from .edge.info import InfoHandlers
 from .observe.metrics import Metrics
 from .pipeline.runner import Pipeline, Stage
+from .providers.aiohttp_transport import AiohttpTransport
 from .providers.azure import AzureProvider
 from .providers.base import Provider
-from .providers.http import HttpUpstream
 from .providers.local import LocalProvider
 from .providers.openai import OpenAIProvider
+from .providers.pool import NativeTransport
+from .providers.transport import Transport
 from .routing import CircuitBreaker, DeploymentRuntime, GroupRuntime, Router
 
 CONFIG_ENV = "INTERLOCK_CONFIG"
 log = logging.getLogger("interlock")
 
 
-def make_provider(spec: Deployment, http: HttpUpstream, metrics: Metrics) -> Provider:
+def make_transport(settings: Settings) -> Transport:
+    if settings.upstream.client == "aiohttp":
+        return AiohttpTransport(settings.upstream)
+    return NativeTransport(settings.upstream)
+
+
+def make_provider(spec: Deployment, http: Transport, metrics: Metrics) -> Provider:
     if isinstance(spec, OpenAIDeployment):
         return OpenAIProvider(spec, http)
     if isinstance(spec, AzureDeployment):
@@ -41,9 +50,18 @@ def make_provider(spec: Deployment, http: HttpUpstream, metrics: Metrics) -> Pro
     raise TypeError(f"unknown deployment kind {type(spec).__name__}")  # unreachable: config is validated
 
 
+def tune_gc(settings: Settings) -> None:
+    server = settings.server
+    if server.gc_freeze:
+        gc.collect()
+        gc.freeze()  # start-up objects (config, models, compiled patterns) are never scanned again
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(server.gc_gen0_threshold, gen1, gen2)
+
+
 def build(settings: Settings, metrics: Metrics | None = None) -> Gateway:
     metrics = metrics or Metrics()
-    http = HttpUpstream(settings.upstream)
+    http = make_transport(settings)
     circuit = settings.router.circuit
     providers: list[Provider] = []
     groups: list[GroupRuntime] = []
@@ -77,6 +95,7 @@ def build(settings: Settings, metrics: Metrics | None = None) -> Gateway:
 
     async def startup() -> None:
         await asyncio.gather(*(p.start() for p in providers))
+        tune_gc(settings)
         log.info("interlock ready: %d model group(s): %s", len(groups), ", ".join(g.name for g in groups))
 
     async def shutdown() -> None:

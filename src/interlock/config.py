@@ -119,6 +119,9 @@ class CacheSettings(_Frozen, frozen=True, kw_only=True):
 
 
 class UpstreamPool(_Frozen, frozen=True, kw_only=True):
+    # "native": Interlock's own HTTP/1.1 pool (faster, measured in bench/RESULTS.md);
+    # "aiohttp": aiohttp's client, which also honours HTTP(S)_PROXY.
+    client: Literal["native", "aiohttp"] = "native"
     limit: int = 1000
     limit_per_host: int = 256
     keepalive_timeout: float = 30.0
@@ -130,6 +133,12 @@ class ServerSettings(_Frozen, frozen=True, kw_only=True):
     workers: int = 1
     max_body_bytes: int = 4 * 1024 * 1024
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # After start-up, objects alive then are frozen out of the garbage collector and the
+    # youngest generation is collected every `gc_gen0_threshold` allocations instead of 700:
+    # measured, CPython's collector was 13% of the miss path's CPU and its pauses the p99 tail.
+    # Request objects are freed by reference counting; the collector only finds cycles.
+    gc_freeze: bool = True
+    gc_gen0_threshold: int = 50_000
 
 
 class Settings(_Frozen, frozen=True, kw_only=True):

@@ -26,8 +26,9 @@ def deployment(id_: str, api_base: str, **extra: object) -> dict[str, object]:
     return {"id": id_, "backend": "openai", "api_base": api_base, **extra}
 
 
-@pytest.fixture(scope="module")
-def gateway(session_tmp: Path, upstream: FakeUpstream) -> Iterator[Gateway]:
+@pytest.fixture(scope="module", params=["native", "aiohttp"])
+def gateway(request: pytest.FixtureRequest, session_tmp: Path, upstream: FakeUpstream) -> Iterator[Gateway]:
+    """Every test here runs against both upstream transports."""
     closed = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens here: connection refused
     groups = [
         ("ok", [deployment("ok", upstream.base("ok"), model="upstream-name")], {}),
@@ -51,6 +52,7 @@ def gateway(session_tmp: Path, upstream: FakeUpstream) -> Iterator[Gateway]:
             "circuit": {"failures": 3, "window": 60, "cooldown": 60},
         },
         "server": {"max_body_bytes": 1_000_000},
+        "upstream": {"client": request.param},
     }
     gw = Gateway(session_tmp, config)
     yield gw

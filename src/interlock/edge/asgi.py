@@ -34,6 +34,7 @@ class Gateway:
         self._on_startup = on_startup
         self._on_shutdown = on_shutdown
         self._ids = RequestIds()
+        self._loop: asyncio.AbstractEventLoop | None = None
         routes: dict[str, tuple[str, Route]] = {}
         for endpoint in Endpoint:
             for prefix in ("/v1/", "/"):
@@ -87,7 +88,10 @@ class Gateway:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = header_map(scope)
         request_id = valid_request_id(headers.get(b"x-request-id")) or self._ids.new()
-        ex = Exchange(scope, receive, send, headers, request_id)
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        ex = Exchange(scope, receive, send, headers, request_id, loop)
         try:
             await self._resolve(scope["method"], scope["path"])(ex)
         except InterlockError as exc:

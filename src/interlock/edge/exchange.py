@@ -18,13 +18,20 @@ from .sse import send_stream
 
 class Exchange:
     __slots__ = (
-        "_task", "_watcher", "client_gone", "done", "headers", "receive", "request_id", "scope", "send",
-        "started",
+        "_task", "_watcher", "client_gone", "done", "headers", "loop", "receive", "request_id", "scope",
+        "send", "started",
     )  # fmt: skip
 
     def __init__(
-        self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes], request_id: str
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[bytes, bytes],
+        request_id: str,
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
+        self.loop = loop
         self.scope = scope
         self.receive = receive
         self.send = send
@@ -39,8 +46,10 @@ class Exchange:
     # -- disconnects --------------------------------------------------------------------------------
     def arm_disconnect_watch(self) -> None:
         if self._watcher is None and not self.done:
-            self._task = asyncio.current_task()
-            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+            # With the loop passed explicitly, neither call looks the running loop up, which on
+            # Python 3.11 costs a getpid() system call each time.
+            self._task = asyncio.current_task(self.loop)
+            self._watcher = self.loop.create_task(self._watch())
 
     async def _watch(self) -> None:
         while True:

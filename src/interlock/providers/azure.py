@@ -13,11 +13,11 @@ import time
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from ..config import AzureDeployment
+from ..config import AzureDeployment, OpenAIDeployment
 from ..errors import UpstreamError
 from ..pipeline.context import Endpoint
-from .http import HttpUpstream
 from .openai import OpenAIProvider
+from .transport import RequestHeaders, Transport
 
 REFRESH_MARGIN = 300.0
 
@@ -77,37 +77,35 @@ class AzureProvider(OpenAIProvider):
     kind = "azure"
 
     def __init__(
-        self, spec: AzureDeployment, http: HttpUpstream, credential: TokenCredential | None = None
+        self, spec: AzureDeployment, transport: Transport, credential: TokenCredential | None = None
     ) -> None:
-        as_openai = _openai_shape(spec)
-        super().__init__(as_openai, http)
+        super().__init__(_openai_shape(spec), transport)
         base = f"{spec.endpoint.rstrip('/')}/openai/deployments/{quote(spec.deployment, safe='')}"
         query = f"?api-version={quote(spec.api_version, safe='')}"
         self._urls = {e: f"{base}/{e.value}{query}" for e in Endpoint}
-        self._models_url = f"{spec.endpoint.rstrip('/')}/openai/models{query}"
+        self._ready_url = f"{spec.endpoint.rstrip('/')}/openai/models{query}"
         self._entra: EntraToken | None = None
+        self._bearer: tuple[str, RequestHeaders] | None = None
         if spec.api_key:
-            self._headers = {**self._headers, "api-key": spec.api_key}
+            self._headers = self._headers.with_({"api-key": spec.api_key})
         else:
             cred = credential or default_credential(spec.managed_identity_client_id)
             self._entra = EntraToken(cred, spec.token_scope)
 
-    async def headers(self) -> dict[str, Any]:
+    async def headers(self) -> RequestHeaders:
         if self._entra is None:
             return self._headers
-        return {**self._headers, "Authorization": f"Bearer {await self._entra.get()}"}
-
-    async def ready(self) -> bool:
-        return await self._http.get_ok(self._models_url, await self.headers(), timeout=2.0)
+        token = await self._entra.get()
+        if self._bearer is None or self._bearer[0] != token:  # encode once per token, not per call
+            self._bearer = (token, self._headers.with_({"Authorization": f"Bearer {token}"}))
+        return self._bearer[1]
 
     async def close(self) -> None:
         if self._entra is not None:
             await self._entra.close()
 
 
-def _openai_shape(spec: AzureDeployment) -> Any:
-    from ..config import OpenAIDeployment
-
+def _openai_shape(spec: AzureDeployment) -> OpenAIDeployment:
     return OpenAIDeployment(
         id=spec.id,
         api_base=spec.endpoint,

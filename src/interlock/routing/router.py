@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-
-import orjson
 
 from ..config import RouterSettings
 from ..errors import InterlockError, ModelNotFound, RateLimited, Unavailable
@@ -61,16 +60,20 @@ class GroupRuntime:
     fallbacks: list[str] = field(default_factory=list)
 
 
+_PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
+_COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
+
+
 def _usage(body: bytes) -> tuple[int, int]:
+    """Token counts from an answer's `usage`, without decoding the whole body a second time.
+
+    The gateway forwards upstream bytes as they are; it only needs two integers for metrics.
+    """
     if b'"usage"' not in body:
         return 0, 0
-    try:
-        usage = orjson.loads(body).get("usage") or {}
-    except (orjson.JSONDecodeError, AttributeError):
-        return 0, 0
-    if not isinstance(usage, dict):
-        return 0, 0
-    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    prompt = _PROMPT_TOKENS.search(body)
+    completion = _COMPLETION_TOKENS.search(body)
+    return (int(prompt.group(1)) if prompt else 0), (int(completion.group(1)) if completion else 0)
 
 
 class Router:
