@@ -183,7 +183,7 @@ class _Connection(asyncio.Protocol):
             self.error = UpstreamError("upstream closed the connection")
             return
         self.parser = httptools.HttpResponseParser(self)
-        self.transport.writelines((head, body))
+        self.transport.write(head + body)  # one send() call; the two are small
 
 
 class NativeTransport:
