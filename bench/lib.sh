@@ -1,5 +1,5 @@
 # Shared by run.sh, memory.sh and profile.sh (sourced, not run): start the fake upstream (nginx)
-# and one gateway process on loopback, wait for them, and stop them on exit.
+# and the gateway process(es) on loopback, wait for them, and stop them on exit.
 # shellcheck shell=bash
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -13,10 +13,14 @@ UPSTREAM_PORT=18080  # fixed in bench/nginx.conf
 GATEWAY_PORT=${BENCH_GATEWAY_PORT:-14000}
 UPSTREAM_URL="http://127.0.0.1:$UPSTREAM_PORT/v1/chat/completions"
 GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT/v1/chat/completions"
+# run.sh only: a second gateway with `upstream: {client: aiohttp}`, to compare the upstream clients
+AIOHTTP_PORT=${BENCH_AIOHTTP_PORT:-$((GATEWAY_PORT + 1))}
+AIOHTTP_URL="http://127.0.0.1:$AIOHTTP_PORT/v1/chat/completions"
 LUA="$BENCH_DIR/wrk/chat.lua"
 
 NGINX_PID=""
 GATEWAY_PID=""
+AIOHTTP_PID=""  # the second gateway (run.sh)
 BG_PIDS=()  # wrk, py-spy: anything else we start in the background
 
 for tool in wrk nginx curl; do
@@ -52,6 +56,7 @@ cleanup() {
     trap - EXIT INT TERM
     for pid in "${BG_PIDS[@]}"; do stop_pid "$pid"; done
     stop_pid "$GATEWAY_PID"
+    stop_pid "$AIOHTTP_PID"
     stop_pid "$NGINX_PID"
     if [[ ${BENCH_KEEP:-0} == 1 ]]; then
         log "kept $WORK"
@@ -92,11 +97,14 @@ start_nginx() {
     log "nginx (fake upstream) pid $NGINX_PID on 127.0.0.1:$UPSTREAM_PORT"
 }
 
+# write_config FILE PORT [CLIENT]: the gateway config; CLIENT (native|aiohttp) sets
+# `upstream.client`, otherwise the default applies.
 write_config() {
-    cat >"$WORK/interlock.yaml" <<EOF
+    local file=$1 port=$2 client=${3:-}
+    cat >"$file" <<EOF
 server:
   host: 127.0.0.1
-  port: $GATEWAY_PORT
+  port: $port
   workers: 1
   log_level: warning
 models:
@@ -118,24 +126,37 @@ models:
         api_base: http://127.0.0.1:$UPSTREAM_PORT/v1
         api_key: bench
 EOF
+    if [[ -n $client ]]; then
+        printf 'upstream:\n  client: %s\n' "$client" >>"$file"
+    fi
 }
 
-start_gateway() {
-    if port_busy "$GATEWAY_PORT"; then
-        echo "bench: 127.0.0.1:$GATEWAY_PORT is already in use (set BENCH_GATEWAY_PORT)" >&2
+# start_interlock PIDVAR NAME PORT [CLIENT]: start one gateway process, store its pid in the
+# variable named PIDVAR at once (so the exit trap stops it), then wait until it is healthy.
+start_interlock() {
+    local pidvar=$1 name=$2 port=$3 client=${4:-}
+    if port_busy "$port"; then
+        echo "bench: 127.0.0.1:$port is already in use (set BENCH_GATEWAY_PORT / BENCH_AIOHTTP_PORT)" >&2
         exit 1
     fi
-    write_config
-    "${INTERLOCK[@]}" serve --config "$WORK/interlock.yaml" --host 127.0.0.1 --port "$GATEWAY_PORT" \
-        >"$WORK/gateway.log" 2>&1 &
-    GATEWAY_PID=$!
-    if ! wait_http "http://127.0.0.1:$GATEWAY_PORT/healthz" 60 "$GATEWAY_PID"; then
-        cat "$WORK/gateway.log" >&2
-        echo "bench: the gateway did not become healthy" >&2
+    write_config "$WORK/$name.yaml" "$port" "$client"
+    "${INTERLOCK[@]}" serve --config "$WORK/$name.yaml" --host 127.0.0.1 --port "$port" \
+        >"$WORK/$name.log" 2>&1 &
+    printf -v "$pidvar" '%s' "$!"
+    if ! wait_http "http://127.0.0.1:$port/healthz" 60 "${!pidvar}"; then
+        cat "$WORK/$name.log" >&2
+        echo "bench: the gateway ($name) did not become healthy" >&2
         exit 1
     fi
-    log "interlock pid $GATEWAY_PID on 127.0.0.1:$GATEWAY_PORT (1 worker)"
+    log "interlock ($name${client:+, upstream client $client}) pid ${!pidvar} on 127.0.0.1:$port (1 worker)"
 }
+
+# start_gateway [CLIENT]: the gateway (GATEWAY_PID, GATEWAY_PORT), by default with the default
+# upstream client.
+start_gateway() { start_interlock GATEWAY_PID gateway "$GATEWAY_PORT" "${1:-}"; }
+
+# start_aiohttp_gateway: a second gateway with `upstream: {client: aiohttp}` (AIOHTTP_PID, AIOHTTP_PORT).
+start_aiohttp_gateway() { start_interlock AIOHTTP_PID gateway-aiohttp "$AIOHTTP_PORT" aiohttp; }
 
 # post MODE [URL]: one request with the wrk body; prints the response headers and body.
 post() {
@@ -144,17 +165,17 @@ post() {
         --data-binary "@$BENCH_DIR/wrk/$mode.json" "$url"
 }
 
-# check_gateway: both groups answer 200 through the gateway, and the hit group hits its cache.
+# check_gateway [URL]: both groups answer 200 through the gateway, and the hit group hits its cache.
 check_gateway() {
-    local out
-    out=$(post miss)
+    local url=${1:-$GATEWAY_URL} out
+    out=$(post miss "$url")
     grep -q '^HTTP/1.1 200' <<<"$out" || { echo "bench: miss request failed:" >&2; echo "$out" >&2; exit 1; }
     if grep -qi '^x-interlock-cache: hit' <<<"$out"; then
         echo "bench: the miss body was answered from the cache" >&2
         exit 1
     fi
-    post hit >/dev/null
-    out=$(post hit)
+    post hit "$url" >/dev/null
+    out=$(post hit "$url")
     grep -q '^HTTP/1.1 200' <<<"$out" || { echo "bench: hit request failed:" >&2; echo "$out" >&2; exit 1; }
     grep -qi '^x-interlock-cache: hit' <<<"$out" || {
         echo "bench: the hit body was not answered from the cache:" >&2

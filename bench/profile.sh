@@ -8,6 +8,7 @@
 #   PROFILE_SECONDS=15     how long to sample (wrk runs 2 s longer)
 #   PROFILE_RATE=200       samples per second
 #   PROFILE_NATIVE=1       include C frames (uvloop, httptools, orjson) as well
+#   PROFILE_CLIENT=aiohttp profile a gateway with `upstream: {client: aiohttp}` (default: the default)
 #   BENCH_GATEWAY_PORT, BENCH_KEEP as for run.sh
 set -euo pipefail
 # shellcheck source=bench/lib.sh
@@ -26,16 +27,21 @@ PYSPY="$VENV/bin/py-spy"
 [[ -x $PYSPY ]] || { echo "bench: $PYSPY missing: $VENV/bin/pip install py-spy" >&2; exit 1; }
 OUT=${BENCH_OUT:-$BENCH_DIR/out/profile}
 mkdir -p "$OUT"
+CLIENT=${PROFILE_CLIENT:-}
+[[ -z $CLIENT || $CLIENT == native || $CLIENT == aiohttp ]] || {
+    echo "bench: PROFILE_CLIENT must be native or aiohttp" >&2
+    exit 2
+}
 native=()
-suffix=""
+suffix=${CLIENT:+-$CLIENT}
 if [[ ${PROFILE_NATIVE:-0} == 1 ]]; then
     native=(--native)
-    suffix="-native"
+    suffix="$suffix-native"
 fi
 raw="$OUT/$MODE-c$CONNS$suffix.raw"
 
 start_nginx
-start_gateway
+start_gateway "$CLIENT"
 check_gateway
 run_wrk "$MODE" 64 3 "$GATEWAY_URL" "$WORK/warmup.txt"
 
@@ -48,6 +54,6 @@ sleep 1
 wait "${BG_PIDS[@]}"
 BG_PIDS=()
 
-echo "Profile of the gateway, $MODE at $CONNS connections, ${SECONDS_TO_SAMPLE}s at ${RATE} Hz" \
+echo "Profile of the gateway${CLIENT:+ (upstream client $CLIENT)}, $MODE at $CONNS connections, ${SECONDS_TO_SAMPLE}s at ${RATE} Hz" \
     "(wrk: $(grep -m1 '^Requests/sec' "$OUT/$MODE-c$CONNS$suffix-wrk.txt" || echo '?'))"
 "$PY" "$BENCH_DIR/report.py" profile "$raw" 30 | tee "$OUT/$MODE-c$CONNS$suffix.txt"

@@ -2,6 +2,7 @@
 summarise a py-spy profile. Standard library only.
 
     report.py table DIR                   the markdown table from DIR/<run>.txt (see RUNS)
+    report.py clients DIR                 native vs aiohttp upstream client, cache miss, from DIR
     report.py requests FILE...            total requests wrk reported in FILE(s)
     report.py errors FILE...              socket errors + non-2xx responses in FILE(s)
     report.py metric URL NAME [LABEL=V]   sum of the samples of a Prometheus metric
@@ -24,17 +25,20 @@ _TOTAL = re.compile(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h)", re.M)
 _SOCKET = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 _NON2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
 
-# (file stem, label, connections, baseline file stem for "added latency")
+# (file stem, label, connections, baseline file stem for "added latency", optional)
+# Optional rows are left out of the table when their file is missing; the others say "not measured".
 RUNS = [
-    ("direct-c1", "nginx direct", 1, None),  # c1 rows: only with BENCH_C1=1
-    ("direct-c8", "nginx direct", 8, None),
-    ("direct-c64", "nginx direct", 64, None),
-    ("miss-c1", "Interlock, cache miss", 1, "direct-c1"),
-    ("miss-c8", "Interlock, cache miss", 8, "direct-c8"),
-    ("miss-c64", "Interlock, cache miss", 64, "direct-c64"),
-    ("hit-c64", "Interlock, cache hit", 64, None),
+    ("direct-c1", "nginx direct", 1, None, True),  # c1 rows: only with BENCH_C1=1
+    ("direct-c8", "nginx direct", 8, None, False),
+    ("direct-c64", "nginx direct", 64, None, False),
+    ("miss-c1", "Interlock, cache miss", 1, "direct-c1", True),
+    ("miss-c8", "Interlock, cache miss", 8, "direct-c8", False),
+    ("miss-c64", "Interlock, cache miss", 64, "direct-c64", False),
+    # a second gateway with `upstream: {client: aiohttp}` (not with BENCH_AIOHTTP=0)
+    ("aiohttp-miss-c8", "Interlock (aiohttp client), cache miss", 8, "direct-c8", True),
+    ("aiohttp-miss-c64", "Interlock (aiohttp client), cache miss", 64, "direct-c64", True),
+    ("hit-c64", "Interlock, cache hit", 64, None, False),
 ]
-OPTIONAL_CONNS = 1
 
 
 @dataclass
@@ -89,9 +93,9 @@ def table(folder: Path) -> str:
         "| Target | Conns | Requests/s | vs nginx | p50 | p99 | Added p50 | Added p99 | Errors |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for stem, label, conns, base_stem in RUNS:
+    for stem, label, conns, base_stem, optional in RUNS:
         r = results[stem]
-        if r is None and conns == OPTIONAL_CONNS:
+        if r is None and optional:
             continue
         if r is None:
             lines.append(f"| {label} | {conns} | not measured | | | | | | |")
@@ -107,6 +111,30 @@ def table(folder: Path) -> str:
             f"| {_ms(added50, True)} | {_ms(added99, True)} | {r.errors} |"
         )
     return "\n".join(lines)
+
+
+def clients(folder: Path) -> str:
+    """One line per connection count: the default (native) client against the aiohttp client."""
+    lines = []
+    for conns in (8, 64):
+        native = load(folder / f"miss-c{conns}.txt")
+        other = load(folder / f"aiohttp-miss-c{conns}.txt")
+        direct = load(folder / f"direct-c{conns}.txt")
+        if native is None or other is None or not other.rps:
+            continue
+        line = (
+            f"- {conns} connections: native {native.rps:,.0f} req/s vs aiohttp {other.rps:,.0f} req/s"
+            f" = {native.rps / other.rps:.2f}x; p99 {_ms(native.percentiles_ms[99])}"
+            f" vs {_ms(other.percentiles_ms[99])}"
+        )
+        if direct is not None:
+            base = direct.percentiles_ms[50]
+            line += (
+                f"; added p50 {_ms(native.percentiles_ms[50] - base, True)}"
+                f" vs {_ms(other.percentiles_ms[50] - base, True)}"
+            )
+        lines.append(line)
+    return "\n".join(lines) if lines else "- not measured"
 
 
 def metric_sum(url: str, name: str, labels: dict[str, str]) -> float:
@@ -168,6 +196,8 @@ def main(argv: list[str]) -> int:
     command, args = argv[1], argv[2:]
     if command == "table" and len(args) == 1:
         print(table(Path(args[0])))
+    elif command == "clients" and len(args) == 1:
+        print(clients(Path(args[0])))
     elif command in ("requests", "errors") and args:
         loaded = [load(Path(a)) for a in args]
         if command == "requests":

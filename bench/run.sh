@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The gateway benchmark: nginx as a canned upstream, one Interlock process (one worker), wrk -t1.
-# Everything runs on 127.0.0.1 and stops by itself. Prints one markdown table.
+# The gateway benchmark: nginx as a canned upstream, one Interlock process (one worker) as
+# configured by default, and a second one with `upstream: {client: aiohttp}` for the cache-miss
+# rows of the aiohttp client; wrk -t1. Everything runs on 127.0.0.1 and stops by itself (about
+# 100 s, 135 s with BENCH_C1=1). Prints one markdown table.
 #
 #   bench/run.sh                      (or: make bench)
 #
@@ -8,6 +10,8 @@
 #   BENCH_DURATION=10      seconds per measured wrk run (5 runs)
 #   BENCH_WARMUP=2         seconds of unmeasured load before each target
 #   BENCH_GATEWAY_PORT=14000
+#   BENCH_AIOHTTP_PORT=14001   the second gateway (upstream client aiohttp)
+#   BENCH_AIOHTTP=0        leave out the aiohttp-client gateway and its rows
 #   BENCH_OUT=bench/out/latest   where the raw wrk outputs and the table are kept
 #   BENCH_KEEP=1           keep the temp dir (config, logs) after the run
 #   BENCH_C1=1             also measure 1 connection (unloaded added latency), nginx and cache miss
@@ -29,9 +33,16 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 mkdir -p "$OUT"
 rm -f "$OUT"/*.txt "$OUT"/table.md
 
+AIOHTTP=${BENCH_AIOHTTP:-1}
+[[ $AIOHTTP == 0 || $AIOHTTP == 1 ]] || { echo "bench: BENCH_AIOHTTP must be 0 or 1" >&2; exit 2; }
+
 start_nginx
 start_gateway
 check_gateway
+if [[ $AIOHTTP == 1 ]]; then
+    start_aiohttp_gateway
+    check_gateway "$AIOHTTP_URL"
+fi
 
 warm() {  # warm MODE URL: unmeasured load (connection pools, caches, allocator)
     if ((WARMUP > 0)); then run_wrk "$1" 64 "$WARMUP" "$2" "$WORK/warmup.txt"; fi
@@ -55,6 +66,13 @@ if [[ $C1 == 1 ]]; then measure miss-c1 miss 1 "$GATEWAY_URL"; fi
 measure miss-c8 miss 8 "$GATEWAY_URL"
 measure miss-c64 miss 64 "$GATEWAY_URL"
 
+if [[ $AIOHTTP == 1 ]]; then
+    warm miss "$AIOHTTP_URL"
+    measure aiohttp-miss-c8 miss 8 "$AIOHTTP_URL"
+    measure aiohttp-miss-c64 miss 64 "$AIOHTTP_URL"
+    aiohttp_rss=$(rss_kb "$AIOHTTP_PID")
+fi
+
 metrics="http://127.0.0.1:$GATEWAY_PORT/metrics"
 post hit >/dev/null  # the cache already holds the hit body (check_gateway); make sure of it
 warm hit "$GATEWAY_URL"
@@ -66,8 +84,8 @@ rss=$(rss_kb "$GATEWAY_PID")
 
 {
     echo "Interlock benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(uname -m)), wrk -t1 --latency," \
-        "${DURATION}s per row, one gateway process (uvicorn, uvloop, httptools), nginx 1 worker as upstream," \
-        "load average before: $load_before."
+        "${DURATION}s per row, one gateway process per row (uvicorn, uvloop, httptools), nginx 1 worker as" \
+        "upstream, load average before: $load_before."
     echo
     "$PY" "$BENCH_DIR/report.py" table "$OUT"
     echo
@@ -75,6 +93,13 @@ rss=$(rss_kb "$GATEWAY_PID")
         "the gateway's percentile minus nginx direct's at the same connection count." \
         "Cache-hit row: wrk counted $hit_requests responses; the gateway's /metrics counted" \
         "$((hits_after - hits_before)) cache hits in that time. Gateway RSS after the run: $((rss / 1024)) MiB."
+    if [[ $AIOHTTP == 1 ]]; then
+        echo
+        echo "\"Interlock\" rows: the default config (upstream client native). \"aiohttp client\" rows: a second" \
+            "gateway process, the same config plus \`upstream: {client: aiohttp}\`, measured right after" \
+            "(RSS $((aiohttp_rss / 1024)) MiB). Native vs aiohttp, cache miss:"
+        "$PY" "$BENCH_DIR/report.py" clients "$OUT"
+    fi
 } | tee "$OUT/table.md"
 
 errors=$("$PY" "$BENCH_DIR/report.py" errors "$OUT"/*.txt)

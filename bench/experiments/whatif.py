@@ -5,7 +5,9 @@ Runs the real CLI after monkeypatching; nothing under src/ changes. WHATIF is a 
     gc         gc.freeze() after the imports, and gc.set_threshold(50_000, 20, 100)
     nowatch    Exchange.arm_disconnect_watch does nothing (no watcher task per upstream call)
     nometrics  the Metrics methods called per request do nothing
-    nousage    router._usage returns (0, 0) (no second JSON parse of the upstream body)
+    nousage    router._usage returns (0, 0) (no token counts read from the upstream body)
+    noenv      aiohttp sessions get trust_env=False (with `upstream: {client: aiohttp}`: no
+               HTTP(S)_PROXY and no ~/.netrc lookup, which aiohttp does in a thread per request)
 
     WHATIF=gc,nowatch BENCH_INTERLOCK=".venv/bin/python bench/experiments/whatif.py" bench/run.sh
 
@@ -20,12 +22,13 @@ import os
 import sys
 from typing import Any
 
-import aiohttp  # noqa: F401 - imported before gc.freeze() so its module objects are frozen too
+import aiohttp  # imported before gc.freeze() so its module objects are frozen too
 import uvicorn  # noqa: F401
 
 from interlock import cli
 from interlock.edge import exchange
 from interlock.observe import metrics
+from interlock.providers import aiohttp_transport
 from interlock.routing import router
 
 PER_REQUEST_METRICS = (
@@ -43,7 +46,7 @@ def _nothing(*_args: Any, **_kwargs: Any) -> None:
 
 
 def apply(switches: set[str]) -> None:
-    unknown = switches - {"gc", "nowatch", "nometrics", "nousage"}
+    unknown = switches - {"gc", "nowatch", "nometrics", "nousage", "noenv"}
     if unknown:
         raise SystemExit(f"whatif: unknown switches {sorted(unknown)}")
     if "nowatch" in switches:
@@ -56,6 +59,15 @@ def apply(switches: set[str]) -> None:
     if "nousage" in switches:
         getattr(router, "_usage")  # noqa: B009
         router._usage = lambda _body: (0, 0)
+    if "noenv" in switches:
+        getattr(aiohttp_transport.AiohttpTransport, "session")  # noqa: B009
+        original = aiohttp.ClientSession.__init__
+
+        def no_env(self: aiohttp.ClientSession, *args: Any, **kwargs: Any) -> None:
+            kwargs["trust_env"] = False
+            original(self, *args, **kwargs)
+
+        aiohttp.ClientSession.__init__ = no_env  # type: ignore[method-assign]
     if "gc" in switches:
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)

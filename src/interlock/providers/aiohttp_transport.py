@@ -8,6 +8,7 @@ upstream connection instead of returning it to the pool.
 from __future__ import annotations
 
 import asyncio
+import os
 
 import aiohttp
 
@@ -15,6 +16,12 @@ from ..config import UpstreamPool
 from .base import UpstreamAnswer
 from .sse import SseStream
 from .transport import RequestHeaders, Timeouts, status_error, timed_out, unreachable
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+def proxy_configured() -> bool:
+    return any(os.environ.get(name) for name in PROXY_VARIABLES)
 
 
 class AiohttpTransport:
@@ -32,8 +39,13 @@ class AiohttpTransport:
                 ttl_dns_cache=300,
             )
             # Created lazily, inside the running loop (aiohttp binds the session to it).
+            # trust_env only when a proxy is configured: with it aiohttp also reads ~/.netrc on a
+            # worker thread for every request, measured at a 3x slowdown.
             self._session = aiohttp.ClientSession(
-                connector=connector, read_bufsize=1 << 20, trust_env=True, skip_auto_headers=("User-Agent",)
+                connector=connector,
+                read_bufsize=1 << 20,
+                trust_env=proxy_configured(),
+                skip_auto_headers=("User-Agent",),
             )
         return self._session
 
