@@ -13,10 +13,12 @@ from .config import (
     Deployment,
     LocalDeployment,
     OpenAIDeployment,
+    SecuritySettings,
     Settings,
     load_settings,
 )
 from .edge import Gateway
+from .edge.admin import AdminHandlers
 from .edge.inference import InferenceHandler
 from .edge.info import InfoHandlers
 from .observe.metrics import Metrics
@@ -29,6 +31,10 @@ from .providers.openai import OpenAIProvider
 from .providers.pool import NativeTransport
 from .providers.transport import Transport
 from .routing import CircuitBreaker, DeploymentRuntime, GroupRuntime, Router
+from .security.auth import Authenticator
+from .security.keystore import KeyStore, PostgresKeyStore, SQLiteKeyStore
+from .security.oidc import OidcConfig, OidcVerifier
+from .security.roles import DEFAULT_ROLES, Permission
 
 CONFIG_ENV = "INTERLOCK_CONFIG"
 log = logging.getLogger("interlock")
@@ -104,9 +110,60 @@ def build(settings: Settings, metrics: Metrics | None = None) -> Gateway:
         if redis is not None:
             await redis.close()
 
+    roles = roles_table(settings.security)
+    store = make_key_store(settings.security)
+    oidc = make_oidc(settings.security)
+    secret = (settings.security.server_secret or "").encode()
+    auth = Authenticator(store, secret, roles, oidc, settings.security.key_cache_ttl)
+
+    async def startup_all() -> None:
+        if store is not None:
+            await store.start()
+        await startup()
+        if auth.open:
+            log.warning("no API keys or OIDC configured: every caller is admitted (loopback only)")
+
+    async def shutdown_all() -> None:
+        await shutdown()
+        if store is not None:
+            await store.close()
+
     inference = InferenceHandler(pipeline, router, metrics, settings.server.max_body_bytes)
     info = InfoHandlers([g.name for g in settings.models], metrics, ready_check, groups_ready)
-    return Gateway(inference, info, startup, shutdown)
+    admin = AdminHandlers(store, secret, roles)
+    return Gateway(inference, info, admin, auth, startup_all, shutdown_all)
+
+
+def roles_table(security: SecuritySettings) -> dict[str, frozenset[Permission]]:
+    table = dict(DEFAULT_ROLES)
+    for name, permissions in security.roles.items():
+        table[name] = frozenset(Permission(p) for p in permissions)
+    return table
+
+
+def make_key_store(security: SecuritySettings) -> KeyStore | None:
+    keys = security.keys
+    if keys is None:
+        return None
+    if keys.postgres_dsn:
+        return PostgresKeyStore(keys.postgres_dsn)
+    assert keys.sqlite_path is not None  # placed beside the config by load_settings
+    return SQLiteKeyStore(keys.sqlite_path)
+
+
+def make_oidc(security: SecuritySettings) -> OidcVerifier | None:
+    o = security.oidc
+    if o is None:
+        return None
+    audience = (o.audience,) if isinstance(o.audience, str) else tuple(o.audience)
+    return OidcVerifier(
+        OidcConfig(
+            issuer=o.issuer, audience=audience, jwks_url=o.jwks_url, algorithms=tuple(o.algorithms),
+            roles_claim=o.roles_claim, role_map=dict(o.role_map), default_roles=tuple(o.default_roles),
+            tenant_claim=o.tenant_claim, default_tenant=o.default_tenant, leeway=o.leeway,
+            min_refresh_s=o.jwks_min_refresh_s,
+        )
+    )  # fmt: skip
 
 
 def create_app() -> Gateway:

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import logging
 import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from .config import load_settings
 from .errors import ConfigError
+from .security.roles import DATA_CLASSES
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -28,6 +34,13 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or server.host
     port = args.port or server.port
     workers = args.workers or server.workers
+    if not settings.security.enabled and host not in LOOPBACK:
+        print(
+            f"interlock: refusing to serve on {host} without authentication; configure security.keys or "
+            "security.oidc, or bind 127.0.0.1",
+            file=sys.stderr,
+        )
+        return 2
     if args.config:
         os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
     else:
@@ -59,6 +72,52 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys(args: argparse.Namespace) -> int:
+    from .app import make_key_store, roles_table
+    from .security.keyadmin import NewKey, UnknownRole, create_key
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"interlock: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    store = make_key_store(settings.security)
+    if store is None:
+        print("interlock: security.keys is not configured in this file", file=sys.stderr)
+        return 2
+    secret = (settings.security.server_secret or "").encode()
+
+    async def run() -> int:
+        await store.start()
+        try:
+            if args.action == "create":
+                spec = NewKey(
+                    name=args.name, tenant=args.tenant, roles=args.role or ["user"], models=args.model or [],
+                    max_class=args.max_class, rpm=args.rpm, tpm=args.tpm, budget=args.budget,
+                    expires_in_days=args.expires_in_days,
+                )  # fmt: skip
+                try:
+                    key, record = await create_key(store, secret, spec, roles_table(settings.security))
+                except UnknownRole as exc:
+                    print(f"interlock: {exc}", file=sys.stderr)
+                    return 2
+                print(json.dumps({"key": key, **record.public()}))
+                print("Store the key now: it is not kept and cannot be shown again.", file=sys.stderr)
+            elif args.action == "list":
+                for record in await store.list():
+                    print(json.dumps(record.public()))
+            else:
+                if not await store.revoke(args.id, time.time()):
+                    print(f"interlock: no active key with id {args.id}", file=sys.stderr)
+                    return 1
+                print(json.dumps({"id": args.id, "revoked": True}))
+            return 0
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
 def _check_config(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.file)
@@ -79,6 +138,26 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="port (default 4000)")
     serve.add_argument("--workers", type=int, help="worker processes sharing the port")
     serve.set_defaults(func=_serve)
+    keys = sub.add_parser("keys", help="create, list or revoke API keys in the configured key store")
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    create = keys_sub.add_parser("create", help="create a key; it is printed once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--tenant", default="default")
+    create.add_argument("--role", action="append", help="repeatable; default: user")
+    create.add_argument(
+        "--model", action="append", help="a model group it may call; repeatable; default: all"
+    )
+    create.add_argument("--max-class", default="internal", choices=DATA_CLASSES)
+    create.add_argument("--rpm", type=int)
+    create.add_argument("--tpm", type=int)
+    create.add_argument("--budget", type=float)
+    create.add_argument("--expires-in-days", type=float)
+    keys_sub.add_parser("list", help="list keys (never the keys themselves)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("id")
+    for p in (create, keys_sub.choices["list"], revoke):
+        p.add_argument("--config", "-c", required=True, help="the config file naming the key store")
+    keys.set_defaults(func=_keys)
     check = sub.add_parser("check-config", help="validate a config file without starting")
     check.add_argument("file")
     check.set_defaults(func=_check_config)

@@ -141,12 +141,60 @@ class ServerSettings(_Frozen, frozen=True, kw_only=True):
     gc_gen0_threshold: int = 50_000
 
 
+JwtAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"]
+PermissionName = Literal[
+    "invoke", "read_metrics", "read_audit", "admin_keys", "admin_rollouts", "admin_config"
+]
+
+
+class KeyStoreSettings(_Frozen, frozen=True, kw_only=True):
+    """API keys live in SQLite (default: `interlock-keys.db` beside the config file) or Postgres."""
+
+    sqlite_path: str | None = None
+    postgres_dsn: str | None = None
+
+
+class OidcSettings(_Frozen, frozen=True, kw_only=True):
+    """Bearer tokens from an OIDC issuer, e.g. https://login.microsoftonline.com/{tenant}/v2.0."""
+
+    issuer: str
+    audience: str | list[str]
+    jwks_url: str | None = None  # discovered from {issuer}/.well-known/openid-configuration when absent
+    algorithms: list[
+        Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"]
+    ] = msgspec.field(default_factory=lambda: ["RS256"])
+    roles_claim: str = "roles"
+    role_map: dict[str, str] = {}  # a value of the roles claim -> an Interlock role
+    default_roles: list[str] = []
+    tenant_claim: str = "tid"
+    default_tenant: str = "default"
+    leeway: float = 60.0
+    jwks_min_refresh_s: float = 30.0  # an unknown `kid` refetches the keys at most this often
+
+
+class SecuritySettings(_Frozen, frozen=True, kw_only=True):
+    server_secret: str | None = None  # the HMAC key for API keys; write it as os.environ/NAME
+    keys: KeyStoreSettings | None = None
+    oidc: OidcSettings | None = None
+    key_cache_ttl: float = 30.0  # a revoked key stops working within this many seconds
+    # Extra roles, or new meanings for the built-in ones: role name -> permissions.
+    roles: dict[
+        str,
+        list[Literal["invoke", "read_metrics", "read_audit", "admin_keys", "admin_rollouts", "admin_config"]],
+    ] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self.keys is not None or self.oidc is not None
+
+
 class Settings(_Frozen, frozen=True, kw_only=True):
     models: list[ModelGroup]
     server: ServerSettings = ServerSettings()
     router: RouterSettings = RouterSettings()
     cache: CacheSettings = CacheSettings()
     upstream: UpstreamPool = UpstreamPool()
+    security: SecuritySettings = SecuritySettings()
 
     def group(self, name: str) -> ModelGroup | None:
         for g in self.models:
@@ -202,9 +250,15 @@ def _check(settings: Settings) -> None:
                 raise ConfigError(f"$.models[{i}].fallbacks[{k}]: a group cannot fall back to itself")
     if settings.server.workers < 1:
         raise ConfigError("$.server.workers: expected an integer >= 1")
+    security = settings.security
+    if security.keys is not None:
+        if not security.server_secret or len(security.server_secret) < 16:
+            raise ConfigError("$.security.server_secret: expected a secret of at least 16 characters")
+        if security.keys.sqlite_path and security.keys.postgres_dsn:
+            raise ConfigError("$.security.keys: expected sqlite_path or postgres_dsn, not both")
 
 
-def parse_settings(raw: Any, environ: dict[str, str] | None = None) -> Settings:
+def parse_settings(raw: Any, environ: dict[str, str] | None = None, base_dir: Path | None = None) -> Settings:
     resolved = _resolve_env(raw, "$", dict(os.environ) if environ is None else environ)
     try:
         settings = msgspec.convert(resolved, Settings)
@@ -212,7 +266,21 @@ def parse_settings(raw: Any, environ: dict[str, str] | None = None) -> Settings:
         # msgspec already names the path: "Expected `int`, got `str` - at `$.server.port`".
         raise ConfigError(str(exc)) from None
     _check(settings)
-    return settings
+    return _place_key_store(settings, base_dir or Path.cwd())
+
+
+def _place_key_store(settings: Settings, base_dir: Path) -> Settings:
+    """The SQLite key store defaults to a file beside the config; relative paths start there."""
+    keys = settings.security.keys
+    if keys is None or keys.postgres_dsn:
+        return settings
+    path = Path(keys.sqlite_path or "interlock-keys.db")
+    if not path.is_absolute():
+        path = base_dir / path
+    security = msgspec.structs.replace(
+        settings.security, keys=msgspec.structs.replace(keys, sqlite_path=str(path))
+    )
+    return msgspec.structs.replace(settings, security=security)
 
 
 def load_settings(path: str | Path | None, environ: dict[str, str] | None = None) -> Settings:
@@ -228,4 +296,4 @@ def load_settings(path: str | Path | None, environ: dict[str, str] | None = None
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError("$: expected a mapping at the top of the config file")
-    return parse_settings(raw, environ)
+    return parse_settings(raw, environ, Path(path).resolve().parent)

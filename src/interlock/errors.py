@@ -56,6 +56,12 @@ class Unauthorized(InterlockError):
     code = "invalid_api_key"
 
 
+class Forbidden(InterlockError):
+    status = 403
+    type = "permission_denied"
+    code = "forbidden"
+
+
 class NotFound(InterlockError):
     status = 404
     type = "invalid_request_error"

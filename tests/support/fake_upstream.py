@@ -84,6 +84,7 @@ class FakeUpstream:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self.jwks: dict[str, Any] = {"keys": []}  # what /oidc/jwks serves; tests set it
 
     # -- lifecycle (runs on its own thread and loop, beside the test) -----------------------------
     def start(self) -> FakeUpstream:
@@ -110,6 +111,8 @@ class FakeUpstream:
         app.router.add_post("/azure/openai/deployments/{deployment}/{endpoint:.*}", self._azure)
         app.router.add_get("/azure/openai/models", self._azure_models)
         app.router.add_get("/identity", self._identity)
+        app.router.add_get("/oidc/.well-known/openid-configuration", self._oidc_discovery)
+        app.router.add_get("/oidc/jwks", self._oidc_jwks)
         app.router.add_post("/{scenario}/v1/{endpoint:.*}", self._openai)
         app.router.add_get("/{scenario}/v1/models", self._models)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
@@ -152,6 +155,17 @@ class FakeUpstream:
                 "token_type": "Bearer",
             }
         )
+
+    async def _oidc_discovery(self, request: web.Request) -> web.Response:
+        self.state.calls["oidc-discovery"] += 1
+        return web.json_response({"issuer": self.issuer(), "jwks_uri": self.issuer() + "/jwks"})
+
+    async def _oidc_jwks(self, request: web.Request) -> web.Response:
+        self.state.calls["oidc-jwks"] += 1
+        return web.json_response(self.jwks)
+
+    def issuer(self) -> str:
+        return f"http://127.0.0.1:{self.port}/oidc"
 
     async def _azure_models(self, request: web.Request) -> web.Response:
         if "api-version" not in request.query:

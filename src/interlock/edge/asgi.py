@@ -1,4 +1,10 @@
-"""The ASGI application: route table, lifespan, and the one place broad exceptions are caught."""
+"""The ASGI application: route table, authentication, lifespan, and the one place broad
+exceptions are caught.
+
+Every route names the permission it needs (None: open, for health probes). The caller is
+identified here, before any body is read, so an unauthenticated flood costs a header lookup and
+a hash; inference handlers then check the model group against the identity.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,11 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 
-from ..errors import InterlockError, MethodNotAllowed, NotFound
+from ..errors import Forbidden, InterlockError, MethodNotAllowed, NotFound
 from ..pipeline.context import Endpoint
+from ..security.auth import Authenticator
+from ..security.roles import Permission
+from .admin import AdminHandlers
 from .exchange import Exchange
 from .http import ClientGone, Receive, RequestIds, Scope, Send, header_map, valid_request_id
 from .inference import InferenceHandler
@@ -16,9 +25,11 @@ from .info import InfoHandlers
 
 log = logging.getLogger("interlock.edge")
 
-Route = Callable[[Exchange], Awaitable[None]]
+Handler = Callable[[Exchange], Awaitable[None]]
+Route = tuple[str, Handler, Permission | None]
 _AZURE = re.compile(r"^/openai/deployments/([^/]+)/(chat/completions|completions|embeddings)$")
 _MODEL = re.compile(r"^/(?:v1/)?models/([^/]+)$")
+_ADMIN_KEY = re.compile(r"^/admin/keys/([A-Za-z0-9_-]+)$")
 
 
 class Gateway:
@@ -26,27 +37,35 @@ class Gateway:
         self,
         inference: InferenceHandler,
         info: InfoHandlers,
+        admin: AdminHandlers,
+        auth: Authenticator,
         on_startup: Callable[[], Awaitable[None]],
         on_shutdown: Callable[[], Awaitable[None]],
     ) -> None:
         self._inference = inference
         self._info = info
+        self._admin = admin
+        self._auth = auth
         self._on_startup = on_startup
         self._on_shutdown = on_shutdown
         self._ids = RequestIds()
         self._loop: asyncio.AbstractEventLoop | None = None
-        routes: dict[str, tuple[str, Route]] = {}
+        invoke, metrics, keys = Permission.INVOKE, Permission.READ_METRICS, Permission.ADMIN_KEYS
+        routes: dict[tuple[str, str], tuple[Handler, Permission | None]] = {}
         for endpoint in Endpoint:
             for prefix in ("/v1/", "/"):
-                routes[prefix + endpoint.value] = ("POST", self._inference_route(endpoint))
+                routes[("POST", prefix + endpoint.value)] = (self._inference_route(endpoint), invoke)
         for path in ("/v1/models", "/models"):
-            routes[path] = ("GET", info.models)
-        routes["/healthz"] = ("GET", info.healthz)
-        routes["/readyz"] = ("GET", info.readyz)
-        routes["/metrics"] = ("GET", info.metrics)
+            routes[("GET", path)] = (info.models, invoke)
+        routes[("GET", "/healthz")] = (info.healthz, None)
+        routes[("GET", "/readyz")] = (info.readyz, None)
+        routes[("GET", "/metrics")] = (info.metrics, metrics)
+        routes[("POST", "/admin/keys")] = (admin.create_key, keys)
+        routes[("GET", "/admin/keys")] = (admin.list_keys, keys)
         self._routes = routes
+        self._paths = {path for _, path in routes}
 
-    def _inference_route(self, endpoint: Endpoint) -> Route:
+    def _inference_route(self, endpoint: Endpoint) -> Handler:
         async def route(ex: Exchange) -> None:
             await self._inference(ex, endpoint)
 
@@ -59,12 +78,12 @@ class Gateway:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
-    def _resolve(self, method: str, path: str) -> Route:
-        found = self._routes.get(path)
+    def _resolve(self, method: str, path: str) -> tuple[Handler, Permission | None]:
+        found = self._routes.get((method, path))
         if found is not None:
-            if method != found[0]:
-                raise MethodNotAllowed(f"Method {method} is not allowed on {path}")
-            return found[1]
+            return found
+        if path in self._paths:
+            raise MethodNotAllowed(f"Method {method} is not allowed on {path}")
         match = _AZURE.match(path)
         if match is not None:
             if method != "POST":
@@ -74,7 +93,7 @@ class Gateway:
             async def azure(ex: Exchange) -> None:
                 await self._inference(ex, endpoint, deployment)
 
-            return azure
+            return azure, Permission.INVOKE
         match = _MODEL.match(path)
         if match is not None and method == "GET":
             name = match.group(1)
@@ -82,7 +101,15 @@ class Gateway:
             async def model(ex: Exchange) -> None:
                 await self._info.model(ex, name)
 
-            return model
+            return model, Permission.INVOKE
+        match = _ADMIN_KEY.match(path)
+        if match is not None and method == "DELETE":
+            key_id = match.group(1)
+
+            async def revoke(ex: Exchange) -> None:
+                await self._admin.revoke_key(ex, key_id)
+
+            return revoke, Permission.ADMIN_KEYS
         raise NotFound(f"Unknown path {path}")
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -93,7 +120,12 @@ class Gateway:
             loop = self._loop = asyncio.get_running_loop()
         ex = Exchange(scope, receive, send, headers, request_id, loop)
         try:
-            await self._resolve(scope["method"], scope["path"])(ex)
+            handler, permission = self._resolve(scope["method"], scope["path"])
+            if permission is not None:
+                ex.identity = await self._auth.identify(headers)
+                if not ex.identity.may(permission):
+                    raise Forbidden(f"This identity lacks the `{permission}` permission")
+            await handler(ex)
         except InterlockError as exc:
             if not ex.started:
                 await ex.error(exc)

@@ -12,14 +12,15 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from ..errors import InterlockError
+from ..security.roles import OPEN, Identity
 from .http import JSON_CONTENT, Message, Receive, Scope, Send, encode_headers, send_bytes
 from .sse import send_stream
 
 
 class Exchange:
     __slots__ = (
-        "_task", "_watcher", "client_gone", "done", "headers", "loop", "receive", "request_id", "scope",
-        "send", "started",
+        "_task", "_watcher", "client_gone", "done", "headers", "identity", "loop", "receive", "request_id",
+        "scope", "send", "started",
     )  # fmt: skip
 
     def __init__(
@@ -32,6 +33,7 @@ class Exchange:
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.loop = loop
+        self.identity: Identity = OPEN  # set by the gateway once the caller is identified
         self.scope = scope
         self.receive = receive
         self.send = send

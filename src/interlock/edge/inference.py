@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from ..errors import BadRequest, InterlockError, ModelNotFound
+from ..errors import BadRequest, Forbidden, InterlockError, ModelNotFound
 from ..observe.metrics import UNKNOWN_MODEL, Metrics
 from ..pipeline.context import CacheControl, Endpoint, RequestContext
 from ..pipeline.result import Completion
@@ -111,6 +111,8 @@ class InferenceHandler:
             name = data["model"]
             if not self._router.has(name):
                 raise ModelNotFound(f"The model `{name}` does not exist", param="model")
+            if not ex.identity.may_call(name):
+                raise Forbidden(f"This identity may not call the model `{name}`", param="model")
             model = name
             ctx = RequestContext(
                 request_id=ex.request_id,
@@ -119,6 +121,8 @@ class InferenceHandler:
                 body=data,
                 stream=bool(data.get("stream")) and endpoint is not Endpoint.EMBEDDINGS,
                 cache_control=control,
+                tenant=ex.identity.tenant,
+                identity=ex.identity,
                 started=started,
                 arm_disconnect_watch=ex.arm_disconnect_watch,
             )

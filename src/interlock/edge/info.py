@@ -39,7 +39,12 @@ class InfoHandlers:
         self._ready: tuple[bool, bytes] = (False, b"")
 
     async def models(self, ex: Exchange) -> None:
-        await ex.json(200, self._list_body)
+        allowed = ex.identity.models
+        if allowed is None:
+            await ex.json(200, self._list_body)
+            return
+        data = [m for name, m in self._models.items() if name in allowed]
+        await ex.json(200, orjson.dumps({"object": "list", "data": data}))
 
     async def model(self, ex: Exchange, name: str) -> None:
         found = self._models.get(name)

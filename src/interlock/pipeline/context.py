@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..security.roles import OPEN, Identity
+
 
 class Endpoint(enum.Enum):
     CHAT = "chat/completions"
@@ -30,6 +32,7 @@ class RequestContext:
     body: dict[str, Any]  # the request as it will be forwarded (unknown fields included)
     stream: bool = False
     tenant: str = "default"
+    identity: Identity = OPEN
     cache_control: CacheControl = field(default_factory=CacheControl)
     started: float = field(default_factory=time.perf_counter)
     # Filled in along the way.

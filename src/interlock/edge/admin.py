@@ -1,0 +1,59 @@
+"""/admin/keys: create, list and revoke API keys (permission `admin_keys`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+import msgspec
+import orjson
+
+from ..errors import BadRequest, NotFound
+from ..security.keyadmin import NewKey, UnknownRole, create_key
+from ..security.keystore import KeyStore
+from ..security.roles import Permission
+from .exchange import Exchange
+from .http import read_body
+
+MAX_ADMIN_BODY = 64 * 1024
+
+
+class AdminHandlers:
+    def __init__(
+        self,
+        store: KeyStore | None,
+        secret: bytes,
+        roles: Mapping[str, frozenset[Permission]],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._secret = secret
+        self._roles = roles
+        self._clock = clock
+
+    def _keys(self) -> KeyStore:
+        if self._store is None:
+            raise BadRequest("API keys are not enabled: configure security.keys")
+        return self._store
+
+    async def create_key(self, ex: Exchange) -> None:
+        store = self._keys()
+        raw = await read_body(ex.receive, ex.headers, MAX_ADMIN_BODY)
+        try:
+            spec = msgspec.json.decode(raw, type=NewKey)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise BadRequest(f"Invalid key request: {exc}") from None
+        try:
+            key, record = await create_key(store, self._secret, spec, self._roles, self._clock)
+        except UnknownRole as exc:
+            raise BadRequest(str(exc), param="roles") from None
+        await ex.json(201, orjson.dumps({"key": key, **record.public()}))
+
+    async def list_keys(self, ex: Exchange) -> None:
+        records = await self._keys().list()
+        await ex.json(200, orjson.dumps({"object": "list", "data": [r.public() for r in records]}))
+
+    async def revoke_key(self, ex: Exchange, key_id: str) -> None:
+        if not await self._keys().revoke(key_id, self._clock()):
+            raise NotFound(f"No active key with id {key_id}")
+        await ex.json(200, orjson.dumps({"id": key_id, "revoked": True}))

@@ -1,0 +1,108 @@
+"""Who is calling: API keys (looked up by HMAC, cached) and OIDC bearer tokens.
+
+The hot path does no database read for a known key: a verified key is cached in process for
+`cache_ttl` seconds, so a revoked key stops working within that TTL on every replica. Unknown
+keys are cached as unknown for a shorter time, so a flood of bad keys does not become a flood of
+database reads. The presented credential is only ever hashed: it is never stored, logged or put
+in an error message.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+
+from ..errors import Unauthorized
+from .keys import KeyRecord, key_hash, looks_like_key
+from .keystore import KeyStore
+from .oidc import OidcVerifier
+from .roles import OPEN, Identity, Permission
+
+NEGATIVE_TTL = 5.0
+MAX_CACHED = 10_000
+
+
+def presented_credential(headers: Mapping[bytes, bytes]) -> str | None:
+    """The credential from `Authorization: Bearer ...` or Azure's `api-key` header."""
+    auth = headers.get(b"authorization")
+    if auth is not None:
+        scheme, _, value = auth.decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        return None
+    api_key = headers.get(b"api-key")
+    return api_key.decode("latin-1").strip() if api_key else None
+
+
+class Authenticator:
+    def __init__(
+        self,
+        store: KeyStore | None,
+        secret: bytes,
+        roles: Mapping[str, frozenset[Permission]],
+        oidc: OidcVerifier | None = None,
+        cache_ttl: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._secret = secret
+        self._roles = roles
+        self._oidc = oidc
+        self._ttl = cache_ttl
+        self._clock = clock
+        self._cache: OrderedDict[str, tuple[float, Identity | None]] = OrderedDict()
+
+    @property
+    def open(self) -> bool:
+        """No key store and no OIDC: anyone on loopback is admitted (the CLI refuses other hosts)."""
+        return self._store is None and self._oidc is None
+
+    def identity_of(self, record: KeyRecord) -> Identity:
+        from .roles import permissions_of
+
+        return Identity(
+            subject=record.id,
+            kind="key",
+            tenant=record.tenant,
+            roles=record.roles,
+            permissions=permissions_of(record.roles, self._roles),
+            models=frozenset(record.models) if record.models else None,
+            max_class=record.max_class,
+            rpm=record.rpm,
+            tpm=record.tpm,
+        )
+
+    async def identify(self, headers: Mapping[bytes, bytes]) -> Identity:
+        if self.open:
+            return OPEN
+        credential = presented_credential(headers)
+        if not credential:
+            raise Unauthorized("Missing credentials: send an API key as `Authorization: Bearer ik_...`")
+        if looks_like_key(credential) and self._store is not None:
+            return await self._by_key(credential)
+        if self._oidc is not None and credential.count(".") == 2:
+            return await self._oidc.verify(credential, self._roles)
+        raise Unauthorized("Invalid credentials")
+
+    async def _by_key(self, key: str) -> Identity:
+        digest = key_hash(self._secret, key)
+        now = self._clock()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            if cached[1] is None:
+                raise Unauthorized("Invalid API key")
+            return cached[1]
+        assert self._store is not None
+        record = await self._store.by_hash(digest)
+        identity = self.identity_of(record) if record is not None and record.usable(now) else None
+        expires = now + (self._ttl if identity is not None else NEGATIVE_TTL)
+        if record is not None and record.expires_at is not None:
+            expires = min(expires, record.expires_at)
+        self._cache[digest] = (expires, identity)
+        self._cache.move_to_end(digest)
+        while len(self._cache) > MAX_CACHED:
+            self._cache.popitem(last=False)
+        if identity is None:
+            raise Unauthorized("Invalid API key")
+        return identity
