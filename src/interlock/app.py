@@ -7,6 +7,8 @@ import gc
 import logging
 import os
 
+from redis.asyncio import Redis
+
 from .cache import CacheStage, MemoryCache, RedisTier
 from .config import (
     AzureDeployment,
@@ -33,6 +35,8 @@ from .providers.transport import Transport
 from .routing import CircuitBreaker, DeploymentRuntime, GroupRuntime, Router
 from .security.auth import Authenticator
 from .security.keystore import KeyStore, PostgresKeyStore, SQLiteKeyStore
+from .security.limit_stage import LimitStage, Rate
+from .security.limits import Limiter, LocalCounters, RedisCounters
 from .security.oidc import OidcConfig, OidcVerifier
 from .security.roles import DEFAULT_ROLES, Permission
 
@@ -83,7 +87,11 @@ def build(settings: Settings, metrics: Metrics | None = None) -> Gateway:
 
     redis = RedisTier.from_settings(settings.cache.redis, metrics) if settings.cache.redis else None
     memory = MemoryCache(settings.cache.memory_bytes, settings.cache.max_entry_bytes)
-    stages: list[Stage] = [CacheStage({g.name: g.cache for g in settings.models}, memory, redis, metrics)]
+    limit_stage = make_limit_stage(settings, metrics)
+    stages: list[Stage] = [
+        limit_stage,
+        CacheStage({g.name: g.cache for g in settings.models}, memory, redis, metrics),
+    ]
     pipeline = Pipeline(stages, router)
 
     async def check(provider: Provider) -> bool:
@@ -125,6 +133,7 @@ def build(settings: Settings, metrics: Metrics | None = None) -> Gateway:
 
     async def shutdown_all() -> None:
         await shutdown()
+        await limit_stage.close()
         if store is not None:
             await store.close()
 
@@ -132,6 +141,22 @@ def build(settings: Settings, metrics: Metrics | None = None) -> Gateway:
     info = InfoHandlers([g.name for g in settings.models], metrics, ready_check, groups_ready)
     admin = AdminHandlers(store, secret, roles)
     return Gateway(inference, info, admin, auth, startup_all, shutdown_all)
+
+
+def make_limit_stage(settings: Settings, metrics: Metrics) -> LimitStage:
+    limits = settings.limits
+    local = LocalCounters()
+    counters: LocalCounters | RedisCounters = local
+    fallback: LocalCounters | None = None
+    if limits.redis is not None:
+        timeout = limits.redis.timeout_ms / 1000
+        client = Redis.from_url(limits.redis.url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        counters = RedisCounters(client, "interlock:limits:", timeout)
+        fallback = local if limits.on_redis_error == "allow" else None
+    limiter = Limiter(counters, fallback, metrics.limit_error)
+    tenants = {k: Rate(v.rpm, v.tpm) for k, v in limits.tenants.items()}
+    models = {k: Rate(v.rpm, v.tpm) for k, v in limits.models.items()}
+    return LimitStage(limiter, tenants, models, limits.default_max_tokens, metrics)
 
 
 def roles_table(security: SecuritySettings) -> dict[str, frozenset[Permission]]:

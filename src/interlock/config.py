@@ -118,6 +118,23 @@ class CacheSettings(_Frozen, frozen=True, kw_only=True):
     redis: RedisSettings | None = None
 
 
+class RateSettings(_Frozen, frozen=True, kw_only=True):
+    rpm: int | None = None  # requests per minute
+    tpm: int | None = None  # tokens per minute (estimated before the call, reconciled after)
+
+
+class LimitsSettings(_Frozen, frozen=True, kw_only=True):
+    """Per key limits come with each key; these add per tenant and per model group ones."""
+
+    redis: RedisSettings | None = None  # shared counters; required with more than one worker
+    tenants: dict[str, RateSettings] = {}
+    models: dict[str, RateSettings] = {}
+    default_max_tokens: int = 256  # the completion estimate when a request names no max_tokens
+    # When Redis fails: "allow" counts in this process instead (and a metric says so); "deny"
+    # answers 503 until Redis is back.
+    on_redis_error: Literal["allow", "deny"] = "allow"
+
+
 class UpstreamPool(_Frozen, frozen=True, kw_only=True):
     # "native": Interlock's own HTTP/1.1 pool (faster, measured in bench/RESULTS.md);
     # "aiohttp": aiohttp's client, which also honours HTTP(S)_PROXY.
@@ -195,6 +212,7 @@ class Settings(_Frozen, frozen=True, kw_only=True):
     cache: CacheSettings = CacheSettings()
     upstream: UpstreamPool = UpstreamPool()
     security: SecuritySettings = SecuritySettings()
+    limits: LimitsSettings = LimitsSettings()
 
     def group(self, name: str) -> ModelGroup | None:
         for g in self.models:
@@ -250,6 +268,17 @@ def _check(settings: Settings) -> None:
                 raise ConfigError(f"$.models[{i}].fallbacks[{k}]: a group cannot fall back to itself")
     if settings.server.workers < 1:
         raise ConfigError("$.server.workers: expected an integer >= 1")
+    limits = settings.limits
+    if limits.redis is None and settings.server.workers > 1:
+        uses_limits = limits.tenants or limits.models or settings.security.enabled
+        if uses_limits:
+            raise ConfigError(
+                "$.limits.redis: expected a Redis for rate limits with server.workers > 1 "
+                "(counters kept per process would multiply every limit by the number of workers)"
+            )
+    for name in limits.models:
+        if name not in seen:
+            raise ConfigError(f"$.limits.models.{name}: unknown model group")
     security = settings.security
     if security.keys is not None:
         if not security.server_secret or len(security.server_secret) < 16:

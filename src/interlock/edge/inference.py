@@ -155,7 +155,7 @@ class InferenceHandler:
 
 
 def _answer_headers(ctx: RequestContext) -> list[tuple[str, str]]:
-    extra: list[tuple[str, str]] = []
+    extra: list[tuple[str, str]] = list(ctx.response_headers)
     if ctx.cache_status is not None:
         extra.append(("x-interlock-cache", ctx.cache_status))
     if ctx.deployment is not None:

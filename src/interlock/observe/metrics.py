@@ -89,6 +89,12 @@ class Metrics:
         self.tokens = Counter(
             "interlock_tokens", "Tokens in and out", ["model", "deployment", "direction"], registry=r
         )
+        self.limited = Counter(
+            "interlock_rate_limited", "Requests refused by a rate limit", ["scope", "unit"], registry=r
+        )
+        self.limit_errors = Counter(
+            "interlock_limit_store_errors", "Rate limit counter store failures", ["op"], registry=r
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -146,6 +152,13 @@ class Metrics:
 
     def coalesce(self, model: str) -> None:
         self._child(self.coalesced, model).inc()
+
+    # -- limits --------------------------------------------------------------------------------
+    def rate_limited(self, scope: str, unit: str) -> None:
+        self._child(self.limited, scope, unit).inc()
+
+    def limit_error(self, op: str) -> None:
+        self._child(self.limit_errors, op).inc()
 
     # -- exposition ----------------------------------------------------------------------------
     def render(self) -> bytes:

@@ -45,6 +45,8 @@ class RequestContext:
     retries: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # Headers for the answer, set by stages (x-ratelimit-*).
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
     # Set by the edge: arms a watch that cancels the request when the client goes away. The
     # router calls it right before the first upstream call, so cache hits never pay for it.
     arm_disconnect_watch: Callable[[], None] = field(default=lambda: None)

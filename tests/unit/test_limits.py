@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import pytest
+from redis.asyncio import Redis
+
+from interlock.security.limits import Check, Limiter, LocalCounters, RedisCounters, estimate_tokens
+
+
+class Clock:
+    now = 6000.0  # the start of window 100
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def rpm(limit: int, name: str = "key:a:rpm") -> Check:
+    return Check("key", "requests", name, 1, limit)
+
+
+async def test_local_counting_is_all_or_nothing() -> None:
+    counters = LocalCounters()
+    limiter = Limiter(counters, None, lambda op: None, Clock())
+    tight, loose = rpm(2, "key:a:rpm"), rpm(100, "tenant:t:rpm")
+    assert (await limiter.acquire([loose, tight])).allowed
+    assert (await limiter.acquire([loose, tight])).allowed
+    refused = await limiter.acquire([loose, tight])
+    assert not refused.allowed and refused.exceeded == tight
+    # The refused request did not count against the looser limit either.
+    assert (await limiter.acquire([rpm(3, "tenant:t:rpm")])).allowed
+    assert not (await limiter.acquire([rpm(3, "tenant:t:rpm")])).allowed
+
+
+async def test_a_new_window_starts_afresh_and_headers_say_when() -> None:
+    clock = Clock()
+    limiter = Limiter(LocalCounters(), None, lambda op: None, clock)
+    checks = [rpm(1), Check("key", "tokens", "key:a:tpm", 40, 100)]
+    ok = await limiter.acquire(checks)
+    assert dict(ok.headers(checks)) == {
+        "x-ratelimit-limit-requests": "1", "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "60s",
+        "x-ratelimit-limit-tokens": "100", "x-ratelimit-remaining-tokens": "60", "x-ratelimit-reset-tokens": "60s",
+    }  # fmt: skip
+    clock.now += 45
+    refused = await limiter.acquire(checks)
+    assert not refused.allowed and refused.reset_in == pytest.approx(15)
+    clock.now += 15
+    assert (await limiter.acquire(checks)).allowed
+
+
+async def test_reconciliation_gives_tokens_back() -> None:
+    clock = Clock()
+    counters = LocalCounters()
+    limiter = Limiter(counters, None, lambda op: None, clock)
+    big = Check("key", "tokens", "key:a:tpm", 80, 100)
+    decision = await limiter.acquire([big])
+    assert not (await limiter.acquire([big])).allowed
+    await limiter.adjust("key:a:tpm", decision.window, -70)  # it used 10, not 80
+    assert (await limiter.acquire([big])).allowed
+
+
+async def test_a_dead_redis_falls_back_to_local_counting_and_is_reported() -> None:
+    dead = Redis.from_url("redis://127.0.0.1:1/0", socket_timeout=0.05, socket_connect_timeout=0.05)
+    errors: list[str] = []
+    limiter = Limiter(RedisCounters(dead, "t:", 0.05), LocalCounters(), errors.append, Clock())
+    assert (await limiter.acquire([rpm(1)])).allowed
+    assert not (await limiter.acquire([rpm(1)])).allowed
+    assert errors == ["check", "check"]
+    await dead.aclose()
+
+
+def test_token_estimate_is_prompt_bytes_over_four_plus_the_completion_budget() -> None:
+    body = {"messages": [{"role": "user", "content": "x" * 400}], "max_tokens": 50}
+    assert 100 < estimate_tokens(body, 256) < 120 + 50
+    assert estimate_tokens({"messages": []}, 256) == 1 + 256
+    assert estimate_tokens({"input": "abcd" * 10}, 256) == 11  # embeddings generate nothing
