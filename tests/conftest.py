@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import openai
 import pytest
 
 from tests.support.fake_upstream import FakeUpstream
@@ -18,3 +19,20 @@ def upstream() -> Iterator[FakeUpstream]:
     fake = FakeUpstream().start()
     yield fake
     fake.stop()
+
+
+@pytest.fixture(autouse=True)
+def _close_openai_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every openai client a test made, so its pooled sockets do not outlive the test
+    (an unclosed socket is a ResourceWarning, and warnings are errors here)."""
+    made: list[openai.OpenAI] = []
+    original = openai.OpenAI.__init__
+
+    def init(self: openai.OpenAI, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+        made.append(self)
+
+    monkeypatch.setattr(openai.OpenAI, "__init__", init)
+    yield
+    for client in made:
+        client.close()

@@ -13,6 +13,7 @@ from .cache import CacheStage, MemoryCache, RedisTier
 from .config import (
     AzureDeployment,
     Deployment,
+    DlpSettings,
     LocalDeployment,
     OpenAIDeployment,
     SecuritySettings,
@@ -34,11 +35,14 @@ from .providers.pool import NativeTransport
 from .providers.transport import Transport
 from .routing import CircuitBreaker, DeploymentRuntime, GroupRuntime, Router
 from .security.auth import Authenticator
+from .security.dlp import DlpStage, policy_from
 from .security.keystore import KeyStore, PostgresKeyStore, SQLiteKeyStore
 from .security.limit_stage import LimitStage, Rate
 from .security.limits import Limiter, LocalCounters, RedisCounters
 from .security.oidc import OidcConfig, OidcVerifier
-from .security.roles import DEFAULT_ROLES, Permission
+from .security.pii.detector import PatternDetector
+from .security.pii.vault import MemoryVaultStore, RedisVaultStore, TokenVault, VaultStore
+from .security.roles import DEFAULT_ROLES, Permission, class_rank
 
 CONFIG_ENV = "INTERLOCK_CONFIG"
 log = logging.getLogger("interlock")
@@ -81,17 +85,25 @@ def build(settings: Settings, metrics: Metrics | None = None) -> Gateway:
             provider = make_provider(spec, http, metrics)
             providers.append(provider)
             breaker = CircuitBreaker(circuit.failures, circuit.window, circuit.cooldown)
-            runtimes.append(DeploymentRuntime(provider=provider, weight=spec.weight, circuit=breaker))
+            runtimes.append(
+                DeploymentRuntime(
+                    provider=provider,
+                    weight=spec.weight,
+                    circuit=breaker,
+                    max_class=class_rank(spec.max_class),
+                )
+            )
         groups.append(GroupRuntime(group.name, runtimes, group.strategy, list(group.fallbacks)))
     router = Router(groups, settings.router, metrics)
 
     redis = RedisTier.from_settings(settings.cache.redis, metrics) if settings.cache.redis else None
     memory = MemoryCache(settings.cache.memory_bytes, settings.cache.max_entry_bytes)
     limit_stage = make_limit_stage(settings, metrics)
-    stages: list[Stage] = [
-        limit_stage,
-        CacheStage({g.name: g.cache for g in settings.models}, memory, redis, metrics),
-    ]
+    stages: list[Stage] = [limit_stage]
+    if settings.dlp is not None:
+        stages.append(make_dlp_stage(settings.dlp, metrics))
+    # The cache comes after DLP: it keys on, and stores, the protected request and answer.
+    stages.append(CacheStage({g.name: g.cache for g in settings.models}, memory, redis, metrics))
     pipeline = Pipeline(stages, router)
 
     async def check(provider: Provider) -> bool:
@@ -157,6 +169,20 @@ def make_limit_stage(settings: Settings, metrics: Metrics) -> LimitStage:
     tenants = {k: Rate(v.rpm, v.tpm) for k, v in limits.tenants.items()}
     models = {k: Rate(v.rpm, v.tpm) for k, v in limits.models.items()}
     return LimitStage(limiter, tenants, models, limits.default_max_tokens, metrics)
+
+
+def make_dlp_stage(dlp: DlpSettings, metrics: Metrics) -> DlpStage:
+    vault = None
+    if dlp.tokenization_key:
+        if dlp.vault.redis is not None:
+            timeout = dlp.vault.redis.timeout_ms / 1000
+            client = Redis.from_url(dlp.vault.redis.url, socket_timeout=timeout, socket_connect_timeout=timeout)
+            store: VaultStore = RedisVaultStore(client)
+        else:
+            store = MemoryVaultStore()
+        vault = TokenVault(dlp.tokenization_key.encode(), store, dlp.vault.ttl)
+    policies = {name: policy_from(name, p) for name, p in dlp.policies.items()}
+    return DlpStage(PatternDetector(threshold=dlp.threshold), policies, dlp.models, vault, metrics)
 
 
 def roles_table(security: SecuritySettings) -> dict[str, frozenset[Permission]]:

@@ -51,9 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
         # directory per start, so samples of an earlier run are never merged into this one.
         metrics_dir = tempfile.mkdtemp(prefix="interlock-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    logging.basicConfig(
-        level=server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logging.basicConfig(level=server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(
         "interlock.app:create_app",
         factory=True,
@@ -144,9 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--name", required=True)
     create.add_argument("--tenant", default="default")
     create.add_argument("--role", action="append", help="repeatable; default: user")
-    create.add_argument(
-        "--model", action="append", help="a model group it may call; repeatable; default: all"
-    )
+    create.add_argument("--model", action="append", help="a model group it may call; repeatable; default: all")
     create.add_argument("--max-class", default="internal", choices=DATA_CLASSES)
     create.add_argument("--rpm", type=int)
     create.add_argument("--tpm", type=int)

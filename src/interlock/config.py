@@ -24,6 +24,10 @@ class _Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     pass
 
 
+DataClassName = Literal["public", "internal", "confidential", "restricted"]  # as security.roles
+EntityAction = Literal["allow", "mask", "redact", "tokenize", "block"]
+
+
 class OpenAIDeployment(_Frozen, frozen=True, kw_only=True, tag="openai", tag_field="backend"):
     """Any OpenAI-compatible server: OpenAI, vLLM, TGI, llama.cpp server, Ollama."""
 
@@ -34,6 +38,7 @@ class OpenAIDeployment(_Frozen, frozen=True, kw_only=True, tag="openai", tag_fie
     timeout: float = 60.0
     connect_timeout: float = 5.0
     headers: dict[str, str] = {}
+    max_class: DataClassName = "internal"  # the most sensitive data it may receive
     weight: float = 1.0
     tags: list[str] = []
 
@@ -55,6 +60,7 @@ class AzureDeployment(_Frozen, frozen=True, kw_only=True, tag="azure", tag_field
     timeout: float = 60.0
     connect_timeout: float = 5.0
     headers: dict[str, str] = {}
+    max_class: DataClassName = "internal"  # the most sensitive data it may receive
     weight: float = 1.0
     tags: list[str] = []
 
@@ -69,6 +75,7 @@ class LocalDeployment(_Frozen, frozen=True, kw_only=True, tag="local", tag_field
     max_queue: int = 16  # requests waiting beyond the one being generated; more get 503
     retry_after: int = 2
     embeddings: bool = True
+    max_class: DataClassName = "restricted"  # the most sensitive data it may receive
     weight: float = 1.0
     tags: list[str] = []
 
@@ -135,6 +142,29 @@ class LimitsSettings(_Frozen, frozen=True, kw_only=True):
     on_redis_error: Literal["allow", "deny"] = "allow"
 
 
+class DlpPolicySettings(_Frozen, frozen=True, kw_only=True):
+    actions: dict[str, EntityAction] = {}  # entity type (EMAIL, US_SSN, ...) -> action
+    default_action: EntityAction = "allow"
+    classify: dict[str, DataClassName] = {}  # entity type -> the data class it makes a request
+    default_class: DataClassName = "internal"
+    on_error: Literal["block", "allow"] = "block"  # when detection fails: fail closed by default
+    max_inline_chars: int = 32_768
+    scan_timeout_s: float = 2.0
+
+
+class VaultSettings(_Frozen, frozen=True, kw_only=True):
+    redis: RedisSettings | None = None  # shared by replicas; in memory when absent
+    ttl: int = 86_400
+
+
+class DlpSettings(_Frozen, frozen=True, kw_only=True):
+    policies: dict[str, DlpPolicySettings] = {}  # "default" applies where a group names none
+    models: dict[str, str] = {}  # model group -> policy name
+    tokenization_key: str | None = None  # 32+ characters; write it as os.environ/NAME
+    vault: VaultSettings = VaultSettings()
+    threshold: float = 0.5  # detection score needed to act
+
+
 class UpstreamPool(_Frozen, frozen=True, kw_only=True):
     # "native": Interlock's own HTTP/1.1 pool (faster, measured in bench/RESULTS.md);
     # "aiohttp": aiohttp's client, which also honours HTTP(S)_PROXY.
@@ -159,9 +189,7 @@ class ServerSettings(_Frozen, frozen=True, kw_only=True):
 
 
 JwtAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"]
-PermissionName = Literal[
-    "invoke", "read_metrics", "read_audit", "admin_keys", "admin_rollouts", "admin_config"
-]
+PermissionName = Literal["invoke", "read_metrics", "read_audit", "admin_keys", "admin_rollouts", "admin_config"]
 
 
 class KeyStoreSettings(_Frozen, frozen=True, kw_only=True):
@@ -177,9 +205,9 @@ class OidcSettings(_Frozen, frozen=True, kw_only=True):
     issuer: str
     audience: str | list[str]
     jwks_url: str | None = None  # discovered from {issuer}/.well-known/openid-configuration when absent
-    algorithms: list[
-        Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"]
-    ] = msgspec.field(default_factory=lambda: ["RS256"])
+    algorithms: list[Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"]] = (
+        msgspec.field(default_factory=lambda: ["RS256"])
+    )
     roles_claim: str = "roles"
     role_map: dict[str, str] = {}  # a value of the roles claim -> an Interlock role
     default_roles: list[str] = []
@@ -213,6 +241,7 @@ class Settings(_Frozen, frozen=True, kw_only=True):
     upstream: UpstreamPool = UpstreamPool()
     security: SecuritySettings = SecuritySettings()
     limits: LimitsSettings = LimitsSettings()
+    dlp: DlpSettings | None = None
 
     def group(self, name: str) -> ModelGroup | None:
         for g in self.models:
@@ -279,6 +308,18 @@ def _check(settings: Settings) -> None:
     for name in limits.models:
         if name not in seen:
             raise ConfigError(f"$.limits.models.{name}: unknown model group")
+    dlp = settings.dlp
+    if dlp is not None:
+        if "default" not in dlp.policies:
+            raise ConfigError("$.dlp.policies: expected a policy named `default`")
+        for group_name, policy in dlp.models.items():
+            if group_name not in seen:
+                raise ConfigError(f"$.dlp.models.{group_name}: unknown model group")
+            if policy not in dlp.policies:
+                raise ConfigError(f"$.dlp.models.{group_name}: unknown policy {policy!r}")
+        tokenizes = any("tokenize" in (*p.actions.values(), p.default_action) for p in dlp.policies.values())
+        if tokenizes and (not dlp.tokenization_key or len(dlp.tokenization_key) < 32):
+            raise ConfigError("$.dlp.tokenization_key: expected 32+ characters (a policy tokenizes)")
     security = settings.security
     if security.keys is not None:
         if not security.server_secret or len(security.server_secret) < 16:
@@ -306,9 +347,7 @@ def _place_key_store(settings: Settings, base_dir: Path) -> Settings:
     path = Path(keys.sqlite_path or "interlock-keys.db")
     if not path.is_absolute():
         path = base_dir / path
-    security = msgspec.structs.replace(
-        settings.security, keys=msgspec.structs.replace(keys, sqlite_path=str(path))
-    )
+    security = msgspec.structs.replace(settings.security, keys=msgspec.structs.replace(keys, sqlite_path=str(path)))
     return msgspec.structs.replace(settings, security=security)
 
 

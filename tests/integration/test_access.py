@@ -55,9 +55,7 @@ def chat(gw: Gateway, key: str, model: str = "m") -> int:
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def keyed(
-    request: pytest.FixtureRequest, session_tmp: Path, upstream: FakeUpstream
-) -> Iterator[dict[str, Any]]:
+def keyed(request: pytest.FixtureRequest, session_tmp: Path, upstream: FakeUpstream) -> Iterator[dict[str, Any]]:
     tmp = session_tmp / f"access-{request.param}"
     tmp.mkdir()
     if request.param == "postgres":
@@ -104,9 +102,7 @@ def test_callers_need_a_valid_key(keyed: dict[str, Any]) -> None:
 
 def test_admin_api_makes_keys_with_roles_and_model_limits(keyed: dict[str, Any]) -> None:
     a = keyed["a"]
-    status, made = request(
-        a, "POST", "/admin/keys", keyed["admin"], {"name": "svc", "tenant": "acme", "models": ["m"]}
-    )
+    status, made = request(a, "POST", "/admin/keys", keyed["admin"], {"name": "svc", "tenant": "acme", "models": ["m"]})
     assert status == 201 and made["key"].startswith("ik_") and made["roles"] == ["user"]
     user = made["key"]
     client = openai.OpenAI(base_url=a.url + "/v1", api_key=user, max_retries=0)
@@ -154,9 +150,7 @@ def oidc_gateway(session_tmp: Path, upstream: FakeUpstream) -> Iterator[tuple[Ga
     issuer = Issuer(upstream.issuer(), "api://interlock")
     upstream.jwks = issuer.jwks()
     config = {
-        "models": [
-            {"name": "m", "deployments": [{"id": "m", "backend": "openai", "api_base": upstream.base("ok")}]}
-        ],
+        "models": [{"name": "m", "deployments": [{"id": "m", "backend": "openai", "api_base": upstream.base("ok")}]}],
         "security": {
             "oidc": {
                 "issuer": upstream.issuer(),
@@ -181,9 +175,7 @@ def test_entra_style_tokens_are_verified_and_their_roles_mapped(
     assert user.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}]).choices
     assert request(gw, "GET", "/metrics", issuer.token(roles=["Interlock.User"]))[0] == 403
     assert request(gw, "GET", "/metrics", issuer.token(roles=["Interlock.Admin"]))[0] == 200
-    assert (
-        request(gw, "GET", "/v1/models", issuer.token(roles=["Interlock.User"], aud="api://other"))[0] == 401
-    )
+    assert request(gw, "GET", "/v1/models", issuer.token(roles=["Interlock.User"], aud="api://other"))[0] == 401
     assert request(gw, "GET", "/v1/models", issuer.token(roles=["Interlock.User"], lifetime=-600))[0] == 401
     assert request(gw, "GET", "/v1/models", issuer.token(roles=[]))[0] == 403  # valid, but no role
     # Key rotation: a token signed with a new key is accepted after one refetch of the JWKS.

@@ -49,9 +49,7 @@ def gateway(session_tmp: Path, upstream: FakeUpstream) -> Iterator[Gateway]:
     gw.stop()
 
 
-def test_azure_client_against_azure_style_paths_and_api_key_upstream(
-    gateway: Gateway, upstream: FakeUpstream
-) -> None:
+def test_azure_client_against_azure_style_paths_and_api_key_upstream(gateway: Gateway, upstream: FakeUpstream) -> None:
     upstream.reset()
     client = openai.AzureOpenAI(
         azure_endpoint=gateway.url, api_key="caller-key", api_version=API_VERSION, max_retries=0

@@ -9,6 +9,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,9 +32,7 @@ def setup(session_tmp: Path, upstream: FakeUpstream) -> Iterator[dict[str, Any]]
     tmp = session_tmp / "limits"
     tmp.mkdir()
     config = {
-        "models": [
-            {"name": "m", "deployments": [{"id": "m", "backend": "openai", "api_base": upstream.base("ok")}]}
-        ],
+        "models": [{"name": "m", "deployments": [{"id": "m", "backend": "openai", "api_base": upstream.base("ok")}]}],
         "security": {"server_secret": "os.environ/TEST_SECRET", "keys": {"sqlite_path": "keys.db"}},
         "limits": {
             "redis": {"url": redis_server.url, "timeout_ms": 500},
@@ -76,12 +76,14 @@ async def test_two_hundred_concurrent_requests_over_two_processes_let_exactly_fi
     setup: dict[str, Any],
 ) -> None:
     key = setup["keys"]["fifty"]
+    # Windows are fixed minutes: a burst that straddles two windows may rightly pass 50 in each.
+    into_minute = time.time() % 60
+    if into_minute > 50:
+        await asyncio.sleep(60 - into_minute + 0.1)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as session:
-        results = await asyncio.gather(
-            *(post(session, setup["a" if i % 2 else "b"], key) for i in range(200))
-        )
+        results = await asyncio.gather(*(post(session, setup["a" if i % 2 else "b"], key) for i in range(200)))
     statuses = [s for s, _ in results]
-    assert statuses.count(200) == 50
+    assert statuses.count(200) == 50, Counter(statuses)
     assert statuses.count(429) == 150
     refused = next(h for s, h in results if s == 429)
     assert 1 <= int(refused["Retry-After"]) <= 60

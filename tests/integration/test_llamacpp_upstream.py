@@ -34,7 +34,8 @@ def client(session_tmp: Path, llama: LlamaServer) -> Iterator[openai.OpenAI]:
         ]
     }  # fmt: skip
     gw = Gateway(session_tmp, config)
-    yield openai.OpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0)
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0) as client:
+        yield client
     gw.stop()
 
 

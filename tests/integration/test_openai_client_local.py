@@ -42,12 +42,8 @@ def test_chat_completion_honours_max_tokens_and_reports_usage(client: openai.Ope
 
 def test_seed_makes_sampling_repeatable_and_cache_is_bypassed(client: openai.OpenAI) -> None:
     kwargs = dict(model=MODEL, messages=HELLO, max_tokens=12, temperature=0.9, seed=11)
-    a = client.chat.completions.with_raw_response.create(
-        **kwargs, extra_headers={"cache-control": "no-cache"}
-    )
-    b = client.chat.completions.with_raw_response.create(
-        **kwargs, extra_headers={"cache-control": "no-cache"}
-    )
+    a = client.chat.completions.with_raw_response.create(**kwargs, extra_headers={"cache-control": "no-cache"})
+    b = client.chat.completions.with_raw_response.create(**kwargs, extra_headers={"cache-control": "no-cache"})
     assert a.headers["x-interlock-cache"] == b.headers["x-interlock-cache"] == "miss"
     assert a.parse().choices[0].message.content == b.parse().choices[0].message.content
 
@@ -86,9 +82,7 @@ def test_stream_with_usage(client: openai.OpenAI) -> None:
 
 
 def test_deterministic_request_is_cached_and_replayed_as_a_stream(client: openai.OpenAI) -> None:
-    kwargs = dict(
-        model=MODEL, messages=[{"role": "user", "content": "Name a colour."}], max_tokens=8, temperature=0
-    )
+    kwargs = dict(model=MODEL, messages=[{"role": "user", "content": "Name a colour."}], max_tokens=8, temperature=0)
     first = client.chat.completions.with_raw_response.create(**kwargs, stream=True)
     first_text = "".join(c.choices[0].delta.content or "" for c in first.parse() if c.choices)
     again = client.chat.completions.with_raw_response.create(**kwargs, stream=True)
@@ -135,8 +129,5 @@ def test_health_ready_and_metrics(gateway: Gateway) -> None:
     status, _, body = http_get(gateway.url + "/readyz")
     assert status == 200 and json.loads(body)["deployments"] == {"local": True}
     metrics = http_get(gateway.url + "/metrics")[2].decode()
-    assert (
-        'interlock_requests_total{cache="miss",endpoint="chat/completions",model="smollm2",status="200"}'
-        in metrics
-    )
+    assert 'interlock_requests_total{cache="miss",endpoint="chat/completions",model="smollm2",status="200"}' in metrics
     assert "interlock_tokens_total" in metrics

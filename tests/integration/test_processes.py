@@ -15,13 +15,9 @@ from tests.support.procs import Gateway, http_get
 pytestmark = pytest.mark.integration
 
 
-async def test_two_workers_share_a_port_and_their_metrics_add_up(
-    session_tmp: Path, upstream: FakeUpstream
-) -> None:
+async def test_two_workers_share_a_port_and_their_metrics_add_up(session_tmp: Path, upstream: FakeUpstream) -> None:
     config = {
-        "models": [
-            {"name": "m", "deployments": [{"id": "ok", "backend": "openai", "api_base": upstream.base("ok")}]}
-        ]
+        "models": [{"name": "m", "deployments": [{"id": "ok", "backend": "openai", "api_base": upstream.base("ok")}]}]
     }
     gw = Gateway(session_tmp, config, workers=2)
     try:
@@ -47,9 +43,7 @@ async def test_two_workers_share_a_port_and_their_metrics_add_up(
             total = sum(
                 float(line.rsplit(" ", 1)[1])
                 for line in text.splitlines()
-                if line.startswith(
-                    'interlock_requests_total{cache="none",endpoint="chat/completions",model="m"'
-                )
+                if line.startswith('interlock_requests_total{cache="none",endpoint="chat/completions",model="m"')
             )
             assert total == sent
     finally:

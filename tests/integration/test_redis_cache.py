@@ -26,9 +26,7 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="module")
-def pair(
-    session_tmp: Path, upstream: FakeUpstream, redis_server: RedisServer
-) -> Iterator[tuple[Gateway, Gateway]]:
+def pair(session_tmp: Path, upstream: FakeUpstream, redis_server: RedisServer) -> Iterator[tuple[Gateway, Gateway]]:
     config = {
         "models": [
             {
@@ -66,9 +64,7 @@ def test_an_answer_cached_by_one_process_is_a_hit_in_the_other(pair: tuple[Gatew
     assert metric(b, 'interlock_cache_total{result="hit",tier="redis"}') >= 1
 
 
-def test_slow_redis_is_skipped_within_its_timeout(
-    pair: tuple[Gateway, Gateway], redis_server: RedisServer
-) -> None:
+def test_slow_redis_is_skipped_within_its_timeout(pair: tuple[Gateway, Gateway], redis_server: RedisServer) -> None:
     a, _ = pair
     errors_before = metric(a, "interlock_cache_errors_total")
     blocker = threading.Thread(

@@ -122,9 +122,7 @@ def test_circuit_opens_and_stops_calling_a_failing_deployment(
     assert metric(gateway, 'interlock_circuit_state{deployment="broken"}') == 2
 
 
-def test_upstream_client_error_passes_through_unretried(
-    client: openai.OpenAI, upstream: FakeUpstream
-) -> None:
+def test_upstream_client_error_passes_through_unretried(client: openai.OpenAI, upstream: FakeUpstream) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(model="reject", messages=MSG)
     assert err.value.param == "x"
@@ -143,19 +141,13 @@ def test_stream_cut_midway_raises_in_the_client(client: openai.OpenAI) -> None:
 
 def test_stream_passes_usage_through(client: openai.OpenAI) -> None:
     chunks = list(
-        client.chat.completions.create(
-            model="ok", messages=MSG, stream=True, stream_options={"include_usage": True}
-        )
+        client.chat.completions.create(model="ok", messages=MSG, stream=True, stream_options={"include_usage": True})
     )
     assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 10
 
 
-def test_unknown_fields_tools_and_response_format_pass_through(
-    client: openai.OpenAI, upstream: FakeUpstream
-) -> None:
-    tools = [
-        {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
-    ]
+def test_unknown_fields_tools_and_response_format_pass_through(client: openai.OpenAI, upstream: FakeUpstream) -> None:
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
     client.chat.completions.create(
         model="ok", messages=MSG, tools=tools, response_format={"type": "json_object"},
         extra_body={"vendor_knob": {"depth": 3}},
@@ -182,9 +174,7 @@ async def test_client_disconnect_cancels_the_upstream_call(gateway: Gateway, ups
     assert upstream.state.completed == []
 
 
-async def test_client_leaving_a_stream_closes_the_upstream_stream(
-    gateway: Gateway, upstream: FakeUpstream
-) -> None:
+async def test_client_leaving_a_stream_closes_the_upstream_stream(gateway: Gateway, upstream: FakeUpstream) -> None:
     body = {"model": "slow-stream", "messages": MSG, "stream": True}
     async with (
         aiohttp.ClientSession() as session,
@@ -202,14 +192,10 @@ async def test_client_leaving_a_stream_closes_the_upstream_stream(
     assert upstream.state.completed == []
 
 
-async def test_identical_requests_in_flight_go_upstream_once(
-    gateway: Gateway, upstream: FakeUpstream
-) -> None:
+async def test_identical_requests_in_flight_go_upstream_once(gateway: Gateway, upstream: FakeUpstream) -> None:
     client = openai.AsyncOpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0)
     ask = {"model": "slow", "messages": [{"role": "user", "content": "coalesce me"}], "temperature": 0}
-    results = await asyncio.gather(
-        *(client.chat.completions.with_raw_response.create(**ask) for _ in range(8))
-    )
+    results = await asyncio.gather(*(client.chat.completions.with_raw_response.create(**ask) for _ in range(8)))
     await client.close()
     assert upstream.state.calls["slow"] == 1
     assert {r.parse().choices[0].message.content for r in results} == {"answer from slow"}
@@ -219,17 +205,13 @@ async def test_identical_requests_in_flight_go_upstream_once(
 async def test_waiters_share_the_leaders_error(gateway: Gateway, upstream: FakeUpstream) -> None:
     client = openai.AsyncOpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0)
     ask = {"model": "slow-reject", "messages": [{"role": "user", "content": "x"}], "temperature": 0}
-    results = await asyncio.gather(
-        *(client.chat.completions.create(**ask) for _ in range(5)), return_exceptions=True
-    )
+    results = await asyncio.gather(*(client.chat.completions.create(**ask) for _ in range(5)), return_exceptions=True)
     await client.close()
     assert all(isinstance(r, openai.BadRequestError) for r in results)
     assert upstream.state.calls["slow-reject"] == 1
 
 
-def post_raw(
-    gateway: Gateway, data: bytes, path: str = "/v1/chat/completions"
-) -> tuple[int, dict[str, object]]:
+def post_raw(gateway: Gateway, data: bytes, path: str = "/v1/chat/completions") -> tuple[int, dict[str, object]]:
     req = urllib.request.Request(gateway.url + path, data=data, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
@@ -254,9 +236,7 @@ def post_raw(
         (b'{"model": "nope", "messages": [{"role": "user", "content": "hi"}]}', 404, "model"),
     ],
 )
-def test_bad_input_gets_a_clear_openai_error(
-    gateway: Gateway, payload: bytes, status: int, param: str | None
-) -> None:
+def test_bad_input_gets_a_clear_openai_error(gateway: Gateway, payload: bytes, status: int, param: str | None) -> None:
     got, body = post_raw(gateway, payload)
     assert got == status
     error = body["error"]

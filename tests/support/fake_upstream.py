@@ -237,9 +237,7 @@ class FakeUpstream:
             self.state.completed.append(scenario)
         return await self._answer(request, body, scenario)
 
-    async def _slow_stream(
-        self, request: web.Request, body: dict[str, Any], scenario: str
-    ) -> web.StreamResponse:
+    async def _slow_stream(self, request: web.Request, body: dict[str, Any], scenario: str) -> web.StreamResponse:
         """A long stream (an event every 0.1 s for 5 s) that notes whether the caller left early."""
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
@@ -257,6 +255,32 @@ class FakeUpstream:
         await resp.write(b"data: [DONE]\n\n")
         return resp
 
+    async def _echo(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        """Answers with the last message's text, and a tool call whose arguments carry it too;
+        streamed three characters per chunk, so anything in it gets split across chunks."""
+        text = str(body["messages"][-1]["content"])
+        arguments = orjson.dumps({"echo": text}).decode()
+        if not body.get("stream"):
+            answer = chat_answer(body, text)
+            answer["choices"][0]["message"]["tool_calls"] = [
+                {"id": "call_1", "type": "function", "function": {"name": "echo", "arguments": arguments}}
+            ]
+            return web.json_response(answer)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for i in range(0, len(text), 3):
+            await resp.write(chunk(body, {"content": text[i : i + 3]}))
+        await resp.write(chunk(body, {"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                                       "function": {"name": "echo", "arguments": ""}}]}))  # fmt: skip
+        for i in range(0, len(arguments), 4):
+            await resp.write(
+                chunk(body, {"tool_calls": [{"index": 0, "function": {"arguments": arguments[i : i + 4]}}]})
+            )
+        await resp.write(chunk(body, {}, "stop"))
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
     async def _answer(
         self, request: web.Request, body: dict[str, Any], scenario: str, text: str | None = None
     ) -> web.StreamResponse:
@@ -264,9 +288,7 @@ class FakeUpstream:
         if endpoint == "embeddings":
             inputs = body.get("input")
             items = inputs if isinstance(inputs, list) else [inputs]
-            data = [
-                {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(items))
-            ]
+            data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(items))]
             return web.json_response(
                 {
                     "object": "list",
@@ -285,6 +307,8 @@ class FakeUpstream:
             )  # fmt: skip
         if scenario == "slow-stream" and body.get("stream"):
             return await self._slow_stream(request, body, scenario)
+        if scenario == "echo":
+            return await self._echo(request, body)
         answer_text = text or f"answer from {scenario}"
         if not body.get("stream"):
             return web.json_response(chat_answer(body, answer_text))

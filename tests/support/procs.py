@@ -52,9 +52,7 @@ def http_get(url: str, timeout: float = 10.0) -> tuple[int, dict[str, str], byte
 class Gateway:
     """`interlock serve` in a subprocess, with a config written to a temporary file."""
 
-    def __init__(
-        self, tmp: Path, config: dict[str, Any] | None, workers: int = 1, env: dict[str, str] | None = None
-    ):
+    def __init__(self, tmp: Path, config: dict[str, Any] | None, workers: int = 1, env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp / f"gateway-{self.port}.log"

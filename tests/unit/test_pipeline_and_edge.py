@@ -20,9 +20,7 @@ class Recorder:
         self.log.append(f"before:{self.name}")
         return self.short
 
-    async def after(
-        self, ctx: RequestContext, result: Result | None, error: BaseException | None
-    ) -> Result | None:
+    async def after(self, ctx: RequestContext, result: Result | None, error: BaseException | None) -> Result | None:
         self.log.append(f"after:{self.name}:{type(error).__name__ if error else 'ok'}")
         return result
 
@@ -49,9 +47,7 @@ async def test_a_short_circuit_skips_later_stages_and_the_terminal() -> None:
         raise AssertionError("not reached")
 
     hit = Completion(b'{"cached":true}')
-    result = await Pipeline([Recorder("a", log), Recorder("b", log, hit), Recorder("c", log)], terminal).run(
-        ctx()
-    )
+    result = await Pipeline([Recorder("a", log), Recorder("b", log, hit), Recorder("c", log)], terminal).run(ctx())
     assert result is hit
     assert log == ["before:a", "before:b", "after:b:ok", "after:a:ok"]
 
@@ -86,14 +82,10 @@ async def test_stream_tap_reports_the_end_exactly_once() -> None:
 
 
 def test_parse_body_keeps_unknown_fields_and_names_bad_params() -> None:
-    data = parse_body(
-        b'{"model":"m","messages":[{"role":"user","content":"x"}],"x_custom":1}', Endpoint.CHAT, None
-    )
+    data = parse_body(b'{"model":"m","messages":[{"role":"user","content":"x"}],"x_custom":1}', Endpoint.CHAT, None)
     assert data["x_custom"] == 1
     with pytest.raises(BadRequest) as err:
-        parse_body(
-            b'{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":5}', Endpoint.CHAT, None
-        )
+        parse_body(b'{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":5}', Endpoint.CHAT, None)
     assert err.value.param == "temperature"
     azure = parse_body(b'{"input":"hi"}', Endpoint.EMBEDDINGS, "my-deployment")
     assert azure["model"] == "my-deployment"

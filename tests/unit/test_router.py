@@ -45,11 +45,7 @@ class Scripted:
 
     def _next(self) -> Any:
         self.calls += 1
-        item = (
-            self.script.pop(0)
-            if self.script
-            else b'{"ok":true,"usage":{"prompt_tokens":3,"completion_tokens":2}}'
-        )
+        item = self.script.pop(0) if self.script else b'{"ok":true,"usage":{"prompt_tokens":3,"completion_tokens":2}}'
         if isinstance(item, BaseException):
             raise item
         return item
@@ -82,9 +78,7 @@ class Clock:
         self.now += seconds
 
 
-def make_router(
-    groups: dict[str, list[Scripted]], fallbacks: dict[str, list[str]] | None = None, **settings: Any
-):
+def make_router(groups: dict[str, list[Scripted]], fallbacks: dict[str, list[str]] | None = None, **settings: Any):
     clock = Clock()
     runtimes = [
         GroupRuntime(
@@ -100,9 +94,7 @@ def make_router(
 
 
 def ctx(model: str = "g", stream: bool = False) -> RequestContext:
-    return RequestContext(
-        request_id="r", endpoint=Endpoint.CHAT, model=model, body={"model": model}, stream=stream
-    )
+    return RequestContext(request_id="r", endpoint=Endpoint.CHAT, model=model, body={"model": model}, stream=stream)
 
 
 async def test_retries_a_retryable_failure_with_backoff() -> None:

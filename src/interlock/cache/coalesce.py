@@ -43,9 +43,7 @@ class Coalescer:
             flight.future.add_done_callback(_retrieve)
         return flight.future
 
-    def finish(
-        self, key: str, answer: CachedAnswer | None = None, error: BaseException | None = None
-    ) -> None:
+    def finish(self, key: str, answer: CachedAnswer | None = None, error: BaseException | None = None) -> None:
         flight = self._flights.pop(key, None)
         if flight is None or flight.future is None or flight.future.done():
             return

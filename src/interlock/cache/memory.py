@@ -12,9 +12,7 @@ from .entry import CachedAnswer
 class MemoryCache:
     __slots__ = ("_clock", "_entries", "_max_bytes", "_max_entry", "bytes")
 
-    def __init__(
-        self, max_bytes: int, max_entry_bytes: int, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, max_bytes: int, max_entry_bytes: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._max_bytes = max_bytes
         self._max_entry = min(max_entry_bytes, max_bytes)
         self._clock = clock

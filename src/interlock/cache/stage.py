@@ -101,9 +101,7 @@ class CacheStage:
             self._memory.put(key, answer, policy.ttl)
         return answer
 
-    async def after(
-        self, ctx: RequestContext, result: Result | None, error: BaseException | None
-    ) -> Result | None:
+    async def after(self, ctx: RequestContext, result: Result | None, error: BaseException | None) -> Result | None:
         key = ctx.cache_key
         if key is None or ctx.cache_status != "miss" or not ctx.coalesce_leader:
             return result
@@ -121,9 +119,7 @@ class CacheStage:
             if stream_error is None and not any(e.startswith(b'{"error"') for e in collected):
                 self._settle(ctx, key, CachedAnswer("sse", events=collected))
             else:
-                self._flights.finish(
-                    key, error=stream_error if isinstance(stream_error, InterlockError) else None
-                )
+                self._flights.finish(key, error=stream_error if isinstance(stream_error, InterlockError) else None)
 
         return StreamResult(StreamTap(result.events, collected.append, on_end), result.headers)
 

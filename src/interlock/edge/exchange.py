@@ -77,13 +77,9 @@ class Exchange:
     async def error(self, exc: InterlockError) -> None:
         await self.json(exc.status, exc.body(), list(exc.headers.items()))
 
-    async def stream(
-        self, first: bytes | None, events: AsyncIterator[bytes], extra: list[tuple[str, str]]
-    ) -> int:
+    async def stream(self, first: bytes | None, events: AsyncIterator[bytes], extra: list[tuple[str, str]]) -> int:
         self.started = True
-        return await send_stream(
-            self._send_marking_done, first, events, encode_headers(self.request_id, extra)
-        )
+        return await send_stream(self._send_marking_done, first, events, encode_headers(self.request_id, extra))
 
     async def _send_marking_done(self, message: Message) -> None:
         if message["type"] == "http.response.body" and not message.get("more_body", False):

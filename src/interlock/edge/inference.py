@@ -21,6 +21,7 @@ from ..pipeline.runner import Pipeline
 from ..pipeline.streams import aclose_quietly
 from ..protocol import ChatRequest, CompletionRequest, EmbeddingRequest
 from ..routing.router import Router
+from ..security.roles import DATA_CLASSES
 from .exchange import Exchange
 from .http import read_body
 from .sse import first_event
@@ -114,6 +115,7 @@ class InferenceHandler:
             if not ex.identity.may_call(name):
                 raise Forbidden(f"This identity may not call the model `{name}`", param="model")
             model = name
+            requested_class, conversation = _protection_headers(ex.headers)
             ctx = RequestContext(
                 request_id=ex.request_id,
                 endpoint=endpoint,
@@ -123,6 +125,8 @@ class InferenceHandler:
                 cache_control=control,
                 tenant=ex.identity.tenant,
                 identity=ex.identity,
+                requested_class=requested_class,
+                conversation=conversation,
                 started=started,
                 arm_disconnect_watch=ex.arm_disconnect_watch,
             )
@@ -154,12 +158,31 @@ class InferenceHandler:
             )
 
 
+_CONVERSATION = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def _protection_headers(headers: dict[bytes, bytes]) -> tuple[str | None, str | None]:
+    """`x-interlock-data-class` (at least this sensitive) and `x-interlock-conversation` (the
+    scope in which tokenized values keep the same token)."""
+    raw_class = headers.get(b"x-interlock-data-class")
+    requested = raw_class.decode("latin-1").strip().lower() if raw_class else None
+    if requested is not None and requested not in DATA_CLASSES:
+        raise BadRequest(f"x-interlock-data-class must be one of {', '.join(DATA_CLASSES)}")
+    raw_conversation = headers.get(b"x-interlock-conversation")
+    conversation = raw_conversation.decode("latin-1") if raw_conversation else None
+    if conversation is not None and not _CONVERSATION.fullmatch(conversation):
+        raise BadRequest("x-interlock-conversation must be 1-128 letters, digits or . _ : -")
+    return requested, conversation
+
+
 def _answer_headers(ctx: RequestContext) -> list[tuple[str, str]]:
     extra: list[tuple[str, str]] = list(ctx.response_headers)
     if ctx.cache_status is not None:
         extra.append(("x-interlock-cache", ctx.cache_status))
     if ctx.deployment is not None:
         extra.append(("x-interlock-deployment", ctx.deployment))
+    if ctx.data_class is not None:
+        extra.append(("x-interlock-data-class", ctx.data_class))
     if ctx.served_model is not None and ctx.served_model != ctx.model:
         extra.append(("x-interlock-fallback", ctx.served_model))
     return extra

@@ -28,8 +28,7 @@ class InfoHandlers:
     ) -> None:
         created = int(time.time())
         self._models = {
-            name: {"id": name, "object": "model", "created": created, "owned_by": "interlock"}
-            for name in models
+            name: {"id": name, "object": "model", "created": created, "owned_by": "interlock"} for name in models
         }
         self._list_body = orjson.dumps({"object": "list", "data": list(self._models.values())})
         self._metrics = metrics

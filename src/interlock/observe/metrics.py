@@ -86,14 +86,17 @@ class Metrics:
             "interlock_circuit_state", "Circuit breaker: 0 closed, 1 half-open, 2 open", ["deployment"],
             multiprocess_mode="livemax", registry=r,
         )  # fmt: skip
-        self.tokens = Counter(
-            "interlock_tokens", "Tokens in and out", ["model", "deployment", "direction"], registry=r
-        )
+        self.tokens = Counter("interlock_tokens", "Tokens in and out", ["model", "deployment", "direction"], registry=r)
         self.limited = Counter(
             "interlock_rate_limited", "Requests refused by a rate limit", ["scope", "unit"], registry=r
         )
         self.limit_errors = Counter(
             "interlock_limit_store_errors", "Rate limit counter store failures", ["op"], registry=r
+        )
+        self.pii = Counter("interlock_pii_entities", "PII and secrets found in requests", ["type"], registry=r)
+        self.dlp_blocks = Counter("interlock_dlp_blocked", "Requests blocked by a DLP policy", ["policy"], registry=r)
+        self.dlp_errors = Counter(
+            "interlock_dlp_errors", "Detection or tokenization failures (fail closed)", ["policy"], registry=r
         )
         self._children: dict[tuple[Any, ...], Any] = {}
 
@@ -105,9 +108,7 @@ class Metrics:
         return child
 
     # -- the request as a whole ---------------------------------------------------------------
-    def request_done(
-        self, model: str, endpoint: str, status: int, cache: str, seconds: float, upstream: float
-    ) -> None:
+    def request_done(self, model: str, endpoint: str, status: int, cache: str, seconds: float, upstream: float) -> None:
         self._child(self.requests, model, endpoint, str(status), cache).inc()
         self._child(self.request_seconds, model, endpoint).observe(seconds)
         self._child(self.overhead_seconds, model).observe(max(0.0, seconds - upstream))
@@ -159,6 +160,16 @@ class Metrics:
 
     def limit_error(self, op: str) -> None:
         self._child(self.limit_errors, op).inc()
+
+    # -- data protection ------------------------------------------------------------------------
+    def pii_found(self, kind: str, n: int) -> None:
+        self._child(self.pii, kind).inc(n)
+
+    def dlp_blocked(self, policy: str) -> None:
+        self._child(self.dlp_blocks, policy).inc()
+
+    def dlp_error(self, policy: str) -> None:
+        self._child(self.dlp_errors, policy).inc()
 
     # -- exposition ----------------------------------------------------------------------------
     def render(self) -> bytes:

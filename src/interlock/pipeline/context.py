@@ -45,6 +45,12 @@ class RequestContext:
     retries: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # Data protection: the class asked for in a header, the conversation that scopes tokens,
+    # and what the DLP stage concluded (the class, and entity types found with their counts).
+    requested_class: str | None = None
+    conversation: str | None = None
+    data_class: str | None = None
+    findings: dict[str, int] = field(default_factory=dict)
     # Headers for the answer, set by stages (x-ratelimit-*).
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     # Set by the edge: arms a watch that cancels the request when the client goes away. The

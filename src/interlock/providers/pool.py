@@ -63,9 +63,7 @@ def parse_target(url: str) -> Target:
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     default = port == (443 if tls else 80)
     host_header = parts.hostname if default else f"{parts.hostname}:{port}"
-    return Target(
-        (parts.scheme, parts.hostname, port), parts.hostname, port, tls, path.encode(), host_header.encode()
-    )
+    return Target((parts.scheme, parts.hostname, port), parts.hostname, port, tls, path.encode(), host_header.encode())
 
 
 class _Connection(asyncio.Protocol):

@@ -58,9 +58,7 @@ class SseStream:
 
     __slots__ = ("_decoder", "_finished", "_pending", "_read", "_release", "_where")
 
-    def __init__(
-        self, read_chunk: Callable[[], Awaitable[bytes]], release: Callable[[bool], None], where: str
-    ) -> None:
+    def __init__(self, read_chunk: Callable[[], Awaitable[bytes]], release: Callable[[bool], None], where: str) -> None:
         self._read = read_chunk
         self._release = release
         self._where = where

@@ -27,6 +27,7 @@ from ..pipeline.context import RequestContext
 from ..pipeline.result import Completion, Result, StreamResult
 from ..pipeline.streams import StreamTap
 from ..providers.base import Provider
+from ..security.roles import class_rank
 from .circuit import CircuitBreaker
 from .strategies import STRATEGIES
 
@@ -39,6 +40,7 @@ class DeploymentRuntime:
     provider: Provider
     weight: float
     circuit: CircuitBreaker
+    max_class: int = 3  # rank of the most sensitive data class it may receive
     inflight: int = 0
     latency_ewma: float | None = None
     blocked_until: float = 0.0  # set from an upstream Retry-After
@@ -121,8 +123,14 @@ class Router:
         assert last is not None
         raise last
 
-    def _candidates(self, group: GroupRuntime, tried: set[str], now: float) -> list[DeploymentRuntime]:
-        usable = [d for d in group.deployments if d.blocked_until <= now and d.circuit.available(now)]
+    def _candidates(
+        self, group: GroupRuntime, tried: set[str], now: float, sensitivity: int
+    ) -> list[DeploymentRuntime]:
+        usable = [
+            d
+            for d in group.deployments
+            if d.max_class >= sensitivity and d.blocked_until <= now and d.circuit.available(now)
+        ]
         fresh = [d for d in usable if d.id not in tried]
         return fresh or usable
 
@@ -131,16 +139,21 @@ class Router:
         pick = STRATEGIES[group.strategy]
         tried: set[str] = set()
         last: InterlockError | None = None
+        sensitivity = class_rank(ctx.data_class) if ctx.data_class else 0
+        if not any(d.max_class >= sensitivity for d in group.deployments):
+            # Fail closed: this data never goes to a deployment not cleared for it, and the
+            # fallbacks are held to the same rule.
+            raise Unavailable(f"no deployment of `{group.name}` may receive {ctx.data_class} data")
         for attempt in range(settings.retries + 1):
             now = self._clock()
-            candidates = self._candidates(group, tried, now)
+            candidates = self._candidates(group, tried, now, sensitivity)
             if not candidates:
                 wait = self._shortest_block(group, now)
                 if wait is None or wait > settings.max_retry_after or attempt == settings.retries:
                     break
                 # Event-loop timers may fire up to a clock tick early: wait a hair longer.
                 await self._sleep(wait + TIMER_SLACK)
-                candidates = self._candidates(group, tried, self._clock())
+                candidates = self._candidates(group, tried, self._clock(), sensitivity)
                 if not candidates:
                     break
             dep = candidates[pick(candidates, self._rng)]

@@ -114,9 +114,7 @@ class SQLiteKeyStore:
     async def by_hash(self, digest: str) -> KeyRecord | None:
         def select() -> KeyRecord | None:
             row = (
-                self._conn()
-                .execute(f"SELECT {', '.join(COLUMNS)} FROM api_keys WHERE hash = ?", (digest,))
-                .fetchone()
+                self._conn().execute(f"SELECT {', '.join(COLUMNS)} FROM api_keys WHERE hash = ?", (digest,)).fetchone()
             )
             return from_row(row) if row else None
 
@@ -125,11 +123,7 @@ class SQLiteKeyStore:
 
     async def list(self) -> list[KeyRecord]:
         def select() -> list[KeyRecord]:
-            rows = (
-                self._conn()
-                .execute(f"SELECT {', '.join(COLUMNS)} FROM api_keys ORDER BY created_at")
-                .fetchall()
-            )
+            rows = self._conn().execute(f"SELECT {', '.join(COLUMNS)} FROM api_keys ORDER BY created_at").fetchall()
             return [from_row(r) for r in rows]
 
         result: list[KeyRecord] = await self._run(select)
@@ -138,9 +132,7 @@ class SQLiteKeyStore:
     async def revoke(self, key_id: str, at: float) -> bool:
         def update() -> bool:
             db = self._conn()
-            cur = db.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (at, key_id)
-            )
+            cur = db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (at, key_id))
             db.commit()
             return cur.rowcount > 0
 
@@ -192,9 +184,7 @@ class PostgresKeyStore:
 
     async def create(self, record: KeyRecord) -> None:
         marks = ", ".join(f"${i}" for i in range(1, len(COLUMNS) + 1))
-        await self._pool.execute(
-            f"INSERT INTO api_keys ({', '.join(COLUMNS)}) VALUES ({marks})", *to_row(record)
-        )
+        await self._pool.execute(f"INSERT INTO api_keys ({', '.join(COLUMNS)}) VALUES ({marks})", *to_row(record))
 
     async def by_hash(self, digest: str) -> KeyRecord | None:
         row = await self._pool.fetchrow(SELECT + " WHERE hash = $1", digest)

@@ -84,8 +84,7 @@ class LimitStage:
             assert exceeded is not None
             self._metrics.rate_limited(exceeded.scope, exceeded.unit)
             raise RateLimited(
-                f"Rate limit reached: {exceeded.unit} per minute for this {exceeded.scope} "
-                f"(limit {exceeded.limit})",
+                f"Rate limit reached: {exceeded.unit} per minute for this {exceeded.scope} (limit {exceeded.limit})",
                 retry_after=max(1.0, decision.reset_in),
             )
         ctx.response_headers.extend(decision.headers(checks))
@@ -94,9 +93,7 @@ class LimitStage:
             self._reservations[id(ctx)] = Reservation(decision.window, tokens, token_counters)
         return None
 
-    async def after(
-        self, ctx: RequestContext, result: Result | None, error: BaseException | None
-    ) -> Result | None:
+    async def after(self, ctx: RequestContext, result: Result | None, error: BaseException | None) -> Result | None:
         reservation = self._reservations.pop(id(ctx), None)
         if reservation is None:
             return result

@@ -126,9 +126,7 @@ class OidcVerifier:
             self._verified.popitem(last=False)
         return identity
 
-    def _identity(
-        self, claims: Mapping[str, Any], roles_table: Mapping[str, frozenset[Permission]]
-    ) -> Identity:
+    def _identity(self, claims: Mapping[str, Any], roles_table: Mapping[str, frozenset[Permission]]) -> Identity:
         config = self._config
         raw = claims.get(config.roles_claim) or []
         values = [raw] if isinstance(raw, str) else [str(v) for v in raw if isinstance(v, str)]

@@ -1,0 +1,218 @@
+"""The DLP stage: find PII and secrets in a request, classify it, and allow, mask, redact,
+tokenize or block by policy; put tokenized values back into the answer on the way out.
+
+Fail closed: if detection errors or times out, or tokens cannot be stored, the request is
+blocked (unless the policy says `on_error: allow`); it is never sent on raw. Errors name the
+policy and the entity types, never a value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from redis.exceptions import RedisError
+
+from ..errors import Forbidden, Unavailable
+from ..observe.metrics import Metrics
+from ..pipeline.context import RequestContext
+from ..pipeline.result import Completion, Result, StreamResult
+from ..pipeline.streams import MappedStream
+from .pii.detector import Entity, PatternDetector
+from .pii.detokenize import StreamDetokenizer, decode_event, detokenize_answer, neutralise
+from .pii.vault import TokenVault
+from .roles import class_rank
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    name: str
+    actions: Mapping[str, str] = field(default_factory=dict)  # entity type -> action
+    default_action: str = "allow"
+    classify: Mapping[str, str] = field(default_factory=dict)  # entity type -> data class
+    default_class: str = "internal"
+    on_error: str = "block"
+    max_inline_chars: int = 32_768  # larger requests are scanned on a worker thread
+    scan_timeout_s: float = 2.0
+
+
+def mask(value: str) -> str:
+    visible = value[-4:] if len(value) > 8 else ""
+    return "****" + visible
+
+
+@dataclass(slots=True)
+class _Slot:
+    """A string inside the request body and how to write it back."""
+
+    holder: Any
+    key: Any
+    text: str
+
+
+def _slots(body: dict[str, Any]) -> Iterator[_Slot]:
+    for message in body.get("messages") or ():
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            yield _Slot(message, "content", content)
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    yield _Slot(part, "text", part["text"])
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                yield _Slot(function, "arguments", function["arguments"])
+    for name in ("prompt", "input"):
+        value = body.get(name)
+        if isinstance(value, str):
+            yield _Slot(body, name, value)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, str):
+                    yield _Slot(value, i, item)
+
+
+class DlpStage:
+    def __init__(
+        self,
+        detector: PatternDetector,
+        policies: Mapping[str, Policy],
+        group_policy: Mapping[str, str],
+        vault: TokenVault | None,
+        metrics: Metrics,
+    ) -> None:
+        self._detector = detector
+        self._policies = dict(policies)
+        self._group_policy = dict(group_policy)
+        self._vault = vault
+        self._metrics = metrics
+        self._mappings: dict[int, dict[str, str]] = {}
+
+    def _policy(self, model: str) -> Policy:
+        return self._policies[self._group_policy.get(model, "default")]
+
+    async def _scan(self, policy: Policy, slots: list[_Slot]) -> list[list[Entity]] | None:
+        size = sum(len(s.text) for s in slots)
+        try:
+            if size <= policy.max_inline_chars:
+                return [self._detector.detect(s.text) for s in slots]
+            async with asyncio.timeout(policy.scan_timeout_s):
+                return await asyncio.to_thread(lambda: [self._detector.detect(s.text) for s in slots])
+        except Exception:  # any detector failure is a policy decision: block or let through
+            self._metrics.dlp_error(policy.name)
+            if policy.on_error == "allow":
+                return None
+            raise Unavailable(
+                f"PII detection failed; the request was blocked by DLP policy `{policy.name}`",
+                code="dlp_unavailable",
+                retry_after=1,
+            ) from None
+
+    async def before(self, ctx: RequestContext) -> Result | None:
+        policy = self._policy(ctx.model)
+        slots = list(_slots(ctx.body))
+        for slot in slots:  # a client's token-shaped text never resolves to anyone's values
+            neutral = neutralise(slot.text)
+            if neutral is not slot.text:
+                slot.text = slot.holder[slot.key] = neutral
+        found = await self._scan(policy, slots) or [[] for _ in slots]
+        counts = Counter(e.type for entities in found for e in entities)
+        ctx.findings = dict(counts)
+        classes = [policy.default_class, *(policy.classify[t] for t in counts if t in policy.classify)]
+        if ctx.requested_class is not None:
+            classes.append(ctx.requested_class)
+        ctx.data_class = max(classes, key=class_rank)
+        for kind, n in counts.items():
+            self._metrics.pii_found(kind, n)
+        if class_rank(ctx.data_class) > class_rank(ctx.identity.max_class):
+            raise Forbidden(f"This identity may not send {ctx.data_class} data", code="data_class_forbidden")
+        blocked = sorted(t for t in counts if policy.actions.get(t, policy.default_action) == "block")
+        if blocked:
+            self._metrics.dlp_blocked(policy.name)
+            raise Forbidden(
+                f"Request blocked by DLP policy `{policy.name}`: it contains {', '.join(blocked)}",
+                code="dlp_blocked",
+            )
+        await self._rewrite(ctx, policy, slots, found)
+        return None
+
+    async def _rewrite(
+        self, ctx: RequestContext, policy: Policy, slots: list[_Slot], found: list[list[Entity]]
+    ) -> None:
+        pairs = [
+            (e.type, slot.text[e.start : e.end])
+            for slot, entities in zip(slots, found, strict=True)
+            for e in entities
+            if policy.actions.get(e.type, policy.default_action) == "tokenize"
+        ]
+        tokens: dict[tuple[str, str], str] = {}
+        if pairs:
+            if self._vault is None:
+                raise Unavailable(f"DLP policy `{policy.name}` tokenizes, but no vault is configured")
+            try:
+                tokens = await self._vault.tokenize(self._scope(ctx), pairs)
+            except (RedisError, OSError, TimeoutError):
+                self._metrics.dlp_error(policy.name)
+                raise Unavailable(
+                    f"Tokens cannot be stored; the request was blocked by DLP policy `{policy.name}`",
+                    code="dlp_unavailable",
+                    retry_after=1,
+                ) from None
+            self._mappings[id(ctx)] = {token: value for (_, value), token in tokens.items()}
+        for slot, entities in zip(slots, found, strict=True):
+            text = slot.text
+            for e in reversed(entities):  # from the end, so earlier offsets stay valid
+                action = policy.actions.get(e.type, policy.default_action)
+                value = text[e.start : e.end]
+                if action == "mask":
+                    new = mask(value)
+                elif action == "redact":
+                    new = f"[{e.type}]"
+                elif action == "tokenize":
+                    new = tokens[(e.type, value)]
+                else:
+                    continue
+                text = text[: e.start] + new + text[e.end :]
+            if text != slot.text:
+                slot.holder[slot.key] = text
+
+    def _scope(self, ctx: RequestContext) -> str:
+        return f"{ctx.tenant}:{ctx.conversation or ctx.request_id}"
+
+    async def after(self, ctx: RequestContext, result: Result | None, error: BaseException | None) -> Result | None:
+        mapping = self._mappings.pop(id(ctx), None)
+        if not mapping or result is None:
+            return result
+        if isinstance(result, Completion):
+            answer = decode_event(result.body)
+            if answer is None:
+                return result
+            detokenize_answer(answer, mapping)
+            return Completion(orjson.dumps(answer), result.status, result.headers)
+        detokenizer = StreamDetokenizer(mapping)
+
+        def restore(payload: bytes) -> bytes:
+            event = decode_event(payload)
+            return payload if event is None else orjson.dumps(detokenizer.feed(event))
+
+        return StreamResult(MappedStream(result.events, restore), result.headers)
+
+
+def policy_from(name: str, raw: Any) -> Policy:
+    return Policy(
+        name=name,
+        actions=dict(raw.actions),
+        default_action=raw.default_action,
+        classify=dict(raw.classify),
+        default_class=raw.default_class,
+        on_error=raw.on_error,
+        max_inline_chars=raw.max_inline_chars,
+        scan_timeout_s=raw.scan_timeout_s,
+    )

@@ -1,0 +1,133 @@
+"""Finding PII and secrets in text: every candidate in one pass with Hyperscan (or, where it is not
+installed, each compiled `re` pattern in turn), then validation and context scoring.
+
+Pure and synchronous: text in, entities out. The DLP stage decides where it runs (inline for
+ordinary prompts, on a worker thread for large ones).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .patterns import CONTEXT_BOOST, CONTEXT_DAMPEN, CONTEXT_WINDOW, PATTERNS, Pattern
+from .validate import VALIDATORS
+
+try:  # Hyperscan: one pass over the text for every pattern at once
+    import hyperscan
+except ImportError:  # pragma: no cover - exercised where the wheel is missing
+    hyperscan = None  # type: ignore[assignment]  # falls back to compiled `re` patterns
+
+# Score once a validator accepted the candidate (context then moves it up or down).
+VALIDATED = {
+    "CREDIT_CARD": 0.9,
+    "IBAN": 0.95,
+    "US_SSN": 0.6,
+    "PHONE": 0.55,
+    "IP_ADDRESS": 0.6,
+    "DATE_OF_BIRTH": 0.2,
+}
+BOOST, DAMPEN = 0.3, 0.4
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    type: str
+    start: int
+    end: int
+    score: float
+
+
+class PatternDetector:
+    name = "patterns"
+
+    def __init__(
+        self, patterns: Sequence[Pattern] = PATTERNS, threshold: float = 0.5, use_hyperscan: bool = True
+    ) -> None:
+        self._patterns = tuple(patterns)
+        self._threshold = threshold
+        self._hs = None
+        if use_hyperscan and hyperscan is not None:
+            db = hyperscan.Database()
+            db.compile(
+                expressions=[p.regex.encode() for p in self._patterns],
+                ids=list(range(len(self._patterns))),
+                elements=len(self._patterns),
+                flags=[
+                    hyperscan.HS_FLAG_SOM_LEFTMOST | (hyperscan.HS_FLAG_CASELESS if p.case_insensitive else 0)
+                    for p in self._patterns
+                ],
+            )
+            self._hs = db
+        # Without Hyperscan: each pattern compiled once and run in turn. (One alternation of all of
+        # them would let the first alternative that matches hide the others: a phone-shaped SSN.)
+        self._res = [re.compile(p.regex, re.IGNORECASE if p.case_insensitive else 0) for p in self._patterns]
+
+    @property
+    def engine(self) -> str:
+        return "hyperscan" if self._hs is not None else "re"
+
+    def _candidates(self, text: str) -> list[tuple[int, int, int]]:
+        """(pattern index, start, end) in characters; the longest match per pattern and start."""
+        if self._hs is None:
+            return [(pid, m.start(), m.end()) for pid, rx in enumerate(self._res) for m in rx.finditer(text)]
+        data = text.encode()
+        longest: dict[tuple[int, int], int] = {}
+
+        def on_match(pid: int, start: int, end: int, flags: int, context: object) -> None:
+            key = (pid, start)
+            if longest.get(key, -1) < end:
+                longest[key] = end
+
+        self._hs.scan(data, match_event_handler=on_match)
+        if len(data) == len(text):  # ASCII: byte offsets are character offsets
+            return [(pid, start, end) for (pid, start), end in longest.items()]
+
+        def chars(offset: int) -> int:
+            return len(data[:offset].decode("utf-8", "ignore"))
+
+        return [(pid, chars(start), chars(end)) for (pid, start), end in longest.items()]
+
+    def detect(self, text: str) -> list[Entity]:
+        found: list[Entity] = []
+        lowered: str | None = None
+        for pid, start, end in self._candidates(text):
+            pattern = self._patterns[pid]
+            kind = pattern.entity
+            score = pattern.score
+            if _embedded(text, start, end):
+                continue
+            validator = VALIDATORS.get(kind)
+            if validator is not None:
+                if not validator(text[start:end]):
+                    continue
+                score = VALIDATED[kind]
+            if kind in CONTEXT_BOOST or kind in CONTEXT_DAMPEN:
+                lowered = lowered if lowered is not None else text.lower()
+                before = lowered[max(0, start - CONTEXT_WINDOW) : start]
+                if any(word in before for word in CONTEXT_BOOST.get(kind, ())):
+                    score += BOOST
+                if any(word in before for word in CONTEXT_DAMPEN.get(kind, ())):
+                    score -= DAMPEN
+            if score >= self._threshold:
+                found.append(Entity(kind, start, end, min(score, 1.0)))
+        return _without_overlaps(found)
+
+
+def _embedded(text: str, start: int, end: int) -> bool:
+    """Part of a longer dotted number (a version string, an OID): `1.2.3.4` in `1.2.3.4.5`."""
+    after = text[end : end + 2]
+    before = text[max(0, start - 2) : start]
+    return (len(after) == 2 and after[0] == "." and after[1].isdigit()) or (
+        len(before) == 2 and before[1] == "." and before[0].isdigit()
+    )
+
+
+def _without_overlaps(entities: list[Entity]) -> list[Entity]:
+    """Where candidates overlap keep the surest, then the longest."""
+    chosen: list[Entity] = []
+    for e in sorted(entities, key=lambda e: (-e.score, -(e.end - e.start), e.start)):
+        if all(e.end <= c.start or e.start >= c.end for c in chosen):
+            chosen.append(e)
+    return sorted(chosen, key=lambda e: e.start)

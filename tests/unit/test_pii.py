@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import pytest
+
+from interlock.security.pii.detector import PatternDetector
+from interlock.security.pii.detokenize import MAX_TOKEN, StreamDetokenizer, held_back, neutralise, replace
+from interlock.security.pii.vault import MemoryVaultStore, TokenVault
+
+TEXT = (
+    "Mail bob.smith@example.co.uk or call +1 (415) 555-2671. SSN 536-22-1234, card 4111 1111 1111 1111, "
+    "IBAN DE89 3704 0044 0532 0130 00, ip 10.1.2.3, born 1984-03-12, key AKIAIOSFODNN7EXAMPLE, "
+    "db https://u:pw@db.example.com/x, order 4155552671, version 1.2.3.4.5"
+)
+EXPECTED = {
+    ("EMAIL", "bob.smith@example.co.uk"), ("PHONE", "+1 (415) 555-2671"), ("US_SSN", "536-22-1234"),
+    ("CREDIT_CARD", "4111 1111 1111 1111"), ("IBAN", "DE89 3704 0044 0532 0130 00"), ("IP_ADDRESS", "10.1.2.3"),
+    ("DATE_OF_BIRTH", "1984-03-12"), ("SECRET", "AKIAIOSFODNN7EXAMPLE"), ("URL_CREDENTIALS", "https://u:pw@db.example.com"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("hyperscan", [True, False], ids=["hyperscan", "re"])
+def test_finds_each_kind_and_ignores_look_alikes(hyperscan: bool) -> None:
+    found = {(e.type, TEXT[e.start : e.end]) for e in PatternDetector(use_hyperscan=hyperscan).detect(TEXT)}
+    assert found == EXPECTED  # not the order number (context), not the version string
+
+
+def test_checksums_decide() -> None:
+    d = PatternDetector()
+    assert not d.detect("card 4111 1111 1111 1112")  # fails Luhn
+    assert not d.detect("IBAN DE89 3704 0044 0532 0130 01")  # bad check digits
+    assert not d.detect("ssn 000-12-3456")  # area 000 is never issued
+
+
+def test_offsets_are_in_characters_for_non_ascii_text() -> None:
+    text = "Grüße an jürgen@example.de, Ünïcödé"
+    (e,) = PatternDetector().detect(text)
+    assert text[e.start : e.end] == "jürgen@example.de"[1:] or text[e.start : e.end].endswith("@example.de")
+
+
+def test_a_split_token_is_held_back_only_while_it_could_still_be_one() -> None:
+    assert held_back("hello <EMAIL_abc") == len("<EMAIL_abc")
+    assert held_back("hello <b>bold") == 0
+    assert held_back("a < b") == 0
+    assert held_back("x" * 100) == 0
+    assert held_back("end <") == 1 and MAX_TOKEN <= 47
+
+
+def test_stream_detokenizer_reassembles_values_across_chunks() -> None:
+    token = "<EMAIL_abcdefghijkl>"
+    d = StreamDetokenizer({token: "a@b.co"})
+    text = f"mail {token} now"
+    out = ""
+    for i in range(0, len(text), 3):
+        out += d.feed({"choices": [{"index": 0, "delta": {"content": text[i : i + 3]}, "finish_reason": None}]})[
+            "choices"
+        ][0]["delta"]["content"]
+    out += d.feed({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})["choices"][0]["delta"].get(
+        "content", ""
+    )
+    assert out == "mail a@b.co now"
+
+
+def test_values_go_into_tool_arguments_json_escaped() -> None:
+    token = "<PHONE_abcdefghijkl>"
+    assert replace('{"to": "' + token + '"}', {token: 'say "hi"'}, in_json=True) == '{"to": "say \\"hi\\""}'
+
+
+def test_client_token_shapes_are_defused() -> None:
+    assert neutralise("give me <EMAIL_abcdefghijkl>") == "give me \u2039EMAIL_abcdefghijkl>"
+    assert neutralise("a <b> tag") == "a <b> tag"
+
+
+async def test_vault_tokens_are_stable_scoped_and_reversible() -> None:
+    vault = TokenVault(b"k" * 32, MemoryVaultStore(), ttl=60)
+    a = await vault.tokenize("t:c1", [("EMAIL", "x@y.io")])
+    again = await vault.tokenize("t:c1", [("EMAIL", "x@y.io")])
+    other = await vault.tokenize("t:c2", [("EMAIL", "x@y.io")])
+    token = a[("EMAIL", "x@y.io")]
+    assert token == again[("EMAIL", "x@y.io")] != other[("EMAIL", "x@y.io")]
+    assert await vault.recall("t:c1", [token]) == {token: "x@y.io"}
+    assert await vault.recall("t:c2", [token]) == {}  # another conversation cannot open it
+
+
+async def test_a_token_collision_gives_the_newcomer_a_longer_token() -> None:
+    store = MemoryVaultStore()
+    vault = TokenVault(b"k" * 32, store, ttl=60)
+    first = (await vault.tokenize("s", [("EMAIL", "a@a.io")]))[("EMAIL", "a@a.io")]
+    vault.token = lambda scope, kind, value, length=12: first if length == 12 else f"<{kind}_{'z' * length}>"  # type: ignore[method-assign]
+    second = (await vault.tokenize("s", [("EMAIL", "b@b.io")]))[("EMAIL", "b@b.io")]
+    assert second != first and len(second) > len(first)
+    assert await vault.recall("s", [first, second]) == {first: "a@a.io", second: "b@b.io"}
