@@ -13,11 +13,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from .config import load_settings
+from .config import Settings, load_settings
 from .errors import ConfigError
 from .security.roles import DATA_CLASSES
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _load(path: str | None) -> Settings | None:
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        print(f"interlock: invalid configuration: {exc}", file=sys.stderr)
+        return None
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -25,10 +33,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .app import CONFIG_ENV
 
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(f"interlock: invalid configuration: {exc}", file=sys.stderr)
+    settings = _load(args.config)
+    if settings is None:
         return 2
     server = settings.server
     host = args.host or server.host
@@ -74,10 +80,8 @@ def _keys(args: argparse.Namespace) -> int:
     from .app import make_key_store, roles_table
     from .security.keyadmin import NewKey, UnknownRole, create_key
 
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(f"interlock: invalid configuration: {exc}", file=sys.stderr)
+    settings = _load(args.config)
+    if settings is None:
         return 2
     store = make_key_store(settings.security)
     if store is None:

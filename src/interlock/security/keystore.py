@@ -57,7 +57,7 @@ def from_row(row: Sequence[Any]) -> KeyRecord:
     return KeyRecord(**values)
 
 
-SQLITE_SCHEMA = """
+_SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY,
     hash TEXT NOT NULL UNIQUE,
@@ -68,12 +68,14 @@ CREATE TABLE IF NOT EXISTS api_keys (
     max_class TEXT NOT NULL,
     rpm INTEGER,
     tpm INTEGER,
-    budget REAL,
-    created_at REAL NOT NULL,
-    expires_at REAL,
-    revoked_at REAL
+    budget {real},
+    created_at {real} NOT NULL,
+    expires_at {real},
+    revoked_at {real}
 )
 """
+SQLITE_SCHEMA = _SCHEMA.format(real="REAL")
+POSTGRES_SCHEMA = _SCHEMA.format(real="DOUBLE PRECISION")
 
 
 class SQLiteKeyStore:
@@ -149,23 +151,6 @@ class SQLiteKeyStore:
         self._pool.shutdown(wait=True)
 
 
-POSTGRES_SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_keys (
-    id TEXT PRIMARY KEY,
-    hash TEXT NOT NULL UNIQUE,
-    name TEXT NOT NULL,
-    tenant TEXT NOT NULL,
-    roles TEXT NOT NULL,
-    models TEXT NOT NULL,
-    max_class TEXT NOT NULL,
-    rpm INTEGER,
-    tpm INTEGER,
-    budget DOUBLE PRECISION,
-    created_at DOUBLE PRECISION NOT NULL,
-    expires_at DOUBLE PRECISION,
-    revoked_at DOUBLE PRECISION
-)
-"""
 
 
 class PostgresKeyStore:
