@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import os
+from pathlib import Path
 
 from redis.asyncio import Redis
 
@@ -34,6 +35,7 @@ from .providers.openai import OpenAIProvider
 from .providers.pool import NativeTransport
 from .providers.transport import Transport
 from .routing import CircuitBreaker, DeploymentRuntime, GroupRuntime, Router
+from .security.audit import AuditLog, AuditStore, PostgresAuditStore, SQLiteAuditStore
 from .security.auth import Authenticator
 from .security.dlp import DlpStage, policy_from
 from .security.keystore import KeyStore, PostgresKeyStore, SQLiteKeyStore
@@ -136,7 +138,11 @@ def build(settings: Settings, metrics: Metrics | None = None) -> Gateway:
     secret = (settings.security.server_secret or "").encode()
     auth = Authenticator(store, secret, roles, oidc, settings.security.key_cache_ttl)
 
+    audit = make_audit_log(settings)
+
     async def startup_all() -> None:
+        if audit is not None:
+            await audit.start()
         if store is not None:
             await store.start()
         await startup()
@@ -146,12 +152,14 @@ def build(settings: Settings, metrics: Metrics | None = None) -> Gateway:
     async def shutdown_all() -> None:
         await shutdown()
         await limit_stage.close()
+        if audit is not None:
+            await audit.close()
         if store is not None:
             await store.close()
 
-    inference = InferenceHandler(pipeline, router, metrics, settings.server.max_body_bytes)
+    inference = InferenceHandler(pipeline, router, metrics, settings.server.max_body_bytes, audit)
     info = InfoHandlers([g.name for g in settings.models], metrics, ready_check, groups_ready)
-    admin = AdminHandlers(store, secret, roles)
+    admin = AdminHandlers(store, secret, roles, audit)
     return Gateway(inference, info, admin, auth, startup_all, shutdown_all)
 
 
@@ -169,6 +177,23 @@ def make_limit_stage(settings: Settings, metrics: Metrics) -> LimitStage:
     tenants = {k: Rate(v.rpm, v.tpm) for k, v in limits.tenants.items()}
     models = {k: Rate(v.rpm, v.tpm) for k, v in limits.models.items()}
     return LimitStage(limiter, tenants, models, limits.default_max_tokens, metrics)
+
+
+def make_audit_store(settings: Settings) -> AuditStore | None:
+    audit = settings.audit
+    if audit is None:
+        return None
+    if audit.postgres_dsn:
+        return PostgresAuditStore(audit.postgres_dsn)
+    assert audit.sqlite_path is not None  # placed beside the config by load_settings
+    return SQLiteAuditStore(audit.sqlite_path)
+
+
+def make_audit_log(settings: Settings) -> AuditLog | None:
+    store = make_audit_store(settings)
+    if store is None or settings.audit is None or settings.audit.spool_path is None:
+        return None
+    return AuditLog(store, Path(settings.audit.spool_path))
 
 
 def make_dlp_stage(dlp: DlpSettings, metrics: Metrics) -> DlpStage:

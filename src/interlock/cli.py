@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from .config import Settings, load_settings
 from .errors import ConfigError
@@ -120,6 +121,44 @@ def _keys(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from .app import make_audit_store
+    from .security.audit import verify
+
+    settings = _load(args.config)
+    if settings is None:
+        return 2
+    store = make_audit_store(settings)
+    if store is None:
+        print("interlock: audit is not configured in this file", file=sys.stderr)
+        return 2
+
+    async def fetch() -> list[Any]:
+        try:
+            await store.start()
+            return await store.fetch_all()
+        finally:
+            await store.close()
+
+    records = asyncio.run(fetch())
+    if args.action == "verify":
+        checked, problem, _ = verify(records)
+        if problem is not None:
+            print(f"BROKEN after {checked} record(s): {problem}")
+            return 1
+        print(f"ok: {checked} record(s), chain intact")
+        return 0
+    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115 - stdout is not ours to close
+    try:
+        for r in records:
+            line = {"seq": r.seq, "ts": r.ts, "event": json.loads(r.event), "prev_hash": r.prev_hash, "hash": r.hash}
+            out.write(json.dumps(line) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
 def _check_config(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.file)
@@ -158,6 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     for p in (create, keys_sub.choices["list"], revoke):
         p.add_argument("--config", "-c", required=True, help="the config file naming the key store")
     keys.set_defaults(func=_keys)
+    audit = sub.add_parser("audit", help="verify the audit chain or export it as JSON Lines")
+    audit_sub = audit.add_subparsers(dest="action", required=True)
+    audit_verify = audit_sub.add_parser("verify", help="name the first record edited, deleted or reordered")
+    audit_export = audit_sub.add_parser("export", help="write every record as JSON Lines")
+    audit_export.add_argument("--out", help="file to write (default: standard output)")
+    for p in (audit_verify, audit_export):
+        p.add_argument("--config", "-c", required=True, help="the config file naming the audit store")
+    audit.set_defaults(func=_audit)
     check = sub.add_parser("check-config", help="validate a config file without starting")
     check.add_argument("file")
     check.set_defaults(func=_check_config)

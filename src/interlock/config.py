@@ -165,6 +165,15 @@ class DlpSettings(_Frozen, frozen=True, kw_only=True):
     threshold: float = 0.5  # detection score needed to act
 
 
+class AuditSettings(_Frozen, frozen=True, kw_only=True):
+    """The hash-chained audit trail: SQLite (default: interlock-audit.db beside the config) or
+    PostgreSQL. When the database cannot be written, events wait in `spool_path`."""
+
+    sqlite_path: str | None = None
+    postgres_dsn: str | None = None
+    spool_path: str | None = None  # default: interlock-audit.spool beside the config
+
+
 class UpstreamPool(_Frozen, frozen=True, kw_only=True):
     # "native": Interlock's own HTTP/1.1 pool (faster, measured in bench/RESULTS.md);
     # "aiohttp": aiohttp's client, which also honours HTTP(S)_PROXY.
@@ -242,6 +251,7 @@ class Settings(_Frozen, frozen=True, kw_only=True):
     security: SecuritySettings = SecuritySettings()
     limits: LimitsSettings = LimitsSettings()
     dlp: DlpSettings | None = None
+    audit: AuditSettings | None = None
 
     def group(self, name: str) -> ModelGroup | None:
         for g in self.models:
@@ -339,16 +349,25 @@ def parse_settings(raw: Any, environ: dict[str, str] | None = None, base_dir: Pa
     return _place_key_store(settings, base_dir or Path.cwd())
 
 
+def _beside(base_dir: Path, path: str | None, default: str) -> str:
+    placed = Path(path or default)
+    return str(placed if placed.is_absolute() else base_dir / placed)
+
+
 def _place_key_store(settings: Settings, base_dir: Path) -> Settings:
-    """The SQLite key store defaults to a file beside the config; relative paths start there."""
+    """Files default to names beside the config file; relative paths start there too."""
     keys = settings.security.keys
-    if keys is None or keys.postgres_dsn:
-        return settings
-    path = Path(keys.sqlite_path or "interlock-keys.db")
-    if not path.is_absolute():
-        path = base_dir / path
-    security = msgspec.structs.replace(settings.security, keys=msgspec.structs.replace(keys, sqlite_path=str(path)))
-    return msgspec.structs.replace(settings, security=security)
+    if keys is not None and not keys.postgres_dsn:
+        placed = msgspec.structs.replace(keys, sqlite_path=_beside(base_dir, keys.sqlite_path, "interlock-keys.db"))
+        settings = msgspec.structs.replace(settings, security=msgspec.structs.replace(settings.security, keys=placed))
+    audit = settings.audit
+    if audit is not None:
+        sqlite_path = None if audit.postgres_dsn else _beside(base_dir, audit.sqlite_path, "interlock-audit.db")
+        spool = _beside(base_dir, audit.spool_path, "interlock-audit.spool")
+        settings = msgspec.structs.replace(
+            settings, audit=msgspec.structs.replace(audit, sqlite_path=sqlite_path, spool_path=spool)
+        )
+    return settings
 
 
 def load_settings(path: str | Path | None, environ: dict[str, str] | None = None) -> Settings:

@@ -9,6 +9,7 @@ import msgspec
 import orjson
 
 from ..errors import BadRequest, NotFound
+from ..security.audit import AuditLog
 from ..security.keyadmin import NewKey, UnknownRole, create_key
 from ..security.keystore import KeyStore
 from ..security.roles import Permission
@@ -24,12 +25,20 @@ class AdminHandlers:
         store: KeyStore | None,
         secret: bytes,
         roles: Mapping[str, frozenset[Permission]],
+        audit: AuditLog | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._audit = audit
         self._store = store
         self._secret = secret
         self._roles = roles
         self._clock = clock
+
+    def _record(self, ex: Exchange, action: str, target: str) -> None:
+        if self._audit is not None:
+            who = ex.identity
+            event = {"kind": "admin", "action": action, "target": target, "subject": who.subject}
+            self._audit.record({**event, "tenant": who.tenant, "request_id": ex.request_id})
 
     def _keys(self) -> KeyStore:
         if self._store is None:
@@ -47,6 +56,7 @@ class AdminHandlers:
             key, record = await create_key(store, self._secret, spec, self._roles, self._clock)
         except UnknownRole as exc:
             raise BadRequest(str(exc), param="roles") from None
+        self._record(ex, "key.create", record.id)
         await ex.json(201, orjson.dumps({"key": key, **record.public()}))
 
     async def list_keys(self, ex: Exchange) -> None:
@@ -56,4 +66,5 @@ class AdminHandlers:
     async def revoke_key(self, ex: Exchange, key_id: str) -> None:
         if not await self._keys().revoke(key_id, self._clock()):
             raise NotFound(f"No active key with id {key_id}")
+        self._record(ex, "key.revoke", key_id)
         await ex.json(200, orjson.dumps({"id": key_id, "revoked": True}))

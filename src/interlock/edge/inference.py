@@ -21,6 +21,7 @@ from ..pipeline.runner import Pipeline
 from ..pipeline.streams import aclose_quietly
 from ..protocol import ChatRequest, CompletionRequest, EmbeddingRequest
 from ..routing.router import Router
+from ..security.audit import AuditLog
 from ..security.roles import DATA_CLASSES
 from .exchange import Exchange
 from .http import read_body
@@ -94,16 +95,20 @@ def _ttl(value: object) -> int:
 
 
 class InferenceHandler:
-    def __init__(self, pipeline: Pipeline, router: Router, metrics: Metrics, max_body: int) -> None:
+    def __init__(
+        self, pipeline: Pipeline, router: Router, metrics: Metrics, max_body: int, audit: AuditLog | None = None
+    ) -> None:
         self._pipeline = pipeline
         self._router = router
         self._metrics = metrics
         self._max_body = max_body
+        self._audit = audit
 
     async def __call__(self, ex: Exchange, endpoint: Endpoint, deployment: str | None = None) -> None:
         started = time.perf_counter()
         model = UNKNOWN_MODEL
         status = 500
+        outcome = "served"
         ctx: RequestContext | None = None
         try:
             raw = await read_body(ex.receive, ex.headers, self._max_body)
@@ -143,11 +148,14 @@ class InferenceHandler:
                     await aclose_quietly(result.events)
         except InterlockError as exc:
             status = exc.status
+            outcome = exc.code or exc.type
             if not ex.started:
                 await ex.error(exc)
         finally:
             if ex.client_gone:
-                status = CLIENT_CLOSED
+                status, outcome = CLIENT_CLOSED, "client_closed"
+            if self._audit is not None:
+                self._audit.record(_audit_event(ex, endpoint, model, ctx, status, outcome, started))
             self._metrics.request_done(
                 model,
                 endpoint.value,
@@ -156,6 +164,35 @@ class InferenceHandler:
                 time.perf_counter() - started,
                 ctx.upstream_seconds if ctx else 0.0,
             )
+
+
+def _audit_event(
+    ex: Exchange,
+    endpoint: Endpoint,
+    model: str,
+    ctx: RequestContext | None,
+    status: int,
+    outcome: str,
+    started: float,
+) -> dict[str, object]:
+    """Who, what, where and how it ended. Never the prompt, the answer or a value found in them."""
+    identity = ex.identity
+    return {
+        "kind": "request",
+        "request_id": ex.request_id,
+        "subject": identity.subject,
+        "auth": identity.kind,
+        "tenant": identity.tenant,
+        "endpoint": endpoint.value,
+        "model": model,
+        "deployment": ctx.deployment if ctx else None,
+        "data_class": ctx.data_class if ctx else None,
+        "findings": ctx.findings if ctx else {},
+        "cache": ctx.cache_status if ctx else None,
+        "status": status,
+        "outcome": outcome if status < 500 or outcome != "served" else "error",
+        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+    }
 
 
 _CONVERSATION = re.compile(r"[A-Za-z0-9._:-]{1,128}")

@@ -151,8 +151,6 @@ class SQLiteKeyStore:
         self._pool.shutdown(wait=True)
 
 
-
-
 class PostgresKeyStore:
     """asyncpg with a small pool."""
 
