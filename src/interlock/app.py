@@ -157,7 +157,9 @@ def build(settings: Settings, metrics: Metrics | None = None) -> Gateway:
         if store is not None:
             await store.close()
 
-    inference = InferenceHandler(pipeline, router, metrics, settings.server.max_body_bytes, audit)
+    inference = InferenceHandler(
+        pipeline, router, metrics, settings.server.max_body_bytes, audit, settings.server.request_log
+    )
     info = InfoHandlers([g.name for g in settings.models], metrics, ready_check, groups_ready)
     admin = AdminHandlers(store, secret, roles, audit)
     return Gateway(inference, info, admin, auth, startup_all, shutdown_all)

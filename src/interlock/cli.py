@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import shutil
 import sys
@@ -16,6 +15,7 @@ from typing import Any
 
 from .config import Settings, load_settings
 from .errors import ConfigError
+from .observe import logs
 from .security.roles import DATA_CLASSES
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -58,7 +58,7 @@ def _serve(args: argparse.Namespace) -> int:
         # directory per start, so samples of an earlier run are never merged into this one.
         metrics_dir = tempfile.mkdtemp(prefix="interlock-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    logging.basicConfig(level=server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(server.log_level)
     uvicorn.run(
         "interlock.app:create_app",
         factory=True,
@@ -70,6 +70,7 @@ def _serve(args: argparse.Namespace) -> int:
         lifespan="on",
         access_log=False,
         log_level=server.log_level,
+        log_config=logs.uvicorn_log_config(),
         timeout_graceful_shutdown=10,
     )
     if metrics_dir is not None:

@@ -189,6 +189,9 @@ class ServerSettings(_Frozen, frozen=True, kw_only=True):
     workers: int = 1
     max_body_bytes: int = 4 * 1024 * 1024
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # One JSON log line per request: "off"; "metadata" (what the audit trail holds); "redacted"
+    # (also the request text as it left the DLP stage; needs `dlp`). Never the raw text.
+    request_log: Literal["off", "metadata", "redacted"] = "off"
     # After start-up, objects alive then are frozen out of the garbage collector and the
     # youngest generation is collected every `gc_gen0_threshold` allocations instead of 700:
     # measured, CPython's collector was 13% of the miss path's CPU and its pauses the p99 tail.
@@ -319,6 +322,8 @@ def _check(settings: Settings) -> None:
         if name not in seen:
             raise ConfigError(f"$.limits.models.{name}: unknown model group")
     dlp = settings.dlp
+    if settings.server.request_log == "redacted" and dlp is None:
+        raise ConfigError("$.server.request_log: `redacted` needs a `dlp` section (the text would be logged raw)")
     if dlp is not None:
         if "default" not in dlp.policies:
             raise ConfigError("$.dlp.policies: expected a policy named `default`")

@@ -12,8 +12,10 @@ from typing import Any
 
 import msgspec
 import orjson
+import structlog
 
 from ..errors import BadRequest, Forbidden, InterlockError, ModelNotFound
+from ..observe import logs
 from ..observe.metrics import UNKNOWN_MODEL, Metrics
 from ..pipeline.context import CacheControl, Endpoint, RequestContext
 from ..pipeline.result import Completion
@@ -32,7 +34,9 @@ SCHEMAS: dict[Endpoint, type[msgspec.Struct]] = {
     Endpoint.COMPLETIONS: CompletionRequest,
     Endpoint.EMBEDDINGS: EmbeddingRequest,
 }
+_QUOTED = re.compile(r"'[^']*'")
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+request_log = structlog.get_logger("interlock.requests")
 CLIENT_CLOSED = 499  # nginx's code for "client closed the request", used in metrics only
 
 
@@ -53,7 +57,8 @@ def parse_body(raw: bytes, endpoint: Endpoint, deployment: str | None) -> dict[s
         text = str(exc)
         match = _PATH.search(text)
         param = match.group(1) if match and match.group(1) else None
-        raise BadRequest(f"Invalid request: {text}", param=param) from None
+        # msgspec quotes a bad value ("Invalid enum value 'x'"): never echo what a client sent.
+        raise BadRequest(f"Invalid request: {_QUOTED.sub('<value>', text)}", param=param) from None
     return data
 
 
@@ -96,8 +101,15 @@ def _ttl(value: object) -> int:
 
 class InferenceHandler:
     def __init__(
-        self, pipeline: Pipeline, router: Router, metrics: Metrics, max_body: int, audit: AuditLog | None = None
+        self,
+        pipeline: Pipeline,
+        router: Router,
+        metrics: Metrics,
+        max_body: int,
+        audit: AuditLog | None = None,
+        request_log: str = "off",
     ) -> None:
+        self._request_log = request_log
         self._pipeline = pipeline
         self._router = router
         self._metrics = metrics
@@ -154,8 +166,14 @@ class InferenceHandler:
         finally:
             if ex.client_gone:
                 status, outcome = CLIENT_CLOSED, "client_closed"
-            if self._audit is not None:
-                self._audit.record(_audit_event(ex, endpoint, model, ctx, status, outcome, started))
+            if self._audit is not None or self._request_log != "off":
+                event = _audit_event(ex, endpoint, model, ctx, status, outcome, started)
+                if self._audit is not None:
+                    self._audit.record(event)
+                if self._request_log != "off":
+                    if self._request_log == "redacted" and ctx is not None and ctx.protected:
+                        event["text"] = logs.request_text(ctx.body)  # as DLP left it: never raw
+                    request_log.info("request", **event)
             self._metrics.request_done(
                 model,
                 endpoint.value,

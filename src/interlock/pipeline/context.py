@@ -51,6 +51,7 @@ class RequestContext:
     conversation: str | None = None
     data_class: str | None = None
     findings: dict[str, int] = field(default_factory=dict)
+    protected: bool = False  # the DLP stage rewrote the body: its text may be logged
     # Headers for the answer, set by stages (x-ratelimit-*).
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     # Set by the edge: arms a watch that cancels the request when the client goes away. The

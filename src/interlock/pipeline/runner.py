@@ -50,6 +50,11 @@ class Pipeline:
             except BaseException as exc:
                 error = exc
         if error is not None:
-            raise error
+            try:
+                raise error
+            finally:
+                # The traceback holds this frame; the frame must not hold the exception back, or
+                # every failed request becomes a cycle that only the garbage collector frees.
+                error = None
         assert result is not None
         return result

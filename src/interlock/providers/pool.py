@@ -72,7 +72,10 @@ class _Connection(asyncio.Protocol):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
+        # The parser holds bound methods of this protocol: a reference cycle. It is replaced per
+        # response and dropped when the connection is lost, so closed connections are freed by
+        # reference counting, not left (with their transports) to the cycle collector.
+        self.parser: httptools.HttpResponseParser | None = None
         self.closed = False
         self.idle_since = 0.0
         self.reused = False
@@ -98,6 +101,8 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
+        if self.parser is None:
+            return  # nothing was asked on this connection
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -110,6 +115,7 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if not self.complete:
             self.fail(UpstreamError("upstream closed the connection"))
+        self.parser = None
 
     def pause_writing(self) -> None:  # request bodies are small; the kernel buffer suffices
         pass
@@ -123,8 +129,10 @@ class _Connection(asyncio.Protocol):
             self.retry_after = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
-        self.keep_alive = self.parser.should_keep_alive()
+        parser = self.parser
+        assert parser is not None  # called from inside feed_data
+        self.status = parser.get_status_code()
+        self.keep_alive = parser.should_keep_alive()
         self.headers_done = True
         self._wake()
 

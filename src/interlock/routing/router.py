@@ -121,7 +121,10 @@ class Router:
                     raise
                 last = exc
         assert last is not None
-        raise last
+        try:
+            raise last
+        finally:
+            last = None  # no cycle: exception -> traceback -> this frame -> exception
 
     def _candidates(
         self, group: GroupRuntime, tried: set[str], now: float, sensitivity: int
@@ -189,7 +192,10 @@ class Router:
                 raise
         if last is None:
             raise Unavailable(f"no deployment of `{group.name}` is available", retry_after=1)
-        raise last
+        try:
+            raise last
+        finally:
+            last = None  # no cycle: exception -> traceback -> this frame -> exception
 
     def _shortest_block(self, group: GroupRuntime, now: float) -> float | None:
         waits = [d.blocked_until - now for d in group.deployments if d.blocked_until > now]

@@ -141,6 +141,7 @@ class DlpStage:
                 code="dlp_blocked",
             )
         await self._rewrite(ctx, policy, slots, found)
+        ctx.protected = True
         return None
 
     async def _rewrite(

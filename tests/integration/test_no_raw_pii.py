@@ -1,0 +1,131 @@
+"""A corpus full of PII through a gateway with every protection on, then a search of everything
+it wrote (its log, /metrics, the audit trail and spool, Redis keys and values of the cache,
+limits and vault, every error body) for any raw value: zero found."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+import redis
+import yaml
+
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.procs import ROOT, Gateway, RedisServer, http_get
+
+pytestmark = pytest.mark.integration
+
+PEOPLE = [
+    (
+        "maria.garcia@contoso.com",
+        "+1 206 555 0143",
+        "4539 1488 0343 6467",
+        "GB82 WEST 1234 5698 7654 32",
+        "219-45-6789",
+    ),
+    ("li.wei@fabrikam.cn", "+44 20 7946 0958", "5555 5555 5555 4444", "DE89 3704 0044 0532 0130 00", "536-22-1234"),
+    ("o.brien@example.ie", "+1 415 555 2671", "3782 822463 10005", "FR14 2004 1010 0505 0001 3M02 606", "078-12-3456"),
+]
+SECRETS = ["AKIAIOSFODNN7EXAMPLE", "ghp_1234567890abcdefghijABCDEFGHIJ123456"]
+RAW = [v for person in PEOPLE for v in person] + SECRETS
+
+
+@pytest.fixture(scope="module")
+def setup(session_tmp: Path, upstream: FakeUpstream):  # type: ignore[no-untyped-def]
+    r = RedisServer()
+    tmp = session_tmp / "nopii"
+    tmp.mkdir()
+    shared = {"url": r.url, "timeout_ms": 500}
+    config = {
+        "models": [
+            {"name": "echo", "cache": {"mode": "always"},
+             "deployments": [{"id": "echo", "backend": "openai", "api_base": upstream.base("echo"), "max_class": "restricted"}]},
+        ],
+        "server": {"request_log": "redacted", "log_level": "debug"},
+        "cache": {"redis": shared},
+        "limits": {"redis": shared, "models": {"echo": {"rpm": 100000, "tpm": 100000000}}},
+        "audit": {"sqlite_path": "audit.db"},
+        "dlp": {
+            "tokenization_key": "t" * 40,
+            "vault": {"redis": shared},
+            "policies": {"default": {
+                "actions": {"EMAIL": "tokenize", "PHONE": "tokenize", "CREDIT_CARD": "mask", "IBAN": "redact",
+                            "US_SSN": "tokenize", "SECRET": "block"},
+                "classify": {"US_SSN": "restricted"},
+            }},
+        },
+    }  # fmt: skip
+    path = tmp / "interlock.yaml"
+    path.write_text(yaml.safe_dump(config))
+    gw = Gateway(tmp, config)
+    yield gw, r, path, tmp
+    gw.stop()
+    r.stop()
+
+
+async def send_corpus(gw: Gateway) -> list[bytes]:
+    bodies: list[bytes] = []
+    async with aiohttp.ClientSession() as session:
+
+        async def post(payload: object, raw: bytes | None = None) -> None:
+            data = raw if raw is not None else json.dumps(payload).encode()
+            async with session.post(
+                gw.url + "/v1/chat/completions", data=data, headers={"Content-Type": "application/json"}
+            ) as resp:
+                body = await resp.read()
+                if resp.status >= 400:
+                    bodies.append(body)
+
+        for email, phone, card, iban, ssn in PEOPLE:
+            text = f"Customer {email}, phone {phone}, card {card}, IBAN {iban}, SSN {ssn}."
+            for stream in (False, True):
+                await post(
+                    {
+                        "model": "echo",
+                        "messages": [{"role": "user", "content": text}],
+                        "stream": stream,
+                        "temperature": 0,
+                    }
+                )
+            await post({"model": "no-such-model", "messages": [{"role": "user", "content": text}]})
+            await post({"model": "echo", "messages": [{"role": email, "content": text}]})  # invalid role
+            await post({"model": "echo", "messages": [{"role": "user", "content": text + " key " + SECRETS[0]}]})
+            await post(None, raw=b'{"model": "echo", "messages": [{"role": "user", "content": "' + text.encode() + b'"')
+        await post({"model": "echo", "messages": [{"role": "user", "content": "token " + SECRETS[1]}]})
+    return bodies
+
+
+def test_no_raw_value_anywhere(setup) -> None:  # type: ignore[no-untyped-def]
+    gw, r, path, tmp = setup
+    errors = asyncio.run(send_corpus(gw))
+    assert len(errors) >= 12  # the bad requests did get errors back
+    asyncio.run(asyncio.sleep(0.5))  # audit and cache writes leave the response path
+    places: dict[str, str] = {
+        "gateway log": gw.log(),
+        "metrics": http_get(gw.url + "/metrics")[2].decode(),
+        "error bodies": "\n".join(b.decode() for b in errors),
+    }
+    export = subprocess.run([sys.executable, "-m", "interlock", "audit", "export", "--config", str(path)],
+                            capture_output=True, text=True, cwd=ROOT, check=True)  # fmt: skip
+    places["audit"] = export.stdout
+    assert export.stdout.count("\n") >= 19
+    spool = tmp / "interlock-audit.spool"
+    places["spool"] = spool.read_text() if spool.exists() else ""
+    client = redis.Redis.from_url(r.url)
+    keys = client.keys("*")
+    assert any(k.startswith(b"interlock:cache:") for k in keys) and any(k.startswith(b"interlock:vault:") for k in keys)
+    places["redis"] = "\n".join(
+        repr(k) + " " + repr(client.get(k) if client.type(k) == b"string" else b"") for k in keys
+    )
+    client.close()
+    assert '"text"' in places["gateway log"]  # the redacted request log is on, and it was scanned
+    leaks = {
+        where: [v for v in RAW if v in text or v.replace(" ", "") in text.replace(" ", "")]
+        for where, text in places.items()
+    }
+    assert all(not found for found in leaks.values()), leaks
