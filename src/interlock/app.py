@@ -158,7 +158,13 @@ def build(settings: Settings, metrics: Metrics | None = None) -> Gateway:
             await store.close()
 
     inference = InferenceHandler(
-        pipeline, router, metrics, settings.server.max_body_bytes, audit, settings.server.request_log
+        pipeline,
+        router,
+        metrics,
+        settings.server.max_body_bytes,
+        audit,
+        settings.server.request_log,
+        settings.server.max_messages,
     )
     info = InfoHandlers([g.name for g in settings.models], metrics, ready_check, groups_ready)
     admin = AdminHandlers(store, secret, roles, audit)

@@ -98,7 +98,7 @@ def _keys(args: argparse.Namespace) -> int:
                 spec = NewKey(
                     name=args.name, tenant=args.tenant, roles=args.role or ["user"], models=args.model or [],
                     max_class=args.max_class, rpm=args.rpm, tpm=args.tpm, budget=args.budget,
-                    expires_in_days=args.expires_in_days,
+                    max_tokens=args.max_tokens, expires_in_days=args.expires_in_days,
                 )  # fmt: skip
                 try:
                     key, record = await create_key(store, secret, spec, roles_table(settings.security))
@@ -191,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--rpm", type=int)
     create.add_argument("--tpm", type=int)
     create.add_argument("--budget", type=float)
+    create.add_argument("--max-tokens", type=int, help="cap on what one request may ask to generate")
     create.add_argument("--expires-in-days", type=float)
     keys_sub.add_parser("list", help="list keys (never the keys themselves)")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by id")

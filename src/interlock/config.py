@@ -188,6 +188,7 @@ class ServerSettings(_Frozen, frozen=True, kw_only=True):
     port: int = 4000
     workers: int = 1
     max_body_bytes: int = 4 * 1024 * 1024
+    max_messages: int = 2048  # messages in one chat request
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # One JSON log line per request: "off"; "metadata" (what the audit trail holds); "redacted"
     # (also the request text as it left the DLP stage; needs `dlp`). Never the raw text.

@@ -119,6 +119,19 @@ def test_admin_api_makes_keys_with_roles_and_model_limits(keyed: dict[str, Any])
     assert request(a, "POST", "/admin/keys", keyed["admin"], {"name": "x", "roles": ["root"]})[0] == 400
 
 
+def test_a_keys_max_tokens_cap_is_applied(keyed: dict[str, Any], upstream: FakeUpstream) -> None:
+    a = keyed["a"]
+    _, made = request(a, "POST", "/admin/keys", keyed["admin"], {"name": "capped", "max_tokens": 50})
+    assert made["max_tokens"] == 50
+    client = openai.OpenAI(base_url=a.url + "/v1", api_key=made["key"], max_retries=0)
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], max_tokens=100)
+    assert err.value.param == "max_tokens"
+    upstream.reset()
+    client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    assert upstream.state.bodies("ok")[-1]["max_tokens"] == 50  # a request naming none gets the cap
+
+
 def test_a_key_revoked_on_one_replica_stops_working_on_the_other(keyed: dict[str, Any]) -> None:
     a, b = keyed["a"], keyed["b"]
     _, made = request(a, "POST", "/admin/keys", keyed["admin"], {"name": "temp"})

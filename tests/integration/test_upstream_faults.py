@@ -234,6 +234,11 @@ def post_raw(gateway: Gateway, data: bytes, path: str = "/v1/chat/completions") 
         (b'{"model": "ok", "messages": [{"role": "user", "content": "caf\xe9"}]}', 400, None),
         (b'["not", "an", "object"]', 400, None),
         (b'{"model": "nope", "messages": [{"role": "user", "content": "hi"}]}', 404, "model"),
+        (
+            b'{"model": "ok", "messages": [' + b",".join([b'{"role": "user", "content": "x"}'] * 3000) + b"]}",
+            400,
+            "messages",
+        ),
     ],
 )
 def test_bad_input_gets_a_clear_openai_error(gateway: Gateway, payload: bytes, status: int, param: str | None) -> None:

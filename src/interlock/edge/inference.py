@@ -108,13 +108,29 @@ class InferenceHandler:
         max_body: int,
         audit: AuditLog | None = None,
         request_log: str = "off",
+        max_messages: int = 2048,
     ) -> None:
+        self._max_messages = max_messages
         self._request_log = request_log
         self._pipeline = pipeline
         self._router = router
         self._metrics = metrics
         self._max_body = max_body
         self._audit = audit
+
+    def _check_sizes(self, data: dict[str, Any], cap: int | None) -> None:
+        """The message count limit, and the key's cap on tokens to generate (applied when the
+        request names none, refused when it asks for more)."""
+        messages = data.get("messages")
+        if isinstance(messages, list) and len(messages) > self._max_messages:
+            raise BadRequest(f"Too many messages: at most {self._max_messages}", param="messages")
+        if cap is None or "input" in data:
+            return
+        asked = data.get("max_completion_tokens") or data.get("max_tokens")
+        if asked is None:
+            data["max_tokens"] = cap
+        elif asked > cap:
+            raise BadRequest(f"max_tokens exceeds this key's cap of {cap}", param="max_tokens")
 
     async def __call__(self, ex: Exchange, endpoint: Endpoint, deployment: str | None = None) -> None:
         started = time.perf_counter()
@@ -131,6 +147,7 @@ class InferenceHandler:
                 raise ModelNotFound(f"The model `{name}` does not exist", param="model")
             if not ex.identity.may_call(name):
                 raise Forbidden(f"This identity may not call the model `{name}`", param="model")
+            self._check_sizes(data, ex.identity.max_tokens)
             model = name
             requested_class, conversation = _protection_headers(ex.headers)
             ctx = RequestContext(

@@ -71,6 +71,7 @@ class Authenticator:
             max_class=record.max_class,
             rpm=record.rpm,
             tpm=record.tpm,
+            max_tokens=record.max_tokens,
         )
 
     async def identify(self, headers: Mapping[bytes, bytes]) -> Identity:

@@ -25,6 +25,7 @@ class NewKey(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     rpm: Annotated[int, msgspec.Meta(ge=1)] | None = None
     tpm: Annotated[int, msgspec.Meta(ge=1)] | None = None
     budget: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
     expires_in_days: Annotated[float, msgspec.Meta(gt=0)] | None = None
 
 
@@ -56,6 +57,7 @@ async def create_key(
         rpm=spec.rpm,
         tpm=spec.tpm,
         budget=spec.budget,
+        max_tokens=spec.max_tokens,
         created_at=now,
         expires_at=now + spec.expires_in_days * 86400 if spec.expires_in_days else None,
     )

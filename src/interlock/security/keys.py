@@ -38,6 +38,7 @@ class KeyRecord:
     rpm: int | None = None
     tpm: int | None = None
     budget: float | None = None
+    max_tokens: int | None = None  # the most a request of this key may ask to generate
     created_at: float = 0.0
     expires_at: float | None = None
     revoked_at: float | None = None
@@ -53,6 +54,6 @@ class KeyRecord:
         return {
             "id": self.id, "name": self.name, "tenant": self.tenant, "roles": list(self.roles),
             "models": list(self.models), "max_class": self.max_class, "rpm": self.rpm, "tpm": self.tpm,
-            "budget": self.budget, "created_at": self.created_at, "expires_at": self.expires_at,
-            "revoked_at": self.revoked_at,
+            "budget": self.budget, "max_tokens": self.max_tokens, "created_at": self.created_at,
+            "expires_at": self.expires_at, "revoked_at": self.revoked_at,
         }  # fmt: skip

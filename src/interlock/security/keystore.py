@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from .keys import KeyRecord
 
 COLUMNS = (
-    "id", "hash", "name", "tenant", "roles", "models", "max_class", "rpm", "tpm", "budget",
+    "id", "hash", "name", "tenant", "roles", "models", "max_class", "rpm", "tpm", "budget", "max_tokens",
     "created_at", "expires_at", "revoked_at",
 )  # fmt: skip
 
@@ -46,7 +46,7 @@ REVOKE = "UPDATE api_keys SET revoked_at = {0} WHERE id = {1} AND revoked_at IS 
 def to_row(r: KeyRecord) -> tuple[Any, ...]:
     return (
         r.id, r.hash, r.name, r.tenant, json.dumps(list(r.roles)), json.dumps(list(r.models)), r.max_class,
-        r.rpm, r.tpm, r.budget, r.created_at, r.expires_at, r.revoked_at,
+        r.rpm, r.tpm, r.budget, r.max_tokens, r.created_at, r.expires_at, r.revoked_at,
     )  # fmt: skip
 
 
@@ -69,6 +69,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
     rpm INTEGER,
     tpm INTEGER,
     budget {real},
+    max_tokens INTEGER,
     created_at {real} NOT NULL,
     expires_at {real},
     revoked_at {real}

@@ -52,6 +52,7 @@ class Identity:
     max_class: str = "internal"
     rpm: int | None = None
     tpm: int | None = None
+    max_tokens: int | None = None
 
     def may(self, permission: Permission) -> bool:
         return permission in self.permissions

@@ -18,6 +18,20 @@ class Pattern:
     case_insensitive: bool = False
 
 
+# Prompt injection: phrasings seen in public jailbreak and injection collections. A match is a
+# finding like any other: a policy flags it (allow: counted in metrics and the audit trail) or
+# blocks it. Kept deliberately specific; extend the list as new phrasings appear.
+INJECTION = (
+    r"\b(ignore|disregard|forget|override)\s+(all\s+|any\s+|the\s+|your\s+)?(previous|prior|above|earlier|preceding)\s+(instructions|prompts?|rules|directions)",
+    r"\b(reveal|print|show|repeat|output)\s+(me\s+)?(your|the)\s+(system\s+prompt|hidden\s+instructions|initial\s+instructions)",
+    r"\byou\s+are\s+now\s+(DAN|in\s+developer\s+mode|jailbroken|unfiltered)",
+    r"\bdo\s+anything\s+now\b",
+    r"\b(act|pretend|behave)\s+(as\s+if\s+you\s+are|as|to\s+be)\s+(an?\s+)?(unfiltered|uncensored|jailbroken|unrestricted)",
+    r"</?\s*(system|im_start|im_end)\s*>",
+    r"\b(begin|end)\s+(system|developer)\s+(prompt|message|instructions)\b",
+    r"\bnew\s+instructions\s*:",
+)
+
 PATTERNS: tuple[Pattern, ...] = (
     Pattern("EMAIL", r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b", 0.9),
     Pattern("PHONE", r"(\+|\b)[0-9][0-9 ().-]{6,18}[0-9]\b", 0.3),
@@ -36,6 +50,7 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern("SECRET", r"\bxox[abprs]-[A-Za-z0-9-]{10,}\b", 0.95),  # Slack
     Pattern("SECRET", r"\bik_[A-Za-z0-9_-]{32,}\b", 0.99),  # our own API keys
     Pattern("DATE_OF_BIRTH", r"\b[0-9]{1,4}[-/.][0-9]{1,2}[-/.][0-9]{1,4}\b", 0.1),
+    *(Pattern("PROMPT_INJECTION", regex, 0.8, True) for regex in INJECTION),
 )
 
 # Words near a candidate that make it likelier (or less likely) to be what it looks like.
