@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from redis.asyncio import Redis
@@ -25,6 +27,7 @@ from .edge import Gateway
 from .edge.admin import AdminHandlers
 from .edge.inference import InferenceHandler
 from .edge.info import InfoHandlers
+from .errors import ConfigError
 from .observe.metrics import Metrics
 from .pipeline.runner import Pipeline, Stage
 from .providers.aiohttp_transport import AiohttpTransport
@@ -75,7 +78,9 @@ def tune_gc(settings: Settings) -> None:
     gc.set_threshold(server.gc_gen0_threshold, gen1, gen2)
 
 
-def build(settings: Settings, metrics: Metrics | None = None) -> Gateway:
+def build(settings: Settings, metrics: Metrics | None = None, reload: Callable[[], Settings] | None = None) -> Gateway:
+    """Wire everything. `reload` re-reads the config, secrets included; with it, upstream API
+    keys are refreshed every `secrets.refresh_s` seconds."""
     metrics = metrics or Metrics()
     http = make_transport(settings)
     circuit = settings.router.circuit
@@ -140,7 +145,31 @@ def build(settings: Settings, metrics: Metrics | None = None) -> Gateway:
 
     audit = make_audit_log(settings)
 
+    refresher: list[asyncio.Task[None]] = []
+
+    async def refresh_secrets() -> None:
+        assert reload is not None
+        current = {d.id: getattr(d, "api_key", None) for g in settings.models for d in g.deployments}
+        by_id = {p.id: p for p in providers}
+        while True:
+            await asyncio.sleep(settings.secrets.refresh_s)
+            try:
+                fresh = await asyncio.to_thread(reload)
+            except ConfigError as exc:
+                log.warning("secret refresh failed, keeping the current credentials: %s", exc)
+                continue
+            for group in fresh.models:
+                for spec in group.deployments:
+                    key = getattr(spec, "api_key", None)
+                    provider = by_id.get(spec.id)
+                    if key and key != current.get(spec.id) and hasattr(provider, "rotate_api_key"):
+                        provider.rotate_api_key(key)  # type: ignore[union-attr]
+                        current[spec.id] = key
+                        log.info("rotated the upstream credential of deployment %s", spec.id)
+
     async def startup_all() -> None:
+        if reload is not None:
+            refresher.append(asyncio.get_running_loop().create_task(refresh_secrets()))
         if audit is not None:
             await audit.start()
         if store is not None:
@@ -150,6 +179,8 @@ def build(settings: Settings, metrics: Metrics | None = None) -> Gateway:
             log.warning("no API keys or OIDC configured: every caller is admitted (loopback only)")
 
     async def shutdown_all() -> None:
+        for task in refresher:
+            task.cancel()
         await shutdown()
         await limit_stage.close()
         if audit is not None:
@@ -252,4 +283,9 @@ def make_oidc(security: SecuritySettings) -> OidcVerifier | None:
 
 def create_app() -> Gateway:
     """Uvicorn's factory: each worker process builds its own gateway from the same config."""
-    return build(load_settings(os.environ.get(CONFIG_ENV) or None))
+    path = os.environ.get(CONFIG_ENV) or None
+    settings = load_settings(path)
+    reload = None
+    if path is not None and any(s in Path(path).read_text() for s in ("vault://", "azure-keyvault://", "file:")):
+        reload = functools.partial(load_settings, path)  # references that can change while we run
+    return build(settings, reload=reload)

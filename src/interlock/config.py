@@ -15,8 +15,8 @@ import msgspec
 import yaml
 
 from .errors import ConfigError
+from .security.secrets import SecretError, SecretResolver, resolve_all
 
-ENV_PREFIX = "os.environ/"
 DEFAULT_LOCAL_MODEL = "smollm2"
 
 
@@ -246,6 +246,21 @@ class SecuritySettings(_Frozen, frozen=True, kw_only=True):
         return self.keys is not None or self.oidc is not None
 
 
+class VaultClientSettings(_Frozen, frozen=True, kw_only=True):
+    url: str | None = None  # default: VAULT_ADDR
+    auth: Literal["token", "approle", "kubernetes"] = "token"
+    token: str | None = None  # default: VAULT_TOKEN
+    role_id: str | None = None
+    secret_id: str | None = None
+    role: str | None = None  # kubernetes auth
+    jwt_path: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+class SecretsSettings(_Frozen, frozen=True, kw_only=True):
+    vault: VaultClientSettings | None = None
+    refresh_s: float = 300.0  # re-read references; upstream API keys rotate without a restart
+
+
 class Settings(_Frozen, frozen=True, kw_only=True):
     models: list[ModelGroup]
     server: ServerSettings = ServerSettings()
@@ -256,6 +271,7 @@ class Settings(_Frozen, frozen=True, kw_only=True):
     limits: LimitsSettings = LimitsSettings()
     dlp: DlpSettings | None = None
     audit: AuditSettings | None = None
+    secrets: SecretsSettings = SecretsSettings()
 
     def group(self, name: str) -> ModelGroup | None:
         for g in self.models:
@@ -267,19 +283,6 @@ class Settings(_Frozen, frozen=True, kw_only=True):
 def default_settings() -> Settings:
     """What `interlock serve` runs with no config: the embedded model alone."""
     return Settings(models=[ModelGroup(name=DEFAULT_LOCAL_MODEL, deployments=[LocalDeployment(id="local")])])
-
-
-def _resolve_env(node: Any, path: str, environ: dict[str, str]) -> Any:
-    if isinstance(node, dict):
-        return {k: _resolve_env(v, f"{path}.{k}", environ) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_resolve_env(v, f"{path}[{i}]", environ) for i, v in enumerate(node)]
-    if isinstance(node, str) and node.startswith(ENV_PREFIX):
-        name = node[len(ENV_PREFIX) :]
-        if name not in environ:
-            raise ConfigError(f"{path}: environment variable {name} is not set")
-        return environ[name]
-    return node
 
 
 def _check(settings: Settings) -> None:
@@ -345,7 +348,13 @@ def _check(settings: Settings) -> None:
 
 
 def parse_settings(raw: Any, environ: dict[str, str] | None = None, base_dir: Path | None = None) -> Settings:
-    resolved = _resolve_env(raw, "$", dict(os.environ) if environ is None else environ)
+    env = dict(os.environ) if environ is None else environ
+    try:
+        # The vault's own settings may use env: and file: references; resolve them first.
+        bootstrap = resolve_all((raw.get("secrets") or {}).get("vault") or {}, "$.secrets.vault", SecretResolver(env))
+        resolved = resolve_all(raw, "$", SecretResolver(env, bootstrap))
+    except SecretError as exc:
+        raise ConfigError(str(exc)) from None
     try:
         settings = msgspec.convert(resolved, Settings)
     except msgspec.ValidationError as exc:

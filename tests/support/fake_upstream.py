@@ -85,6 +85,10 @@ class FakeUpstream:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self.jwks: dict[str, Any] = {"keys": []}  # what /oidc/jwks serves; tests set it
+        # A HashiCorp Vault (KV v2, AppRole login) of the tests: mount/path -> data.
+        self.vault: dict[str, dict[str, str]] = {}
+        self.vault_approle = ("role-1", "secret-1")
+        self.vault_tokens: set[str] = set()
 
     # -- lifecycle (runs on its own thread and loop, beside the test) -----------------------------
     def start(self) -> FakeUpstream:
@@ -113,6 +117,9 @@ class FakeUpstream:
         app.router.add_get("/identity", self._identity)
         app.router.add_get("/oidc/.well-known/openid-configuration", self._oidc_discovery)
         app.router.add_get("/oidc/jwks", self._oidc_jwks)
+        app.router.add_post("/v1/auth/approle/login", self._vault_login)
+        app.router.add_get("/v1/auth/token/lookup-self", self._vault_lookup)
+        app.router.add_get("/v1/{mount}/data/{path:.*}", self._vault_read)
         app.router.add_post("/{scenario}/v1/{endpoint:.*}", self._openai)
         app.router.add_get("/{scenario}/v1/models", self._models)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
@@ -163,6 +170,29 @@ class FakeUpstream:
     async def _oidc_jwks(self, request: web.Request) -> web.Response:
         self.state.calls["oidc-jwks"] += 1
         return web.json_response(self.jwks)
+
+    async def _vault_login(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.state.calls["vault-login"] += 1
+        if (body.get("role_id"), body.get("secret_id")) != self.vault_approle:
+            return web.json_response({"errors": ["invalid role or secret ID"]}, status=400)
+        token = f"hvs.{len(self.vault_tokens) + 1}"
+        self.vault_tokens.add(token)
+        return web.json_response({"auth": {"client_token": token, "lease_duration": 3600, "renewable": True}})
+
+    async def _vault_lookup(self, request: web.Request) -> web.Response:
+        if request.headers.get("X-Vault-Token") not in self.vault_tokens:
+            return web.json_response({"errors": ["permission denied"]}, status=403)
+        return web.json_response({"data": {"ttl": 3600}})
+
+    async def _vault_read(self, request: web.Request) -> web.Response:
+        self.state.calls["vault-read"] += 1
+        if request.headers.get("X-Vault-Token") not in self.vault_tokens:
+            return web.json_response({"errors": ["permission denied"]}, status=403)
+        key = f"{request.match_info['mount']}/{request.match_info['path']}"
+        if key not in self.vault:
+            return web.json_response({"errors": []}, status=404)
+        return web.json_response({"data": {"data": self.vault[key], "metadata": {"version": 1, "deletion_time": ""}}})
 
     def issuer(self) -> str:
         return f"http://127.0.0.1:{self.port}/oidc"

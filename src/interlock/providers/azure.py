@@ -90,6 +90,9 @@ class AzureProvider(OpenAIProvider):
             cred = credential or default_credential(spec.managed_identity_client_id)
             self._entra = EntraToken(cred, spec.token_scope)
 
+    def rotate_api_key(self, api_key: str) -> None:
+        self._headers = self._headers.with_({"api-key": api_key})
+
     async def headers(self) -> RequestHeaders:
         if self._entra is None:
             return self._headers

@@ -34,6 +34,10 @@ class OpenAIProvider:
         self._urls = {e: f"{base}/{e.value}" for e in Endpoint}
         self._ready_url = f"{base}/models"
 
+    def rotate_api_key(self, api_key: str) -> None:
+        """A new credential from the secret store, used from the next call on."""
+        self._headers = self._headers.with_({"Authorization": f"Bearer {api_key}"})
+
     async def start(self) -> None:
         return None
 
