@@ -42,7 +42,7 @@ from .security.audit import AuditLog, AuditStore, PostgresAuditStore, SQLiteAudi
 from .security.auth import Authenticator
 from .security.dlp import DlpStage, policy_from
 from .security.keystore import KeyStore, PostgresKeyStore, SQLiteKeyStore
-from .security.limit_stage import LimitStage, Rate
+from .security.limit_stage import LimitStage, Price, Rate
 from .security.limits import Limiter, LocalCounters, RedisCounters
 from .security.oidc import OidcConfig, OidcVerifier
 from .security.pii.detector import PatternDetector
@@ -213,9 +213,15 @@ def make_limit_stage(settings: Settings, metrics: Metrics) -> LimitStage:
         counters = RedisCounters(client, "interlock:limits:", timeout)
         fallback = local if limits.on_redis_error == "allow" else None
     limiter = Limiter(counters, fallback, metrics.limit_error)
-    tenants = {k: Rate(v.rpm, v.tpm) for k, v in limits.tenants.items()}
-    models = {k: Rate(v.rpm, v.tpm) for k, v in limits.models.items()}
-    return LimitStage(limiter, tenants, models, limits.default_max_tokens, metrics)
+    tenants = {k: Rate(v.rpm, v.tpm, v.budget) for k, v in limits.tenants.items()}
+    models = {k: Rate(v.rpm, v.tpm, v.budget) for k, v in limits.models.items()}
+    prices = {
+        d.id: Price(d.price.input, d.price.output)
+        for g in settings.models
+        for d in g.deployments
+        if d.price is not None
+    }
+    return LimitStage(limiter, tenants, models, limits.default_max_tokens, metrics, prices, limits.budget_period)
 
 
 def make_audit_store(settings: Settings) -> AuditStore | None:

@@ -25,6 +25,13 @@ class _Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
 
 
 DataClassName = Literal["public", "internal", "confidential", "restricted"]  # as security.roles
+
+
+class PriceSettings(_Frozen, frozen=True, kw_only=True):
+    input: float = 0.0  # USD per million prompt tokens
+    output: float = 0.0  # USD per million completion tokens
+
+
 EntityAction = Literal["allow", "mask", "redact", "tokenize", "block"]
 
 
@@ -39,6 +46,7 @@ class OpenAIDeployment(_Frozen, frozen=True, kw_only=True, tag="openai", tag_fie
     connect_timeout: float = 5.0
     headers: dict[str, str] = {}
     max_class: DataClassName = "internal"  # the most sensitive data it may receive
+    price: PriceSettings | None = None  # for spend budgets and the spend metric
     weight: float = 1.0
     tags: list[str] = []
 
@@ -61,6 +69,7 @@ class AzureDeployment(_Frozen, frozen=True, kw_only=True, tag="azure", tag_field
     connect_timeout: float = 5.0
     headers: dict[str, str] = {}
     max_class: DataClassName = "internal"  # the most sensitive data it may receive
+    price: PriceSettings | None = None  # for spend budgets and the spend metric
     weight: float = 1.0
     tags: list[str] = []
 
@@ -76,6 +85,7 @@ class LocalDeployment(_Frozen, frozen=True, kw_only=True, tag="local", tag_field
     retry_after: int = 2
     embeddings: bool = True
     max_class: DataClassName = "restricted"  # the most sensitive data it may receive
+    price: PriceSettings | None = None  # for spend budgets and the spend metric
     weight: float = 1.0
     tags: list[str] = []
 
@@ -128,6 +138,7 @@ class CacheSettings(_Frozen, frozen=True, kw_only=True):
 class RateSettings(_Frozen, frozen=True, kw_only=True):
     rpm: int | None = None  # requests per minute
     tpm: int | None = None  # tokens per minute (estimated before the call, reconciled after)
+    budget: float | None = None  # USD per limits.budget_period, at the deployments' prices
 
 
 class LimitsSettings(_Frozen, frozen=True, kw_only=True):
@@ -140,6 +151,7 @@ class LimitsSettings(_Frozen, frozen=True, kw_only=True):
     # When Redis fails: "allow" counts in this process instead (and a metric says so); "deny"
     # answers 503 until Redis is back.
     on_redis_error: Literal["allow", "deny"] = "allow"
+    budget_period: Literal["day", "month"] = "month"
 
 
 class DlpPolicySettings(_Frozen, frozen=True, kw_only=True):

@@ -32,7 +32,19 @@ def setup(session_tmp: Path, upstream: FakeUpstream) -> Iterator[dict[str, Any]]
     tmp = session_tmp / "limits"
     tmp.mkdir()
     config = {
-        "models": [{"name": "m", "deployments": [{"id": "m", "backend": "openai", "api_base": upstream.base("ok")}]}],
+        "models": [
+            {
+                "name": "m",
+                "deployments": [
+                    {
+                        "id": "m",
+                        "backend": "openai",
+                        "api_base": upstream.base("ok"),
+                        "price": {"input": 5, "output": 10},
+                    }
+                ],
+            }
+        ],
         "security": {"server_secret": "os.environ/TEST_SECRET", "keys": {"sqlite_path": "keys.db"}},
         "limits": {
             "redis": {"url": redis_server.url, "timeout_ms": 500},
@@ -53,6 +65,8 @@ def setup(session_tmp: Path, upstream: FakeUpstream) -> Iterator[dict[str, Any]]
     keys = {
         "fifty": make_key("--name", "fifty", "--rpm", "50"),
         "metered": make_key("--name", "tok", "--tenant", "metered"),
+        "budget": make_key("--name", "thrifty", "--budget", "0.0002"),
+        "auditor": make_key("--name", "ops", "--role", "auditor"),
     }
     a, b = Gateway(tmp, config, env=env), Gateway(tmp, config, env=env)
     yield {"a": a, "b": b, "keys": keys}
@@ -105,3 +119,26 @@ async def test_token_reservations_are_reconciled_with_reported_usage(setup: dict
             await asyncio.sleep(0.02)  # the reconciliation leaves the response path
     assert statuses == [200] * 30
     assert 1000 - 30 * 10 - 110 <= int(headers["x-ratelimit-remaining-tokens"]) <= 1000 - 29 * 10 - 110
+
+
+async def test_a_spend_budget_stops_a_key_once_used_up(setup: dict[str, Any]) -> None:
+    # Each answer reports 7 prompt and 3 completion tokens; at $5 and $10 per million that is
+    # $0.000065. A budget of $0.0002 admits requests while less than it is spent: four of them.
+    key = setup["keys"]["budget"]
+    statuses = []
+    async with aiohttp.ClientSession() as session:
+        for i in range(6):
+            status, _ = await post(session, setup["a" if i % 2 else "b"], key)
+            statuses.append(status)
+            await asyncio.sleep(0.05)  # the cost is added off the response path
+    assert statuses == [200, 200, 200, 200, 429, 429]
+    auth = {"Authorization": f"Bearer {setup['keys']['auditor']}"}
+    async with aiohttp.ClientSession(headers=auth) as session:
+        scraped = ""
+        for g in "ab":
+            async with session.get(setup[g].url + "/metrics") as resp:
+                scraped += await resp.text()
+    spent = sum(
+        float(line.rsplit(" ", 1)[1]) for line in scraped.splitlines() if line.startswith("interlock_spend_usd_total")
+    )
+    assert spent >= 4 * 0.000065

@@ -98,6 +98,9 @@ class Metrics:
         self.dlp_errors = Counter(
             "interlock_dlp_errors", "Detection or tokenization failures (fail closed)", ["policy"], registry=r
         )
+        self.spent = Counter(
+            "interlock_spend_usd", "What answers cost at the configured prices", ["model", "deployment"], registry=r
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -157,6 +160,9 @@ class Metrics:
     # -- limits --------------------------------------------------------------------------------
     def rate_limited(self, scope: str, unit: str) -> None:
         self._child(self.limited, scope, unit).inc()
+
+    def spend(self, model: str, deployment: str, usd: float) -> None:
+        self._child(self.spent, model, deployment).inc(usd)
 
     def limit_error(self, op: str) -> None:
         self._child(self.limit_errors, op).inc()

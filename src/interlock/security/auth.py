@@ -72,6 +72,7 @@ class Authenticator:
             rpm=record.rpm,
             tpm=record.tpm,
             max_tokens=record.max_tokens,
+            budget=record.budget,
         )
 
     async def identify(self, headers: Mapping[bytes, bytes]) -> Identity:

@@ -1,11 +1,13 @@
-"""The limits stage: count the request against every limit that applies, before anything else
-spends work on it; reconcile the token reservation once the answer says what it used."""
+"""The limits stage: check the spend budgets and count the request against every rate limit that
+applies, before anything else spends work on it; once the answer says what it used, reconcile
+the token reservation and add what it cost to the budgets."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
 
@@ -14,15 +16,23 @@ from ..observe.metrics import Metrics
 from ..pipeline.context import RequestContext
 from ..pipeline.result import Result, StreamResult
 from ..pipeline.streams import StreamTap
-from .limits import Check, Limiter, estimate_tokens
+from .limits import Check, Limiter, budget_period, estimate_tokens
 
 MAX_PENDING_ADJUSTMENTS = 1024
+MICRO = 1_000_000  # budgets are counted in micro-dollars: integers, exact
 
 
 @dataclass(frozen=True, slots=True)
 class Rate:
     rpm: int | None = None
     tpm: int | None = None
+    budget: float | None = None  # USD per budget period
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    input: float = 0.0  # USD per million tokens
+    output: float = 0.0
 
 
 @dataclass(slots=True)
@@ -30,6 +40,8 @@ class Reservation:
     window: int
     tokens: int
     counters: tuple[str, ...]  # the token counters the estimate was added to
+    period: int = 0
+    budgets: tuple[str, ...] = field(default_factory=tuple)  # budget counters to add the cost to
 
 
 class LimitStage:
@@ -40,12 +52,18 @@ class LimitStage:
         models: Mapping[str, Rate],
         default_max_tokens: int,
         metrics: Metrics,
+        prices: Mapping[str, Price] | None = None,
+        period: str = "month",
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._limiter = limiter
         self._metrics = metrics
         self._tenants = dict(tenants)
         self._models = dict(models)
         self._default_max_tokens = default_max_tokens
+        self._prices = dict(prices or {})
+        self._period = period
+        self._clock = clock
         self._reservations: dict[int, Reservation] = {}
         self._pending: set[asyncio.Task[None]] = set()
 
@@ -54,28 +72,45 @@ class LimitStage:
             await asyncio.wait(self._pending, timeout=1.0)
         await self._limiter.close()
 
-    def _checks(self, ctx: RequestContext, tokens: int) -> list[Check]:
+    def _scopes(self, ctx: RequestContext) -> list[tuple[str, str, Rate | None]]:
         identity = ctx.identity
-        checks: list[Check] = []
-        for scope, name, rate in (
-            ("key", identity.subject, Rate(identity.rpm, identity.tpm)),
+        return [
+            ("key", identity.subject, Rate(identity.rpm, identity.tpm, identity.budget)),
             ("tenant", identity.tenant, self._tenants.get(identity.tenant)),
             ("model", ctx.model, self._models.get(ctx.model)),
-        ):
+        ]
+
+    def _checks(self, ctx: RequestContext, tokens: int) -> tuple[list[Check], list[Check]]:
+        rates: list[Check] = []
+        budgets: list[Check] = []
+        for scope, name, rate in self._scopes(ctx):
             if rate is None:
                 continue
             if rate.rpm:
-                checks.append(Check(scope, "requests", f"{scope}:{name}:rpm", 1, rate.rpm))
+                rates.append(Check(scope, "requests", f"{scope}:{name}:rpm", 1, rate.rpm))
             if rate.tpm:
-                checks.append(Check(scope, "tokens", f"{scope}:{name}:tpm", tokens, rate.tpm))
-        return checks
+                rates.append(Check(scope, "tokens", f"{scope}:{name}:tpm", tokens, rate.tpm))
+            if rate.budget is not None:
+                # cost 0, ceiling one below the budget: refused once spent >= budget
+                budgets.append(Check(scope, "usd", f"{scope}:{name}:spend", 0, int(rate.budget * MICRO) - 1))
+        return rates, budgets
 
     async def before(self, ctx: RequestContext) -> Result | None:
         tokens = estimate_tokens(ctx.body, self._default_max_tokens)
-        checks = self._checks(ctx, tokens)
-        if not checks:
+        checks, budgets = self._checks(ctx, tokens)
+        if not checks and not budgets:
             return None
+        period, period_left = budget_period(self._clock(), self._period)
         try:
+            if budgets:
+                spent = await self._limiter.within_budget(budgets, period, period_left)
+                if spent is not None:
+                    self._metrics.rate_limited(spent.scope, spent.unit)
+                    raise RateLimited(
+                        f"Spend budget of this {spent.scope} is used up for this {self._period}",
+                        code="budget_exceeded",
+                        retry_after=period_left,
+                    )
             decision = await self._limiter.acquire(checks)
         except (RedisError, OSError, TimeoutError):
             raise Unavailable("rate limits cannot be checked right now", retry_after=1) from None
@@ -89,8 +124,10 @@ class LimitStage:
             )
         ctx.response_headers.extend(decision.headers(checks))
         token_counters = tuple(c.counter for c in checks if c.unit == "tokens")
-        if token_counters:
-            self._reservations[id(ctx)] = Reservation(decision.window, tokens, token_counters)
+        if token_counters or budgets:
+            self._reservations[id(ctx)] = Reservation(
+                decision.window, tokens, token_counters, period, tuple(b.counter for b in budgets)
+            )
         return None
 
     async def after(self, ctx: RequestContext, result: Result | None, error: BaseException | None) -> Result | None:
@@ -106,16 +143,28 @@ class LimitStage:
         self._reconcile_later(ctx, reservation)
         return result
 
+    def cost(self, ctx: RequestContext) -> int:
+        """What the answer cost, in micro-dollars, at the price of the deployment that served it."""
+        price = self._prices.get(ctx.deployment or "")
+        if price is None or ctx.cache_status == "hit":
+            return 0
+        return round(ctx.prompt_tokens * price.input + ctx.completion_tokens * price.output)
+
     def _reconcile_later(self, ctx: RequestContext, reservation: Reservation) -> None:
-        """Move the counters from the estimate to what was used (nothing, for a cache hit or a
-        failure), off the response path."""
+        """Move the token counters from the estimate to what was used (nothing, for a cache hit
+        or a failure) and add the cost to the budgets, off the response path."""
         delta = ctx.prompt_tokens + ctx.completion_tokens - reservation.tokens
-        if not delta or len(self._pending) >= MAX_PENDING_ADJUSTMENTS:
+        spent = self.cost(ctx)
+        if spent and ctx.deployment and ctx.served_model:
+            self._metrics.spend(ctx.served_model, ctx.deployment, spent / MICRO)
+        if (not delta and not spent) or len(self._pending) >= MAX_PENDING_ADJUSTMENTS:
             return
-        task = asyncio.get_running_loop().create_task(self._adjust(reservation, delta))
+        task = asyncio.get_running_loop().create_task(self._adjust(reservation, delta, spent))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _adjust(self, reservation: Reservation, delta: int) -> None:
-        for counter in reservation.counters:
+    async def _adjust(self, reservation: Reservation, delta: int, spent: int) -> None:
+        for counter in reservation.counters if delta else ():
             await self._limiter.adjust(counter, reservation.window, delta)
+        for counter in reservation.budgets if spent else ():
+            await self._limiter.adjust(counter, reservation.period, spent)

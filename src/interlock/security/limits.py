@@ -87,7 +87,7 @@ Result = tuple[int, tuple[int, ...]]  # (index of the limit exceeded or 0, count
 
 
 class Counters(Protocol):
-    async def check_and_count(self, checks: Sequence[Check], window: int) -> Result: ...
+    async def check_and_count(self, checks: Sequence[Check], window: int, ttl_s: float = WINDOW * 2) -> Result: ...
 
     async def adjust(self, counter: str, window: int, delta: int) -> None: ...
 
@@ -98,7 +98,7 @@ class LocalCounters:
     def __init__(self) -> None:
         self._counts: dict[tuple[str, int], int] = {}
 
-    async def check_and_count(self, checks: Sequence[Check], window: int) -> Result:
+    async def check_and_count(self, checks: Sequence[Check], window: int, ttl_s: float = WINDOW * 2) -> Result:
         counts = self._counts
         for i, c in enumerate(checks, 1):
             current = counts.get((c.counter, window), 0)
@@ -129,9 +129,9 @@ class RedisCounters:
     def _key(self, counter: str, window: int) -> str:
         return f"{self._prefix}{counter}:{window}"
 
-    async def check_and_count(self, checks: Sequence[Check], window: int) -> Result:
+    async def check_and_count(self, checks: Sequence[Check], window: int, ttl_s: float = WINDOW * 2) -> Result:
         keys = [self._key(c.counter, window) for c in checks]
-        args: list[Any] = [int(WINDOW * 2 * 1000)]
+        args: list[Any] = [int(ttl_s * 1000)]
         for c in checks:
             args += [c.cost, c.limit]
         async with asyncio.timeout(self._timeout):
@@ -178,6 +178,18 @@ class Limiter:
             return Decision(False, window, reset_in, checks[index - 1], counts)
         return Decision(True, window, reset_in, None, counts)
 
+    async def within_budget(self, checks: Sequence[Check], period: int, period_s: float) -> Check | None:
+        """The first budget already spent in this period, or None. Counts nothing: a budget check
+        has cost 0 and a ceiling one below the budget, so `spent >= budget` refuses."""
+        try:
+            index, _ = await self._counters.check_and_count(checks, period, period_s * 2)
+        except (RedisError, OSError, TimeoutError):
+            self._on_error("budget")
+            if self._fallback is None:
+                raise
+            index, _ = await self._fallback.check_and_count(checks, period, period_s * 2)
+        return checks[index - 1] if index else None
+
     async def close(self) -> None:
         close = getattr(self._counters, "close", None)
         if close is not None:
@@ -190,6 +202,20 @@ class Limiter:
             await self._counters.adjust(counter, window, delta)
         except (RedisError, OSError, TimeoutError):
             self._on_error("adjust")
+
+
+def budget_period(now: float, period: str) -> tuple[int, float]:
+    """(period index, seconds until it ends) for "day" or "month" (UTC)."""
+    import datetime
+
+    t = datetime.datetime.fromtimestamp(now, tz=datetime.UTC)
+    if period == "day":
+        start = t.replace(hour=0, minute=0, second=0, microsecond=0)
+        end = start + datetime.timedelta(days=1)
+        return int(start.timestamp() // 86400), end.timestamp() - now
+    start = t.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = (start + datetime.timedelta(days=32)).replace(day=1)
+    return t.year * 12 + t.month - 1, end.timestamp() - now
 
 
 def estimate_tokens(body: dict[str, Any], default_max_tokens: int) -> int:

@@ -53,6 +53,7 @@ class Identity:
     rpm: int | None = None
     tpm: int | None = None
     max_tokens: int | None = None
+    budget: float | None = None  # USD per budget period
 
     def may(self, permission: Permission) -> bool:
         return permission in self.permissions
