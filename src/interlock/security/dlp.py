@@ -22,8 +22,9 @@ from ..observe.metrics import Metrics
 from ..pipeline.context import RequestContext
 from ..pipeline.result import Completion, Result, StreamResult
 from ..pipeline.streams import MappedStream
-from .pii.detector import Entity, PatternDetector
+from .pii.detector import Entity, PatternDetector, without_overlaps
 from .pii.detokenize import StreamDetokenizer, decode_event, detokenize_answer, neutralise
+from .pii.ner import NerDetector
 from .pii.vault import TokenVault
 from .roles import class_rank
 
@@ -38,6 +39,7 @@ class Policy:
     on_error: str = "block"
     max_inline_chars: int = 32_768  # larger requests are scanned on a worker thread
     scan_timeout_s: float = 2.0
+    ner: bool = False
 
 
 def mask(value: str) -> str:
@@ -87,7 +89,9 @@ class DlpStage:
         group_policy: Mapping[str, str],
         vault: TokenVault | None,
         metrics: Metrics,
+        ner: NerDetector | None = None,
     ) -> None:
+        self._ner = ner
         self._detector = detector
         self._policies = dict(policies)
         self._group_policy = dict(group_policy)
@@ -100,11 +104,12 @@ class DlpStage:
 
     async def _scan(self, policy: Policy, slots: list[_Slot]) -> list[list[Entity]] | None:
         size = sum(len(s.text) for s in slots)
+        ner = self._ner if policy.ner else None
         try:
-            if size <= policy.max_inline_chars:
+            if size <= policy.max_inline_chars and ner is None:
                 return [self._detector.detect(s.text) for s in slots]
             async with asyncio.timeout(policy.scan_timeout_s):
-                return await asyncio.to_thread(lambda: [self._detector.detect(s.text) for s in slots])
+                return await asyncio.to_thread(self._scan_all, slots, ner)
         except Exception:  # any detector failure is a policy decision: block or let through
             self._metrics.dlp_error(policy.name)
             if policy.on_error == "allow":
@@ -114,6 +119,16 @@ class DlpStage:
                 code="dlp_unavailable",
                 retry_after=1,
             ) from None
+
+    def _scan_all(self, slots: list[_Slot], ner: NerDetector | None) -> list[list[Entity]]:
+        found = [self._detector.detect(s.text) for s in slots]
+        if ner is not None:  # merged: where a name and a pattern overlap, the surer one wins
+            found = [without_overlaps(f + ner.detect(s.text)) for f, s in zip(found, slots, strict=True)]
+        return found
+
+    async def start(self) -> None:
+        if self._ner is not None and any(p.ner for p in self._policies.values()):
+            await asyncio.to_thread(self._ner.load)
 
     async def before(self, ctx: RequestContext) -> Result | None:
         policy = self._policy(ctx.model)
@@ -216,4 +231,5 @@ def policy_from(name: str, raw: Any) -> Policy:
         on_error=raw.on_error,
         max_inline_chars=raw.max_inline_chars,
         scan_timeout_s=raw.scan_timeout_s,
+        ner=raw.ner,
     )

@@ -112,7 +112,7 @@ class PatternDetector:
                     score -= DAMPEN
             if score >= self._threshold:
                 found.append(Entity(kind, start, end, min(score, 1.0)))
-        return _without_overlaps(found)
+        return without_overlaps(found)
 
 
 def _embedded(text: str, start: int, end: int) -> bool:
@@ -124,7 +124,7 @@ def _embedded(text: str, start: int, end: int) -> bool:
     )
 
 
-def _without_overlaps(entities: list[Entity]) -> list[Entity]:
+def without_overlaps(entities: list[Entity]) -> list[Entity]:
     """Where candidates overlap keep the surest, then the longest."""
     chosen: list[Entity] = []
     for e in sorted(entities, key=lambda e: (-e.score, -(e.end - e.start), e.start)):
