@@ -44,6 +44,17 @@ def chain_hash(prev_hash: str, seq: int, ts: float, body: str) -> str:
     return hashlib.sha256(f"{prev_hash}|{seq}|{ts!r}|{body}".encode()).hexdigest()
 
 
+def link(seq: int, prev: str, events: Sequence[tuple[float, str]]) -> list[tuple[int, float, str, str, str]]:
+    """Rows that continue a chain whose last record is (seq, prev): each holds the previous hash."""
+    rows = []
+    for ts, body in events:
+        seq += 1
+        digest = chain_hash(prev, seq, ts, body)
+        rows.append((seq, ts, body, prev, digest))
+        prev = digest
+    return rows
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     seq: int
@@ -115,13 +126,7 @@ class SQLiteAuditStore:
         db.execute("BEGIN IMMEDIATE")  # the write lock: one appender at a time, across processes
         try:
             row = db.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-            seq, prev = row if row else (0, GENESIS)
-            rows = []
-            for ts, body in events:
-                seq += 1
-                digest = chain_hash(prev, seq, ts, body)
-                rows.append((seq, ts, body, prev, digest))
-                prev = digest
+            rows = link(*(row if row else (0, GENESIS)), events)
             db.executemany("INSERT INTO audit_log VALUES (?, ?, ?, ?, ?)", rows)
             db.execute("COMMIT")
         except BaseException:
@@ -184,13 +189,7 @@ class PostgresAuditStore:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
             row = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            seq, prev = (row["seq"], row["hash"]) if row else (0, GENESIS)
-            rows = []
-            for ts, body in events:
-                seq += 1
-                digest = chain_hash(prev, seq, ts, body)
-                rows.append((seq, ts, body, prev, digest))
-                prev = digest
+            rows = link(*((row["seq"], row["hash"]) if row else (0, GENESIS)), events)
             await conn.executemany("INSERT INTO audit_log VALUES ($1, $2, $3, $4, $5)", rows)
 
     async def fetch_all(self) -> list[Record]:
