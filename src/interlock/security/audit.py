@@ -126,7 +126,8 @@ class SQLiteAuditStore:
         db.execute("BEGIN IMMEDIATE")  # the write lock: one appender at a time, across processes
         try:
             row = db.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-            rows = link(*(row if row else (0, GENESIS)), events)
+            seq, prev = row if row else (0, GENESIS)
+            rows = link(seq, prev, events)
             db.executemany("INSERT INTO audit_log VALUES (?, ?, ?, ?, ?)", rows)
             db.execute("COMMIT")
         except BaseException:
@@ -189,7 +190,8 @@ class PostgresAuditStore:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
             row = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            rows = link(*((row["seq"], row["hash"]) if row else (0, GENESIS)), events)
+            seq, prev = (row["seq"], row["hash"]) if row else (0, GENESIS)
+            rows = link(seq, prev, events)
             await conn.executemany("INSERT INTO audit_log VALUES ($1, $2, $3, $4, $5)", rows)
 
     async def fetch_all(self) -> list[Record]:
