@@ -89,3 +89,17 @@ async def test_a_token_collision_gives_the_newcomer_a_longer_token() -> None:
     second = (await vault.tokenize("s", [("EMAIL", "b@b.io")]))[("EMAIL", "b@b.io")]
     assert second != first and len(second) > len(first)
     assert await vault.recall("s", [first, second]) == {first: "a@a.io", second: "b@b.io"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("call 0044 121 234 7989 now", ("PHONE", "0044 121 234 7989")),  # 00 written for +
+        ("ring +468123257 today", ("PHONE", "+468123257")),  # not an SSN inside a phone number
+        ("invoice sent. SSN 536-22-1234.", ("US_SSN", "536-22-1234")),  # boost and dampen cancel exactly
+        ("host 36ee:93a0:bcf6:b676:200a:: up", ("IP_ADDRESS", "36ee:93a0:bcf6:b676:200a::")),
+        ("IBAN DE89 3704 0044 0532 0130 00 I am", ("IBAN", "DE89 3704 0044 0532 0130 00")),  # not "00 I"
+    ],
+)
+def test_misses_found_by_the_benchmark(text: str, expected: tuple[str, str]) -> None:
+    assert [(e.type, text[e.start : e.end]) for e in PatternDetector().detect(text)] == [expected]

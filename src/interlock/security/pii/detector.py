@@ -8,7 +8,7 @@ ordinary prompts, on a worker thread for large ones).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .patterns import CONTEXT_BOOST, CONTEXT_DAMPEN, CONTEXT_WINDOW, PATTERNS, Pattern
@@ -96,11 +96,12 @@ class PatternDetector:
             pattern = self._patterns[pid]
             kind = pattern.entity
             score = pattern.score
-            if _embedded(text, start, end):
-                continue
+            if _embedded(text, start, end) or (kind == "US_SSN" and text[max(0, start - 1) : start] == "+"):
+                continue  # a version string; digits that are the tail of an international number
             validator = VALIDATORS.get(kind)
             if validator is not None:
-                if not validator(text[start:end]):
+                end = _validated_end(validator, text, start, end)
+                if end < 0:
                     continue
                 score = VALIDATED[kind]
             if kind in CONTEXT_BOOST or kind in CONTEXT_DAMPEN:
@@ -110,9 +111,22 @@ class PatternDetector:
                     score += BOOST
                 if any(word in before for word in CONTEXT_DAMPEN.get(kind, ())):
                     score -= DAMPEN
-            if score >= self._threshold:
+            if round(score, 6) >= self._threshold:  # 0.6 + 0.3 - 0.4 is 0.4999... in floats
                 found.append(Entity(kind, start, end, min(score, 1.0)))
         return without_overlaps(found)
+
+
+def _validated_end(validator: Callable[[str], bool], text: str, start: int, end: int) -> int:
+    """The end of the longest valid candidate: the match itself, or the match without one or two
+    trailing space-separated groups (an IBAN followed by the word "I")."""
+    for _ in range(3):
+        if validator(text[start:end]):
+            return end
+        cut = text.rfind(" ", start, end)
+        if cut <= start:
+            break
+        end = cut
+    return -1
 
 
 def _embedded(text: str, start: int, end: int) -> bool:

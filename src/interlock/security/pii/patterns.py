@@ -39,7 +39,7 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern("IBAN", r"\b[A-Z]{2}[0-9]{2}( ?[A-Z0-9]{4}){2,7}( ?[A-Z0-9]{1,4})?\b", 0.4),
     Pattern("US_SSN", r"\b[0-9]{3}[- ]?[0-9]{2}[- ]?[0-9]{4}\b", 0.3),
     Pattern("IP_ADDRESS", r"\b[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\b", 0.5),
-    Pattern("IP_ADDRESS", r"\b[0-9A-Fa-f]{1,4}(:[0-9A-Fa-f]{0,4}){2,7}\b", 0.3),
+    Pattern("IP_ADDRESS", r"\b[0-9A-Fa-f]{1,4}(:[0-9A-Fa-f]{0,4}){2,7}", 0.3),  # may end in "::"
     Pattern("URL_CREDENTIALS", r"\b[a-z][a-z0-9+.-]*://[^\s:/@]+:[^\s@/]+@[^\s/]+", 0.95, True),
     Pattern("SECRET", r"\bAKIA[0-9A-Z]{16}\b", 0.95),  # AWS access key id
     Pattern("SECRET", r"-----BEGIN [A-Z ]*PRIVATE KEY-----", 0.99),

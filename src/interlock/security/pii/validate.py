@@ -44,6 +44,8 @@ def phone(text: str) -> bool:
     digits = _digits(text)
     if not 7 <= len(digits) <= 15:
         return False
+    if text.startswith("00"):  # the international prefix written out: 0044 ... is +44 ...
+        text = "+" + text[2:]
     try:
         number = phonenumbers.parse(text, None if text.startswith("+") else "US")
     except phonenumbers.NumberParseException:
