@@ -10,8 +10,6 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from redis.asyncio import Redis
-
 from .cache import CacheStage, MemoryCache, RedisTier
 from .config import (
     AzureDeployment,
@@ -49,6 +47,7 @@ from .security.pii.detector import PatternDetector
 from .security.pii.ner import NerDetector
 from .security.pii.vault import MemoryVaultStore, RedisVaultStore, TokenVault, VaultStore
 from .security.roles import DEFAULT_ROLES, Permission, class_rank
+from .stores.redis import redis_client
 
 CONFIG_ENV = "INTERLOCK_CONFIG"
 log = logging.getLogger("interlock")
@@ -213,8 +212,7 @@ def make_limit_stage(settings: Settings, metrics: Metrics) -> LimitStage:
     fallback: LocalCounters | None = None
     if limits.redis is not None:
         timeout = limits.redis.timeout_ms / 1000
-        client = Redis.from_url(limits.redis.url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        counters = RedisCounters(client, "interlock:limits:", timeout)
+        counters = RedisCounters(redis_client(limits.redis.url, timeout), "interlock:limits:", timeout)
         fallback = local if limits.on_redis_error == "allow" else None
     limiter = Limiter(counters, fallback, metrics.limit_error)
     tenants = {k: Rate(v.rpm, v.tpm, v.budget) for k, v in limits.tenants.items()}
@@ -249,9 +247,7 @@ def make_dlp_stage(dlp: DlpSettings, metrics: Metrics) -> DlpStage:
     vault = None
     if dlp.tokenization_key:
         if dlp.vault.redis is not None:
-            timeout = dlp.vault.redis.timeout_ms / 1000
-            client = Redis.from_url(dlp.vault.redis.url, socket_timeout=timeout, socket_connect_timeout=timeout)
-            store: VaultStore = RedisVaultStore(client)
+            store: VaultStore = RedisVaultStore(redis_client(dlp.vault.redis.url, dlp.vault.redis.timeout_ms / 1000))
         else:
             store = MemoryVaultStore()
         vault = TokenVault(dlp.tokenization_key.encode(), store, dlp.vault.ttl)

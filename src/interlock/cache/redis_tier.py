@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 
 from ..config import RedisSettings
 from ..observe.metrics import Metrics
+from ..stores.redis import redis_client
 
 MAX_PENDING_WRITES = 1024
 TIER = "redis"
@@ -41,11 +42,7 @@ class RedisTier:
 
     @classmethod
     def from_settings(cls, settings: RedisSettings, metrics: Metrics) -> RedisTier:
-        timeout = settings.timeout_ms / 1000
-        client = Redis.from_url(
-            settings.url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
-        )
-        return cls(client, settings, metrics)
+        return cls(redis_client(settings.url, settings.timeout_ms / 1000), settings, metrics)
 
     @property
     def healthy(self) -> bool:

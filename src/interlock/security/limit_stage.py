@@ -42,6 +42,7 @@ class Reservation:
     counters: tuple[str, ...]  # the token counters the estimate was added to
     period: int = 0
     budgets: tuple[str, ...] = field(default_factory=tuple)  # budget counters to add the cost to
+    local: bool = False  # the token reservation was counted in-process (Redis was failing)
 
 
 class LimitStage:
@@ -126,7 +127,7 @@ class LimitStage:
         token_counters = tuple(c.counter for c in checks if c.unit == "tokens")
         if token_counters or budgets:
             self._reservations[id(ctx)] = Reservation(
-                decision.window, tokens, token_counters, period, tuple(b.counter for b in budgets)
+                decision.window, tokens, token_counters, period, tuple(b.counter for b in budgets), decision.local
             )
         return None
 
@@ -165,6 +166,6 @@ class LimitStage:
 
     async def _adjust(self, reservation: Reservation, delta: int, spent: int) -> None:
         for counter in reservation.counters if delta else ():
-            await self._limiter.adjust(counter, reservation.window, delta)
+            await self._limiter.adjust(counter, reservation.window, delta, reservation.local)
         for counter in reservation.budgets if spent else ():
             await self._limiter.adjust(counter, reservation.period, spent)

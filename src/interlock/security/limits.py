@@ -65,6 +65,7 @@ class Decision:
     reset_in: float  # seconds until the window ends
     exceeded: Check | None = None
     counts: tuple[int, ...] = ()  # allowed: each counter after this request; else the one exceeded
+    local: bool = False  # counted by the in-process fallback: reconcile there too
 
     def headers(self, checks: Sequence[Check]) -> list[tuple[str, str]]:
         """x-ratelimit-* as OpenAI sends them, for the tightest limit of each unit."""
@@ -167,6 +168,7 @@ class Limiter:
         reset_in = (window + 1) * WINDOW - now
         if not checks:
             return Decision(True, window, reset_in)
+        local = False
         try:
             index, counts = await self._counters.check_and_count(checks, window)
         except (RedisError, OSError, TimeoutError):
@@ -174,9 +176,10 @@ class Limiter:
             if self._fallback is None:
                 raise
             index, counts = await self._fallback.check_and_count(checks, window)
+            local = True
         if index:
-            return Decision(False, window, reset_in, checks[index - 1], counts)
-        return Decision(True, window, reset_in, None, counts)
+            return Decision(False, window, reset_in, checks[index - 1], counts, local)
+        return Decision(True, window, reset_in, None, counts, local)
 
     async def within_budget(self, checks: Sequence[Check], period: int, period_s: float) -> Check | None:
         """The first budget already spent in this period, or None. Counts nothing: a budget check
@@ -195,8 +198,14 @@ class Limiter:
         if close is not None:
             await close()
 
-    async def adjust(self, counter: str, window: int, delta: int) -> None:
+    async def adjust(self, counter: str, window: int, delta: int, local: bool = False) -> None:
+        """Move a counter of the store that counted it (a reservation made in the fallback is not
+        taken back from Redis, which never saw it)."""
         if not delta:
+            return
+        if local:
+            if self._fallback is not None:
+                await self._fallback.adjust(counter, window, delta)
             return
         try:
             await self._counters.adjust(counter, window, delta)
