@@ -16,11 +16,22 @@ GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT/v1/chat/completions"
 # run.sh only: a second gateway with `upstream: {client: aiohttp}`, to compare the upstream clients
 AIOHTTP_PORT=${BENCH_AIOHTTP_PORT:-$((GATEWAY_PORT + 1))}
 AIOHTTP_URL="http://127.0.0.1:$AIOHTTP_PORT/v1/chat/completions"
+# run.sh only: a third gateway with API keys, rate limits counted in Redis, and a DLP policy
+SECURE_PORT=${BENCH_SECURE_PORT:-$((GATEWAY_PORT + 2))}
+SECURE_URL="http://127.0.0.1:$SECURE_PORT/v1/chat/completions"
+SECURE_REDIS=${BENCH_REDIS_URL:-redis://127.0.0.1:6379/0}
+# What the secured gateway turns on, a comma list (for attributing its cost): keys (always, the
+# key carries the per-key limits), limits (per key and tenant), redis (count them in Redis, else
+# in process), dlp
+SECURE_PARTS=${BENCH_SECURE_PARTS:-keys,limits,redis,dlp}
+SECURE_KEY=""          # the API key the secured gateway's requests carry (made per run)
+SECURE_METRICS_KEY=""  # a second key with role auditor, to read that gateway's /metrics
 LUA="$BENCH_DIR/wrk/chat.lua"
 
 NGINX_PID=""
 GATEWAY_PID=""
 AIOHTTP_PID=""  # the second gateway (run.sh)
+SECURE_PID=""  # the third gateway (run.sh)
 BG_PIDS=()  # wrk, py-spy: anything else we start in the background
 
 for tool in wrk nginx curl; do
@@ -57,6 +68,7 @@ cleanup() {
     for pid in "${BG_PIDS[@]}"; do stop_pid "$pid"; done
     stop_pid "$GATEWAY_PID"
     stop_pid "$AIOHTTP_PID"
+    stop_pid "$SECURE_PID"
     stop_pid "$NGINX_PID"
     if [[ ${BENCH_KEEP:-0} == 1 ]]; then
         log "kept $WORK"
@@ -131,16 +143,89 @@ EOF
     fi
 }
 
-# start_interlock PIDVAR NAME PORT [CLIENT]: start one gateway process, store its pid in the
-# variable named PIDVAR at once (so the exit trap stops it), then wait until it is healthy.
-start_interlock() {
-    local pidvar=$1 name=$2 port=$3 client=${4:-}
-    if port_busy "$port"; then
-        echo "bench: 127.0.0.1:$port is already in use (set BENCH_GATEWAY_PORT / BENCH_AIOHTTP_PORT)" >&2
+has_part() { [[ ,$SECURE_PARTS, == *,$1,* ]]; }
+
+# write_secure_config FILE PORT: the same models, plus API keys (SQLite beside FILE), rate limits
+# per key and per tenant `bench` counted in Redis (on_redis_error at its default, allow), and a
+# DLP policy (tokenize, mask, redact, block), as SECURE_PARTS says. The limits are far above what
+# the machine can send, so they count but never refuse.
+write_secure_config() {
+    local file=$1 port=$2 secret token_key
+    write_config "$file" "$port"
+    secret=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')
+    token_key=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(30)[:40])')
+    cat >>"$file" <<EOF
+security:
+  server_secret: "$secret"
+  keys: {sqlite_path: $(dirname "$file")/keys.db}
+  key_cache_ttl: 30
+EOF
+    if has_part limits; then
+        echo "limits:" >>"$file"
+        if has_part redis; then echo "  redis: {url: \"$SECURE_REDIS\", timeout_ms: 50}" >>"$file"; fi
+        echo "  tenants: {bench: {rpm: 100000000, tpm: 100000000000}}" >>"$file"
+    fi
+    if has_part dlp; then
+        cat >>"$file" <<EOF
+dlp:
+  tokenization_key: "$token_key"
+  policies:
+    default:
+      actions: {EMAIL: tokenize, PHONE: tokenize, CREDIT_CARD: mask, IP_ADDRESS: redact, SECRET: block, US_SSN: block}
+      classify: {US_SSN: restricted, CREDIT_CARD: confidential}
+      default_class: internal
+      on_error: block
+EOF
+    fi
+    chmod 600 "$file"
+}
+
+# new_key CONFIG ARGS...: `interlock keys create --config CONFIG ARGS...`; prints the key.
+new_key() {
+    local config=$1
+    shift
+    "${INTERLOCK[@]}" keys create --config "$config" "$@" 2>>"$WORK/keys.log" |
+        "$PY" -c 'import json, sys; print(json.load(sys.stdin)["key"])'
+}
+
+# start_secure_gateway: the third gateway (SECURE_PID, SECURE_PORT) with write_secure_config. Makes
+# two keys first: SECURE_KEY (tenant bench, role user, rpm and tpm limits) carries the load,
+# SECURE_METRICS_KEY (role auditor) reads /metrics.
+start_secure_gateway() {
+    local file="$WORK/gateway-secure.yaml"
+    if has_part redis && ! "$PY" -c 'import sys, redis; redis.Redis.from_url(sys.argv[1], socket_timeout=1).ping()' \
+        "$SECURE_REDIS" 2>/dev/null; then
+        echo "bench: no Redis at $SECURE_REDIS for the secured gateway (start one, or BENCH_SECURE=0)" >&2
         exit 1
     fi
-    write_config "$WORK/$name.yaml" "$port" "$client"
-    "${INTERLOCK[@]}" serve --config "$WORK/$name.yaml" --host 127.0.0.1 --port "$port" \
+    write_secure_config "$file" "$SECURE_PORT"
+    local limits=()
+    if has_part limits; then limits=(--rpm 100000000 --tpm 100000000000); fi
+    SECURE_KEY=$(new_key "$file" --name bench --tenant bench "${limits[@]}")
+    SECURE_METRICS_KEY=$(new_key "$file" --name bench-metrics --role auditor)
+    [[ $SECURE_KEY == ik_* && $SECURE_METRICS_KEY == ik_* ]] || {
+        cat "$WORK/keys.log" >&2
+        echo "bench: could not create the API keys" >&2
+        exit 1
+    }
+    start_interlock SECURE_PID gateway-secure "$SECURE_PORT" "" "$file"
+    log "secured gateway: $SECURE_PARTS"
+}
+
+# start_interlock PIDVAR NAME PORT [CLIENT] [CONFIG]: start one gateway process, store its pid in the
+# variable named PIDVAR at once (so the exit trap stops it), then wait until it is healthy. CONFIG: a
+# config file already written (default: write_config into the temp dir).
+start_interlock() {
+    local pidvar=$1 name=$2 port=$3 client=${4:-} config=${5:-}
+    if port_busy "$port"; then
+        echo "bench: 127.0.0.1:$port is already in use (set BENCH_GATEWAY_PORT, BENCH_AIOHTTP_PORT, BENCH_SECURE_PORT)" >&2
+        exit 1
+    fi
+    if [[ -z $config ]]; then
+        config="$WORK/$name.yaml"
+        write_config "$config" "$port" "$client"
+    fi
+    "${INTERLOCK[@]}" serve --config "$config" --host 127.0.0.1 --port "$port" \
         >"$WORK/$name.log" 2>&1 &
     printf -v "$pidvar" '%s' "$!"
     if ! wait_http "http://127.0.0.1:$port/healthz" 60 "${!pidvar}"; then
@@ -158,24 +243,26 @@ start_gateway() { start_interlock GATEWAY_PID gateway "$GATEWAY_PORT" "${1:-}"; 
 # start_aiohttp_gateway: a second gateway with `upstream: {client: aiohttp}` (AIOHTTP_PID, AIOHTTP_PORT).
 start_aiohttp_gateway() { start_interlock AIOHTTP_PID gateway-aiohttp "$AIOHTTP_PORT" aiohttp; }
 
-# post MODE [URL]: one request with the wrk body; prints the response headers and body.
+# post MODE [URL] [KEY]: one request with the wrk body and `Authorization: Bearer KEY` (default
+# "bench"; the header is read from stdin, so the key is not on a command line); prints the
+# response headers and body.
 post() {
-    local mode=$1 url=${2:-$GATEWAY_URL}
-    curl -s -i --max-time 5 -H 'Content-Type: application/json' -H 'Authorization: Bearer bench' \
-        --data-binary "@$BENCH_DIR/wrk/$mode.json" "$url"
+    local mode=$1 url=${2:-$GATEWAY_URL} key=${3:-bench}
+    curl -s -i --max-time 5 -H 'Content-Type: application/json' -H @- \
+        --data-binary "@$BENCH_DIR/wrk/$mode.json" "$url" <<<"Authorization: Bearer $key"
 }
 
-# check_gateway [URL]: both groups answer 200 through the gateway, and the hit group hits its cache.
+# check_gateway [URL] [KEY]: both groups answer 200 through the gateway, and the hit group hits its cache.
 check_gateway() {
-    local url=${1:-$GATEWAY_URL} out
-    out=$(post miss "$url")
+    local url=${1:-$GATEWAY_URL} key=${2:-bench} out
+    out=$(post miss "$url" "$key")
     grep -q '^HTTP/1.1 200' <<<"$out" || { echo "bench: miss request failed:" >&2; echo "$out" >&2; exit 1; }
     if grep -qi '^x-interlock-cache: hit' <<<"$out"; then
         echo "bench: the miss body was answered from the cache" >&2
         exit 1
     fi
-    post hit "$url" >/dev/null
-    out=$(post hit "$url")
+    post hit "$url" "$key" >/dev/null
+    out=$(post hit "$url" "$key")
     grep -q '^HTTP/1.1 200' <<<"$out" || { echo "bench: hit request failed:" >&2; echo "$out" >&2; exit 1; }
     grep -qi '^x-interlock-cache: hit' <<<"$out" || {
         echo "bench: the hit body was not answered from the cache:" >&2
@@ -184,10 +271,11 @@ check_gateway() {
     }
 }
 
-# run_wrk MODE CONNS SECONDS URL OUTFILE: one wrk run, output kept in OUTFILE.
+# run_wrk MODE CONNS SECONDS URL OUTFILE [KEY]: one wrk run, output kept in OUTFILE; chat.lua sends
+# KEY (default "bench") as `Authorization: Bearer KEY`.
 run_wrk() {
-    local mode=$1 conns=$2 seconds=$3 url=$4 out=$5
-    BENCH_MODE=$mode wrk -t1 -c"$conns" -d"${seconds}s" --timeout 5s --latency -s "$LUA" "$url" >"$out" 2>&1
+    local mode=$1 conns=$2 seconds=$3 url=$4 out=$5 key=${6:-bench}
+    BENCH_API_KEY=$key BENCH_MODE=$mode wrk -t1 -c"$conns" -d"${seconds}s" --timeout 5s --latency -s "$LUA" "$url" >"$out" 2>&1
 }
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }

@@ -9,6 +9,8 @@
 #   PROFILE_RATE=200       samples per second
 #   PROFILE_NATIVE=1       include C frames (uvloop, httptools, orjson) as well
 #   PROFILE_CLIENT=aiohttp profile a gateway with `upstream: {client: aiohttp}` (default: the default)
+#   PROFILE_SECURE=1       profile the secured gateway of run.sh instead (API keys, rate limits in
+#                          Redis, DLP; BENCH_SECURE_PARTS picks the parts as for run.sh)
 #   BENCH_GATEWAY_PORT, BENCH_KEEP as for run.sh
 set -euo pipefail
 # shellcheck source=bench/lib.sh
@@ -32,8 +34,12 @@ CLIENT=${PROFILE_CLIENT:-}
     echo "bench: PROFILE_CLIENT must be native or aiohttp" >&2
     exit 2
 }
+SECURE=${PROFILE_SECURE:-0}
+[[ $SECURE == 0 || $SECURE == 1 ]] || { echo "bench: PROFILE_SECURE must be 0 or 1" >&2; exit 2; }
+[[ $SECURE == 0 || -z $CLIENT ]] || { echo "bench: PROFILE_SECURE=1 takes no PROFILE_CLIENT" >&2; exit 2; }
 native=()
 suffix=${CLIENT:+-$CLIENT}
+if [[ $SECURE == 1 ]]; then suffix="-secure"; fi
 if [[ ${PROFILE_NATIVE:-0} == 1 ]]; then
     native=(--native)
     suffix="$suffix-native"
@@ -41,19 +47,27 @@ fi
 raw="$OUT/$MODE-c$CONNS$suffix.raw"
 
 start_nginx
-start_gateway "$CLIENT"
-check_gateway
-run_wrk "$MODE" 64 3 "$GATEWAY_URL" "$WORK/warmup.txt"
+if [[ $SECURE == 1 ]]; then
+    start_secure_gateway
+    pid=$SECURE_PID url=$SECURE_URL key=$SECURE_KEY
+    what="the secured gateway ($SECURE_PARTS)"
+else
+    start_gateway "$CLIENT"
+    pid=$GATEWAY_PID url=$GATEWAY_URL key=bench
+    what="the gateway${CLIENT:+ (upstream client $CLIENT)}"
+fi
+check_gateway "$url" "$key"
+run_wrk "$MODE" 64 3 "$url" "$WORK/warmup.txt" "$key"
 
-log "wrk -c$CONNS $MODE for $((SECONDS_TO_SAMPLE + 2))s; py-spy samples pid $GATEWAY_PID for ${SECONDS_TO_SAMPLE}s"
-run_wrk "$MODE" "$CONNS" $((SECONDS_TO_SAMPLE + 2)) "$GATEWAY_URL" "$OUT/$MODE-c$CONNS$suffix-wrk.txt" &
+log "wrk -c$CONNS $MODE for $((SECONDS_TO_SAMPLE + 2))s; py-spy samples pid $pid for ${SECONDS_TO_SAMPLE}s"
+run_wrk "$MODE" "$CONNS" $((SECONDS_TO_SAMPLE + 2)) "$url" "$OUT/$MODE-c$CONNS$suffix-wrk.txt" "$key" &
 BG_PIDS+=($!)
 sleep 1
-"$PYSPY" record --pid "$GATEWAY_PID" --duration "$SECONDS_TO_SAMPLE" --rate "$RATE" "${native[@]}" \
+"$PYSPY" record --pid "$pid" --duration "$SECONDS_TO_SAMPLE" --rate "$RATE" "${native[@]}" \
     --format raw --output "$raw" >"$WORK/py-spy.log" 2>&1 || { cat "$WORK/py-spy.log" >&2; exit 1; }
 wait "${BG_PIDS[@]}"
 BG_PIDS=()
 
-echo "Profile of the gateway${CLIENT:+ (upstream client $CLIENT)}, $MODE at $CONNS connections, ${SECONDS_TO_SAMPLE}s at ${RATE} Hz" \
+echo "Profile of $what, $MODE at $CONNS connections, ${SECONDS_TO_SAMPLE}s at ${RATE} Hz" \
     "(wrk: $(grep -m1 '^Requests/sec' "$OUT/$MODE-c$CONNS$suffix-wrk.txt" || echo '?'))"
 "$PY" "$BENCH_DIR/report.py" profile "$raw" 30 | tee "$OUT/$MODE-c$CONNS$suffix.txt"

@@ -3,14 +3,17 @@ summarise a py-spy profile. Standard library only.
 
     report.py table DIR                   the markdown table from DIR/<run>.txt (see RUNS)
     report.py clients DIR                 native vs aiohttp upstream client, cache miss, from DIR
+    report.py secure DIR                  secured vs plain cache hit, from DIR
     report.py requests FILE...            total requests wrk reported in FILE(s)
     report.py errors FILE...              socket errors + non-2xx responses in FILE(s)
-    report.py metric URL NAME [LABEL=V]   sum of the samples of a Prometheus metric
+    report.py metric URL NAME [LABEL=V]   sum of the samples of a Prometheus metric (sent with
+                                          `Authorization: Bearer $BENCH_METRICS_KEY` when set)
     report.py profile FILE [N]            top frames of a py-spy raw (collapsed) profile
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import urllib.request
@@ -38,7 +41,10 @@ RUNS = [
     ("aiohttp-miss-c8", "Interlock (aiohttp client), cache miss", 8, "direct-c8", True),
     ("aiohttp-miss-c64", "Interlock (aiohttp client), cache miss", 64, "direct-c64", True),
     ("hit-c64", "Interlock, cache hit", 64, None, False),
+    # a third gateway with API keys, rate limits in Redis and DLP (not with BENCH_SECURE=0)
+    ("secure-hit-c64", "Interlock secured (key, limits, DLP), cache hit", 64, None, True),
 ]
+SECURE_TARGET = 0.70  # secured cache-hit throughput / plain cache-hit throughput, from the issue
 
 
 @dataclass
@@ -137,8 +143,27 @@ def clients(folder: Path) -> str:
     return "\n".join(lines) if lines else "- not measured"
 
 
+def secure(folder: Path) -> str:
+    """The secured cache-hit row against the plain one of the same run."""
+    plain = load(folder / "hit-c64.txt")
+    secured = load(folder / "secure-hit-c64.txt")
+    if plain is None or secured is None or not plain.rps:
+        return "- not measured"
+    ratio = secured.rps / plain.rps
+    verdict = "met" if ratio >= SECURE_TARGET else "missed"
+    return (
+        f"- 64 connections: secured {secured.rps:,.0f} req/s vs plain {plain.rps:,.0f} req/s"
+        f" = {ratio:.1%} (target >= {SECURE_TARGET:.0%}: {verdict});"
+        f" p99 {_ms(secured.percentiles_ms[99])} vs {_ms(plain.percentiles_ms[99])}"
+    )
+
+
 def metric_sum(url: str, name: str, labels: dict[str, str]) -> float:
-    with urllib.request.urlopen(url, timeout=5) as resp:  # a loopback URL from our own script
+    request = urllib.request.Request(url)
+    token = os.environ.get("BENCH_METRICS_KEY")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=5) as resp:  # a loopback URL from our own script
         text = resp.read().decode()
     total = 0.0
     sample = re.compile(r"^" + re.escape(name) + r"(?:\{([^}]*)\})?\s+(\S+)$", re.M)
@@ -198,6 +223,8 @@ def main(argv: list[str]) -> int:
         print(table(Path(args[0])))
     elif command == "clients" and len(args) == 1:
         print(clients(Path(args[0])))
+    elif command == "secure" and len(args) == 1:
+        print(secure(Path(args[0])))
     elif command in ("requests", "errors") and args:
         loaded = [load(Path(a)) for a in args]
         if command == "requests":

@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # The gateway benchmark: nginx as a canned upstream, one Interlock process (one worker) as
-# configured by default, and a second one with `upstream: {client: aiohttp}` for the cache-miss
-# rows of the aiohttp client; wrk -t1. Everything runs on 127.0.0.1 and stops by itself (about
-# 100 s, 135 s with BENCH_C1=1). Prints one markdown table.
+# configured by default, a second one with `upstream: {client: aiohttp}` for the cache-miss rows
+# of the aiohttp client, and a third one with security on (API keys, rate limits counted in Redis,
+# a DLP policy) for a second cache-hit row; wrk -t1. Everything runs on 127.0.0.1 and stops by
+# itself (about 100 s, 125 s with BENCH_C1=1). Prints one markdown table.
 #
 #   bench/run.sh                      (or: make bench)
 #
 # Environment:
-#   BENCH_DURATION=10      seconds per measured wrk run (5 runs)
+#   BENCH_DURATION=10      seconds per measured wrk run (8 runs, 10 with BENCH_C1=1)
 #   BENCH_WARMUP=2         seconds of unmeasured load before each target
 #   BENCH_GATEWAY_PORT=14000
 #   BENCH_AIOHTTP_PORT=14001   the second gateway (upstream client aiohttp)
 #   BENCH_AIOHTTP=0        leave out the aiohttp-client gateway and its rows
+#   BENCH_SECURE_PORT=14002    the third gateway (keys, limits, DLP); needs Redis
+#   BENCH_REDIS_URL=redis://127.0.0.1:6379/0   where it counts rate limits
+#   BENCH_SECURE_PARTS=keys,limits,redis,dlp   what the secured gateway turns on (see lib.sh)
+#   BENCH_SECURE=0         leave out the secured gateway and its row (needed when BENCH_INTERLOCK
+#                          has no `keys create` command, e.g. bench/experiments/passthrough.py)
 #   BENCH_OUT=bench/out/latest   where the raw wrk outputs and the table are kept
 #   BENCH_KEEP=1           keep the temp dir (config, logs) after the run
 #   BENCH_C1=1             also measure 1 connection (unloaded added latency), nginx and cache miss
@@ -35,6 +41,8 @@ rm -f "$OUT"/*.txt "$OUT"/table.md
 
 AIOHTTP=${BENCH_AIOHTTP:-1}
 [[ $AIOHTTP == 0 || $AIOHTTP == 1 ]] || { echo "bench: BENCH_AIOHTTP must be 0 or 1" >&2; exit 2; }
+SECURE=${BENCH_SECURE:-1}
+[[ $SECURE == 0 || $SECURE == 1 ]] || { echo "bench: BENCH_SECURE must be 0 or 1" >&2; exit 2; }
 
 start_nginx
 start_gateway
@@ -43,14 +51,22 @@ if [[ $AIOHTTP == 1 ]]; then
     start_aiohttp_gateway
     check_gateway "$AIOHTTP_URL"
 fi
+if [[ $SECURE == 1 ]]; then
+    start_secure_gateway
+    check_gateway "$SECURE_URL" "$SECURE_KEY"
+    post hit "$SECURE_URL" | grep -q '^HTTP/1.1 401' || {
+        echo "bench: the secured gateway answered a request without a valid key" >&2
+        exit 1
+    }
+fi
 
-warm() {  # warm MODE URL: unmeasured load (connection pools, caches, allocator)
-    if ((WARMUP > 0)); then run_wrk "$1" 64 "$WARMUP" "$2" "$WORK/warmup.txt"; fi
+warm() {  # warm MODE URL [KEY]: unmeasured load (connection pools, caches, allocator)
+    if ((WARMUP > 0)); then run_wrk "$1" 64 "$WARMUP" "$2" "$WORK/warmup.txt" "${3:-}"; fi
 }
 
-measure() {  # measure NAME MODE CONNS URL
+measure() {  # measure NAME MODE CONNS URL [KEY]
     log "wrk -t1 -c$3 -d${DURATION}s: $1"
-    run_wrk "$2" "$3" "$DURATION" "$4" "$OUT/$1.txt"
+    run_wrk "$2" "$3" "$DURATION" "$4" "$OUT/$1.txt" "${5:-}"
     sleep 1  # let the previous run's connections close
 }
 
@@ -82,6 +98,20 @@ hits_after=$("$PY" "$BENCH_DIR/report.py" metric "$metrics" interlock_requests_t
 hit_requests=$("$PY" "$BENCH_DIR/report.py" requests "$OUT/hit-c64.txt")
 rss=$(rss_kb "$GATEWAY_PID")
 
+if [[ $SECURE == 1 ]]; then  # right after the plain hit row: the same body, the same cached answer
+    secure_metrics="http://127.0.0.1:$SECURE_PORT/metrics"
+    smetric() { BENCH_METRICS_KEY=$SECURE_METRICS_KEY "$PY" "$BENCH_DIR/report.py" metric "$secure_metrics" "$@"; }
+    post hit "$SECURE_URL" "$SECURE_KEY" >/dev/null
+    warm hit "$SECURE_URL" "$SECURE_KEY"
+    secure_before=$(smetric interlock_requests_total model=hit cache=hit status=200)
+    measure secure-hit-c64 hit 64 "$SECURE_URL" "$SECURE_KEY"
+    secure_after=$(smetric interlock_requests_total model=hit cache=hit status=200)
+    secure_requests=$("$PY" "$BENCH_DIR/report.py" requests "$OUT/secure-hit-c64.txt")
+    secure_rss=$(rss_kb "$SECURE_PID")
+    secure_limited=$(smetric interlock_rate_limited_total)
+    secure_limit_errors=$(smetric interlock_limit_store_errors_total)
+fi
+
 {
     echo "Interlock benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(uname -m)), wrk -t1 --latency," \
         "${DURATION}s per row, one gateway process per row (uvicorn, uvloop, httptools), nginx 1 worker as" \
@@ -100,8 +130,23 @@ rss=$(rss_kb "$GATEWAY_PID")
             "(RSS $((aiohttp_rss / 1024)) MiB). Native vs aiohttp, cache miss:"
         "$PY" "$BENCH_DIR/report.py" clients "$OUT"
     fi
+    if [[ $SECURE == 1 ]]; then
+        echo
+        echo "\"Secured\" row: a third gateway process, the same config plus ($SECURE_PARTS) security.keys" \
+            "(SQLite; one key with tenant bench and rpm/tpm limits, sent by wrk as a bearer token)," \
+            "limits per key and tenant counted in Redis ($SECURE_REDIS), and a DLP policy (EMAIL/PHONE" \
+            "tokenize, CREDIT_CARD mask, IP_ADDRESS redact, US_SSN/SECRET block; the body holds no PII)," \
+            "measured right after the plain cache-hit row. wrk counted $secure_requests" \
+            "responses; its /metrics counted $((secure_after - secure_before)) cache hits," \
+            "$secure_limited rate-limited and $secure_limit_errors limit-store errors. RSS $((secure_rss / 1024)) MiB."
+        "$PY" "$BENCH_DIR/report.py" secure "$OUT"
+    fi
 } | tee "$OUT/table.md"
 
+if [[ $SECURE == 1 && ${secure_limit_errors:-0} != 0 ]]; then
+    log "WARNING: the secured gateway counted $secure_limit_errors limit-store errors: those requests were counted" \
+        "in process, not in Redis (see interlock_limit_store_errors_total)"
+fi
 errors=$("$PY" "$BENCH_DIR/report.py" errors "$OUT"/*.txt)
 if ((errors > 0)); then
     log "WARNING: $errors socket errors or non-2xx responses (or unparsable runs); see $OUT"

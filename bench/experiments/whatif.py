@@ -8,6 +8,10 @@ Runs the real CLI after monkeypatching; nothing under src/ changes. WHATIF is a 
     nousage    router._usage returns (0, 0) (no token counts read from the upstream body)
     noenv      aiohttp sessions get trust_env=False (with `upstream: {client: aiohttp}`: no
                HTTP(S)_PROXY and no ~/.netrc lookup, which aiohttp does in a thread per request)
+    noadjust   LimitStage._reconcile_later does nothing (no token reconciliation after the answer:
+               for a cache hit, no INCRBY per token counter to give the reservation back)
+    bigpool    the Redis clients made in app.py get max_connections=10000 (redis-py's asyncio
+               pool allows 100 by default and raises MaxConnectionsError beyond)
 
     WHATIF=gc,nowatch BENCH_INTERLOCK=".venv/bin/python bench/experiments/whatif.py" bench/run.sh
 
@@ -24,12 +28,14 @@ from typing import Any
 
 import aiohttp  # imported before gc.freeze() so its module objects are frozen too
 import uvicorn  # noqa: F401
+from redis.asyncio import Redis
 
-from interlock import cli
+from interlock import app, cli
 from interlock.edge import exchange
 from interlock.observe import metrics
 from interlock.providers import aiohttp_transport
 from interlock.routing import router
+from interlock.security import limit_stage
 
 PER_REQUEST_METRICS = (
     "request_done",
@@ -46,7 +52,7 @@ def _nothing(*_args: Any, **_kwargs: Any) -> None:
 
 
 def apply(switches: set[str]) -> None:
-    unknown = switches - {"gc", "nowatch", "nometrics", "nousage", "noenv"}
+    unknown = switches - {"gc", "nowatch", "nometrics", "nousage", "noenv", "noadjust", "bigpool"}
     if unknown:
         raise SystemExit(f"whatif: unknown switches {sorted(unknown)}")
     if "nowatch" in switches:
@@ -68,6 +74,18 @@ def apply(switches: set[str]) -> None:
             original(self, *args, **kwargs)
 
         aiohttp.ClientSession.__init__ = no_env  # type: ignore[method-assign]
+    if "noadjust" in switches:
+        getattr(limit_stage.LimitStage, "_reconcile_later")  # noqa: B009
+        limit_stage.LimitStage._reconcile_later = _nothing  # type: ignore[method-assign]
+    if "bigpool" in switches:
+        getattr(app, "Redis")  # noqa: B009
+
+        class BigPoolRedis:
+            @staticmethod
+            def from_url(url: str, **kwargs: Any) -> Redis:
+                return Redis.from_url(url, max_connections=10_000, **kwargs)
+
+        app.Redis = BigPoolRedis  # type: ignore[assignment,misc]
     if "gc" in switches:
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)

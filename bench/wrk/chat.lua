@@ -8,6 +8,9 @@
 --         warm-up request every request is a memory-cache hit.
 -- Direct-to-nginx runs use the miss body; nginx ignores it.
 --
+-- BENCH_API_KEY (default "bench") is sent as `Authorization: Bearer ...`: an Interlock key
+-- (`interlock keys create`) for a gateway with security.keys; any value for an open one.
+--
 --   BENCH_MODE=hit wrk -t1 -c64 -d10s --latency -s bench/wrk/chat.lua \
 --       http://127.0.0.1:14000/v1/chat/completions
 
@@ -25,4 +28,6 @@ file:close()
 wrk.method = "POST"
 wrk.body = body
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer bench"
+local key = os.getenv("BENCH_API_KEY")
+if key == nil or key == "" then key = "bench" end
+wrk.headers["Authorization"] = "Bearer " .. key
