@@ -23,7 +23,7 @@ run: setup
 services:
 	scripts/services.sh
 
-test: setup services
+test: setup services lint
 	$(BIN)/pytest -q
 
 test-unit: setup
