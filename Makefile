@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-unit lint services bench clean
+.PHONY: setup run test test-unit lint services bench bench-pii clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ lint: setup
 
 bench: setup
 	bench/run.sh
+
+# PII detection against Presidio's pattern recognizers; Faker and Presidio are only needed here.
+bench-pii: setup
+	$(BIN)/pip install -q faker presidio-analyzer
+	$(BIN)/python bench/pii/corpus.py
+	$(BIN)/python bench/pii/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
