@@ -165,8 +165,8 @@ def build(settings: Settings, metrics: Metrics | None = None, reload: Callable[[
                 for spec in group.deployments:
                     key = getattr(spec, "api_key", None)
                     provider = by_id.get(spec.id)
-                    if key and key != current.get(spec.id) and hasattr(provider, "rotate_api_key"):
-                        provider.rotate_api_key(key)  # type: ignore[union-attr]
+                    if key and key != current.get(spec.id) and isinstance(provider, OpenAIProvider):
+                        provider.rotate_api_key(key)  # Azure's provider is one too
                         current[spec.id] = key
                         log.info("rotated the upstream credential of deployment %s", spec.id)
 

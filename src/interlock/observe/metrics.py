@@ -181,6 +181,6 @@ class Metrics:
     def render(self) -> bytes:
         if multiprocess_enabled():
             registry = CollectorRegistry()
-            prom_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            prom_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped upstream
             return bytes(generate_latest(registry))
         return bytes(generate_latest(self.registry))

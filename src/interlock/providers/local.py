@@ -322,7 +322,7 @@ class LocalStream:
             raise StopAsyncIteration
         kind, value = await self._queue.get()
         if kind == "event":
-            return value  # type: ignore[no-any-return]
+            return value  # type: ignore[no-any-return]  # an "event" item always carries bytes
         self._done = True
         if kind == "end":
             raise StopAsyncIteration

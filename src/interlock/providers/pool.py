@@ -97,7 +97,7 @@ class _Connection(asyncio.Protocol):
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # a stream transport: create_connection made it
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True

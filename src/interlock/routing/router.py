@@ -179,10 +179,11 @@ class Router:
                 else:
                     dep.circuit.release()
                 self._metrics.circuit(dep.id, int(dep.circuit.state))
-                blocked = isinstance(exc, RateLimited) and exc.retry_after
-                if blocked:
+                wait = exc.retry_after if isinstance(exc, RateLimited) else None
+                blocked = bool(wait)
+                if wait:
                     # A rate-limited deployment stays out of rotation for as long as it asked.
-                    dep.blocked_until = now + exc.retry_after  # type: ignore[operator]
+                    dep.blocked_until = now + wait
                 tried.add(dep.id)
                 last = exc
                 if attempt < settings.retries and not blocked:
