@@ -270,8 +270,16 @@ class VaultClientSettings(_Frozen, frozen=True, kw_only=True):
     jwt_path: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 
+class KeyVaultSettings(_Frozen, frozen=True, kw_only=True):
+    url_template: str = "https://{vault}.vault.azure.net"  # sovereign clouds, private endpoints
+    # Key Vault's challenge names the resource to get a token for; the SDK checks it matches the
+    # vault's domain. Only a private endpoint under another name needs this off.
+    verify_challenge_resource: bool = True
+
+
 class SecretsSettings(_Frozen, frozen=True, kw_only=True):
     vault: VaultClientSettings | None = None
+    keyvault: KeyVaultSettings = KeyVaultSettings()
     refresh_s: float = 300.0  # re-read references; upstream API keys rotate without a restart
 
 
@@ -365,8 +373,9 @@ def parse_settings(raw: Any, environ: dict[str, str] | None = None, base_dir: Pa
     env = dict(os.environ) if environ is None else environ
     try:
         # The vault's own settings may use env: and file: references; resolve them first.
-        bootstrap = resolve_all((raw.get("secrets") or {}).get("vault") or {}, "$.secrets.vault", SecretResolver(env))
-        resolved = resolve_all(raw, "$", SecretResolver(env, bootstrap))
+        secrets = raw.get("secrets") or {}
+        bootstrap = resolve_all(secrets.get("vault") or {}, "$.secrets.vault", SecretResolver(env))
+        resolved = resolve_all(raw, "$", SecretResolver(env, bootstrap, secrets.get("keyvault") or {}))
     except SecretError as exc:
         raise ConfigError(str(exc)) from None
     try:

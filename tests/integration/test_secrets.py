@@ -1,6 +1,7 @@
-"""Secrets by reference: environment, files and HashiCorp Vault (KV v2 with AppRole login), read
-at start and refreshed while the gateway runs. Vault cannot run here: the fake speaks its HTTP
-API, and the real hvac client talks to it."""
+"""Secrets by reference: environment, files, HashiCorp Vault (KV v2 with AppRole login) and Azure
+Key Vault, read at start and refreshed while the gateway runs. Neither vault can run here: the
+stand-ins speak their HTTP APIs (Key Vault's over TLS, with its token challenge), and the real
+hvac and azure-keyvault-secrets clients talk to them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import openai
 import pytest
 
 from interlock import ConfigError, parse_settings
-from tests.support.fake_upstream import FakeUpstream
+from tests.support.fake_upstream import AZURE_TOKEN, IDENTITY_HEADER, FakeUpstream
+from tests.support.keyvault import FakeKeyVault
 from tests.support.procs import Gateway
 
 pytestmark = pytest.mark.integration
@@ -66,3 +68,35 @@ def test_vault_secrets_are_read_at_start_and_rotated_while_running(session_tmp: 
         assert "rotated the upstream credential of deployment m" in log
     finally:
         gw.stop()
+
+
+def test_azure_key_vault_secrets_through_the_real_sdk(session_tmp: Path, upstream: FakeUpstream) -> None:
+    kv = FakeKeyVault(session_tmp, AZURE_TOKEN)
+    kv.secrets["upstream-key"] = "kv-key-v1"
+    config = {
+        "models": [{"name": "m", "deployments": [
+            {"id": "m", "backend": "openai", "api_base": upstream.base("ok"), "api_key": "azure-keyvault://prod-vault/upstream-key"},
+        ]}],
+        "secrets": {"keyvault": {"url_template": f"https://127.0.0.1:{kv.port}", "verify_challenge_resource": False}, "refresh_s": 0.3},
+    }  # fmt: skip
+    env = {
+        "IDENTITY_ENDPOINT": f"http://127.0.0.1:{upstream.port}/identity",  # managed identity, App Service style
+        "IDENTITY_HEADER": IDENTITY_HEADER,
+        "REQUESTS_CA_BUNDLE": str(kv.cert),  # trust the stand-in's certificate
+    }
+    gw = Gateway(session_tmp, config, env=env)
+    try:
+        client = openai.OpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0)
+        upstream.reset()
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+        assert upstream.state.seen[-1].headers["Authorization"] == "Bearer kv-key-v1"
+        kv.secrets["upstream-key"] = "kv-key-v2"
+        deadline = time.monotonic() + 10
+        while upstream.state.seen[-1].headers["Authorization"] != "Bearer kv-key-v2":
+            assert time.monotonic() < deadline, "the rotated key was never used"
+            time.sleep(0.2)
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+        assert "kv-key-v1" not in gw.log() and "kv-key-v2" not in gw.log()
+    finally:
+        gw.stop()
+        kv.stop()

@@ -13,7 +13,7 @@ error message: errors name the key path and the reference's scheme.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +33,12 @@ class SecretResolver:
         self,
         environ: Mapping[str, str] | None = None,
         vault: Mapping[str, Any] | None = None,
-        keyvault_client: Callable[[str], Any] | None = None,
+        keyvault: Mapping[str, Any] | None = None,
     ) -> None:
         self._environ = os.environ if environ is None else environ
         self._vault_settings = dict(vault or {})
         self._vault: Any = None
-        self._keyvault_client = keyvault_client or _keyvault_client
+        self._keyvault_settings = dict(keyvault or {})
         self._keyvaults: dict[str, Any] = {}
 
     def resolve(self, ref: str) -> str:
@@ -116,7 +116,7 @@ class SecretResolver:
             raise SecretError("expected azure-keyvault://VAULT/SECRET")
         client = self._keyvaults.get(vault)
         if client is None:
-            client = self._keyvaults[vault] = self._keyvault_client(vault)
+            client = self._keyvaults[vault] = _keyvault_client(vault, self._keyvault_settings)
         try:
             value = client.get_secret(name).value
         except Exception as exc:  # azure-core's HttpResponseError tree, credential errors
@@ -126,15 +126,19 @@ class SecretResolver:
         return value
 
 
-def _keyvault_client(vault: str) -> Any:
+def _keyvault_client(vault: str, settings: Mapping[str, Any]) -> Any:
     try:
         from azure.identity import DefaultAzureCredential
         from azure.keyvault.secrets import SecretClient
     except ImportError:
         raise SecretError("azure-keyvault:// references need: pip install 'interlock[azure]'") from None
 
-    url = vault if vault.startswith("https://") else f"https://{vault}.vault.azure.net"
-    return SecretClient(vault_url=url, credential=DefaultAzureCredential())
+    url = str(settings.get("url_template", "https://{vault}.vault.azure.net")).format(vault=vault)
+    return SecretClient(
+        vault_url=url,
+        credential=DefaultAzureCredential(),
+        verify_challenge_resource=bool(settings.get("verify_challenge_resource", True)),
+    )
 
 
 def resolve_all(node: Any, path: str, resolver: SecretResolver) -> Any:
