@@ -45,6 +45,7 @@ from .security.limits import Limiter, LocalCounters, RedisCounters
 from .security.oidc import OidcConfig, OidcVerifier
 from .security.pii.detector import PatternDetector
 from .security.pii.ner import NerDetector
+from .security.pii.presidio import PresidioDetector
 from .security.pii.vault import MemoryVaultStore, RedisVaultStore, TokenVault, VaultStore
 from .security.roles import DEFAULT_ROLES, Permission, class_rank
 from .stores.redis import redis_client
@@ -253,7 +254,10 @@ def make_dlp_stage(dlp: DlpSettings, metrics: Metrics) -> DlpStage:
         vault = TokenVault(dlp.tokenization_key.encode(), store, dlp.vault.ttl)
     policies = {name: policy_from(name, p) for name, p in dlp.policies.items()}
     ner = NerDetector(dlp.ner_model) if any(p.ner for p in dlp.policies.values()) else None
-    return DlpStage(PatternDetector(threshold=dlp.threshold), policies, dlp.models, vault, metrics, ner)
+    presidio = (
+        PresidioDetector(dlp.ner_model, dlp.threshold) if any(p.presidio for p in dlp.policies.values()) else None
+    )
+    return DlpStage(PatternDetector(threshold=dlp.threshold), policies, dlp.models, vault, metrics, ner, presidio)
 
 
 def roles_table(security: SecuritySettings) -> dict[str, frozenset[Permission]]:

@@ -163,6 +163,7 @@ class DlpPolicySettings(_Frozen, frozen=True, kw_only=True):
     max_inline_chars: int = 32_768
     scan_timeout_s: float = 2.0
     ner: bool = False  # names and places with spaCy (slower; always on a worker thread)
+    presidio: bool = False  # Presidio's recognizers as another detector (slower still; a worker thread)
 
 
 class VaultSettings(_Frozen, frozen=True, kw_only=True):

@@ -56,6 +56,10 @@ def gateway(session_tmp: Path, upstream: FakeUpstream) -> Iterator[Gateway]:
                 "deployments": [{"id": "fragile", "backend": "openai", "api_base": upstream.base("ok")}],
             },
             {"name": "names", "deployments": [{"id": "names", "backend": "openai", "api_base": upstream.base("echo")}]},
+            {
+                "name": "presidio",
+                "deployments": [{"id": "presidio", "backend": "openai", "api_base": upstream.base("echo")}],
+            },
         ],
         "dlp": {
             "tokenization_key": "os.environ/TEST_TOKEN_KEY",
@@ -74,8 +78,9 @@ def gateway(session_tmp: Path, upstream: FakeUpstream) -> Iterator[Gateway]:
                 # A scan that cannot finish in time: the request must be blocked, not sent raw.
                 "fragile": {"max_inline_chars": 1, "scan_timeout_s": 0.000001},
                 "names": {"ner": True, "actions": {"PERSON": "tokenize", "LOCATION": "redact"}},
+                "presidio": {"presidio": True, "actions": {"CRYPTO": "redact", "US_DRIVER_LICENSE": "block"}},
             },
-            "models": {"strict": "strict", "fragile": "fragile", "names": "names"},
+            "models": {"strict": "strict", "fragile": "fragile", "names": "names", "presidio": "presidio"},
         },
         "router": {"retries": 0},
     }
@@ -225,6 +230,15 @@ def test_names_and_places_are_found_by_the_entity_model(gateway: Gateway, upstre
     assert "<PERSON_" in sent and "[LOCATION]" in sent
     assert "Maria Garcia" in (out.choices[0].message.content or "")  # tokenized, so restored
     assert "Seattle" not in (out.choices[0].message.content or "")  # redacted: gone for good
+
+
+def test_presidio_plugs_in_as_another_detector(gateway: Gateway, upstream: FakeUpstream) -> None:
+    wallet = "1BoatSLRHtKNngkdXEeobR76b53LETtpyT"  # a type only Presidio knows here: CRYPTO
+    client(gateway).chat.completions.create(
+        model="presidio", messages=[{"role": "user", "content": f"Send it to {wallet} today"}]
+    )
+    sent = sent_upstream(upstream, "echo")
+    assert wallet not in sent and "[CRYPTO]" in sent
 
 
 def test_a_detector_that_cannot_finish_blocks_the_request(gateway: Gateway, upstream: FakeUpstream) -> None:

@@ -25,6 +25,7 @@ from ..pipeline.streams import MappedStream
 from .pii.detector import Entity, PatternDetector, without_overlaps
 from .pii.detokenize import StreamDetokenizer, decode_event, detokenize_answer, neutralise
 from .pii.ner import NerDetector
+from .pii.presidio import PresidioDetector
 from .pii.vault import TokenVault
 from .roles import class_rank
 
@@ -40,6 +41,7 @@ class Policy:
     max_inline_chars: int = 32_768  # larger requests are scanned on a worker thread
     scan_timeout_s: float = 2.0
     ner: bool = False
+    presidio: bool = False
 
 
 def mask(value: str) -> str:
@@ -90,8 +92,10 @@ class DlpStage:
         vault: TokenVault | None,
         metrics: Metrics,
         ner: NerDetector | None = None,
+        presidio: PresidioDetector | None = None,
     ) -> None:
         self._ner = ner
+        self._presidio = presidio
         self._detector = detector
         self._policies = dict(policies)
         self._group_policy = dict(group_policy)
@@ -104,12 +108,12 @@ class DlpStage:
 
     async def _scan(self, policy: Policy, slots: list[_Slot]) -> list[list[Entity]] | None:
         size = sum(len(s.text) for s in slots)
-        ner = self._ner if policy.ner else None
+        extra = [d for d, on in ((self._ner, policy.ner), (self._presidio, policy.presidio)) if on and d is not None]
         try:
-            if size <= policy.max_inline_chars and ner is None:
+            if size <= policy.max_inline_chars and not extra:
                 return [self._detector.detect(s.text) for s in slots]
             async with asyncio.timeout(policy.scan_timeout_s):
-                return await asyncio.to_thread(self._scan_all, slots, ner)
+                return await asyncio.to_thread(self._scan_all, slots, extra)
         except Exception:  # any detector failure is a policy decision: block or let through
             self._metrics.dlp_error(policy.name)
             if policy.on_error == "allow":
@@ -120,15 +124,18 @@ class DlpStage:
                 retry_after=1,
             ) from None
 
-    def _scan_all(self, slots: list[_Slot], ner: NerDetector | None) -> list[list[Entity]]:
+    def _scan_all(self, slots: list[_Slot], extra: list[NerDetector | PresidioDetector]) -> list[list[Entity]]:
         found = [self._detector.detect(s.text) for s in slots]
-        if ner is not None:  # merged: where a name and a pattern overlap, the surer one wins
-            found = [without_overlaps(f + ner.detect(s.text)) for f, s in zip(found, slots, strict=True)]
+        for detector in extra:  # merged: where two findings overlap, the surer one wins
+            found = [without_overlaps(f + detector.detect(s.text)) for f, s in zip(found, slots, strict=True)]
         return found
 
     async def start(self) -> None:
+        """Load the slow detectors before the first request needs them."""
         if self._ner is not None and any(p.ner for p in self._policies.values()):
             await asyncio.to_thread(self._ner.load)
+        if self._presidio is not None and any(p.presidio for p in self._policies.values()):
+            await asyncio.to_thread(self._presidio.load)
 
     async def before(self, ctx: RequestContext) -> Result | None:
         policy = self._policy(ctx.model)
@@ -232,4 +239,5 @@ def policy_from(name: str, raw: Any) -> Policy:
         max_inline_chars=raw.max_inline_chars,
         scan_timeout_s=raw.scan_timeout_s,
         ner=raw.ner,
+        presidio=raw.presidio,
     )
