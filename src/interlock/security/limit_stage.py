@@ -18,7 +18,7 @@ from ..pipeline.result import Result, StreamResult
 from ..pipeline.streams import StreamTap
 from .limits import Check, Limiter, budget_period, estimate_tokens
 
-MAX_PENDING_ADJUSTMENTS = 1024
+FLUSH_S = 0.02  # how long reconciliations are summed before one round trip sends them
 MICRO = 1_000_000  # budgets are counted in micro-dollars: integers, exact
 
 
@@ -66,11 +66,13 @@ class LimitStage:
         self._period = period
         self._clock = clock
         self._reservations: dict[int, Reservation] = {}
-        self._pending: set[asyncio.Task[None]] = set()
+        self._deltas: dict[tuple[str, int, bool], int] = {}  # (counter, window, local) -> delta
+        self._flusher: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
-        if self._pending:
-            await asyncio.wait(self._pending, timeout=1.0)
+        if self._flusher is not None:
+            self._flusher.cancel()
+        await self.flush()
         await self._limiter.close()
 
     def _scopes(self, ctx: RequestContext) -> list[tuple[str, str, Rate | None]]:
@@ -153,19 +155,36 @@ class LimitStage:
 
     def _reconcile_later(self, ctx: RequestContext, reservation: Reservation) -> None:
         """Move the token counters from the estimate to what was used (nothing, for a cache hit
-        or a failure) and add the cost to the budgets, off the response path."""
+        or a failure) and add the cost to the budgets. Adjustments are summed in process and sent
+        every FLUSH_S in one round trip, off the response path: at thousands of requests a second
+        one Redis call each would cost more than the requests."""
         delta = ctx.prompt_tokens + ctx.completion_tokens - reservation.tokens
         spent = self.cost(ctx)
         if spent and ctx.deployment and ctx.served_model:
             self._metrics.spend(ctx.served_model, ctx.deployment, spent / MICRO)
-        if (not delta and not spent) or len(self._pending) >= MAX_PENDING_ADJUSTMENTS:
-            return
-        task = asyncio.get_running_loop().create_task(self._adjust(reservation, delta, spent))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    async def _adjust(self, reservation: Reservation, delta: int, spent: int) -> None:
+        pending = self._deltas
         for counter in reservation.counters if delta else ():
-            await self._limiter.adjust(counter, reservation.window, delta, reservation.local)
+            key = (counter, reservation.window, reservation.local)
+            pending[key] = pending.get(key, 0) + delta
         for counter in reservation.budgets if spent else ():
-            await self._limiter.adjust(counter, reservation.period, spent)
+            key = (counter, reservation.period, reservation.local)
+            pending[key] = pending.get(key, 0) + spent
+        if pending and self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        try:
+            await asyncio.sleep(FLUSH_S)
+        finally:
+            self._flusher = None
+            await self.flush()
+
+    async def flush(self) -> None:
+        batch, self._deltas = self._deltas, {}
+        for local in (False, True):
+            items = [
+                (counter, window, delta) for (counter, window, is_local), delta in batch.items() if is_local == local
+            ]
+            items = [item for item in items if item[2]]
+            if items:
+                await self._limiter.adjust(items, local)

@@ -90,7 +90,9 @@ Result = tuple[int, tuple[int, ...]]  # (index of the limit exceeded or 0, count
 class Counters(Protocol):
     async def check_and_count(self, checks: Sequence[Check], window: int, ttl_s: float = WINDOW * 2) -> Result: ...
 
-    async def adjust(self, counter: str, window: int, delta: int) -> None: ...
+    async def adjust(self, items: Sequence[tuple[str, int, int]]) -> None:
+        """Add each (counter, window, delta)."""
+        ...
 
 
 class LocalCounters:
@@ -114,10 +116,11 @@ class LocalCounters:
                 del counts[key]
         return 0, tuple(after)
 
-    async def adjust(self, counter: str, window: int, delta: int) -> None:
-        key = (counter, window)
-        if key in self._counts:
-            self._counts[key] += delta
+    async def adjust(self, items: Sequence[tuple[str, int, int]]) -> None:
+        for counter, window, delta in items:
+            key = (counter, window)
+            if key in self._counts:
+                self._counts[key] += delta
 
 
 class RedisCounters:
@@ -139,9 +142,12 @@ class RedisCounters:
             index, *counts = await self._script(keys=keys, args=args)
         return int(index), tuple(int(n) for n in counts)
 
-    async def adjust(self, counter: str, window: int, delta: int) -> None:
-        async with asyncio.timeout(self._timeout):
-            await self._client.incrby(self._key(counter, window), delta)
+    async def adjust(self, items: Sequence[tuple[str, int, int]]) -> None:
+        """One round trip for a whole batch of adjustments."""
+        async with asyncio.timeout(self._timeout), self._client.pipeline(transaction=False) as pipe:
+            for counter, window, delta in items:
+                pipe.incrby(self._key(counter, window), delta)
+            await pipe.execute()
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -198,17 +204,17 @@ class Limiter:
         if close is not None:
             await close()
 
-    async def adjust(self, counter: str, window: int, delta: int, local: bool = False) -> None:
-        """Move a counter of the store that counted it (a reservation made in the fallback is not
+    async def adjust(self, items: Sequence[tuple[str, int, int]], local: bool = False) -> None:
+        """Move counters of the store that counted them (a reservation made in the fallback is not
         taken back from Redis, which never saw it)."""
-        if not delta:
+        if not items:
             return
         if local:
             if self._fallback is not None:
-                await self._fallback.adjust(counter, window, delta)
+                await self._fallback.adjust(items)
             return
         try:
-            await self._counters.adjust(counter, window, delta)
+            await self._counters.adjust(items)
         except (RedisError, OSError, TimeoutError):
             self._on_error("adjust")
 
