@@ -103,7 +103,7 @@ class LimitStage:
         checks, budgets = self._checks(ctx, tokens)
         if not checks and not budgets:
             return None
-        period, period_left = budget_period(self._clock(), self._period)
+        period, period_left = budget_period(self._clock(), self._period) if budgets else (0, 0.0)
         try:
             if budgets:
                 spent = await self._limiter.within_budget(budgets, period, period_left)
