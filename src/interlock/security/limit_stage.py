@@ -43,6 +43,7 @@ class Reservation:
     period: int = 0
     budgets: tuple[str, ...] = field(default_factory=tuple)  # budget counters to add the cost to
     local: bool = False  # the token reservation was counted in-process (Redis was failing)
+    budgets_local: bool = False  # likewise for the budgets, checked in their own call
 
 
 class LimitStage:
@@ -77,36 +78,44 @@ class LimitStage:
 
     def _scopes(self, ctx: RequestContext) -> list[tuple[str, str, Rate | None]]:
         identity = ctx.identity
+        own = None
+        if identity.rpm or identity.tpm or identity.budget is not None:
+            own = Rate(identity.rpm, identity.tpm, identity.budget)
         return [
-            ("key", identity.subject, Rate(identity.rpm, identity.tpm, identity.budget)),
+            ("key", identity.subject, own),
             ("tenant", identity.tenant, self._tenants.get(identity.tenant)),
             ("model", ctx.model, self._models.get(ctx.model)),
         ]
 
-    def _checks(self, ctx: RequestContext, tokens: int) -> tuple[list[Check], list[Check]]:
+    def _checks(self, ctx: RequestContext) -> tuple[list[Check], list[Check], int]:
+        """The rate and budget checks that apply, and the token estimate (made only when a
+        tokens-per-minute limit needs it: it serialises the prompt)."""
         rates: list[Check] = []
         budgets: list[Check] = []
+        tokens = -1
         for scope, name, rate in self._scopes(ctx):
             if rate is None:
                 continue
             if rate.rpm:
                 rates.append(Check(scope, "requests", f"{scope}:{name}:rpm", 1, rate.rpm))
             if rate.tpm:
+                if tokens < 0:
+                    tokens = estimate_tokens(ctx.body, self._default_max_tokens)
                 rates.append(Check(scope, "tokens", f"{scope}:{name}:tpm", tokens, rate.tpm))
             if rate.budget is not None:
                 # cost 0, ceiling one below the budget: refused once spent >= budget
                 budgets.append(Check(scope, "usd", f"{scope}:{name}:spend", 0, int(rate.budget * MICRO) - 1))
-        return rates, budgets
+        return rates, budgets, max(tokens, 0)
 
     async def before(self, ctx: RequestContext) -> Result | None:
-        tokens = estimate_tokens(ctx.body, self._default_max_tokens)
-        checks, budgets = self._checks(ctx, tokens)
+        checks, budgets, tokens = self._checks(ctx)
         if not checks and not budgets:
             return None
         period, period_left = budget_period(self._clock(), self._period) if budgets else (0, 0.0)
+        budgets_local = False
         try:
             if budgets:
-                spent = await self._limiter.within_budget(budgets, period, period_left)
+                spent, budgets_local = await self._limiter.within_budget(budgets, period, period_left)
                 if spent is not None:
                     self._metrics.rate_limited(spent.scope, spent.unit)
                     raise RateLimited(
@@ -129,7 +138,13 @@ class LimitStage:
         token_counters = tuple(c.counter for c in checks if c.unit == "tokens")
         if token_counters or budgets:
             self._reservations[id(ctx)] = Reservation(
-                decision.window, tokens, token_counters, period, tuple(b.counter for b in budgets), decision.local
+                decision.window,
+                tokens,
+                token_counters,
+                period,
+                tuple(b.counter for b in budgets),
+                decision.local,
+                budgets_local,
             )
         return None
 
@@ -167,7 +182,7 @@ class LimitStage:
             key = (counter, reservation.window, reservation.local)
             pending[key] = pending.get(key, 0) + delta
         for counter in reservation.budgets if spent else ():
-            key = (counter, reservation.period, reservation.local)
+            key = (counter, reservation.period, reservation.budgets_local)
             pending[key] = pending.get(key, 0) + spent
         if pending and self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())

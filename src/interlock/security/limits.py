@@ -208,30 +208,31 @@ class Limiter:
         reset_in = (window + 1) * WINDOW - now
         if not checks:
             return Decision(True, window, reset_in)
-        local = False
-        try:
-            index, counts = await self._counters.check_and_count(checks, window)
-        except (RedisError, OSError, TimeoutError):
-            self._on_error("check")
-            if self._fallback is None:
-                raise
-            index, counts = await self._fallback.check_and_count(checks, window)
-            local = True
+        index, counts, local = await self._count(checks, window, WINDOW * 2, "check")
         if index:
             return Decision(False, window, reset_in, checks[index - 1], counts, local)
         return Decision(True, window, reset_in, None, counts, local)
 
-    async def within_budget(self, checks: Sequence[Check], period: int, period_s: float) -> Check | None:
-        """The first budget already spent in this period, or None. Counts nothing: a budget check
-        has cost 0 and a ceiling one below the budget, so `spent >= budget` refuses."""
+    async def within_budget(self, checks: Sequence[Check], period: int, period_s: float) -> tuple[Check | None, bool]:
+        """The first budget already spent in this period (or None), and whether the in-process
+        fallback answered. Counts nothing: a budget check has cost 0 and a ceiling one below the
+        budget, so `spent >= budget` refuses."""
+        index, _, local = await self._count(checks, period, period_s * 2, "budget")
+        return (checks[index - 1] if index else None), local
+
+    async def _count(
+        self, checks: Sequence[Check], window: int, ttl_s: float, op: str
+    ) -> tuple[int, tuple[int, ...], bool]:
+        """Check and count in the shared counters, or in the fallback when they fail."""
         try:
-            index, _ = await self._counters.check_and_count(checks, period, period_s * 2)
+            index, counts = await self._counters.check_and_count(checks, window, ttl_s)
         except (RedisError, OSError, TimeoutError):
-            self._on_error("budget")
+            self._on_error(op)
             if self._fallback is None:
                 raise
-            index, _ = await self._fallback.check_and_count(checks, period, period_s * 2)
-        return checks[index - 1] if index else None
+            index, counts = await self._fallback.check_and_count(checks, window, ttl_s)
+            return index, counts, True
+        return index, counts, False
 
     async def close(self) -> None:
         close = getattr(self._counters, "close", None)
