@@ -128,19 +128,6 @@ def build(settings: Settings, metrics: Metrics | None = None, reload: Callable[[
     def groups_ready(status: dict[str, bool]) -> bool:
         return all(any(status.get(d.id) for d in g.deployments) for g in groups)
 
-    async def startup() -> None:
-        await asyncio.gather(*(p.start() for p in providers))
-        if dlp_stage is not None:
-            await dlp_stage.start()  # loads the named-entity model before the first request
-        tune_gc(settings)
-        log.info("interlock ready: %d model group(s): %s", len(groups), ", ".join(g.name for g in groups))
-
-    async def shutdown() -> None:
-        await asyncio.gather(*(p.close() for p in providers), return_exceptions=True)
-        await http.close()
-        if redis is not None:
-            await redis.close()
-
     roles = roles_table(settings.security)
     store = make_key_store(settings.security)
     oidc = make_oidc(settings.security)
@@ -171,22 +158,31 @@ def build(settings: Settings, metrics: Metrics | None = None, reload: Callable[[
                         current[spec.id] = key
                         log.info("rotated the upstream credential of deployment %s", spec.id)
 
-    async def startup_all() -> None:
+    async def startup() -> None:
         if reload is not None:
             refresher.append(asyncio.get_running_loop().create_task(refresh_secrets()))
         if audit is not None:
             await audit.start()
         if store is not None:
             await store.start()
-        await startup()
+        await asyncio.gather(*(p.start() for p in providers))
+        if dlp_stage is not None:
+            await dlp_stage.start()  # loads the named-entity model before the first request
+        tune_gc(settings)
         if auth.open:
             log.warning("no API keys or OIDC configured: every caller is admitted (loopback only)")
+        log.info("interlock ready: %d model group(s): %s", len(groups), ", ".join(g.name for g in groups))
 
-    async def shutdown_all() -> None:
+    async def shutdown() -> None:
         for task in refresher:
             task.cancel()
-        await shutdown()
+        await asyncio.gather(*(p.close() for p in providers), return_exceptions=True)
+        await http.close()
+        if redis is not None:
+            await redis.close()
         await limit_stage.close()
+        if dlp_stage is not None:
+            await dlp_stage.close()
         if audit is not None:
             await audit.close()
         if store is not None:
@@ -203,7 +199,7 @@ def build(settings: Settings, metrics: Metrics | None = None, reload: Callable[[
     )
     info = InfoHandlers([g.name for g in settings.models], metrics, ready_check, groups_ready)
     admin = AdminHandlers(store, secret, roles, audit)
-    return Gateway(inference, info, admin, auth, startup_all, shutdown_all)
+    return Gateway(inference, info, admin, auth, startup, shutdown)
 
 
 def make_limit_stage(settings: Settings, metrics: Metrics) -> LimitStage:

@@ -131,11 +131,15 @@ class DlpStage:
         return found
 
     async def start(self) -> None:
-        """Load the slow detectors before the first request needs them."""
-        if self._ner is not None and any(p.ner for p in self._policies.values()):
+        """Load the slow detectors (made only when a policy uses them) before the first request."""
+        if self._ner is not None:
             await asyncio.to_thread(self._ner.load)
-        if self._presidio is not None and any(p.presidio for p in self._policies.values()):
+        if self._presidio is not None:
             await asyncio.to_thread(self._presidio.load)
+
+    async def close(self) -> None:
+        if self._vault is not None:
+            await self._vault.close()
 
     async def before(self, ctx: RequestContext) -> Result | None:
         policy = self._policy(ctx.model)

@@ -30,6 +30,8 @@ class VaultStore(Protocol):
 
     async def put_many(self, items: dict[str, bytes], ttl: int) -> None: ...
 
+    async def close(self) -> None: ...
+
 
 class MemoryVaultStore:
     def __init__(self, max_items: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
@@ -53,6 +55,9 @@ class MemoryVaultStore:
         while len(self._items) > self._max:
             self._items.popitem(last=False)
 
+    async def close(self) -> None:
+        self._items.clear()
+
 
 class RedisVaultStore:
     def __init__(self, client: Redis, prefix: str = "interlock:vault:") -> None:
@@ -70,6 +75,9 @@ class RedisVaultStore:
             for key, value in items.items():
                 pipe.set(self._prefix + key, value, ex=ttl)
             await pipe.execute()
+
+    async def close(self) -> None:
+        await self._client.aclose()
 
 
 class TokenVault:
@@ -110,6 +118,9 @@ class TokenVault:
             claimed[token] = value
         await self._store.put_many({f"{scope}:{t}": self._seal(scope, t, v) for t, v in claimed.items()}, self._ttl)
         return wanted
+
+    async def close(self) -> None:
+        await self._store.close()
 
     async def recall(self, scope: str, tokens: Iterable[str]) -> dict[str, str]:
         wanted = sorted(set(tokens))
