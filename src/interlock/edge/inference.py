@@ -157,7 +157,6 @@ class InferenceHandler:
                 body=data,
                 stream=bool(data.get("stream")) and endpoint is not Endpoint.EMBEDDINGS,
                 cache_control=control,
-                tenant=ex.identity.tenant,
                 identity=ex.identity,
                 requested_class=requested_class,
                 conversation=conversation,

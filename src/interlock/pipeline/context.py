@@ -31,7 +31,6 @@ class RequestContext:
     model: str  # the public model group the caller asked for
     body: dict[str, Any]  # the request as it will be forwarded (unknown fields included)
     stream: bool = False
-    tenant: str = "default"
     identity: Identity = OPEN
     cache_control: CacheControl = field(default_factory=CacheControl)
     started: float = field(default_factory=time.perf_counter)
@@ -57,3 +56,7 @@ class RequestContext:
     # Set by the edge: arms a watch that cancels the request when the client goes away. The
     # router calls it right before the first upstream call, so cache hits never pay for it.
     arm_disconnect_watch: Callable[[], None] = field(default=lambda: None)
+
+    @property
+    def tenant(self) -> str:
+        return self.identity.tenant
