@@ -39,7 +39,7 @@ MEM="http://127.0.0.1:$PORT/__mem"
 if [[ ${MEMPROBE_SRC:-ref} == ref ]]; then
     ref=${MEMPROBE_REF:-dd1445f}
     git -C "$ROOT" archive "$ref" src | tar -x -C "$WORK"
-    if [[ -n ${MEMPROBE_PATCH:-} ]]; then  # e.g. bench/experiments/cycle-fix.patch
+    if [[ -n ${MEMPROBE_PATCH:-} ]]; then  # a patch to apply to the exported tree first
         patch -s -d "$WORK" -p1 <"$MEMPROBE_PATCH"
         log "applied $MEMPROBE_PATCH"
     fi
