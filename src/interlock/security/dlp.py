@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,29 +58,31 @@ class _Slot:
     text: str
 
 
-def _slots(body: dict[str, Any]) -> Iterator[_Slot]:
+def _slots(body: dict[str, Any]) -> list[_Slot]:
+    slots = []
     for message in body.get("messages") or ():
         if not isinstance(message, dict):
             continue
         content = message.get("content")
         if isinstance(content, str):
-            yield _Slot(message, "content", content)
+            slots.append(_Slot(message, "content", content))
         elif isinstance(content, list):
-            for part in content:
-                if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    yield _Slot(part, "text", part["text"])
+            slots += [
+                _Slot(part, "text", part["text"])
+                for part in content
+                if isinstance(part, dict) and isinstance(part.get("text"), str)
+            ]
         for call in message.get("tool_calls") or ():
             function = call.get("function") if isinstance(call, dict) else None
             if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-                yield _Slot(function, "arguments", function["arguments"])
+                slots.append(_Slot(function, "arguments", function["arguments"]))
     for name in ("prompt", "input"):
         value = body.get(name)
         if isinstance(value, str):
-            yield _Slot(body, name, value)
+            slots.append(_Slot(body, name, value))
         elif isinstance(value, list):
-            for i, item in enumerate(value):
-                if isinstance(item, str):
-                    yield _Slot(value, i, item)
+            slots += [_Slot(value, i, item) for i, item in enumerate(value) if isinstance(item, str)]
+    return slots
 
 
 class DlpStage:
@@ -107,11 +109,12 @@ class DlpStage:
         return self._policies[self._group_policy.get(model, "default")]
 
     async def _scan(self, policy: Policy, slots: list[_Slot]) -> list[list[Entity]] | None:
-        size = sum(len(s.text) for s in slots)
+        """Entities per slot; None when detection failed and the policy lets the request through."""
         extra = [d for d, on in ((self._ner, policy.ner), (self._presidio, policy.presidio)) if on and d is not None]
         try:
-            if size <= policy.max_inline_chars and not extra:
-                return [self._detector.detect(s.text) for s in slots]
+            if not extra and sum(len(s.text) for s in slots) <= policy.max_inline_chars:
+                detect = self._detector.detect
+                return [detect(s.text) for s in slots]
             async with asyncio.timeout(policy.scan_timeout_s):
                 return await asyncio.to_thread(self._scan_all, slots, extra)
         except Exception:  # any detector failure is a policy decision: block or let through
@@ -143,12 +146,18 @@ class DlpStage:
 
     async def before(self, ctx: RequestContext) -> Result | None:
         policy = self._policy(ctx.model)
-        slots = list(_slots(ctx.body))
+        slots = _slots(ctx.body)
         for slot in slots:  # a client's token-shaped text never resolves to anyone's values
-            neutral = neutralise(slot.text)
-            if neutral is not slot.text:
-                slot.text = slot.holder[slot.key] = neutral
-        found = await self._scan(policy, slots) or [[] for _ in slots]
+            if "<" in slot.text:
+                slot.text = slot.holder[slot.key] = neutralise(slot.text)
+        found = await self._scan(policy, slots)
+        if found is None or not any(found):  # the common case, kept short: nothing to act on
+            ctx.data_class = policy.default_class
+            if ctx.requested_class is not None and class_rank(ctx.requested_class) > class_rank(ctx.data_class):
+                ctx.data_class = ctx.requested_class
+            self._check_class(ctx)
+            ctx.protected = True
+            return None
         counts = Counter(e.type for entities in found for e in entities)
         ctx.findings = dict(counts)
         classes = [policy.default_class, *(policy.classify[t] for t in counts if t in policy.classify)]
@@ -157,8 +166,7 @@ class DlpStage:
         ctx.data_class = max(classes, key=class_rank)
         for kind, n in counts.items():
             self._metrics.pii_found(kind, n)
-        if class_rank(ctx.data_class) > class_rank(ctx.identity.max_class):
-            raise Forbidden(f"This identity may not send {ctx.data_class} data", code="data_class_forbidden")
+        self._check_class(ctx)
         blocked = sorted(t for t in counts if policy.actions.get(t, policy.default_action) == "block")
         if blocked:
             self._metrics.dlp_blocked(policy.name)
@@ -169,6 +177,12 @@ class DlpStage:
         await self._rewrite(ctx, policy, slots, found)
         ctx.protected = True
         return None
+
+    @staticmethod
+    def _check_class(ctx: RequestContext) -> None:
+        assert ctx.data_class is not None
+        if class_rank(ctx.data_class) > class_rank(ctx.identity.max_class):
+            raise Forbidden(f"This identity may not send {ctx.data_class} data", code="data_class_forbidden")
 
     async def _rewrite(
         self, ctx: RequestContext, policy: Policy, slots: list[_Slot], found: list[list[Entity]]

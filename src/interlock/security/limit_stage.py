@@ -4,7 +4,6 @@ the token reservation and add what it cost to the budgets."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,8 +16,8 @@ from ..pipeline.context import RequestContext
 from ..pipeline.result import Result, StreamResult
 from ..pipeline.streams import StreamTap
 from .limits import Check, Limiter, budget_period, estimate_tokens
+from .roles import Identity
 
-FLUSH_S = 0.02  # how long reconciliations are summed before one round trip sends them
 MICRO = 1_000_000  # budgets are counted in micro-dollars: integers, exact
 
 
@@ -33,6 +32,18 @@ class Rate:
 class Price:
     input: float = 0.0  # USD per million tokens
     output: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    requests: tuple[Check, ...]  # requests-per-minute checks, cost 1 each
+    tokens: tuple[tuple[str, str, int], ...]  # (scope, counter, limit) of tokens-per-minute checks
+    budgets: tuple[Check, ...]
+    token_counters: tuple[str, ...]
+    budget_counters: tuple[str, ...]
+
+
+MAX_PLANS = 10_000  # identities times model groups; past that the cache starts over
 
 
 @dataclass(slots=True)
@@ -67,50 +78,69 @@ class LimitStage:
         self._period = period
         self._clock = clock
         self._reservations: dict[int, Reservation] = {}
-        self._deltas: dict[tuple[str, int, bool], int] = {}  # (counter, window, local) -> delta
-        self._flusher: asyncio.Task[None] | None = None
+        self._plans: dict[tuple[object, ...], _Plan] = {}
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-        await self.flush()
         await self._limiter.close()
 
-    def _scopes(self, ctx: RequestContext) -> list[tuple[str, str, Rate | None]]:
+    def _plan(self, ctx: RequestContext) -> _Plan:
+        """What applies to this identity and model group, worked out once: the plans are cached
+        by everything they depend on, so a request only fills in its token estimate."""
         identity = ctx.identity
+        key = (identity.subject, identity.tenant, identity.rpm, identity.tpm, identity.budget, ctx.model)
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= MAX_PLANS:
+                self._plans.clear()
+            plan = self._plans[key] = self._make_plan(identity.subject, identity.tenant, ctx.model, identity)
+        return plan
+
+    def _make_plan(self, subject: str, tenant: str, model: str, identity: Identity) -> _Plan:
         own = None
         if identity.rpm or identity.tpm or identity.budget is not None:
             own = Rate(identity.rpm, identity.tpm, identity.budget)
-        return [
-            ("key", identity.subject, own),
-            ("tenant", identity.tenant, self._tenants.get(identity.tenant)),
-            ("model", ctx.model, self._models.get(ctx.model)),
-        ]
-
-    def _checks(self, ctx: RequestContext) -> tuple[list[Check], list[Check], int]:
-        """The rate and budget checks that apply, and the token estimate (made only when a
-        tokens-per-minute limit needs it: it serialises the prompt)."""
-        rates: list[Check] = []
+        scopes = (
+            ("key", subject, own),
+            ("tenant", tenant, self._tenants.get(tenant)),
+            ("model", model, self._models.get(model)),
+        )
+        requests: list[Check] = []
+        tokens: list[tuple[str, str, int]] = []
         budgets: list[Check] = []
-        tokens = -1
-        for scope, name, rate in self._scopes(ctx):
+        for scope, name, rate in scopes:
             if rate is None:
                 continue
             if rate.rpm:
-                rates.append(Check(scope, "requests", f"{scope}:{name}:rpm", 1, rate.rpm))
+                requests.append(Check(scope, "requests", f"{scope}:{name}:rpm", 1, rate.rpm))
             if rate.tpm:
-                if tokens < 0:
-                    tokens = estimate_tokens(ctx.body, self._default_max_tokens)
-                rates.append(Check(scope, "tokens", f"{scope}:{name}:tpm", tokens, rate.tpm))
+                tokens.append((scope, f"{scope}:{name}:tpm", rate.tpm))
             if rate.budget is not None:
                 # cost 0, ceiling one below the budget: refused once spent >= budget
                 budgets.append(Check(scope, "usd", f"{scope}:{name}:spend", 0, int(rate.budget * MICRO) - 1))
-        return rates, budgets, max(tokens, 0)
+        return _Plan(
+            tuple(requests),
+            tuple(tokens),
+            tuple(budgets),
+            tuple(counter for _, counter, _ in tokens),
+            tuple(b.counter for b in budgets),
+        )
+
+    def _checks(self, ctx: RequestContext, plan: _Plan) -> tuple[list[Check], int]:
+        """The rate checks, with the token estimate (made only when a tokens-per-minute limit
+        needs it: it serialises the prompt)."""
+        checks = list(plan.requests)
+        tokens = 0
+        if plan.tokens:
+            tokens = estimate_tokens(ctx.body, self._default_max_tokens)
+            checks += [Check(scope, "tokens", counter, tokens, limit) for scope, counter, limit in plan.tokens]
+        return checks, tokens
 
     async def before(self, ctx: RequestContext) -> Result | None:
-        checks, budgets, tokens = self._checks(ctx)
-        if not checks and not budgets:
+        plan = self._plan(ctx)
+        budgets = plan.budgets
+        if not plan.requests and not plan.tokens and not budgets:
             return None
+        checks, tokens = self._checks(ctx, plan)
         period, period_left = budget_period(self._clock(), self._period) if budgets else (0, 0.0)
         budgets_local = False
         try:
@@ -135,14 +165,13 @@ class LimitStage:
                 retry_after=max(1.0, decision.reset_in),
             )
         ctx.response_headers.extend(decision.headers(checks))
-        token_counters = tuple(c.counter for c in checks if c.unit == "tokens")
-        if token_counters or budgets:
+        if plan.token_counters or budgets:
             self._reservations[id(ctx)] = Reservation(
                 decision.window,
                 tokens,
-                token_counters,
+                plan.token_counters,
                 period,
-                tuple(b.counter for b in budgets),
+                plan.budget_counters,
                 decision.local,
                 budgets_local,
             )
@@ -170,36 +199,15 @@ class LimitStage:
 
     def _reconcile_later(self, ctx: RequestContext, reservation: Reservation) -> None:
         """Move the token counters from the estimate to what was used (nothing, for a cache hit
-        or a failure) and add the cost to the budgets. Adjustments are summed in process and sent
-        every FLUSH_S in one round trip, off the response path: at thousands of requests a second
-        one Redis call each would cost more than the requests."""
+        or a failure) and add the cost to the budgets. The limiter settles this in process where
+        its leases allow and sends the rest in batches, off the response path."""
         delta = ctx.prompt_tokens + ctx.completion_tokens - reservation.tokens
         spent = self.cost(ctx)
         if spent and ctx.deployment and ctx.served_model:
             self._metrics.spend(ctx.served_model, ctx.deployment, spent / MICRO)
-        pending = self._deltas
-        for counter in reservation.counters if delta else ():
-            key = (counter, reservation.window, reservation.local)
-            pending[key] = pending.get(key, 0) + delta
-        for counter in reservation.budgets if spent else ():
-            key = (counter, reservation.period, reservation.budgets_local)
-            pending[key] = pending.get(key, 0) + spent
-        if pending and self._flusher is None:
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
-
-    async def _flush_soon(self) -> None:
-        try:
-            await asyncio.sleep(FLUSH_S)
-        finally:
-            self._flusher = None
-            await self.flush()
-
-    async def flush(self) -> None:
-        batch, self._deltas = self._deltas, {}
-        for local in (False, True):
-            items = [
-                (counter, window, delta) for (counter, window, is_local), delta in batch.items() if is_local == local
-            ]
-            items = [item for item in items if item[2]]
-            if items:
-                await self._limiter.adjust(items, local)
+        if delta and reservation.counters:
+            self._limiter.adjust([(c, reservation.window, delta) for c in reservation.counters], reservation.local)
+        if spent and reservation.budgets:
+            self._limiter.adjust(
+                [(b, reservation.period, spent) for b in reservation.budgets], reservation.budgets_local
+            )

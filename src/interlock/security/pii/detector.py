@@ -90,9 +90,12 @@ class PatternDetector:
         return [(pid, chars(start), chars(end)) for (pid, start), end in longest.items()]
 
     def detect(self, text: str) -> list[Entity]:
+        candidates = self._candidates(text)
+        if not candidates:  # most text: nothing more to do
+            return []
         found: list[Entity] = []
         lowered: str | None = None
-        for pid, start, end in self._candidates(text):
+        for pid, start, end in candidates:
             pattern = self._patterns[pid]
             kind = pattern.entity
             score = pattern.score

@@ -1,0 +1,130 @@
+"""Leased rate-limit counters against a real Redis: far from the limit a process counts in
+memory and asks Redis once per lease; near it every check is a Redis check again, so two
+processes still let exactly the limit through; give-backs of a cache hit stay in the process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from redis.asyncio import Redis
+
+from interlock.security.limits import LEASE_REQUESTS, Check, Limiter, RedisCounters
+from tests.support.procs import RedisServer
+
+pytestmark = pytest.mark.integration
+
+
+class Clock:
+    now = 6000.0  # the start of window 100
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    redis_server = RedisServer()
+    yield redis_server
+    redis_server.stop()
+
+
+@pytest.fixture
+async def redis(server: RedisServer) -> AsyncIterator[Redis]:
+    client = Redis.from_url(server.url)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+def limiter(server: RedisServer, clock: Clock | None = None) -> Limiter:
+    return Limiter(RedisCounters(Redis.from_url(server.url), "t:", 1.0), None, lambda op: None, clock or Clock())
+
+
+def rpm(limit: int) -> Check:
+    return Check("key", "requests", "key:a:rpm", 1, limit)
+
+
+async def counter(redis: Redis, name: str) -> int:
+    return int(await redis.get(f"t:{name}:100") or 0)
+
+
+async def test_far_from_the_limit_one_lease_serves_many_requests(server: RedisServer, redis: Redis) -> None:
+    lim = limiter(server)
+    info_before = (await redis.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
+    for _ in range(LEASE_REQUESTS):
+        decision = await lim.acquire([rpm(1_000_000)])
+        assert decision.allowed
+    info_after = (await redis.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
+    # One script call for LEASE_REQUESTS requests (redis-py loads a script with EVAL on a miss).
+    evals = (await redis.info("commandstats")).get("cmdstat_eval", {}).get("calls", 0)
+    assert info_after - info_before + evals <= 1
+    assert await counter(redis, "key:a:rpm") == LEASE_REQUESTS
+    # Every request still gets its own position in the window.
+    assert decision.counts == (LEASE_REQUESTS,)
+    await lim.close()
+
+
+async def test_two_processes_near_the_limit_let_exactly_the_limit_through(server: RedisServer, redis: Redis) -> None:
+    a, b = limiter(server), limiter(server)
+    decisions = await asyncio.gather(*(lim.acquire([rpm(50)]) for _ in range(100) for lim in (a, b)))
+    allowed = [d for d in decisions if d.allowed]
+    assert len(allowed) == 50
+    assert sorted(50 - d.counts[0] for d in allowed) == list(range(50))  # x-ratelimit-remaining
+    assert await counter(redis, "key:a:rpm") == 50
+    await a.close()
+    await b.close()
+
+
+async def test_a_cache_hit_gives_its_reservation_back_in_process(server: RedisServer, redis: Redis) -> None:
+    lim = limiter(server)
+    tokens = Check("tenant", "tokens", "tenant:t:tpm", 100, 10_000_000)
+    first = await lim.acquire([tokens])
+    leased = await counter(redis, "tenant:t:tpm")
+    assert leased == 100 * LEASE_REQUESTS
+    for _ in range(3 * LEASE_REQUESTS):  # hits: reserve, then give it all back
+        decision = await lim.acquire([tokens])
+        lim.adjust([("tenant:t:tpm", decision.window, -100)])
+    await asyncio.sleep(0.05)
+    assert await counter(redis, "tenant:t:tpm") == leased  # no new lease, nothing sent
+    # Over-use beyond the lease goes to Redis, in the next batch.
+    lim.adjust([("tenant:t:tpm", first.window, 100 * LEASE_REQUESTS + 7)])
+    await asyncio.sleep(0.1)
+    assert await counter(redis, "tenant:t:tpm") == leased + 107
+    await lim.close()
+
+
+async def test_near_the_limit_give_backs_go_to_redis_for_every_process(server: RedisServer, redis: Redis) -> None:
+    a, b = limiter(server), limiter(server)
+    big = Check("tenant", "tokens", "tenant:t:tpm", 110, 1000)
+    for lim in (a, b):
+        decision = await lim.acquire([big])
+        assert decision.allowed
+        lim.adjust([("tenant:t:tpm", decision.window, -100)])  # used 10
+    await asyncio.sleep(0.1)
+    # The room freed by one process is room for the other: Redis holds what was really used.
+    assert await counter(redis, "tenant:t:tpm") == 20
+    await a.close()
+    await b.close()
+
+
+async def test_closing_gives_unused_leased_units_back(server: RedisServer, redis: Redis) -> None:
+    lim = limiter(server)
+    for _ in range(3):
+        assert (await lim.acquire([rpm(1_000_000)])).allowed
+    assert await counter(redis, "key:a:rpm") == LEASE_REQUESTS
+    await lim.close()
+    assert await counter(redis, "key:a:rpm") == 3
+
+
+async def test_a_new_window_takes_a_new_lease(server: RedisServer, redis: Redis) -> None:
+    clock = Clock()
+    lim = limiter(server, clock)
+    assert (await lim.acquire([rpm(2)])).allowed
+    assert (await lim.acquire([rpm(2)])).allowed
+    assert not (await lim.acquire([rpm(2)])).allowed
+    clock.now += 60
+    assert (await lim.acquire([rpm(2)])).allowed
+    assert int(await redis.get("t:key:a:rpm:101") or 0) == 1
+    await lim.close()
