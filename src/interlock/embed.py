@@ -3,10 +3,11 @@
 Two parts of the gateway compare texts by meaning: drift detection embeds a sample of prompts to
 see topics move, and rollouts embed shadow-traffic answers to score how far a candidate model's
 answer is from the incumbent's. Both want the same small, well-known model, and neither may
-bring torch (two gigabytes of wheels) into the gateway. The encoder is small enough (6 layers,
-hidden 384) that a numpy forward pass over float32 weights is fast enough for sampled, off-path
-work, so this module reimplements exactly what sentence-transformers runs for this model, as its
-`modules.json` lists it: a BERT encoder, mean pooling over the attention mask, L2 normalisation.
+bring torch into the gateway (sentence-transformers from PyPI made a 6 GB virtualenv here, CUDA
+libraries included). The encoder is small (6 layers, hidden 384), so a numpy forward pass over
+float32 weights is fast enough for sampled, off-path work. This module reimplements what
+sentence-transformers runs for this model, as its `modules.json` lists it: a BERT encoder, mean
+pooling over the attention mask, L2 normalisation.
 
 It lives at the package top level, not in `observe/` or `rollout/`, because both use it and it
 uses neither: a leaf that imports nothing of ours, like `errors`.
@@ -43,7 +44,7 @@ for the attention scores (T the longest text of a group): 100 MB for 32 texts of
 The weights take about 90 MB.
 
 Throughput on the 2-core development machine (AMD EPYC, numpy 2.4 with its bundled OpenBLAS
-0.3.31), measured while other sessions kept its load average near 2, so these are figures for a
+0.3.31), measured while other work kept its load average between 2 and 3, so these are figures for a
 busy machine; the best of a few rounds, with, from the repository root:
 
     P="from interlock.embed import MiniLmEmbedder; e = MiniLmEmbedder(); e.load()"
@@ -53,15 +54,17 @@ busy machine; the best of a few rounds, with, from the repository root:
     python -m timeit -n 20 -r 3 -s "$P; b = [p]; e.embed(b)" "e.embed(b)"
     python -m timeit -n 50 -r 3 -s "$P; b = ['how do I reset my password on the mobile app']; e.embed(b)" "e.embed(b)"
 
-p is 50 words, 62 word pieces with [CLS] and [SEP]; the last text is 10 words, 13 pieces.
+p is 50 words, 62 word pieces with [CLS] and [SEP]; the last text is 10 words, 13 pieces. Two runs
+seven minutes apart, sentences per second and time per call:
 
-    what                              OPENBLAS_NUM_THREADS=1       default (2 threads)
-    batch of 32 of p                  BATCH1                       BATCH2
-    p alone                           SINGLE1                      SINGLE2
-    the 10-word question alone        SHORT1                       SHORT2
+    what                          OPENBLAS_NUM_THREADS=1             default (2 BLAS threads)
+    batch of 32 of p              31-35/s   (0.90-1.04 s a batch)    21-27/s  (1.2-1.6 s a batch)
+    p alone                       25-28/s   (36-41 ms)               3-9/s    (106-304 ms)
+    the 10-word question alone    68-78/s   (12.8-14.6 ms)           16-36/s  (28-62 ms)
 
-A forward pass is about 21 MFLOP a word piece (2 x 10.6 M encoder weights), so a batch of 32 of p
-is 42 GFLOP: one core's sgemm here does about 70 GFLOP/s, and the batch figure is close to that.
+A forward pass costs about 21 MFLOP a word piece (2 x 10.6 M encoder weights), so a batch of 32 of
+p is 42 GFLOP: about 45 GFLOP/s with one BLAS thread, two thirds of what one core's sgemm does
+here on large matrices (about 70 GFLOP/s). An idle machine was not to be had.
 """
 
 from __future__ import annotations
