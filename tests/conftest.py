@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as `interlock serve` does, before numpy loads
+
 from collections.abc import Iterator
 from pathlib import Path
 
