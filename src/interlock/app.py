@@ -9,6 +9,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .cache import CacheStage, MemoryCache, RedisTier
 from .config import (
@@ -17,6 +18,7 @@ from .config import (
     DlpSettings,
     LocalDeployment,
     OpenAIDeployment,
+    RedisSettings,
     SecuritySettings,
     Settings,
     load_settings,
@@ -49,6 +51,10 @@ from .security.pii.presidio import PresidioDetector
 from .security.pii.vault import MemoryVaultStore, RedisVaultStore, TokenVault, VaultStore
 from .security.roles import DEFAULT_ROLES, Permission, class_rank
 from .stores.redis import redis_client
+
+if TYPE_CHECKING:
+    from .observe.drift import DriftReport
+    from .observe.monitor import DriftMonitor
 
 CONFIG_ENV = "INTERLOCK_CONFIG"
 log = logging.getLogger("interlock")
@@ -296,3 +302,34 @@ def create_app() -> Gateway:
     if path is not None and any(s in Path(path).read_text() for s in ("vault://", "azure-keyvault://", "file:")):
         reload = functools.partial(load_settings, path)  # references that can change while we run
     return build(settings, reload=reload)
+
+
+def make_drift_monitor(
+    settings: Settings,
+    on_report: Callable[[str, str, DriftReport], None] | None = None,
+    on_dropped: Callable[[], None] | None = None,
+) -> DriftMonitor | None:
+    """The drift monitor, when configured. Imported here: the statistics pull in scipy (about
+    1.7 s at start), which a gateway without drift monitoring should not pay for."""
+    drift = settings.drift
+    if drift is None:
+        return None
+    from .embed import MiniLmEmbedder
+    from .observe.monitor import DriftMonitor, MonitorSettings
+
+    monitor_settings = MonitorSettings(
+        sample=drift.sample,
+        max_per_s=drift.max_per_s,
+        embed_sample=drift.embed_sample,
+        embed_max_per_s=drift.embed_max_per_s,
+        window_s=drift.window_s,
+        evaluate_s=drift.evaluate_s,
+        references=dict(drift.references),
+    )
+    redis = None
+    prefix = "interlock:drift:"
+    if drift.redis is not None:
+        redis = redis_client(drift.redis.url, max(drift.redis.timeout_ms, 1000) / 1000)  # blobs, not counters
+        prefix = drift.redis.prefix if drift.redis.prefix != RedisSettings().prefix else prefix
+    embedder = MiniLmEmbedder() if drift.embeddings else None
+    return DriftMonitor(monitor_settings, redis, prefix, embedder, on_report=on_report, on_dropped=on_dropped)

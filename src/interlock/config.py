@@ -284,6 +284,21 @@ class SecretsSettings(_Frozen, frozen=True, kw_only=True):
     refresh_s: float = 300.0  # re-read references; upstream API keys rotate without a restart
 
 
+class DriftSettings(_Frozen, frozen=True, kw_only=True):
+    """Drift monitoring (interlock.observe.monitor): what is sampled, how long the live window
+    is, and where the reference profiles come from."""
+
+    sample: float = 1.0  # share of requests observed
+    max_per_s: int = 200  # and at most this many a second per process
+    embeddings: bool = False  # embed sampled prompts with all-MiniLM-L6-v2 (the `topic` feature)
+    embed_sample: float = 0.1  # share of observed requests whose prompt is embedded
+    embed_max_per_s: int = 5  # per process; one embedding costs 10-40 ms of CPU here
+    window_s: float = 300.0  # the live window, sliding by a tenth of it
+    evaluate_s: float = 10.0
+    redis: RedisSettings | None = None  # share live windows across workers and replicas
+    references: dict[str, str] = {}  # model group -> reference profile file (`interlock drift baseline`)
+
+
 class Settings(_Frozen, frozen=True, kw_only=True):
     models: list[ModelGroup]
     server: ServerSettings = ServerSettings()
@@ -295,6 +310,7 @@ class Settings(_Frozen, frozen=True, kw_only=True):
     dlp: DlpSettings | None = None
     audit: AuditSettings | None = None
     secrets: SecretsSettings = SecretsSettings()
+    drift: DriftSettings | None = None
 
     def group(self, name: str) -> ModelGroup | None:
         for g in self.models:
@@ -306,6 +322,22 @@ class Settings(_Frozen, frozen=True, kw_only=True):
 def default_settings() -> Settings:
     """What `interlock serve` runs with no config: the embedded model alone."""
     return Settings(models=[ModelGroup(name=DEFAULT_LOCAL_MODEL, deployments=[LocalDeployment(id="local")])])
+
+
+def _check_drift(settings: Settings, groups: set[str]) -> None:
+    drift = settings.drift
+    if drift is None:
+        return
+    for name, value in (("sample", drift.sample), ("embed_sample", drift.embed_sample)):
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"$.drift.{name}: expected a share between 0 and 1")
+    if drift.window_s <= 0 or drift.evaluate_s <= 0 or drift.max_per_s < 1:
+        raise ConfigError("$.drift: window_s, evaluate_s and max_per_s must be positive")
+    if drift.redis is None and settings.server.workers > 1:
+        raise ConfigError("$.drift.redis: expected a Redis with server.workers > 1 (each worker would see a part)")
+    for name in drift.references:
+        if name not in groups:
+            raise ConfigError(f"$.drift.references.{name}: unknown model group")
 
 
 def _check(settings: Settings) -> None:
@@ -337,6 +369,7 @@ def _check(settings: Settings) -> None:
                 raise ConfigError(f"$.models[{i}].fallbacks[{k}]: a group cannot fall back to itself")
     if settings.server.workers < 1:
         raise ConfigError("$.server.workers: expected an integer >= 1")
+    _check_drift(settings, seen)
     limits = settings.limits
     if limits.redis is None and settings.server.workers > 1:
         uses_limits = limits.tenants or limits.models or settings.security.enabled
@@ -406,6 +439,10 @@ def _place_key_store(settings: Settings, base_dir: Path) -> Settings:
         settings = msgspec.structs.replace(
             settings, audit=msgspec.structs.replace(audit, sqlite_path=sqlite_path, spool_path=spool)
         )
+    drift = settings.drift
+    if drift is not None and drift.references:
+        references = {name: _beside(base_dir, path, path) for name, path in drift.references.items()}
+        settings = msgspec.structs.replace(settings, drift=msgspec.structs.replace(drift, references=references))
     return settings
 
 
