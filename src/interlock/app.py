@@ -7,8 +7,10 @@ import functools
 import gc
 import logging
 import os
+import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .cache import CacheStage, MemoryCache, RedisTier
 from .config import (
@@ -27,6 +29,8 @@ from .edge.inference import InferenceHandler
 from .edge.info import InfoHandlers
 from .errors import ConfigError
 from .observe.metrics import Metrics
+from .observe.stage import TelemetryStage
+from .observe.tracing import make_tracing, traced
 from .pipeline.runner import Pipeline, Stage
 from .providers.aiohttp_transport import AiohttpTransport
 from .providers.azure import AzureProvider
@@ -49,6 +53,9 @@ from .security.pii.presidio import PresidioDetector
 from .security.pii.vault import MemoryVaultStore, RedisVaultStore, TokenVault, VaultStore
 from .security.roles import DEFAULT_ROLES, Permission, class_rank
 from .stores.redis import redis_client
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 CONFIG_ENV = "INTERLOCK_CONFIG"
 log = logging.getLogger("interlock")
@@ -79,10 +86,17 @@ def tune_gc(settings: Settings) -> None:
     gc.set_threshold(server.gc_gen0_threshold, gen1, gen2)
 
 
-def build(settings: Settings, metrics: Metrics | None = None, reload: Callable[[], Settings] | None = None) -> Gateway:
+def build(
+    settings: Settings,
+    metrics: Metrics | None = None,
+    reload: Callable[[], Settings] | None = None,
+    span_exporter: SpanExporter | None = None,
+) -> Gateway:
     """Wire everything. `reload` re-reads the config, secrets included; with it, upstream API
-    keys are refreshed every `secrets.refresh_s` seconds."""
+    keys are refreshed every `secrets.refresh_s` seconds. `span_exporter` receives every span
+    besides the configured exporters (tests pass an in-memory one)."""
     metrics = metrics or Metrics()
+    tracing = make_tracing(settings.telemetry, span_exporter)
     http = make_transport(settings)
     circuit = settings.router.circuit
     providers: list[Provider] = []
@@ -99,6 +113,7 @@ def build(settings: Settings, metrics: Metrics | None = None, reload: Callable[[
                     weight=spec.weight,
                     circuit=breaker,
                     max_class=class_rank(spec.max_class),
+                    version=spec.version,
                 )
             )
         groups.append(GroupRuntime(group.name, runtimes, group.strategy, list(group.fallbacks)))
@@ -113,7 +128,11 @@ def build(settings: Settings, metrics: Metrics | None = None, reload: Callable[[
         stages.append(dlp_stage)
     # The cache comes after DLP: it keys on, and stores, the protected request and answer.
     stages.append(CacheStage({g.name: g.cache for g in settings.models}, memory, redis, metrics))
-    pipeline = Pipeline(stages, router)
+    # Innermost: sees only what a deployment generated, and strips sampled logprobs before the
+    # cache stores the answer (observe/stage.py says why that order matters).
+    stages.append(TelemetryStage(metrics, settings.telemetry.logprobs_sample, random.Random()))
+    # Stages get span wrappers only when tracing is on: otherwise the path has no trace of it.
+    pipeline = Pipeline(traced(stages) if tracing is not None else stages, router)
 
     async def check(provider: Provider) -> bool:
         try:
@@ -187,6 +206,8 @@ def build(settings: Settings, metrics: Metrics | None = None, reload: Callable[[
             await audit.close()
         if store is not None:
             await store.close()
+        if tracing is not None:
+            await asyncio.to_thread(tracing.shutdown)  # flushes spans still in the exporter's batch
 
     inference = InferenceHandler(
         pipeline,
@@ -196,10 +217,11 @@ def build(settings: Settings, metrics: Metrics | None = None, reload: Callable[[
         audit,
         settings.server.request_log,
         settings.server.max_messages,
+        tracing,
     )
     info = InfoHandlers([g.name for g in settings.models], metrics, ready_check, groups_ready)
     admin = AdminHandlers(store, secret, roles, audit)
-    return Gateway(inference, info, admin, auth, startup, shutdown)
+    return Gateway(inference, info, admin, auth, startup, shutdown, metrics)
 
 
 def make_limit_stage(settings: Settings, metrics: Metrics) -> LimitStage:
