@@ -187,17 +187,24 @@ def traced(stages: Sequence[Stage]) -> list[Stage]:
 
 
 # -- construction ------------------------------------------------------------------------------
-def check_available(settings: TelemetrySettings) -> None:
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
+
+
+def check_available(settings: TelemetrySettings, azure: bool = True) -> None:
     """Fail at start, with the key to blame, when an exporter is configured but not installed."""
-    if settings.azure_monitor_connection_string and importlib.util.find_spec("azure.monitor.opentelemetry") is None:
+    if azure and settings.azure_monitor_connection_string and not _installed("azure.monitor.opentelemetry"):
         raise ConfigError(
             "$.telemetry.azure_monitor_connection_string: azure-monitor-opentelemetry is not installed "
             "(pip install 'interlock[azure-monitor]')"
         )
-    if (settings.otlp_endpoint or settings.console) and importlib.util.find_spec("opentelemetry.sdk") is None:
+    if (settings.otlp_endpoint or settings.console) and not _installed("opentelemetry.sdk"):
         key = "otlp_endpoint" if settings.otlp_endpoint else "console"
         raise ConfigError(f"$.telemetry.{key}: the OpenTelemetry SDK is not installed (pip install 'interlock[otel]')")
-    if settings.otlp_endpoint and importlib.util.find_spec("opentelemetry.exporter.otlp.proto.http") is None:
+    if settings.otlp_endpoint and not _installed("opentelemetry.exporter.otlp.proto.http"):
         raise ConfigError(
             "$.telemetry.otlp_endpoint: the OTLP exporter is not installed (pip install 'interlock[otel]')"
         )
@@ -220,7 +227,7 @@ def make_tracing(
     `azure_configure` stands in for azure-monitor-opentelemetry's `configure_azure_monitor`."""
     if not settings.tracing and exporter is None:
         return None
-    check_available(settings)
+    check_available(settings, azure=azure_configure is None)
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor

@@ -217,6 +217,8 @@ class Router:
         metrics.inflight_add(dep.id, 1)
         started = time.perf_counter()
         handed_on = False
+        # The deployment tried last is the one a failure is counted against.
+        ctx.deployment, ctx.version = dep.id, dep.version
         trace = ctx.trace
         span = None
         if trace is not None:
@@ -230,12 +232,12 @@ class Router:
             if ctx.stream:
                 events = await self._call(provider.open_stream, ctx)
                 handed_on = True
-                ctx.deployment, ctx.served_model, ctx.version = dep.id, group.name, dep.version
+                ctx.served_model = group.name
                 return StreamResult(self._track_stream(group, dep, ctx, events, started, span))
             answer = await self._call(provider.complete, ctx)
             elapsed = time.perf_counter() - started
             ctx.upstream_seconds += elapsed
-            ctx.deployment, ctx.served_model, ctx.version = dep.id, group.name, dep.version
+            ctx.served_model = group.name
             dep.observe_latency(elapsed)
             dep.circuit.success()
             metrics.upstream_done(group.name, dep.id, elapsed)
