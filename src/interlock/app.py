@@ -10,7 +10,6 @@ import os
 import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .cache import CacheStage, MemoryCache, RedisTier
 from .config import (
@@ -30,7 +29,7 @@ from .edge.info import InfoHandlers
 from .errors import ConfigError
 from .observe.metrics import Metrics
 from .observe.stage import TelemetryStage
-from .observe.tracing import make_tracing, traced
+from .observe.tracing import Tracing, make_tracing, traced
 from .pipeline.runner import Pipeline, Stage
 from .providers.aiohttp_transport import AiohttpTransport
 from .providers.azure import AzureProvider
@@ -53,9 +52,6 @@ from .security.pii.presidio import PresidioDetector
 from .security.pii.vault import MemoryVaultStore, RedisVaultStore, TokenVault, VaultStore
 from .security.roles import DEFAULT_ROLES, Permission, class_rank
 from .stores.redis import redis_client
-
-if TYPE_CHECKING:
-    from opentelemetry.sdk.trace.export import SpanExporter
 
 CONFIG_ENV = "INTERLOCK_CONFIG"
 log = logging.getLogger("interlock")
@@ -90,13 +86,13 @@ def build(
     settings: Settings,
     metrics: Metrics | None = None,
     reload: Callable[[], Settings] | None = None,
-    span_exporter: SpanExporter | None = None,
+    tracing: Tracing | None = None,
 ) -> Gateway:
     """Wire everything. `reload` re-reads the config, secrets included; with it, upstream API
-    keys are refreshed every `secrets.refresh_s` seconds. `span_exporter` receives every span
-    besides the configured exporters (tests pass an in-memory one)."""
+    keys are refreshed every `secrets.refresh_s` seconds. `tracing` replaces the one the
+    settings describe (tests pass one exporting to memory)."""
     metrics = metrics or Metrics()
-    tracing = make_tracing(settings.telemetry, span_exporter)
+    tracing = tracing or make_tracing(settings.telemetry)
     http = make_transport(settings)
     circuit = settings.router.circuit
     providers: list[Provider] = []
@@ -131,8 +127,8 @@ def build(
     # Innermost: sees only what a deployment generated, and strips sampled logprobs before the
     # cache stores the answer (observe/stage.py says why that order matters).
     stages.append(TelemetryStage(metrics, settings.telemetry.logprobs_sample, random.Random()))
-    # Stages get span wrappers only when tracing is on: otherwise the path has no trace of it.
-    pipeline = Pipeline(traced(stages) if tracing is not None else stages, router)
+    # Traced copies of the stages only when tracing is on, run only for sampled requests.
+    pipeline = Pipeline(stages, router, traced(stages) if tracing is not None else None)
 
     async def check(provider: Provider) -> bool:
         try:

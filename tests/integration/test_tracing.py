@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from interlock.app import build
 from interlock.config import parse_settings
+from interlock.observe.tracing import make_tracing
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.procs import Gateway, free_port
 
@@ -67,7 +68,8 @@ def attribute_values(spans: tuple[ReadableSpan, ...]) -> list[str]:
 
 async def test_spans_per_request_stage_and_upstream_call_without_any_text(upstream: FakeUpstream) -> None:
     exporter = InMemorySpanExporter()
-    app = build(settings(upstream), span_exporter=exporter)
+    config = settings(upstream)
+    app = build(config, tracing=make_tracing(config.telemetry, exporter))
     # One conversation: the email gets the same token each time, so the protected request (what
     # the cache keys on) is the same too.
     headers = {"x-interlock-conversation": "conv-1"}

@@ -355,7 +355,8 @@ async def test_a_traced_request_has_a_span_per_stage_phase_and_an_unsampled_one_
     tracing = make_tracing(TelemetrySettings(), exporter)
     assert tracing is not None
     log: list[str] = []
-    pipeline = Pipeline(traced([LimitStage(log), CacheStage(log)]), answered_by(Completion(chat(None))))
+    stages = [LimitStage(log), CacheStage(log)]
+    pipeline = Pipeline(stages, answered_by(Completion(chat(None))), traced(stages))
     ctx = context({"messages": []})
     ctx.trace = tracing.start_request("POST /v1/chat/completions", {})
     assert ctx.trace is not None
@@ -369,12 +370,25 @@ async def test_a_traced_request_has_a_span_per_stage_phase_and_an_unsampled_one_
                for s in exporter.get_finished_spans()[:-1])  # fmt: skip
 
     exporter.clear()
-    never = make_tracing(TelemetrySettings(trace_sample_ratio=0.0), exporter)
-    assert never is not None and never.start_request("POST /v1/chat/completions", {}) is None
-    await pipeline.run(context({"messages": []}))  # no trace on the context: the stages make no span
+    await pipeline.run(context({"messages": []}))  # no trace on the context: the plain stages run
     assert exporter.get_finished_spans() == () and log == ["before"] * 4
     tracing.shutdown()
+
+
+def test_requests_are_sampled_before_any_span_is_made() -> None:
+    exporter = InMemorySpanExporter()
+    never = make_tracing(TelemetrySettings(trace_sample_ratio=0.0), exporter)
+    assert never is not None and never.start_request("POST /v1/chat/completions", {}) is None
+    half = make_tracing(TelemetrySettings(trace_sample_ratio=0.5), exporter)
+    assert half is not None
+    sampled = [half.start_request("POST /v1/chat/completions", {}) for _ in range(400)]
+    assert 140 < sum(t is not None for t in sampled) < 260
+    for t in sampled:
+        if t is not None:
+            t.finish(None, "m", 200, None)
+    assert len(exporter.get_finished_spans()) == sum(t is not None for t in sampled)  # nothing for the others
     never.shutdown()
+    half.shutdown()
 
 
 async def test_a_callers_sampled_traceparent_is_the_parent() -> None:
@@ -396,8 +410,9 @@ def test_without_tracing_configured_no_stage_is_wrapped() -> None:
                                                                            "api_base": "http://127.0.0.1:9/v1"}]}]})  # fmt: skip
     assert make_tracing(settings.telemetry) is None
     gateway = build(settings)
-    stages = gateway._inference._pipeline._stages  # the hot path as built
-    assert stages and not any(isinstance(s, TracedStage) for s in stages)
+    pipeline = gateway._inference._pipeline  # the hot path as built
+    stages = pipeline._stages
+    assert stages and pipeline._traced is stages and not any(isinstance(s, TracedStage) for s in stages)
     assert type(stages[-1]).__name__ == "TelemetryStage"  # innermost: inside the cache
     asyncio.run(gateway._on_shutdown())
 

@@ -2,9 +2,12 @@
 `cache.after`, ...) and one per upstream attempt.
 
 Built only when `telemetry` names an exporter. Without one, nothing here is constructed: the
-request handler and the router hold `None`, the pipeline's stages are not wrapped, and a request
-pays one `is None` test, not a span (not even OpenTelemetry's no-op one). With tracing on, a
-request the sampler drops gets no `RequestTrace` either, so its stages skip their spans too.
+request handler and the router hold `None`, the pipeline has no traced stages, and a request pays
+one `is None` test, not a span (not even OpenTelemetry's no-op one, which costs more: see
+bench/telemetry_cost.py). With tracing on, the sampling decision for a request without a
+`traceparent` is ours, one random draw, made before OpenTelemetry is called: a request not
+sampled gets no span and no `RequestTrace`, and runs the pipeline's plain stages. A caller's
+`traceparent` is followed instead (its sampled flag decides).
 
 Spans carry configured names and small fixed sets only (model group, deployment, version,
 status, cache status, data class, error class, token counts): never prompt or answer text, never
@@ -16,6 +19,7 @@ OpenTelemetry is imported here only, inside functions: it is an optional extra (
 from __future__ import annotations
 
 import importlib.util
+import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -39,13 +43,17 @@ class Tracing:
     """Starts spans from an OpenTelemetry tracer, with explicit parents (no context variables:
     a stream outlives the task that opened it)."""
 
-    def __init__(self, tracer: Any, shutdown: Callable[[], None]) -> None:
+    def __init__(
+        self, tracer: Any, shutdown: Callable[[], None], ratio: float = 1.0, rng: random.Random | None = None
+    ) -> None:
         from opentelemetry import trace
         from opentelemetry.trace import SpanKind, Status, StatusCode
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         self._tracer = tracer
         self._shutdown = shutdown
+        self._ratio = ratio
+        self._rng = rng or random.Random()
         self._in_context = trace.set_span_in_context
         self._propagator = TraceContextTextMapPropagator()
         self._server, self._client, self._internal = SpanKind.SERVER, SpanKind.CLIENT, SpanKind.INTERNAL
@@ -56,7 +64,10 @@ class Tracing:
         the sampler drops the request: then no other span of it is made either."""
         parent = None
         traceparent = headers.get(b"traceparent")
-        if traceparent is not None:
+        if traceparent is None:
+            if self._ratio < 1.0 and self._rng.random() >= self._ratio:
+                return None
+        else:
             carrier = {"traceparent": traceparent.decode("latin-1")}
             tracestate = headers.get(b"tracestate")
             if tracestate is not None:
@@ -183,6 +194,8 @@ def stage_name(stage: object) -> str:
 
 
 def traced(stages: Sequence[Stage]) -> list[Stage]:
+    """The same stages, each with spans around its phases: the pipeline runs these for the
+    requests that have a trace, and the plain ones for all others."""
     return [TracedStage(stage, stage_name(stage)) for stage in stages]
 
 
@@ -231,7 +244,7 @@ def make_tracing(
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
-    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
     from .. import __version__
 
@@ -260,19 +273,20 @@ def make_tracing(
         azure_configure(
             connection_string=settings.azure_monitor_connection_string,
             resource=resource,
-            sampling_ratio=settings.trace_sample_ratio,
+            sampling_ratio=1.0,  # the ratio is applied before a span is started (Tracing.start_request)
             span_processors=processors,
         )
         from opentelemetry import trace
 
         global_provider = trace.get_tracer_provider()
         tracer = global_provider.get_tracer("interlock", __version__)
-        return Tracing(tracer, lambda: _shutdown(global_provider))
+        return Tracing(tracer, lambda: _shutdown(global_provider), settings.trace_sample_ratio)
 
-    provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(settings.trace_sample_ratio)))
+    # Roots are sampled by Tracing.start_request; OpenTelemetry only follows a caller's parent.
+    provider = TracerProvider(resource=resource, sampler=ParentBased(ALWAYS_ON))
     for processor in processors:
         provider.add_span_processor(processor)
-    return Tracing(provider.get_tracer("interlock", __version__), provider.shutdown)
+    return Tracing(provider.get_tracer("interlock", __version__), provider.shutdown, settings.trace_sample_ratio)
 
 
 def _shutdown(provider: object) -> None:
