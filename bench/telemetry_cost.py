@@ -54,6 +54,25 @@ def metrics_of_a_hit() -> float:
         return per_call_us(lambda: m.request_done("hit", "chat/completions", 200, "hit", 0.0001, 0.0))
 
 
+def context_of_a_request() -> float:
+    from interlock.pipeline.context import Endpoint, RequestContext
+
+    body = {"model": "hit", "messages": []}
+    return per_call_us(lambda: RequestContext(request_id="r", endpoint=Endpoint.CHAT, model="hit", body=body))
+
+
+def unsampled_request() -> float:
+    """Tracing on, the request not sampled: the draw that decides it, and nothing else."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from interlock.observe.tracing import Tracing
+
+    provider = TracerProvider()
+    tracing = Tracing(provider.get_tracer("bench"), provider.shutdown, 0.0)
+    headers: dict[bytes, bytes] = {}
+    return per_call_us(lambda: tracing.start_request("POST /v1/chat/completions", headers))
+
+
 # -- 2 ----------------------------------------------------------------------------------------------
 async def upstream() -> asyncio.Server:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -211,6 +230,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     print(f"1. Metrics.request_done of a hit: {metrics_of_a_hit():.2f} us")
+    print(f"   RequestContext(...) of a request: {context_of_a_request():.2f} us")
     off = uvloop.run(hit_path(None, args.requests, args.rounds))
     print(f"2. cache hit through the ASGI app, tracing off: {off:.1f} us/request")
     try:
@@ -219,6 +239,7 @@ def main() -> None:
         from interlock.config import TelemetrySettings  # noqa: F401  # a tree with telemetry
     except ImportError:
         return
+    print(f"   tracing on, a request not sampled: {unsampled_request():.3f} us to decide")
     sampled = uvloop.run(hit_path({"trace_sample_ratio": 1.0}, args.requests, args.rounds))
     dropped = uvloop.run(hit_path({"trace_sample_ratio": 0.0}, args.requests, args.rounds))
     print(f"   tracing on, every request sampled: {sampled:.1f} us/request (+{sampled - off:.1f})")

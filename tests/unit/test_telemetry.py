@@ -214,6 +214,10 @@ async def test_sampled_logprobs_are_recorded_and_stripped_from_a_json_answer() -
         await stage.before(ctx)
         seen.append(ctx.logprobs_sampled)
     assert 60 < sum(seen) < 140
+    always = TelemetryStage(metrics, logprobs_sample=1.0)
+    odd = context({"messages": [], "top_logprobs": 2})  # invalid without logprobs: the caller's 400 stands
+    await always.before(odd)
+    assert not odd.logprobs_sampled
 
     ctx = context({"messages": []})
     ctx.logprobs_sampled = True

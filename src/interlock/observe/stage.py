@@ -70,6 +70,7 @@ class TelemetryStage:
             self._sample
             and ctx.endpoint is Endpoint.CHAT
             and not ctx.body.get("logprobs")
+            and "top_logprobs" not in ctx.body  # without logprobs it is the caller's 400 to get
             and self._rng.random() < self._sample
         ):
             ctx.logprobs_sampled = True
