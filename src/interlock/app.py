@@ -7,6 +7,7 @@ import functools
 import gc
 import logging
 import os
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,8 @@ from .edge.inference import InferenceHandler
 from .edge.info import InfoHandlers
 from .errors import ConfigError
 from .observe.metrics import Metrics
+from .observe.stage import TelemetryStage
+from .observe.tracing import Tracing, make_tracing, traced
 from .pipeline.runner import Pipeline, Stage
 from .providers.aiohttp_transport import AiohttpTransport
 from .providers.azure import AzureProvider
@@ -85,10 +88,17 @@ def tune_gc(settings: Settings) -> None:
     gc.set_threshold(server.gc_gen0_threshold, gen1, gen2)
 
 
-def build(settings: Settings, metrics: Metrics | None = None, reload: Callable[[], Settings] | None = None) -> Gateway:
+def build(
+    settings: Settings,
+    metrics: Metrics | None = None,
+    reload: Callable[[], Settings] | None = None,
+    tracing: Tracing | None = None,
+) -> Gateway:
     """Wire everything. `reload` re-reads the config, secrets included; with it, upstream API
-    keys are refreshed every `secrets.refresh_s` seconds."""
+    keys are refreshed every `secrets.refresh_s` seconds. `tracing` replaces the one the
+    settings describe (tests pass one exporting to memory)."""
     metrics = metrics or Metrics()
+    tracing = tracing or make_tracing(settings.telemetry)
     http = make_transport(settings)
     circuit = settings.router.circuit
     providers: list[Provider] = []
@@ -105,6 +115,7 @@ def build(settings: Settings, metrics: Metrics | None = None, reload: Callable[[
                     weight=spec.weight,
                     circuit=breaker,
                     max_class=class_rank(spec.max_class),
+                    version=spec.version,
                 )
             )
         groups.append(GroupRuntime(group.name, runtimes, group.strategy, list(group.fallbacks)))
@@ -119,7 +130,11 @@ def build(settings: Settings, metrics: Metrics | None = None, reload: Callable[[
         stages.append(dlp_stage)
     # The cache comes after DLP: it keys on, and stores, the protected request and answer.
     stages.append(CacheStage({g.name: g.cache for g in settings.models}, memory, redis, metrics))
-    pipeline = Pipeline(stages, router)
+    # Innermost: sees only what a deployment generated, and strips sampled logprobs before the
+    # cache stores the answer (observe/stage.py says why that order matters).
+    stages.append(TelemetryStage(metrics, settings.telemetry.logprobs_sample, random.Random()))
+    # Traced copies of the stages only when tracing is on, run only for sampled requests.
+    pipeline = Pipeline(stages, router, traced(stages) if tracing is not None else None)
 
     async def check(provider: Provider) -> bool:
         try:
@@ -193,6 +208,8 @@ def build(settings: Settings, metrics: Metrics | None = None, reload: Callable[[
             await audit.close()
         if store is not None:
             await store.close()
+        if tracing is not None:
+            await asyncio.to_thread(tracing.shutdown)  # flushes spans still in the exporter's batch
 
     inference = InferenceHandler(
         pipeline,
@@ -202,10 +219,11 @@ def build(settings: Settings, metrics: Metrics | None = None, reload: Callable[[
         audit,
         settings.server.request_log,
         settings.server.max_messages,
+        tracing,
     )
     info = InfoHandlers([g.name for g in settings.models], metrics, ready_check, groups_ready)
     admin = AdminHandlers(store, secret, roles, audit)
-    return Gateway(inference, info, admin, auth, startup, shutdown)
+    return Gateway(inference, info, admin, auth, startup, shutdown, metrics)
 
 
 def make_limit_stage(settings: Settings, metrics: Metrics) -> LimitStage:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .config import Settings, load_settings
 from .errors import ConfigError
 from .observe import logs
+from .observe.tracing import check_available
 from .security.roles import DATA_CLASSES
 
 if TYPE_CHECKING:
@@ -27,7 +28,9 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 def _load(path: str | None) -> Settings | None:
     try:
-        return load_settings(path)
+        settings = load_settings(path)
+        check_available(settings.telemetry)
+        return settings
     except ConfigError as exc:
         print(f"interlock: invalid configuration: {exc}", file=sys.stderr)
         return None
@@ -245,6 +248,7 @@ def _drift(args: argparse.Namespace) -> int:
 def _check_config(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.file)
+        check_available(settings.telemetry)
     except ConfigError as exc:
         print(f"invalid: {exc}", file=sys.stderr)
         return 1

@@ -8,6 +8,7 @@ converts it into the structs below. Every error names the key path (`$.models[0]
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ from .errors import ConfigError
 from .security.secrets import SecretError, SecretResolver, resolve_all
 
 DEFAULT_LOCAL_MODEL = "smollm2"
+_VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class _Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -49,6 +51,7 @@ class OpenAIDeployment(_Frozen, frozen=True, kw_only=True, tag="openai", tag_fie
     price: PriceSettings | None = None  # for spend budgets and the spend metric
     weight: float = 1.0
     tags: list[str] = []
+    version: str = "v1"  # a label on every metric and span; canary rollouts group deployments by it
 
 
 class AzureDeployment(_Frozen, frozen=True, kw_only=True, tag="azure", tag_field="backend"):
@@ -72,6 +75,7 @@ class AzureDeployment(_Frozen, frozen=True, kw_only=True, tag="azure", tag_field
     price: PriceSettings | None = None  # for spend budgets and the spend metric
     weight: float = 1.0
     tags: list[str] = []
+    version: str = "v1"  # a label on every metric and span; canary rollouts group deployments by it
 
 
 class LocalDeployment(_Frozen, frozen=True, kw_only=True, tag="local", tag_field="backend"):
@@ -88,6 +92,7 @@ class LocalDeployment(_Frozen, frozen=True, kw_only=True, tag="local", tag_field
     price: PriceSettings | None = None  # for spend budgets and the spend metric
     weight: float = 1.0
     tags: list[str] = []
+    version: str = "v1"  # a label on every metric and span; canary rollouts group deployments by it
 
 
 Deployment = OpenAIDeployment | AzureDeployment | LocalDeployment
@@ -299,6 +304,28 @@ class DriftSettings(_Frozen, frozen=True, kw_only=True):
     references: dict[str, str] = {}  # model group -> reference profile file (`interlock drift baseline`)
 
 
+class TelemetrySettings(_Frozen, frozen=True, kw_only=True):
+    """Traces (OpenTelemetry) and confidence sampling. Prometheus metrics are always on."""
+
+    service_name: str = "interlock"
+    # OTLP over HTTP (protobuf): a collector's base URL (`http://collector:4318`, to which
+    # `/v1/traces` is added) or the full traces URL. Needs `pip install 'interlock[otel]'`.
+    otlp_endpoint: str | None = None
+    otlp_headers: dict[str, str] = {}
+    otlp_timeout_s: float = 10.0
+    console: bool = False  # print finished spans on standard output (debugging)
+    # Application Insights through azure-monitor-opentelemetry (`pip install 'interlock[azure-monitor]'`).
+    azure_monitor_connection_string: str | None = None
+    trace_sample_ratio: float = 1.0  # share of requests traced (a caller's sampled `traceparent` is kept)
+    # Share of chat requests for which the backend is asked for logprobs although the caller did
+    # not ask; they feed the confidence metrics and are removed from the answer.
+    logprobs_sample: float = 0.0
+
+    @property
+    def tracing(self) -> bool:
+        return bool(self.otlp_endpoint or self.console or self.azure_monitor_connection_string)
+
+
 class Settings(_Frozen, frozen=True, kw_only=True):
     models: list[ModelGroup]
     server: ServerSettings = ServerSettings()
@@ -310,6 +337,7 @@ class Settings(_Frozen, frozen=True, kw_only=True):
     dlp: DlpSettings | None = None
     audit: AuditSettings | None = None
     secrets: SecretsSettings = SecretsSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
     drift: DriftSettings | None = None
 
     def group(self, name: str) -> ModelGroup | None:
@@ -358,6 +386,8 @@ def _check(settings: Settings) -> None:
             if d.id in ids:
                 raise ConfigError(f"{where}.id: duplicate deployment id {d.id!r}")
             ids.add(d.id)
+            if not _VERSION.fullmatch(d.version):
+                raise ConfigError(f"{where}.version: expected 1-64 letters, digits or . _ -")
             if d.weight < 0:
                 raise ConfigError(f"{where}.weight: expected a number >= 0")
             if isinstance(d, OpenAIDeployment | AzureDeployment) and d.timeout <= 0:
@@ -367,6 +397,10 @@ def _check(settings: Settings) -> None:
                 raise ConfigError(f"$.models[{i}].fallbacks[{k}]: unknown model group {fb!r}")
             if fb == g.name:
                 raise ConfigError(f"$.models[{i}].fallbacks[{k}]: a group cannot fall back to itself")
+    telemetry = settings.telemetry
+    for name in ("trace_sample_ratio", "logprobs_sample"):
+        if not 0.0 <= getattr(telemetry, name) <= 1.0:
+            raise ConfigError(f"$.telemetry.{name}: expected a number from 0 to 1")
     if settings.server.workers < 1:
         raise ConfigError("$.server.workers: expected an integer >= 1")
     _check_drift(settings, seen)

@@ -31,19 +31,25 @@ class Clock:
 
 def english(rng: random.Random) -> dict[str, object]:
     words = " ".join(rng.choice(["please", "quickly", "today", "again", "kindly"]) for _ in range(rng.randint(3, 9)))
-    return {"model": "m", "messages": [{"role": "user", "content": f"Can you help me with {rng.choice(TOPICS)} {words}?"}]}
+    return {
+        "model": "m",
+        "messages": [{"role": "user", "content": f"Can you help me with {rng.choice(TOPICS)} {words}?"}],
+    }
 
 
 def french_and_long(rng: random.Random) -> dict[str, object]:
     text = " ".join(
-        f"Pouvez-vous m'aider avec {rng.choice(FRENCH)} s'il vous plaît, c'est urgent." for _ in range(rng.randint(3, 5))
+        f"Pouvez-vous m'aider avec {rng.choice(FRENCH)} s'il vous plaît, c'est urgent."
+        for _ in range(rng.randint(3, 5))
     )
     return {"model": "m", "messages": [{"role": "user", "content": text}]}
 
 
 def answer(rng: random.Random) -> bytes:
     content = "Sure, here is how: " + "step " * rng.randint(5, 30)
-    return orjson.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]})
+    return orjson.dumps(
+        {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +90,9 @@ async def test_two_processes_share_a_live_window_and_drift_shows(server: RedisSe
         reference = Profile()
         for _ in range(600):
             request = english(rng)
-            reference.observe(observe(request, orjson.loads(answer(rng)), latency_ms=40 + rng.random() * 20, language=language))
+            reference.observe(
+                observe(request, orjson.loads(answer(rng)), latency_ms=40 + rng.random() * 20, language=language)
+            )
         await a.store_reference("m", reference)  # as `interlock drift baseline` does
 
         for i in range(300):
