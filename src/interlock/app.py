@@ -156,6 +156,16 @@ def build(
     auth = Authenticator(store, secret, roles, oidc, settings.security.key_cache_ttl)
 
     audit = make_audit_log(settings)
+    drift = make_drift_monitor(
+        settings,
+        on_report=lambda model, version, report: metrics.drift(
+            model,
+            version,
+            report.drifted_share,
+            {f.name: f.drifted for f in report.features if f.status != "insufficient"},
+        ),
+        on_dropped=metrics.drift_dropped.inc,
+    )
 
     refresher: list[asyncio.Task[None]] = []
 
@@ -189,6 +199,8 @@ def build(
         await asyncio.gather(*(p.start() for p in providers))
         if dlp_stage is not None:
             await dlp_stage.start()  # loads the named-entity model before the first request
+        if drift is not None:
+            await drift.start()
         tune_gc(settings)
         if auth.open:
             log.warning("no API keys or OIDC configured: every caller is admitted (loopback only)")
@@ -208,6 +220,8 @@ def build(
             await audit.close()
         if store is not None:
             await store.close()
+        if drift is not None:
+            await drift.close()
         if tracing is not None:
             await asyncio.to_thread(tracing.shutdown)  # flushes spans still in the exporter's batch
 
@@ -220,9 +234,10 @@ def build(
         settings.server.request_log,
         settings.server.max_messages,
         tracing,
+        drift,
     )
     info = InfoHandlers([g.name for g in settings.models], metrics, ready_check, groups_ready)
-    admin = AdminHandlers(store, secret, roles, audit)
+    admin = AdminHandlers(store, secret, roles, audit, drift)
     return Gateway(inference, info, admin, auth, startup, shutdown, metrics)
 
 
@@ -320,6 +335,11 @@ def create_app() -> Gateway:
     if path is not None and any(s in Path(path).read_text() for s in ("vault://", "azure-keyvault://", "file:")):
         reload = functools.partial(load_settings, path)  # references that can change while we run
     return build(settings, reload=reload)
+
+
+def _export_drift(metrics: Metrics, model: str, version: str, report: DriftReport) -> None:
+    tested = {f.name: f.drifted for f in report.features if f.status != "insufficient"}
+    metrics.drift(model, version, report.drifted_share, tested)
 
 
 def make_drift_monitor(

@@ -103,15 +103,16 @@ async def test_two_processes_share_a_live_window_and_drift_shows(server: RedisSe
         await a.evaluate()
         live = await a.live("m", "v1")
         assert live.n == 300  # both processes' observations, merged through Redis
-        report = a.reports[("m", "v1")]
+        report = a.reports[("m", "all")]
         assert not report.to_dict()["dataset_drifted"], report.drifted_features
+        assert ("m", "all") in a.reports
 
         for i in range(300):
             (a if i % 2 else b).offer("m", "v1", french_and_long(rng), answer(rng), 40 + rng.random() * 20)
         await settle(a, b)
         await b.publish()
         await a.evaluate()
-        report = a.reports[("m", "v1")]
+        report = a.reports[("m", "all")]
         assert report.to_dict()["dataset_drifted"]
         assert {"language", "prompt_tokens"} <= set(report.drifted_features)
 

@@ -65,6 +65,7 @@ class Gateway:
         routes[("GET", "/metrics")] = (info.metrics, read_metrics)
         routes[("POST", "/admin/keys")] = (admin.create_key, keys)
         routes[("GET", "/admin/keys")] = (admin.list_keys, keys)
+        routes[("GET", "/admin/drift")] = (admin.drift_reports, read_metrics)
         self._routes = routes
         self._paths = {path for _, path in routes}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import orjson
@@ -29,6 +29,9 @@ from ..security.roles import DATA_CLASSES
 from .exchange import Exchange
 from .http import read_body
 from .sse import first_event
+
+if TYPE_CHECKING:  # not imported at run time: the drift statistics load scipy
+    from ..observe.monitor import DriftMonitor
 
 SCHEMAS: dict[Endpoint, type[msgspec.Struct]] = {
     Endpoint.CHAT: ChatRequest,
@@ -111,8 +114,10 @@ class InferenceHandler:
         request_log: str = "off",
         max_messages: int = 2048,
         tracing: Tracing | None = None,
+        drift: DriftMonitor | None = None,
     ) -> None:
         self._tracing = tracing
+        self._drift = drift
         self._span_names = {e: f"POST /v1/{e.value}" for e in Endpoint}
         self._max_messages = max_messages
         self._request_log = request_log
@@ -121,6 +126,16 @@ class InferenceHandler:
         self._metrics = metrics
         self._max_body = max_body
         self._audit = audit
+
+    def _observe(self, ctx: RequestContext, body: bytes) -> None:
+        """Offer the exchange to the drift monitor, as the stages left it: after DLP, so a profile
+        never sees a raw value. Streams are not offered (their text is never assembled here)."""
+        assert self._drift is not None
+        confidence = ctx.confidence.mean_logprob if ctx.confidence is not None else None
+        pii = sum(ctx.findings.values()) if ctx.protected else None
+        latency_ms = (time.perf_counter() - ctx.started) * 1000
+        model = ctx.served_model or ctx.model
+        self._drift.offer(model, ctx.version or NONE, ctx.body, body, latency_ms, pii, confidence)
 
     def _check_sizes(self, data: dict[str, Any], cap: int | None) -> None:
         """The message count limit, and the key's cap on tokens to generate (applied when the
@@ -174,6 +189,8 @@ class InferenceHandler:
             extra = _answer_headers(ctx)
             if isinstance(result, Completion):
                 status = result.status
+                if self._drift is not None and status == 200 and endpoint is not Endpoint.EMBEDDINGS:
+                    self._observe(ctx, result.body)
                 await ex.json(result.status, result.body, extra)
             else:
                 try:

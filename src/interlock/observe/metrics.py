@@ -107,6 +107,17 @@ class Metrics:
             "interlock_queued", "Requests waiting in a deployment's queue", ["deployment"],
             multiprocess_mode="livesum", registry=r,
         )  # fmt: skip
+        self.drift_share = Gauge(
+            "interlock_drift_share", "Share of drift features flagged against the reference (live window)",
+            ["model", "version"], multiprocess_mode="livemax", registry=r,
+        )  # fmt: skip
+        self.drift_feature = Gauge(
+            "interlock_drift_feature", "1 when this feature drifted from the reference, else 0",
+            ["model", "version", "feature"], multiprocess_mode="livemax", registry=r,
+        )  # fmt: skip
+        self.drift_dropped = Counter(
+            "interlock_drift_dropped", "Exchanges not observed for drift (per-second cap or full queue)", registry=r
+        )
         self.cache = Counter("interlock_cache", "Cache lookups", ["tier", "result"], registry=r)
         self.cache_errors = Counter(
             "interlock_cache_errors", "Cache tier failures (the request went on without it)", ["tier", "op"],
@@ -199,6 +210,12 @@ class Metrics:
         self._child(self.logprob_mean, model, deployment, version).observe(conf.mean_logprob)
         self._child(self.logprob_min, model, deployment, version).observe(conf.min_logprob)
         self._child(self.perplexity, model, deployment, version).observe(conf.perplexity)
+
+    def drift(self, model: str, version: str, share: float, features: dict[str, bool]) -> None:
+        """`features`: every tested feature and whether it drifted (names from a fixed set)."""
+        self._child(self.drift_share, model, version).set(share)
+        for name, drifted in features.items():
+            self._child(self.drift_feature, model, version, name).set(1.0 if drifted else 0.0)
 
     # -- upstream ----------------------------------------------------------------------------
     def upstream_done(self, model: str, deployment: str, seconds: float) -> None:

@@ -44,6 +44,8 @@ MAX_QUEUE = 4096  # offered exchanges waiting for the worker
 BATCH = 256
 RESERVOIR = 128  # embeddings kept per slice and process, and in the merged view (the same, to merge)
 REFERENCE_KEY = "ref"
+ALL = "all"  # the version label of a group-wide report
+NO_VERSION = "_none"  # what a cache hit is offered under (no deployment answered it)
 
 
 class Embedder(Protocol):
@@ -315,16 +317,19 @@ class DriftMonitor:
     # -- evaluation -------------------------------------------------------------------------
 
     async def evaluate(self) -> None:
-        """Publish, then compare each model group and version with data against its reference."""
+        """Publish, then compare each model group with its reference: the whole group (version
+        `ALL`: cache hits have no version) and, while more than one version serves it (a
+        rollout), each version on its own."""
         await self.publish()
         with self._lock:
             models = {m for (m, _, _) in self._slices} | set(self._references)
         for model in sorted(models):
             versions = await self._versions(model) if self._redis is not None else self.versions(model)
-            for version in versions:
-                report = await self.report(model, version)
+            real = [v for v in versions if v != NO_VERSION]
+            for version in [ALL, *(real if len(real) > 1 else [])]:
+                report = await self.report(model, None if version == ALL else version)
                 if report is None:
-                    continue
+                    break  # no reference for this group
                 self.reports[(model, version)] = report
                 if self._on_report is not None:
                     self._on_report(model, version, report)
