@@ -52,18 +52,19 @@ async def counter(redis: Redis, name: str) -> int:
 
 async def test_far_from_the_limit_one_lease_serves_many_requests(server: RedisServer, redis: Redis) -> None:
     lim = limiter(server)
-    info_before = (await redis.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
-    for _ in range(LEASE_REQUESTS):
+    scripts_before = (await redis.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
+    requests = 4 * LEASE_REQUESTS
+    for _ in range(requests):
         decision = await lim.acquire([rpm(1_000_000)])
         assert decision.allowed
-    info_after = (await redis.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
-    # One script call for LEASE_REQUESTS requests (redis-py loads a script with EVAL on a miss).
-    evals = (await redis.info("commandstats")).get("cmdstat_eval", {}).get("calls", 0)
-    assert info_after - info_before + evals <= 1
-    assert await counter(redis, "key:a:rpm") == LEASE_REQUESTS
-    # Every request still gets its own position in the window.
-    assert decision.counts == (LEASE_REQUESTS,)
+    await asyncio.sleep(0.05)  # a refill may still be on its way
+    scripts = (await redis.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0) - scripts_before
+    # One script a lease: the first, then refills taken ahead of need (none per request).
+    assert 1 <= scripts <= requests // LEASE_REQUESTS + 2  # against one a request without leases
+    leased = await counter(redis, "key:a:rpm")
+    assert requests <= leased <= requests + 2 * LEASE_REQUESTS
     await lim.close()
+    assert await counter(redis, "key:a:rpm") == requests  # what was not handed out went back
 
 
 async def test_two_processes_near_the_limit_let_exactly_the_limit_through(server: RedisServer, redis: Redis) -> None:
@@ -113,7 +114,7 @@ async def test_closing_gives_unused_leased_units_back(server: RedisServer, redis
     lim = limiter(server)
     for _ in range(3):
         assert (await lim.acquire([rpm(1_000_000)])).allowed
-    assert await counter(redis, "key:a:rpm") == LEASE_REQUESTS
+    assert await counter(redis, "key:a:rpm") >= LEASE_REQUESTS
     await lim.close()
     assert await counter(redis, "key:a:rpm") == 3
 

@@ -103,3 +103,18 @@ async def test_a_token_collision_gives_the_newcomer_a_longer_token() -> None:
 )
 def test_misses_found_by_the_benchmark(text: str, expected: tuple[str, str]) -> None:
     assert [(e.type, text[e.start : e.end]) for e in PatternDetector().detect(text)] == [expected]
+
+
+def test_recent_texts_are_remembered_by_digest_not_by_text() -> None:
+    d = PatternDetector(memo=2)
+    text = "Mail jane.doe@example.com or call +1 415 555 0100."
+    first = d.detect(text)
+    assert d.detect(text) == first and d.detect(text) is not first  # a copy: callers may change it
+    assert all(isinstance(k, bytes) and len(k) == 16 for k in d._memo)
+    assert not any(text.encode() in k or b"jane" in k for k in d._memo)
+    d.detect("another text")
+    d.detect("a third text")
+    assert len(d._memo) == 2  # bounded: the oldest went
+    assert d.detect(text) == first
+    long = "x" * 5000 + " jane.doe@example.com"
+    assert [e.type for e in PatternDetector().detect(long)] == ["EMAIL"]

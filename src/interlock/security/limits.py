@@ -37,11 +37,14 @@ from typing import Any, NamedTuple, Protocol
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 WINDOW = 60.0
 BYTES_PER_TOKEN = 4
-LEASE_REQUESTS = 64  # a lease covers at most this many requests of the size that asked for it
+# A lease covers at most this many requests of the size that asked for it. It must exceed the
+# requests a process has in flight: each holds its token reservation until it ends, and a lease
+# that in-flight requests drain is refilled on every turn (measured: 64 at 64 connections).
+LEASE_REQUESTS = 256
 LEASE_SPREAD = 16  # and at most 1/16 of the room left in the window
 FLUSH_S = 0.02  # how long adjustments are summed before one round trip sends them
 
@@ -216,12 +219,15 @@ class RedisCounters:
         self._leases: dict[tuple[str, int], _Lease] = {}
         self._window = 0
         self._inflight: dict[tuple[tuple[str, ...], int], asyncio.Future[tuple[int, int, int]]] = {}
+        self._refills: set[asyncio.Task[None]] = set()
 
     def _key(self, counter: str, window: int) -> str:
         return f"{self._prefix}{counter}:{window}"
 
-    def _take(self, checks: Sequence[Check], window: int) -> tuple[int, ...] | None:
-        """Hand out leased units for every check, or for none."""
+    def _take(self, checks: Sequence[Check], window: int, ttl_s: float) -> tuple[int, ...] | None:
+        """Hand out leased units for every check, or for none. A batch-mode lease that falls below
+        half its size is refilled in the background, so requests do not wait for Redis: a round
+        trip here is 0.3-1.5 ms, against 0.1 ms for a whole cache hit."""
         leases = self._leases
         held = []
         for c in checks:
@@ -229,12 +235,49 @@ class RedisCounters:
             if lease is None or lease.free < c.cost:
                 return None
             held.append(lease)
+        low = False
         for c, lease in zip(checks, held, strict=True):
             lease.free -= c.cost
+            low = low or (lease.cap > 0 and lease.free < lease.cap >> 1)
+        if low:
+            self._refill_soon(checks, window, ttl_s)
         return tuple(lease.end - lease.free for lease in held)
 
+    def _refill_soon(self, checks: Sequence[Check], window: int, ttl_s: float) -> None:
+        shape = (tuple(c.counter for c in checks), window)
+        if shape in self._inflight:
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[int, int, int]] = loop.create_future()
+        self._inflight[shape] = future
+        task = loop.create_task(self._refill(shape, future, checks, window, ttl_s))
+        self._refills.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._refills.discard)
+
+    async def _refill(
+        self,
+        shape: tuple[tuple[str, ...], int],
+        future: asyncio.Future[tuple[int, int, int]],
+        checks: Sequence[Check],
+        window: int,
+        ttl_s: float,
+    ) -> None:
+        try:
+            low = []
+            for i, c in enumerate(checks, 1):
+                lease = self._leases.get((c.counter, window))
+                if lease is not None and lease.cap and lease.free < lease.cap >> 1:
+                    low.append((i, c, c.cost))
+            if low:
+                await self._grant(low, window, ttl_s)
+        except (RedisError, OSError, TimeoutError):
+            pass  # a refill is a head start, not a check: the next request that runs short leases itself
+        finally:
+            del self._inflight[shape]
+            future.set_result((0, 0, 0))  # whoever waited on it looks at the leases again
+
     async def acquire(self, checks: Sequence[Check], window: int, ttl_s: float) -> Result:
-        taken = self._take(checks, window)
+        taken = self._take(checks, window, ttl_s)
         if taken is not None:
             return 0, taken
         if window != self._window:  # leases of finished windows are worth nothing
@@ -245,7 +288,7 @@ class RedisCounters:
             pending = self._inflight.get(shape)
             if pending is not None:  # someone with the same checks is leasing: wait for it
                 index, current, need = await asyncio.shield(pending)
-                taken = self._take(checks, window)
+                taken = self._take(checks, window, ttl_s)
                 if taken is not None:
                     return 0, taken
                 if index and self._need(checks[index - 1], window) >= need:
@@ -265,7 +308,7 @@ class RedisCounters:
                 future.set_result((index, counts[0], self._need(checks[index - 1], window)))
                 return index, counts
             future.set_result((0, 0, 0))
-            taken = self._take(checks, window)
+            taken = self._take(checks, window, ttl_s)
             if taken is not None:
                 return 0, taken
             # Others with other checks took the shared units meanwhile: lease again.
@@ -277,7 +320,10 @@ class RedisCounters:
     async def _lease(self, checks: Sequence[Check], window: int, ttl_s: float) -> Result:
         """One lease script for the checks the leases cannot cover; an index refers to `checks`."""
         short = [(i, c, self._need(c, window)) for i, c in enumerate(checks, 1)]
-        short = [s for s in short if s[2] > 0]
+        return await self._grant([s for s in short if s[2] > 0], window, ttl_s)
+
+    async def _grant(self, short: list[tuple[int, Check, int]], window: int, ttl_s: float) -> Result:
+        """Lease at least `need` units of each (index, check, need), all or none."""
         args: list[Any] = [int(ttl_s * 1000), LEASE_SPREAD]
         for _, c, need in short:
             args += [need, max(need, c.cost * LEASE_REQUESTS), c.limit]
@@ -314,10 +360,12 @@ class RedisCounters:
 
     async def _run(self, batch: list[tuple[Any, list[str], list[Any], asyncio.Future[Any]]]) -> None:
         try:
-            async with asyncio.timeout(self._timeout), self._client.pipeline(transaction=False) as pipe:
-                for script, keys, args, _ in batch:
-                    await script(keys=keys, args=args, client=pipe)
-                answers = await pipe.execute(raise_on_error=False)
+            async with asyncio.timeout(self._timeout):
+                answers = await self._evalsha(batch)
+                if any(isinstance(a, NoScriptError) for a in answers):  # a restarted or flushed Redis
+                    for script in {id(b[0]): b[0] for b in batch}.values():
+                        await self._client.script_load(script.script)
+                    answers = await self._evalsha(batch)
         except BaseException as exc:  # every waiter learns of it and falls back on its own
             for *_, future in batch:
                 if not future.done():
@@ -332,6 +380,14 @@ class RedisCounters:
                 future.set_exception(answer)
             else:
                 future.set_result(answer)
+
+    async def _evalsha(self, batch: list[tuple[Any, list[str], list[Any], asyncio.Future[Any]]]) -> list[Any]:
+        """EVALSHA straight away: redis-py's pipelined scripts ask SCRIPT EXISTS first, a second
+        round trip for every batch."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for script, keys, args, _ in batch:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            return list(await pipe.execute(raise_on_error=False))
 
     def settle(self, items: Sequence[Adjustment]) -> list[Adjustment]:
         """Over-use is taken from a lease while it lasts; give-backs stay in a batch-mode lease up
@@ -364,6 +420,9 @@ class RedisCounters:
             await pipe.execute()
 
     async def close(self) -> None:
+        for task in list(self._refills):
+            task.cancel()
+        await asyncio.gather(*self._refills, return_exceptions=True)
         await self._client.aclose()
 
 

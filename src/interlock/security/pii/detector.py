@@ -7,7 +7,9 @@ ordinary prompts, on a worker thread for large ones).
 
 from __future__ import annotations
 
+import hashlib
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -29,6 +31,8 @@ VALIDATED = {
     "DATE_OF_BIRTH": 0.2,
 }
 BOOST, DAMPEN = 0.3, 0.4
+MEMO_ENTRIES = 4096
+MEMO_MAX_CHARS = 4096  # UTF-8 bytes, in fact
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +47,18 @@ class PatternDetector:
     name = "patterns"
 
     def __init__(
-        self, patterns: Sequence[Pattern] = PATTERNS, threshold: float = 0.5, use_hyperscan: bool = True
+        self,
+        patterns: Sequence[Pattern] = PATTERNS,
+        threshold: float = 0.5,
+        use_hyperscan: bool = True,
+        memo: int = MEMO_ENTRIES,
     ) -> None:
+        # Findings of recent texts, by a digest of the text (never the text itself): detection is a
+        # pure function of the text, and chat traffic repeats its texts (a system prompt on every
+        # request of an application). Memoised only up to MEMO_MAX_CHARS.
+        self._memo: dict[bytes, tuple[Entity, ...]] = {}
+        self._memo_size = memo
+        self._memo_lock = threading.Lock()  # large texts are scanned on worker threads
         self._patterns = tuple(patterns)
         self._threshold = threshold
         self._hs = None
@@ -68,11 +82,11 @@ class PatternDetector:
     def engine(self) -> str:
         return "hyperscan" if self._hs is not None else "re"
 
-    def _candidates(self, text: str) -> list[tuple[int, int, int]]:
-        """(pattern index, start, end) in characters; the longest match per pattern and start."""
+    def _candidates(self, text: str, data: bytes) -> list[tuple[int, int, int]]:
+        """(pattern index, start, end) in characters; the longest match per pattern and start.
+        `data` is `text` encoded as UTF-8."""
         if self._hs is None:
             return [(pid, m.start(), m.end()) for pid, rx in enumerate(self._res) for m in rx.finditer(text)]
-        data = text.encode()
         longest: dict[tuple[int, int], int] = {}
 
         def on_match(pid: int, start: int, end: int, flags: int, context: object) -> None:
@@ -90,7 +104,21 @@ class PatternDetector:
         return [(pid, chars(start), chars(end)) for (pid, start), end in longest.items()]
 
     def detect(self, text: str) -> list[Entity]:
-        candidates = self._candidates(text)
+        data = text.encode("utf-8", "surrogatepass")
+        if not self._memo_size or len(data) > MEMO_MAX_CHARS:
+            return self._detect(text, data)
+        digest = hashlib.blake2b(data, digest_size=16).digest()
+        found = self._memo.get(digest)
+        if found is None:
+            found = tuple(self._detect(text, data))
+            with self._memo_lock:
+                if len(self._memo) >= self._memo_size:
+                    del self._memo[next(iter(self._memo))]  # the oldest entry
+                self._memo[digest] = found
+        return list(found)
+
+    def _detect(self, text: str, data: bytes) -> list[Entity]:
+        candidates = self._candidates(text, data)
         if not candidates:  # most text: nothing more to do
             return []
         found: list[Entity] = []

@@ -1,0 +1,159 @@
+"""What security costs a cache hit, measured in process (no sockets, no wrk), part by part: the
+same cache hit through the ASGI app with nothing on, with an API key, with the key and rate limits
+counted in Redis, with the key and a DLP policy, and with all of it (the bench/run.sh "secured"
+gateway). Variants run in alternating rounds, and each keeps its least disturbed round, so a
+busy machine moves them together.
+
+    PYTHONPATH=src .venv/bin/python bench/secure_cost.py [--requests N] [--rounds R] [--redis URL]
+
+What this leaves out, and wrk sees: HTTP parsing, and uvicorn's per-header work on the seven
+extra response headers (x-ratelimit-* and x-interlock-data-class).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import uvloop
+
+from interlock.app import build
+from interlock.config import parse_settings
+from interlock.security.keyadmin import NewKey, create_key
+from interlock.security.keystore import SQLiteKeyStore
+from interlock.security.roles import DEFAULT_ROLES
+
+ANSWER = orjson.dumps(
+    {"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
+     "finish_reason": "stop", "logprobs": None}], "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+)  # fmt: skip
+BODY = (Path(__file__).parent / "wrk" / "hit.json").read_bytes()
+DLP = {
+    "tokenization_key": "k" * 40,
+    "policies": {
+        "default": {
+            "actions": {"EMAIL": "tokenize", "PHONE": "tokenize", "CREDIT_CARD": "mask", "IP_ADDRESS": "redact",
+                        "SECRET": "block", "US_SSN": "block"},
+            "classify": {"US_SSN": "restricted", "CREDIT_CARD": "confidential"},
+            "on_error": "block",
+        }
+    },
+}  # fmt: skip
+VARIANTS = {
+    "plain": (),
+    "key": ("keys",),
+    "key+limits": ("keys", "limits"),
+    "key+dlp": ("keys", "dlp"),
+    "secured": ("keys", "limits", "dlp"),
+}
+
+
+async def upstream() -> asyncio.Server:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(h.split(b":")[1]) for h in head.split(b"\r\n")
+                               if h.lower().startswith(b"content-length:")), 0)  # fmt: skip
+                await reader.readexactly(length)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                             % (len(ANSWER), ANSWER))  # fmt: skip
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+async def call(app: Any, scope: dict[str, Any]) -> None:
+    sent = False
+    done = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": BODY, "more_body": False}
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            assert message["status"] == 200, message
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            done.set()
+
+    await app(scope, receive, send)
+
+
+async def make(parts: tuple[str, ...], port: int, tmp: Path, redis_url: str) -> tuple[Any, dict[str, Any]]:
+    raw: dict[str, Any] = {
+        "models": [{"name": "hit", "cache": {"mode": "deterministic", "ttl": 86400},
+                    "deployments": [{"id": "d", "backend": "openai", "api_base": f"http://127.0.0.1:{port}/v1"}]}],
+        "server": {"gc_freeze": False},
+    }  # fmt: skip
+    headers = [(b"content-type", b"application/json")]
+    if "keys" in parts:
+        secret = secrets.token_urlsafe(24)
+        db = tmp / f"keys-{'-'.join(parts)}.db"
+        raw["security"] = {"server_secret": secret, "keys": {"sqlite_path": str(db)}, "key_cache_ttl": 30}
+        store = SQLiteKeyStore(str(db))
+        await store.start()
+        limits = {"rpm": 100_000_000, "tpm": 100_000_000_000} if "limits" in parts else {}
+        key, _ = await create_key(store, secret.encode(), NewKey(name="bench", tenant="bench", **limits), DEFAULT_ROLES)
+        await store.close()
+        headers.append((b"authorization", f"Bearer {key}".encode()))
+    if "limits" in parts:
+        raw["limits"] = {"redis": {"url": redis_url, "timeout_ms": 50},
+                         "tenants": {"bench": {"rpm": 100_000_000, "tpm": 100_000_000_000}}}  # fmt: skip
+    if "dlp" in parts:
+        raw["dlp"] = DLP
+    app = build(parse_settings(raw))
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "query_string": b"",
+             "headers": headers, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 4000)}  # fmt: skip
+    return app, scope
+
+
+async def main(requests: int, rounds: int, redis_url: str) -> None:
+    server = await upstream()
+    port = server.sockets[0].getsockname()[1]
+    apps: dict[str, tuple[Any, dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, parts in VARIANTS.items():
+            apps[name] = await make(parts, port, Path(tmp), redis_url)
+            await apps[name][0]._on_startup()
+        try:
+            for app, scope in apps.values():
+                for _ in range(300):
+                    await call(app, scope)  # the first fills the cache; leases, key cache, pools warm up
+            best: dict[str, float] = {}
+            for _ in range(rounds):
+                for name, (app, scope) in apps.items():
+                    started = time.perf_counter()
+                    for _ in range(requests):
+                        await call(app, scope)
+                    took = (time.perf_counter() - started) / requests * 1e6
+                    best[name] = min(best.get(name, took), took)
+        finally:
+            for app, _ in apps.values():
+                await app._on_shutdown()
+            server.close()
+    plain = best["plain"]
+    print(f"cache hit through the ASGI app, least disturbed of {rounds} rounds of {requests} requests:")
+    for name, us in best.items():
+        print(f"  {name:<11} {us:6.1f} us/request   +{us - plain:5.1f} us   plain/this = {plain / us:5.1%}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+    uvloop.run(main(args.requests, args.rounds, args.redis))
