@@ -4,14 +4,17 @@ A request enters at the edge (`edge`), a raw ASGI app that identifies the caller
 API keys, OIDC tokens, roles), checks the route's permission and decodes the body once into plain
 data and a `RequestContext`. It then runs through the pipeline (`pipeline`): stages with
 `before`/`after` hooks, in order the rate limits and budgets (`security.limit_stage`), data
-protection (`security.dlp`: PII detection, classification, masking, tokenization) and the
-exact-match cache with coalescing (`cache`). The pipeline's terminal is the router (`routing`),
-which picks a deployment of the requested model group cleared for the request's data class, by
-strategy, skips deployments whose circuit is open, retries and falls back to other groups.
+protection (`security.dlp`: PII detection, classification, masking, tokenization), the
+exact-match cache with coalescing (`cache`) and, innermost, telemetry (`observe.stage`: finish
+reasons, token timing, logprob confidence; only a deployment's answers reach it). The
+pipeline's terminal is the router (`routing`), which picks a deployment of the requested model
+group cleared for the request's data class, by strategy, skips deployments whose circuit is
+open, retries and falls back to other groups.
 Providers (`providers`) speak to the backends: any OpenAI-compatible server and Azure OpenAI through
 one pooled HTTP/1.1 client per process, and an embedded llama.cpp model on worker threads.
-`observe` holds metrics and logs, `security.audit` the hash-chained audit trail, `stores` the Redis
-client. `app.build` is the composition root that wires all of it from `config`.
+`observe` holds metrics, OpenTelemetry tracing (spans per request, stage phase and upstream
+attempt, when configured) and logs, `security.audit` the hash-chained audit trail, `stores` the
+Redis client. `app.build` is the composition root that wires all of it from `config`.
 """
 
 from .app import build, create_app

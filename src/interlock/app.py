@@ -7,8 +7,10 @@ import functools
 import gc
 import logging
 import os
+import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .cache import CacheStage, MemoryCache, RedisTier
 from .config import (
@@ -17,6 +19,7 @@ from .config import (
     DlpSettings,
     LocalDeployment,
     OpenAIDeployment,
+    RedisSettings,
     SecuritySettings,
     Settings,
     load_settings,
@@ -27,6 +30,8 @@ from .edge.inference import InferenceHandler
 from .edge.info import InfoHandlers
 from .errors import ConfigError
 from .observe.metrics import Metrics
+from .observe.stage import TelemetryStage
+from .observe.tracing import Tracing, make_tracing, traced
 from .pipeline.runner import Pipeline, Stage
 from .providers.aiohttp_transport import AiohttpTransport
 from .providers.azure import AzureProvider
@@ -49,6 +54,10 @@ from .security.pii.presidio import PresidioDetector
 from .security.pii.vault import MemoryVaultStore, RedisVaultStore, TokenVault, VaultStore
 from .security.roles import DEFAULT_ROLES, Permission, class_rank
 from .stores.redis import redis_client
+
+if TYPE_CHECKING:
+    from .observe.drift import DriftReport
+    from .observe.monitor import DriftMonitor
 
 CONFIG_ENV = "INTERLOCK_CONFIG"
 log = logging.getLogger("interlock")
@@ -79,10 +88,17 @@ def tune_gc(settings: Settings) -> None:
     gc.set_threshold(server.gc_gen0_threshold, gen1, gen2)
 
 
-def build(settings: Settings, metrics: Metrics | None = None, reload: Callable[[], Settings] | None = None) -> Gateway:
+def build(
+    settings: Settings,
+    metrics: Metrics | None = None,
+    reload: Callable[[], Settings] | None = None,
+    tracing: Tracing | None = None,
+) -> Gateway:
     """Wire everything. `reload` re-reads the config, secrets included; with it, upstream API
-    keys are refreshed every `secrets.refresh_s` seconds."""
+    keys are refreshed every `secrets.refresh_s` seconds. `tracing` replaces the one the
+    settings describe (tests pass one exporting to memory)."""
     metrics = metrics or Metrics()
+    tracing = tracing or make_tracing(settings.telemetry)
     http = make_transport(settings)
     circuit = settings.router.circuit
     providers: list[Provider] = []
@@ -99,6 +115,7 @@ def build(settings: Settings, metrics: Metrics | None = None, reload: Callable[[
                     weight=spec.weight,
                     circuit=breaker,
                     max_class=class_rank(spec.max_class),
+                    version=spec.version,
                 )
             )
         groups.append(GroupRuntime(group.name, runtimes, group.strategy, list(group.fallbacks)))
@@ -113,7 +130,11 @@ def build(settings: Settings, metrics: Metrics | None = None, reload: Callable[[
         stages.append(dlp_stage)
     # The cache comes after DLP: it keys on, and stores, the protected request and answer.
     stages.append(CacheStage({g.name: g.cache for g in settings.models}, memory, redis, metrics))
-    pipeline = Pipeline(stages, router)
+    # Innermost: sees only what a deployment generated, and strips sampled logprobs before the
+    # cache stores the answer (observe/stage.py says why that order matters).
+    stages.append(TelemetryStage(metrics, settings.telemetry.logprobs_sample, random.Random()))
+    # Traced copies of the stages only when tracing is on, run only for sampled requests.
+    pipeline = Pipeline(stages, router, traced(stages) if tracing is not None else None)
 
     async def check(provider: Provider) -> bool:
         try:
@@ -135,6 +156,16 @@ def build(settings: Settings, metrics: Metrics | None = None, reload: Callable[[
     auth = Authenticator(store, secret, roles, oidc, settings.security.key_cache_ttl)
 
     audit = make_audit_log(settings)
+    drift = make_drift_monitor(
+        settings,
+        on_report=lambda model, version, report: metrics.drift(
+            model,
+            version,
+            report.drifted_share,
+            {f.name: f.drifted for f in report.features if f.status != "insufficient"},
+        ),
+        on_dropped=metrics.drift_dropped.inc,
+    )
 
     refresher: list[asyncio.Task[None]] = []
 
@@ -168,6 +199,8 @@ def build(settings: Settings, metrics: Metrics | None = None, reload: Callable[[
         await asyncio.gather(*(p.start() for p in providers))
         if dlp_stage is not None:
             await dlp_stage.start()  # loads the named-entity model before the first request
+        if drift is not None:
+            await drift.start()
         tune_gc(settings)
         if auth.open:
             log.warning("no API keys or OIDC configured: every caller is admitted (loopback only)")
@@ -187,6 +220,10 @@ def build(settings: Settings, metrics: Metrics | None = None, reload: Callable[[
             await audit.close()
         if store is not None:
             await store.close()
+        if drift is not None:
+            await drift.close()
+        if tracing is not None:
+            await asyncio.to_thread(tracing.shutdown)  # flushes spans still in the exporter's batch
 
     inference = InferenceHandler(
         pipeline,
@@ -196,10 +233,12 @@ def build(settings: Settings, metrics: Metrics | None = None, reload: Callable[[
         audit,
         settings.server.request_log,
         settings.server.max_messages,
+        tracing,
+        drift,
     )
     info = InfoHandlers([g.name for g in settings.models], metrics, ready_check, groups_ready)
-    admin = AdminHandlers(store, secret, roles, audit)
-    return Gateway(inference, info, admin, auth, startup, shutdown)
+    admin = AdminHandlers(store, secret, roles, audit, drift)
+    return Gateway(inference, info, admin, auth, startup, shutdown, metrics)
 
 
 def make_limit_stage(settings: Settings, metrics: Metrics) -> LimitStage:
@@ -296,3 +335,39 @@ def create_app() -> Gateway:
     if path is not None and any(s in Path(path).read_text() for s in ("vault://", "azure-keyvault://", "file:")):
         reload = functools.partial(load_settings, path)  # references that can change while we run
     return build(settings, reload=reload)
+
+
+def _export_drift(metrics: Metrics, model: str, version: str, report: DriftReport) -> None:
+    tested = {f.name: f.drifted for f in report.features if f.status != "insufficient"}
+    metrics.drift(model, version, report.drifted_share, tested)
+
+
+def make_drift_monitor(
+    settings: Settings,
+    on_report: Callable[[str, str, DriftReport], None] | None = None,
+    on_dropped: Callable[[], None] | None = None,
+) -> DriftMonitor | None:
+    """The drift monitor, when configured. Imported here: the statistics pull in scipy (about
+    1.7 s at start), which a gateway without drift monitoring should not pay for."""
+    drift = settings.drift
+    if drift is None:
+        return None
+    from .embed import MiniLmEmbedder
+    from .observe.monitor import DriftMonitor, MonitorSettings
+
+    monitor_settings = MonitorSettings(
+        sample=drift.sample,
+        max_per_s=drift.max_per_s,
+        embed_sample=drift.embed_sample,
+        embed_max_per_s=drift.embed_max_per_s,
+        window_s=drift.window_s,
+        evaluate_s=drift.evaluate_s,
+        references=dict(drift.references),
+    )
+    redis = None
+    prefix = "interlock:drift:"
+    if drift.redis is not None:
+        redis = redis_client(drift.redis.url, max(drift.redis.timeout_ms, 1000) / 1000)  # blobs, not counters
+        prefix = drift.redis.prefix if drift.redis.prefix != RedisSettings().prefix else prefix
+    embedder = MiniLmEmbedder() if drift.embeddings else None
+    return DriftMonitor(monitor_settings, redis, prefix, embedder, on_report=on_report, on_dropped=on_dropped)

@@ -10,20 +10,27 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings, load_settings
 from .errors import ConfigError
 from .observe import logs
+from .observe.tracing import check_available
 from .security.roles import DATA_CLASSES
+
+if TYPE_CHECKING:
+    from .observe.monitor import DriftMonitor
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def _load(path: str | None) -> Settings | None:
     try:
-        return load_settings(path)
+        settings = load_settings(path)
+        check_available(settings.telemetry)
+        return settings
     except ConfigError as exc:
         print(f"interlock: invalid configuration: {exc}", file=sys.stderr)
         return None
@@ -160,9 +167,88 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _drift(args: argparse.Namespace) -> int:
+    """`drift baseline` builds a reference profile (from a JSON Lines file of past traffic, or from
+    the live window in Redis) and writes it to a file and/or stores it in Redis, where every
+    gateway picks it up; `drift report` compares a reference with the live window and writes the
+    self-contained HTML page (or the JSON that GET /admin/drift returns)."""
+    from .app import make_drift_monitor
+    from .observe.drift import Profile, compare, to_html
+
+    settings = _load(args.config)
+    if settings is None:
+        return 2
+    if settings.group(args.model) is None:
+        print(f"interlock: no model group {args.model!r} in {args.config}", file=sys.stderr)
+        return 2
+    monitor = make_drift_monitor(settings)
+    needs_monitor = (args.action == "baseline" and (args.live or args.store)) or args.action == "report"
+    if monitor is None and needs_monitor:
+        print("interlock: this needs a `drift` section in the config (with `redis` for live windows)", file=sys.stderr)
+        return 2
+
+    async def with_monitor(work: Callable[[DriftMonitor], Awaitable[Any]]) -> Any:
+        assert monitor is not None
+        try:
+            return await work(monitor)
+        finally:
+            await monitor.close()
+
+    if args.action == "baseline":
+        if args.jsonl:
+            embed = None
+            if args.embeddings:
+                from .embed import MiniLmEmbedder
+
+                embed = MiniLmEmbedder().embed
+            try:
+                profile = Profile.from_jsonl(args.jsonl, embed)
+            except (OSError, ValueError) as exc:
+                print(f"interlock: cannot build a profile from {args.jsonl}: {exc}", file=sys.stderr)
+                return 1
+        else:
+            profile = asyncio.run(with_monitor(lambda m: m.live(args.model, args.version)))
+        if profile.n == 0:
+            print("interlock: no observations: nothing to make a reference of", file=sys.stderr)
+            return 1
+        if args.out:
+            Path(args.out).write_bytes(profile.to_bytes())
+        if args.store:
+            asyncio.run(with_monitor(lambda m: m.store_reference(args.model, profile)))
+        where = " and ".join(w for w, on in ((args.out, bool(args.out)), ("Redis", args.store)) if on)
+        print(f"ok: reference of {profile.n} observation(s) for {args.model}, written to {where or 'nowhere'}")
+        return 0
+
+    async def fetch(m: DriftMonitor) -> tuple[Profile | None, Profile]:
+        return await m.reference(args.model), await m.live(args.model, args.version)
+
+    reference, live = asyncio.run(with_monitor(fetch))
+    if args.reference:
+        reference = Profile.from_bytes(Path(args.reference).read_bytes())
+    if reference is None:
+        print(f"interlock: no reference for {args.model} (run `interlock drift baseline`)", file=sys.stderr)
+        return 1
+    if args.live_jsonl:
+        live = Profile.from_jsonl(args.live_jsonl)
+    report = compare(reference, live)
+    if args.json:
+        text = json.dumps(report.to_dict(), indent=2)
+    else:
+        title = f"Interlock drift report: {args.model}" + (f" {args.version}" if args.version else "")
+        text = to_html(report, reference, live, title=title)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    drifted = ", ".join(report.drifted_features) or "none"
+    print(f"{args.model}: {report.n_live} live vs {report.n_reference} reference; drifted: {drifted}", file=sys.stderr)
+    return 0
+
+
 def _check_config(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.file)
+        check_available(settings.telemetry)
     except ConfigError as exc:
         print(f"invalid: {exc}", file=sys.stderr)
         return 1
@@ -211,6 +297,25 @@ def main(argv: list[str] | None = None) -> int:
     for p in (audit_verify, audit_export):
         p.add_argument("--config", "-c", required=True, help="the config file naming the audit store")
     audit.set_defaults(func=_audit)
+    drift = sub.add_parser("drift", help="reference profiles and drift reports")
+    drift_sub = drift.add_subparsers(dest="action", required=True)
+    baseline = drift_sub.add_parser("baseline", help="build a reference profile from past or live traffic")
+    source = baseline.add_mutually_exclusive_group(required=True)
+    source.add_argument("--jsonl", help='past traffic: one {"request", "response", "latency_ms"} object a line')
+    source.add_argument("--live", action="store_true", help="the live window in Redis")
+    baseline.add_argument("--embeddings", action="store_true", help="embed prompts (the topic feature); slow")
+    baseline.add_argument("--out", help="write the profile to this file (name it in drift.references)")
+    baseline.add_argument("--store", action="store_true", help="store it in Redis, where every gateway reads it")
+    report = drift_sub.add_parser("report", help="compare a reference with the live window")
+    report.add_argument("--reference", help="a reference profile file (default: Redis, then drift.references)")
+    report.add_argument("--live-jsonl", help="compare with this JSON Lines file instead of the live window")
+    report.add_argument("--json", action="store_true", help="JSON (as GET /admin/drift) instead of HTML")
+    report.add_argument("--out", help="file to write (default: standard output)")
+    for p in (baseline, report):
+        p.add_argument("--config", "-c", required=True)
+        p.add_argument("--model", required=True, help="the model group")
+        p.add_argument("--version", help="one version of the group (default: all)")
+    drift.set_defaults(func=_drift)
     check = sub.add_parser("check-config", help="validate a config file without starting")
     check.add_argument("file")
     check.set_defaults(func=_check_config)

@@ -8,6 +8,7 @@ converts it into the structs below. Every error names the key path (`$.models[0]
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ from .errors import ConfigError
 from .security.secrets import SecretError, SecretResolver, resolve_all
 
 DEFAULT_LOCAL_MODEL = "smollm2"
+_VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class _Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -49,6 +51,7 @@ class OpenAIDeployment(_Frozen, frozen=True, kw_only=True, tag="openai", tag_fie
     price: PriceSettings | None = None  # for spend budgets and the spend metric
     weight: float = 1.0
     tags: list[str] = []
+    version: str = "v1"  # a label on every metric and span; canary rollouts group deployments by it
 
 
 class AzureDeployment(_Frozen, frozen=True, kw_only=True, tag="azure", tag_field="backend"):
@@ -72,6 +75,7 @@ class AzureDeployment(_Frozen, frozen=True, kw_only=True, tag="azure", tag_field
     price: PriceSettings | None = None  # for spend budgets and the spend metric
     weight: float = 1.0
     tags: list[str] = []
+    version: str = "v1"  # a label on every metric and span; canary rollouts group deployments by it
 
 
 class LocalDeployment(_Frozen, frozen=True, kw_only=True, tag="local", tag_field="backend"):
@@ -88,6 +92,7 @@ class LocalDeployment(_Frozen, frozen=True, kw_only=True, tag="local", tag_field
     price: PriceSettings | None = None  # for spend budgets and the spend metric
     weight: float = 1.0
     tags: list[str] = []
+    version: str = "v1"  # a label on every metric and span; canary rollouts group deployments by it
 
 
 Deployment = OpenAIDeployment | AzureDeployment | LocalDeployment
@@ -284,6 +289,43 @@ class SecretsSettings(_Frozen, frozen=True, kw_only=True):
     refresh_s: float = 300.0  # re-read references; upstream API keys rotate without a restart
 
 
+class DriftSettings(_Frozen, frozen=True, kw_only=True):
+    """Drift monitoring (interlock.observe.monitor): what is sampled, how long the live window
+    is, and where the reference profiles come from."""
+
+    sample: float = 1.0  # share of requests observed
+    max_per_s: int = 200  # and at most this many a second per process
+    embeddings: bool = False  # embed sampled prompts with all-MiniLM-L6-v2 (the `topic` feature)
+    embed_sample: float = 0.1  # share of observed requests whose prompt is embedded
+    embed_max_per_s: int = 5  # per process; one embedding costs 10-40 ms of CPU here
+    window_s: float = 300.0  # the live window, sliding by a tenth of it
+    evaluate_s: float = 10.0
+    redis: RedisSettings | None = None  # share live windows across workers and replicas
+    references: dict[str, str] = {}  # model group -> reference profile file (`interlock drift baseline`)
+
+
+class TelemetrySettings(_Frozen, frozen=True, kw_only=True):
+    """Traces (OpenTelemetry) and confidence sampling. Prometheus metrics are always on."""
+
+    service_name: str = "interlock"
+    # OTLP over HTTP (protobuf): a collector's base URL (`http://collector:4318`, to which
+    # `/v1/traces` is added) or the full traces URL. Needs `pip install 'interlock[otel]'`.
+    otlp_endpoint: str | None = None
+    otlp_headers: dict[str, str] = {}
+    otlp_timeout_s: float = 10.0
+    console: bool = False  # print finished spans on standard output (debugging)
+    # Application Insights through azure-monitor-opentelemetry (`pip install 'interlock[azure-monitor]'`).
+    azure_monitor_connection_string: str | None = None
+    trace_sample_ratio: float = 1.0  # share of requests traced (a caller's sampled `traceparent` is kept)
+    # Share of chat requests for which the backend is asked for logprobs although the caller did
+    # not ask; they feed the confidence metrics and are removed from the answer.
+    logprobs_sample: float = 0.0
+
+    @property
+    def tracing(self) -> bool:
+        return bool(self.otlp_endpoint or self.console or self.azure_monitor_connection_string)
+
+
 # -- alerts (observe/alerts.py, observe/alerting.py) ----------------------------------------------
 ALERT_SIGNALS = ("error_rate", "p95_latency_ms", "p99_latency_ms", "ttft_p95_ms", "confidence_mean", "requests")
 ALERT_SIGNAL_PREFIXES = ("error_rate:", "drift_feature:")  # error_rate:<class>, drift_feature:<feature>
@@ -358,6 +400,8 @@ class Settings(_Frozen, frozen=True, kw_only=True):
     dlp: DlpSettings | None = None
     audit: AuditSettings | None = None
     secrets: SecretsSettings = SecretsSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
+    drift: DriftSettings | None = None
     alerts: AlertsSettings | None = None
 
     def group(self, name: str) -> ModelGroup | None:
@@ -370,6 +414,22 @@ class Settings(_Frozen, frozen=True, kw_only=True):
 def default_settings() -> Settings:
     """What `interlock serve` runs with no config: the embedded model alone."""
     return Settings(models=[ModelGroup(name=DEFAULT_LOCAL_MODEL, deployments=[LocalDeployment(id="local")])])
+
+
+def _check_drift(settings: Settings, groups: set[str]) -> None:
+    drift = settings.drift
+    if drift is None:
+        return
+    for name, value in (("sample", drift.sample), ("embed_sample", drift.embed_sample)):
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"$.drift.{name}: expected a share between 0 and 1")
+    if drift.window_s <= 0 or drift.evaluate_s <= 0 or drift.max_per_s < 1:
+        raise ConfigError("$.drift: window_s, evaluate_s and max_per_s must be positive")
+    if drift.redis is None and settings.server.workers > 1:
+        raise ConfigError("$.drift.redis: expected a Redis with server.workers > 1 (each worker would see a part)")
+    for name in drift.references:
+        if name not in groups:
+            raise ConfigError(f"$.drift.references.{name}: unknown model group")
 
 
 def _check(settings: Settings) -> None:
@@ -390,6 +450,8 @@ def _check(settings: Settings) -> None:
             if d.id in ids:
                 raise ConfigError(f"{where}.id: duplicate deployment id {d.id!r}")
             ids.add(d.id)
+            if not _VERSION.fullmatch(d.version):
+                raise ConfigError(f"{where}.version: expected 1-64 letters, digits or . _ -")
             if d.weight < 0:
                 raise ConfigError(f"{where}.weight: expected a number >= 0")
             if isinstance(d, OpenAIDeployment | AzureDeployment) and d.timeout <= 0:
@@ -399,8 +461,13 @@ def _check(settings: Settings) -> None:
                 raise ConfigError(f"$.models[{i}].fallbacks[{k}]: unknown model group {fb!r}")
             if fb == g.name:
                 raise ConfigError(f"$.models[{i}].fallbacks[{k}]: a group cannot fall back to itself")
+    telemetry = settings.telemetry
+    for name in ("trace_sample_ratio", "logprobs_sample"):
+        if not 0.0 <= getattr(telemetry, name) <= 1.0:
+            raise ConfigError(f"$.telemetry.{name}: expected a number from 0 to 1")
     if settings.server.workers < 1:
         raise ConfigError("$.server.workers: expected an integer >= 1")
+    _check_drift(settings, seen)
     limits = settings.limits
     if limits.redis is None and settings.server.workers > 1:
         uses_limits = limits.tenants or limits.models or settings.security.enabled
@@ -527,6 +594,10 @@ def _place_key_store(settings: Settings, base_dir: Path) -> Settings:
         settings = msgspec.structs.replace(
             settings, audit=msgspec.structs.replace(audit, sqlite_path=sqlite_path, spool_path=spool)
         )
+    drift = settings.drift
+    if drift is not None and drift.references:
+        references = {name: _beside(base_dir, path, path) for name, path in drift.references.items()}
+        settings = msgspec.structs.replace(settings, drift=msgspec.structs.replace(drift, references=references))
     return settings
 
 

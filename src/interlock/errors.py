@@ -91,6 +91,10 @@ class RateLimited(InterlockError):
     retryable = True
 
 
+class UpstreamRateLimited(RateLimited):
+    """A backend answered 429: the same answer to the caller as our own limits, another cause."""
+
+
 class UpstreamError(InterlockError):
     """The upstream failed in a way that retrying elsewhere may fix (connect error, 5xx)."""
 
@@ -155,3 +159,46 @@ class StreamBroken(UpstreamError):
 
     code = "stream_broken"
     retryable = False
+
+
+class StreamTimedOut(StreamBroken):
+    """A stream whose upstream went quiet for longer than the deployment's timeout, part way.
+
+    The caller sees what any broken stream shows; only the metrics tell a timeout apart."""
+
+
+# Error classes for metrics and traces: a fixed set, so a label never grows with what clients send.
+CLIENT, UPSTREAM, TIMEOUT, POLICY, INTERNAL = "client", "upstream", "timeout", "policy", "internal"
+ERROR_CLASSES = (CLIENT, UPSTREAM, TIMEOUT, POLICY, INTERNAL)
+_POLICY_CODES = frozenset({"rate_limit_exceeded", "budget_exceeded", "dlp_blocked", "dlp_unavailable"})
+_BAD_REQUEST_STATUSES = frozenset({400, 413, 422})
+
+
+def error_class(exc: BaseException) -> str:
+    """Which class an error belongs to: the one place that maps this tree onto the metric labels.
+
+    - policy: our own refusals by rule: Forbidden (a model or data class the identity may not
+      use, a DLP block), our rate limits and budgets, DLP failing closed.
+    - timeout: an upstream past its timeout, before or during a stream.
+    - upstream: the backend failed or could not be reached (5xx, connection errors, a broken
+      stream, open circuits, full queues), was rate limited, or refused us for a reason that is
+      not the request's (401, 403, 404 from the backend: our credentials or configuration).
+    - client: the request was wrong: our validation (400, 404, 405, 413), authentication (401),
+      or the backend rejecting the request itself (400, 413, 422).
+    - internal: anything else is a bug of ours.
+    """
+    if not isinstance(exc, InterlockError):
+        return INTERNAL
+    if isinstance(exc, UpstreamTimeout | StreamTimedOut):
+        return TIMEOUT
+    if isinstance(exc, UpstreamRateLimited):
+        return UPSTREAM
+    if isinstance(exc, Forbidden) or exc.code in _POLICY_CODES:
+        return POLICY
+    if isinstance(exc, UpstreamRejected):
+        return CLIENT if exc.status in _BAD_REQUEST_STATUSES else UPSTREAM
+    if isinstance(exc, UpstreamError | Unavailable | RateLimited):
+        return UPSTREAM
+    if exc.status < 500:
+        return CLIENT
+    return INTERNAL

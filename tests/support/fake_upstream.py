@@ -7,8 +7,11 @@ on demand. The scenario is the first path segment, so one server can play many d
 Scenarios: ok, fail-once (500 on the first call per scenario, then ok), fail (always 500),
 hang (sleeps past any timeout), reject (400), slow-reject (400 after 0.5 s), ratelimit-once (429 with Retry-After: 1, then ok), cut (a stream
 that stops part way without [DONE]), slow (answers after 2 s and records whether the caller
-went away first), slow-stream (a 5 s stream that records the same), unavailable (503). Azure: `/azure/openai/deployments/{name}/...` checks the
-api-version query and the api-key or bearer token.
+went away first), slow-stream (a 5 s stream that records the same), unavailable (503), logprobs (token
+logprobs in OpenAI's wire format when asked, `"logprobs": null` otherwise, in JSON and in every
+stream chunk), length (finish_reason "length"), reject-logprobs (400 when logprobs are asked for, as
+Azure's reasoning models answer; otherwise as logprobs). Azure: `/azure/openai/deployments/{name}/...`
+checks the api-version query and the api-key or bearer token.
 """
 
 from __future__ import annotations
@@ -66,15 +69,25 @@ def chat_answer(body: dict[str, Any], text: str) -> dict[str, Any]:
     }
 
 
-def chunk(body: dict[str, Any], delta: dict[str, Any], finish: str | None = None) -> bytes:
+def chunk(body: dict[str, Any], delta: dict[str, Any], finish: str | None = None, **choice: Any) -> bytes:
     event = {
         "id": "chatcmpl-fake",
         "object": "chat.completion.chunk",
         "created": 1,
         "model": body.get("model", "fake"),
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        "choices": [{"index": 0, "delta": delta, **choice, "finish_reason": finish}],
     }
     return b"data: " + orjson.dumps(event) + b"\n\n"
+
+
+# The logprob of each word the `logprobs` scenario answers, in order (then -0.5 for any more).
+WORD_LOGPROBS = [-0.25, -1.5, -0.05]
+
+
+def token_logprobs(word: str, logprob: float) -> dict[str, Any]:
+    """One entry of `choices[].logprobs.content`, as OpenAI sends it (top_logprobs empty when
+    `top_logprobs` is 0 or absent)."""
+    return {"token": word, "logprob": logprob, "bytes": list(word.encode()), "top_logprobs": []}
 
 
 class FakeUpstream:
@@ -240,6 +253,12 @@ class FakeUpstream:
             )
         if scenario == "slow-reject":
             await asyncio.sleep(0.5)
+        if scenario == "reject-logprobs" and body.get("logprobs"):
+            return web.json_response(
+                {"error": {"message": "logprobs is not supported with this model.", "type": "invalid_request_error",
+                           "param": "logprobs", "code": "unsupported_parameter"}},
+                status=400,
+            )  # fmt: skip
         if scenario in ("reject", "slow-reject"):
             return web.json_response(
                 {
@@ -311,6 +330,38 @@ class FakeUpstream:
         await resp.write_eof()
         return resp
 
+    async def _with_logprobs(self, request: web.Request, body: dict[str, Any], scenario: str) -> web.StreamResponse:
+        """Three words; with `logprobs: true`, each word's logprob (WORD_LOGPROBS), exactly as
+        OpenAI's chat API returns them: in the choice (JSON) or in each chunk's choice (stream),
+        and `"logprobs": null` when they were not asked for."""
+        words = ["answer", " with", " logprobs"]
+        asked = bool(body.get("logprobs"))
+        finish = "length" if scenario == "length" else "stop"
+        logprobs = [
+            token_logprobs(w, WORD_LOGPROBS[i] if i < len(WORD_LOGPROBS) else -0.5) for i, w in enumerate(words)
+        ]
+        if not body.get("stream"):
+            answer = chat_answer(body, "".join(words))
+            answer["choices"][0]["finish_reason"] = finish
+            answer["choices"][0]["logprobs"] = {"content": logprobs, "refusal": None} if asked else None
+            return web.json_response(answer)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(chunk(body, {"role": "assistant", "content": "", "refusal": None}, logprobs=None))
+        for word, entry in zip(words, logprobs, strict=True):
+            await asyncio.sleep(0.02)
+            await resp.write(
+                chunk(body, {"content": word}, logprobs={"content": [entry], "refusal": None} if asked else None)
+            )
+        await resp.write(chunk(body, {}, finish, logprobs=None))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": "fake",
+                     "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}}  # fmt: skip
+            await resp.write(b"data: " + orjson.dumps(usage) + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
     async def _answer(
         self, request: web.Request, body: dict[str, Any], scenario: str, text: str | None = None
     ) -> web.StreamResponse:
@@ -339,6 +390,8 @@ class FakeUpstream:
             return await self._slow_stream(request, body, scenario)
         if scenario == "echo":
             return await self._echo(request, body)
+        if scenario in ("logprobs", "reject-logprobs", "length"):
+            return await self._with_logprobs(request, body, scenario)
         answer_text = text or f"answer from {scenario}"
         if not body.get("stream"):
             return web.json_response(chat_answer(body, answer_text))

@@ -1,9 +1,11 @@
-"""/admin/keys: create, list and revoke API keys (permission `admin_keys`)."""
+"""/admin/keys: create, list and revoke API keys (permission `admin_keys`); /admin/drift: the
+drift reports of the live window against each reference (permission `read_metrics`)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import msgspec
 import orjson
@@ -16,6 +18,9 @@ from ..security.roles import Permission
 from .exchange import Exchange
 from .http import read_body
 
+if TYPE_CHECKING:  # the drift statistics load scipy: imported only where drift is configured
+    from ..observe.monitor import DriftMonitor
+
 MAX_ADMIN_BODY = 64 * 1024
 
 
@@ -26,9 +31,11 @@ class AdminHandlers:
         secret: bytes,
         roles: Mapping[str, frozenset[Permission]],
         audit: AuditLog | None = None,
+        drift: DriftMonitor | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._audit = audit
+        self._drift = drift
         self._store = store
         self._secret = secret
         self._roles = roles
@@ -68,3 +75,16 @@ class AdminHandlers:
             raise NotFound(f"No active key with id {key_id}")
         self._record(ex, "key.revoke", key_id)
         await ex.json(200, orjson.dumps({"id": key_id, "revoked": True}))
+
+    async def drift_reports(self, ex: Exchange) -> None:
+        """The latest evaluation's reports, or a fresh one when none ran yet (the same JSON as
+        `interlock drift report --json`, per model group and version)."""
+        if self._drift is None:
+            raise BadRequest("Drift monitoring is not enabled: configure a `drift` section")
+        if not self._drift.reports:
+            await self._drift.evaluate()
+        data = [
+            {"model": model, "version": version, "report": report.to_dict()}
+            for (model, version), report in sorted(self._drift.reports.items())
+        ]
+        await ex.json(200, orjson.dumps({"object": "list", "data": data}))

@@ -13,7 +13,8 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 
-from ..errors import Forbidden, InterlockError, MethodNotAllowed, NotFound
+from ..errors import Forbidden, InterlockError, MethodNotAllowed, NotFound, error_class
+from ..observe.metrics import NONE, UNKNOWN_MODEL, Metrics
 from ..pipeline.context import Endpoint
 from ..security.auth import Authenticator
 from ..security.roles import Permission
@@ -41,7 +42,9 @@ class Gateway:
         auth: Authenticator,
         on_startup: Callable[[], Awaitable[None]],
         on_shutdown: Callable[[], Awaitable[None]],
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._inference = inference
         self._info = info
         self._admin = admin
@@ -50,7 +53,7 @@ class Gateway:
         self._on_shutdown = on_shutdown
         self._ids = RequestIds()
         self._loop: asyncio.AbstractEventLoop | None = None
-        invoke, metrics, keys = Permission.INVOKE, Permission.READ_METRICS, Permission.ADMIN_KEYS
+        invoke, read_metrics, keys = Permission.INVOKE, Permission.READ_METRICS, Permission.ADMIN_KEYS
         routes: dict[tuple[str, str], tuple[Handler, Permission | None]] = {}
         for endpoint in Endpoint:
             for prefix in ("/v1/", "/"):
@@ -59,9 +62,10 @@ class Gateway:
             routes[("GET", path)] = (info.models, invoke)
         routes[("GET", "/healthz")] = (info.healthz, None)
         routes[("GET", "/readyz")] = (info.readyz, None)
-        routes[("GET", "/metrics")] = (info.metrics, metrics)
+        routes[("GET", "/metrics")] = (info.metrics, read_metrics)
         routes[("POST", "/admin/keys")] = (admin.create_key, keys)
         routes[("GET", "/admin/keys")] = (admin.list_keys, keys)
+        routes[("GET", "/admin/drift")] = (admin.drift_reports, read_metrics)
         self._routes = routes
         self._paths = {path for _, path in routes}
 
@@ -127,6 +131,10 @@ class Gateway:
                     raise Forbidden(f"This identity lacks the `{permission}` permission")
             await handler(ex)
         except InterlockError as exc:
+            # Inference handlers count their own errors; these are the route's and the caller's
+            # (unknown path, bad credentials, a missing permission), before any model is known.
+            if self._metrics is not None:
+                self._metrics.error(UNKNOWN_MODEL, NONE, NONE, error_class(exc))
             if not ex.started:
                 await ex.error(exc)
         except ClientGone:

@@ -77,7 +77,10 @@ class Exchange:
     async def error(self, exc: InterlockError) -> None:
         await self.json(exc.status, exc.body(), list(exc.headers.items()))
 
-    async def stream(self, first: bytes | None, events: AsyncIterator[bytes], extra: list[tuple[str, str]]) -> int:
+    async def stream(
+        self, first: bytes | None, events: AsyncIterator[bytes], extra: list[tuple[str, str]]
+    ) -> InterlockError | None:
+        """Send a stream; the error that cut it short, if one did."""
         self.started = True
         return await send_stream(self._send_marking_done, first, events, encode_headers(self.request_id, extra))
 

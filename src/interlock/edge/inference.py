@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import orjson
 import structlog
 
-from ..errors import BadRequest, Forbidden, InterlockError, ModelNotFound
+from ..errors import BadRequest, Forbidden, InterlockError, ModelNotFound, error_class
 from ..observe import logs
-from ..observe.metrics import UNKNOWN_MODEL, Metrics
+from ..observe.metrics import NONE, UNKNOWN_MODEL, Metrics
+from ..observe.tracing import Tracing
 from ..pipeline.context import CacheControl, Endpoint, RequestContext
 from ..pipeline.result import Completion
 from ..pipeline.runner import Pipeline
@@ -28,6 +29,9 @@ from ..security.roles import DATA_CLASSES
 from .exchange import Exchange
 from .http import read_body
 from .sse import first_event
+
+if TYPE_CHECKING:  # not imported at run time: the drift statistics load scipy
+    from ..observe.monitor import DriftMonitor
 
 SCHEMAS: dict[Endpoint, type[msgspec.Struct]] = {
     Endpoint.CHAT: ChatRequest,
@@ -109,7 +113,12 @@ class InferenceHandler:
         audit: AuditLog | None = None,
         request_log: str = "off",
         max_messages: int = 2048,
+        tracing: Tracing | None = None,
+        drift: DriftMonitor | None = None,
     ) -> None:
+        self._tracing = tracing
+        self._drift = drift
+        self._span_names = {e: f"POST /v1/{e.value}" for e in Endpoint}
         self._max_messages = max_messages
         self._request_log = request_log
         self._pipeline = pipeline
@@ -117,6 +126,16 @@ class InferenceHandler:
         self._metrics = metrics
         self._max_body = max_body
         self._audit = audit
+
+    def _observe(self, ctx: RequestContext, body: bytes) -> None:
+        """Offer the exchange to the drift monitor, as the stages left it: after DLP, so a profile
+        never sees a raw value. Streams are not offered (their text is never assembled here)."""
+        assert self._drift is not None
+        confidence = ctx.confidence.mean_logprob if ctx.confidence is not None else None
+        pii = sum(ctx.findings.values()) if ctx.protected else None
+        latency_ms = (time.perf_counter() - ctx.started) * 1000
+        model = ctx.served_model or ctx.model
+        self._drift.offer(model, ctx.version or NONE, ctx.body, body, latency_ms, pii, confidence)
 
     def _check_sizes(self, data: dict[str, Any], cap: int | None) -> None:
         """The message count limit, and the key's cap on tokens to generate (applied when the
@@ -138,6 +157,8 @@ class InferenceHandler:
         status = 500
         outcome = "served"
         ctx: RequestContext | None = None
+        error: BaseException | None = None
+        trace = None if self._tracing is None else self._tracing.start_request(self._span_names[endpoint], ex.headers)
         try:
             raw = await read_body(ex.receive, ex.headers, self._max_body)
             data = parse_body(raw, endpoint, deployment)
@@ -162,26 +183,37 @@ class InferenceHandler:
                 conversation=conversation,
                 started=started,
                 arm_disconnect_watch=ex.arm_disconnect_watch,
+                trace=trace,
             )
             result = await self._pipeline.run(ctx)
             extra = _answer_headers(ctx)
             if isinstance(result, Completion):
                 status = result.status
+                if self._drift is not None and status == 200 and endpoint is not Endpoint.EMBEDDINGS:
+                    self._observe(ctx, result.body)
                 await ex.json(result.status, result.body, extra)
             else:
                 try:
                     first = await first_event(result.events)
-                    status = await ex.stream(first, result.events, extra)
+                    broken = await ex.stream(first, result.events, extra)
+                    if broken is not None:  # the stream failed after it started: told in-band
+                        status, error = broken.status, broken
+                    else:
+                        status = 200
                 finally:
                     await aclose_quietly(result.events)
         except InterlockError as exc:
             status = exc.status
             outcome = exc.code or exc.type
+            error = exc
             if not ex.started:
                 await ex.error(exc)
+        except Exception as exc:  # counted as ours, then the edge answers 500 with the request id
+            error = exc
+            raise
         finally:
             if ex.client_gone:
-                status, outcome = CLIENT_CLOSED, "client_closed"
+                status, outcome, error = CLIENT_CLOSED, "client_closed", None
             if self._audit is not None or self._request_log != "off":
                 event = _audit_event(ex, endpoint, model, ctx, status, outcome, started)
                 if self._audit is not None:
@@ -190,6 +222,9 @@ class InferenceHandler:
                     if self._request_log == "redacted" and ctx is not None and ctx.protected:
                         event["text"] = logs.request_text(ctx.body)  # as DLP left it: never raw
                     request_log.info("request", **event)
+            deployment, version = ((ctx.deployment or NONE), (ctx.version or NONE)) if ctx else (NONE, NONE)
+            if error is not None:
+                self._metrics.error(model, deployment, version, error_class(error))
             self._metrics.request_done(
                 model,
                 endpoint.value,
@@ -197,7 +232,12 @@ class InferenceHandler:
                 (ctx.cache_status if ctx else None) or "none",
                 time.perf_counter() - started,
                 ctx.upstream_seconds if ctx else 0.0,
+                deployment,
+                version,
             )
+            if trace is not None:
+                trace.finish(ctx, model, status, error)
+            error = None  # no cycle: exception -> traceback -> this frame -> exception
 
 
 def _audit_event(
@@ -220,6 +260,7 @@ def _audit_event(
         "endpoint": endpoint.value,
         "model": model,
         "deployment": ctx.deployment if ctx else None,
+        "version": ctx.version if ctx else None,
         "data_class": ctx.data_class if ctx else None,
         "findings": ctx.findings if ctx else {},
         "cache": ctx.cache_status if ctx else None,

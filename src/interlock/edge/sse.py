@@ -34,11 +34,11 @@ async def first_event(events: AsyncIterator[bytes]) -> bytes | None:
 
 async def send_stream(
     send: Send, first: bytes | None, events: AsyncIterator[bytes], headers: list[tuple[bytes, bytes]]
-) -> int:
-    """Send the stream; return 200, or the status of the error that cut it short."""
+) -> InterlockError | None:
+    """Send the stream; return None, or the error that cut it short (sent as an `error` event)."""
     headers.extend(SSE_HEADERS)
     await send({"type": "http.response.start", "status": 200, "headers": headers})
-    status = 200
+    broken: InterlockError | None = None
     try:
         if first is not None:
             await send({"type": "http.response.body", "body": frame(first), "more_body": True})
@@ -46,7 +46,9 @@ async def send_stream(
                 await send({"type": "http.response.body", "body": frame(payload), "more_body": True})
         tail = DONE_EVENT
     except InterlockError as exc:
-        status = exc.status
+        # Without its traceback: that holds this frame, which holds `broken`, a cycle only the
+        # garbage collector would free. The caller needs its class and status, not where it rose.
+        broken = exc.with_traceback(None)
         tail = frame(exc.body())
     await send({"type": "http.response.body", "body": tail, "more_body": False})
-    return status
+    return broken

@@ -22,10 +22,24 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as prom_multiprocess
 
+from .confidence import Confidence
+
+# LLM latencies run from a millisecond (a cache hit) to minutes (a long generation): finer where
+# P50-P99 of chat answers usually fall (0.25 s to 30 s).
 LATENCY_BUCKETS = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0,
+    20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0,
 )  # fmt: skip
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+# Gaps between tokens: 1000 tokens/s down to stalls of half a minute.
+ITL_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0,
+    2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+LOGPROB_BUCKETS = (-20.0, -10.0, -5.0, -3.0, -2.0, -1.5, -1.0, -0.75, -0.5, -0.3, -0.2, -0.1, -0.05, -0.01, 0.0)
+PERPLEXITY_BUCKETS = (1.01, 1.05, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 1000.0)
+FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
+NONE = "_none"  # the deployment and version label of requests no deployment answered (hits, errors)
 UNKNOWN_MODEL = "_unknown"
 
 
@@ -43,8 +57,12 @@ class Metrics:
             "interlock_requests", "Requests answered", ["model", "endpoint", "status", "cache"], registry=r
         )
         self.request_seconds = Histogram(
-            "interlock_request_seconds", "End-to-end latency", ["model", "endpoint"],
+            "interlock_request_seconds", "End-to-end latency", ["model", "endpoint", "deployment", "version"],
             buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.errors = Counter(
+            "interlock_errors", "Failed requests by class: client, upstream, timeout, policy, internal",
+            ["model", "deployment", "version", "class"], registry=r,
         )  # fmt: skip
         self.overhead_seconds = Histogram(
             "interlock_overhead_seconds", "Gateway overhead: total minus upstream time", ["model"],
@@ -54,9 +72,32 @@ class Metrics:
             "interlock_upstream_seconds", "Upstream call latency (to the last byte)", ["model", "deployment"],
             buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
+        labels = ["model", "deployment", "version"]
         self.ttft_seconds = Histogram(
-            "interlock_ttft_seconds", "Time to first token of streams", ["model", "deployment"],
+            "interlock_ttft_seconds", "Streams: from the request's arrival to its first token", labels,
             buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.itl_seconds = Histogram(
+            "interlock_itl_seconds", "Streams: mean gap between tokens, one observation per stream", labels,
+            buckets=ITL_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.itl_max_seconds = Histogram(
+            "interlock_itl_max_seconds", "Streams: longest gap between two tokens, one observation per stream",
+            labels, buckets=ITL_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.finish_reasons = Counter(
+            "interlock_finish_reasons", "Generated answers by finish_reason", [*labels, "finish_reason"], registry=r
+        )
+        self.logprob_mean = Histogram(
+            "interlock_logprob_mean", "Mean token logprob per answer (answers with logprobs)", labels,
+            buckets=LOGPROB_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.logprob_min = Histogram(
+            "interlock_logprob_min", "Lowest token logprob per answer", labels, buckets=LOGPROB_BUCKETS, registry=r
+        )
+        self.perplexity = Histogram(
+            "interlock_perplexity", "Perplexity per answer: exp(-mean token logprob)", labels,
+            buckets=PERPLEXITY_BUCKETS, registry=r,
         )  # fmt: skip
         self.inflight = Gauge(
             "interlock_inflight", "Requests in flight per deployment", ["deployment"],
@@ -66,6 +107,17 @@ class Metrics:
             "interlock_queued", "Requests waiting in a deployment's queue", ["deployment"],
             multiprocess_mode="livesum", registry=r,
         )  # fmt: skip
+        self.drift_share = Gauge(
+            "interlock_drift_share", "Share of drift features flagged against the reference (live window)",
+            ["model", "version"], multiprocess_mode="livemax", registry=r,
+        )  # fmt: skip
+        self.drift_feature = Gauge(
+            "interlock_drift_feature", "1 when this feature drifted from the reference, else 0",
+            ["model", "version", "feature"], multiprocess_mode="livemax", registry=r,
+        )  # fmt: skip
+        self.drift_dropped = Counter(
+            "interlock_drift_dropped", "Exchanges not observed for drift (per-second cap or full queue)", registry=r
+        )
         self.cache = Counter("interlock_cache", "Cache lookups", ["tier", "result"], registry=r)
         self.cache_errors = Counter(
             "interlock_cache_errors", "Cache tier failures (the request went on without it)", ["tier", "op"],
@@ -86,7 +138,7 @@ class Metrics:
             "interlock_circuit_state", "Circuit breaker: 0 closed, 1 half-open, 2 open", ["deployment"],
             multiprocess_mode="livemax", registry=r,
         )  # fmt: skip
-        self.tokens = Counter("interlock_tokens", "Tokens in and out", ["model", "deployment", "direction"], registry=r)
+        self.tokens = Counter("interlock_tokens", "Tokens in and out", [*labels, "direction"], registry=r)
         self.limited = Counter(
             "interlock_rate_limited", "Requests refused by a rate limit", ["scope", "unit"], registry=r
         )
@@ -102,6 +154,7 @@ class Metrics:
             "interlock_spend_usd", "What answers cost at the configured prices", ["model", "deployment"], registry=r
         )
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._request_children: dict[tuple[str, str, int, str, str, str], tuple[Any, Any, Any]] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -111,17 +164,62 @@ class Metrics:
         return child
 
     # -- the request as a whole ---------------------------------------------------------------
-    def request_done(self, model: str, endpoint: str, status: int, cache: str, seconds: float, upstream: float) -> None:
-        self._child(self.requests, model, endpoint, str(status), cache).inc()
-        self._child(self.request_seconds, model, endpoint).observe(seconds)
-        self._child(self.overhead_seconds, model).observe(max(0.0, seconds - upstream))
+    def request_done(
+        self,
+        model: str,
+        endpoint: str,
+        status: int,
+        cache: str,
+        seconds: float,
+        upstream: float,
+        deployment: str = NONE,
+        version: str = NONE,
+    ) -> None:
+        # Every request passes here, cache hits included: the three children come from one
+        # lookup keyed by plain values, and the status becomes a string only once per key.
+        key = (model, endpoint, status, cache, deployment, version)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.requests.labels(model, endpoint, str(status), cache),
+                self.request_seconds.labels(model, endpoint, deployment, version),
+                self.overhead_seconds.labels(model),
+            )
+        requests, latency, overhead = children
+        requests.inc()
+        latency.observe(seconds)
+        overhead.observe(seconds - upstream if seconds > upstream else 0.0)
+
+    def error(self, model: str, deployment: str, version: str, kind: str) -> None:
+        self._child(self.errors, model, deployment, version, kind).inc()
+
+    # -- what a deployment generated -----------------------------------------------------------
+    def first_token(self, model: str, deployment: str, version: str, seconds: float) -> None:
+        self._child(self.ttft_seconds, model, deployment, version).observe(seconds)
+
+    def inter_token(self, model: str, deployment: str, version: str, mean: float, longest: float) -> None:
+        self._child(self.itl_seconds, model, deployment, version).observe(mean)
+        self._child(self.itl_max_seconds, model, deployment, version).observe(longest)
+
+    def finished(self, model: str, deployment: str, version: str, reason: str) -> None:
+        """`reason` is the backend's finish_reason; anything outside OpenAI's set counts as `other`."""
+        label = reason if reason in FINISH_REASONS else "other"
+        self._child(self.finish_reasons, model, deployment, version, label).inc()
+
+    def confidence(self, model: str, deployment: str, version: str, conf: Confidence) -> None:
+        self._child(self.logprob_mean, model, deployment, version).observe(conf.mean_logprob)
+        self._child(self.logprob_min, model, deployment, version).observe(conf.min_logprob)
+        self._child(self.perplexity, model, deployment, version).observe(conf.perplexity)
+
+    def drift(self, model: str, version: str, share: float, features: dict[str, bool]) -> None:
+        """`features`: every tested feature and whether it drifted (names from a fixed set)."""
+        self._child(self.drift_share, model, version).set(share)
+        for name, drifted in features.items():
+            self._child(self.drift_feature, model, version, name).set(1.0 if drifted else 0.0)
 
     # -- upstream ----------------------------------------------------------------------------
     def upstream_done(self, model: str, deployment: str, seconds: float) -> None:
         self._child(self.upstream_seconds, model, deployment).observe(seconds)
-
-    def first_token(self, model: str, deployment: str, seconds: float) -> None:
-        self._child(self.ttft_seconds, model, deployment).observe(seconds)
 
     def upstream_failed(self, deployment: str, status: int) -> None:
         self._child(self.upstream_errors, deployment, str(status)).inc()
@@ -132,11 +230,11 @@ class Metrics:
     def set_queued(self, deployment: str, depth: int) -> None:
         self._child(self.queued, deployment).set(depth)
 
-    def token_usage(self, model: str, deployment: str, prompt: int, completion: int) -> None:
+    def token_usage(self, model: str, deployment: str, version: str, prompt: int, completion: int) -> None:
         if prompt:
-            self._child(self.tokens, model, deployment, "in").inc(prompt)
+            self._child(self.tokens, model, deployment, version, "in").inc(prompt)
         if completion:
-            self._child(self.tokens, model, deployment, "out").inc(completion)
+            self._child(self.tokens, model, deployment, version, "out").inc(completion)
 
     def retry(self, model: str, deployment: str) -> None:
         self._child(self.retries, model, deployment).inc()

@@ -6,9 +6,13 @@ import enum
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..observe.confidence import Confidence
 from ..security.roles import OPEN, Identity
+
+if TYPE_CHECKING:
+    from ..observe.tracing import RequestTrace
 
 
 class Endpoint(enum.Enum):
@@ -36,6 +40,7 @@ class RequestContext:
     started: float = field(default_factory=time.perf_counter)
     # Filled in along the way.
     deployment: str | None = None  # the deployment that answered
+    version: str | None = None  # its configured version
     served_model: str | None = None  # the group that answered (differs after a fallback)
     cache_status: str | None = None  # "hit" or "miss"; None when the cache was not consulted
     cache_key: str | None = None
@@ -44,6 +49,12 @@ class RequestContext:
     retries: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # Telemetry: how the answer ended, and the token logprob summary when the backend returned
+    # logprobs (set once the answer is complete: for a stream, when it ends).
+    finish_reason: str | None = None
+    confidence: Confidence | None = None
+    logprobs_sampled: bool = False  # the backend is asked for logprobs the caller did not ask for
+    trace: RequestTrace | None = None  # spans of this request; None when tracing is off or not sampled
     # Data protection: the class asked for in a header, the conversation that scopes tokens,
     # and what the DLP stage concluded (the class, and entity types found with their counts).
     requested_class: str | None = None

@@ -24,18 +24,23 @@ Terminal = Callable[[RequestContext], Awaitable[Result]]
 
 
 class Pipeline:
-    __slots__ = ("_stages", "_terminal")
+    """`traced` are the same stages wrapped in spans (observe.tracing), run for the requests that
+    carry a trace; every other request runs the plain stages and pays nothing for tracing."""
 
-    def __init__(self, stages: Sequence[Stage], terminal: Terminal) -> None:
+    __slots__ = ("_stages", "_terminal", "_traced")
+
+    def __init__(self, stages: Sequence[Stage], terminal: Terminal, traced: Sequence[Stage] | None = None) -> None:
         self._stages = tuple(stages)
+        self._traced = tuple(traced) if traced is not None else self._stages
         self._terminal = terminal
 
     async def run(self, ctx: RequestContext) -> Result:
         ran = 0
         result: Result | None = None
         error: BaseException | None = None
+        stages = self._stages if ctx.trace is None else self._traced
         try:
-            for stage in self._stages:
+            for stage in stages:
                 ran += 1
                 result = await stage.before(ctx)
                 if result is not None:
@@ -44,7 +49,7 @@ class Pipeline:
                 result = await self._terminal(ctx)
         except BaseException as exc:  # cancellation too: every stage that ran must see it
             error = exc
-        for stage in reversed(self._stages[:ran]):
+        for stage in reversed(stages[:ran]):
             try:
                 result = await stage.after(ctx, result, error)
             except BaseException as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from ..errors import InterlockError, StreamBroken
+from ..errors import InterlockError, StreamBroken, StreamTimedOut, UpstreamTimeout
 
 DONE = b"[DONE]"
 
@@ -77,7 +77,8 @@ class SseStream:
                 chunk = await self._read()
             except InterlockError as exc:
                 self._end(False)
-                raise StreamBroken(f"stream from deployment {self._where} failed ({exc.message})") from None
+                broken = StreamTimedOut if isinstance(exc, UpstreamTimeout) else StreamBroken
+                raise broken(f"stream from deployment {self._where} failed ({exc.message})") from None
             except BaseException:
                 self._end(False)
                 raise

@@ -13,9 +13,9 @@ from typing import Protocol
 
 from ..errors import (
     InterlockError,
-    RateLimited,
     Unavailable,
     UpstreamError,
+    UpstreamRateLimited,
     UpstreamRejected,
     UpstreamTimeout,
 )
@@ -79,7 +79,7 @@ def status_error(status: int, body: bytes, retry_after: str | None, where: str) 
     """Turn a non-2xx upstream answer into the error the caller should see."""
     wait = parse_retry_after(retry_after)
     if status == 429:
-        return RateLimited(f"deployment {where} is rate limited", retry_after=wait)
+        return UpstreamRateLimited(f"deployment {where} is rate limited", retry_after=wait)
     if status == 503:
         return Unavailable(f"deployment {where} is unavailable", retry_after=wait)
     if status == 504:

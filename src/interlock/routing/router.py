@@ -19,9 +19,11 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from ..config import RouterSettings
-from ..errors import InterlockError, ModelNotFound, RateLimited, Unavailable
+from ..errors import InterlockError, ModelNotFound, RateLimited, Unavailable, UpstreamRejected
+from ..observe.confidence import with_logprobs
 from ..observe.metrics import Metrics
 from ..pipeline.context import RequestContext
 from ..pipeline.result import Completion, Result, StreamResult
@@ -33,6 +35,7 @@ from .strategies import STRATEGIES
 
 EWMA_ALPHA = 0.2
 TIMER_SLACK = 0.005
+T = TypeVar("T")
 
 
 @dataclass(slots=True, eq=False)
@@ -41,6 +44,7 @@ class DeploymentRuntime:
     weight: float
     circuit: CircuitBreaker
     max_class: int = 3  # rank of the most sensitive data class it may receive
+    version: str = "v1"  # from config; a label on metrics and spans
     inflight: int = 0
     latency_ewma: float | None = None
     blocked_until: float = 0.0  # set from an upstream Retry-After
@@ -213,27 +217,60 @@ class Router:
         metrics.inflight_add(dep.id, 1)
         started = time.perf_counter()
         handed_on = False
+        # The deployment tried last is the one a failure is counted against.
+        ctx.deployment, ctx.version = dep.id, dep.version
+        trace = ctx.trace
+        span = None
+        if trace is not None:
+            span = trace.child(
+                f"upstream {dep.id}",
+                {"interlock.model": group.name, "interlock.deployment": dep.id, "interlock.version": dep.version,
+                 "interlock.backend": provider.kind, "interlock.attempt": ctx.retries, "interlock.stream": ctx.stream},
+                client=True,
+            )  # fmt: skip
         try:
             if ctx.stream:
-                events = await provider.open_stream(ctx.endpoint, ctx.body)
+                events = await self._call(provider.open_stream, ctx)
                 handed_on = True
-                ctx.deployment, ctx.served_model = dep.id, group.name
-                return StreamResult(self._track_stream(group, dep, ctx, events, started))
-            answer = await provider.complete(ctx.endpoint, ctx.body)
+                ctx.served_model = group.name
+                return StreamResult(self._track_stream(group, dep, ctx, events, started, span))
+            answer = await self._call(provider.complete, ctx)
             elapsed = time.perf_counter() - started
             ctx.upstream_seconds += elapsed
-            ctx.deployment, ctx.served_model = dep.id, group.name
+            ctx.served_model = group.name
             dep.observe_latency(elapsed)
             dep.circuit.success()
             metrics.upstream_done(group.name, dep.id, elapsed)
             prompt, completion = _usage(answer.body)
             ctx.prompt_tokens, ctx.completion_tokens = prompt, completion
-            metrics.token_usage(group.name, dep.id, prompt, completion)
+            metrics.token_usage(group.name, dep.id, dep.version, prompt, completion)
+            if span is not None:
+                span.set_attribute("http.response.status_code", answer.status)
             return Completion(answer.body, answer.status)
+        except BaseException as exc:
+            if span is not None and trace is not None:
+                trace.fail(span, exc)
+                if isinstance(exc, InterlockError):
+                    span.set_attribute("http.response.status_code", exc.status)
+            raise
         finally:
             if not handed_on:
                 dep.inflight -= 1
                 metrics.inflight_add(dep.id, -1)
+                if span is not None:
+                    span.end()
+
+    @staticmethod
+    async def _call(call: Callable[[Any, dict[str, Any]], Awaitable[T]], ctx: RequestContext) -> T:
+        """One upstream call. When the telemetry stage sampled this request for logprobs, they are
+        asked for; a backend that rejects the request with them is asked again without them, so
+        sampling never costs a caller an answer."""
+        if ctx.logprobs_sampled:
+            try:
+                return await call(ctx.endpoint, with_logprobs(ctx.body))
+            except UpstreamRejected:
+                ctx.logprobs_sampled = False
+        return await call(ctx.endpoint, ctx.body)
 
     def _track_stream(
         self,
@@ -242,6 +279,7 @@ class Router:
         ctx: RequestContext,
         events: AsyncIterator[bytes],
         started: float,
+        span: Any = None,
     ) -> StreamTap:
         """Pass events through; keep in-flight, latency, tokens and the circuit honest."""
         metrics = self._metrics
@@ -250,9 +288,7 @@ class Router:
         def on_event(event: bytes) -> None:
             if first[0]:
                 first[0] = False
-                ttft = time.perf_counter() - started
-                dep.observe_latency(ttft)
-                metrics.first_token(group.name, dep.id, ttft)
+                dep.observe_latency(time.perf_counter() - started)  # the first event, for lowest_latency
             if b'"usage"' in event:
                 prompt, completion = _usage(event)
                 if prompt or completion:
@@ -266,12 +302,16 @@ class Router:
             metrics.upstream_done(group.name, dep.id, elapsed)
             if error is None:
                 dep.circuit.success()
-                metrics.token_usage(group.name, dep.id, ctx.prompt_tokens, ctx.completion_tokens)
+                metrics.token_usage(group.name, dep.id, dep.version, ctx.prompt_tokens, ctx.completion_tokens)
             elif isinstance(error, InterlockError):
                 dep.circuit.failure(self._clock())
                 metrics.upstream_failed(dep.id, error.status)
             else:
                 dep.circuit.release()  # the caller went away: no verdict on the deployment
             metrics.circuit(dep.id, int(dep.circuit.state))
+            if span is not None:
+                if error is not None and ctx.trace is not None:
+                    ctx.trace.fail(span, error)
+                span.end()  # a stream's upstream span lasts until its last event
 
         return StreamTap(events, on_event, on_end)

@@ -1,0 +1,295 @@
+"""OpenTelemetry traces: a span per request, a child per pipeline stage phase (`cache.before`,
+`cache.after`, ...) and one per upstream attempt.
+
+Built only when `telemetry` names an exporter. Without one, nothing here is constructed: the
+request handler and the router hold `None`, the pipeline has no traced stages, and a request pays
+one `is None` test, not a span (not even OpenTelemetry's no-op one, which costs more: see
+bench/telemetry_cost.py). With tracing on, the sampling decision for a request without a
+`traceparent` is ours, one random draw, made before OpenTelemetry is called: a request not
+sampled gets no span and no `RequestTrace`, and runs the pipeline's plain stages. A caller's
+`traceparent` is followed instead (its sampled flag decides).
+
+Spans carry configured names and small fixed sets only (model group, deployment, version,
+status, cache status, data class, error class, token counts): never prompt or answer text, never
+a key, never an error message.
+
+OpenTelemetry is imported here only, inside functions: it is an optional extra (`otel`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError, error_class
+from ..pipeline.streams import StreamClosed
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.trace import Span
+
+    from ..config import TelemetrySettings
+    from ..pipeline.context import RequestContext
+    from ..pipeline.result import Result
+    from ..pipeline.runner import Stage
+
+Attributes = dict[str, str | bool | int | float]
+AzureConfigure = Callable[..., None]
+
+
+class Tracing:
+    """Starts spans from an OpenTelemetry tracer, with explicit parents (no context variables:
+    a stream outlives the task that opened it)."""
+
+    def __init__(
+        self, tracer: Any, shutdown: Callable[[], None], ratio: float = 1.0, rng: random.Random | None = None
+    ) -> None:
+        from opentelemetry import trace
+        from opentelemetry.trace import SpanKind, Status, StatusCode
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        self._tracer = tracer
+        self._shutdown = shutdown
+        self._ratio = ratio
+        self._rng = rng or random.Random()
+        self._in_context = trace.set_span_in_context
+        self._propagator = TraceContextTextMapPropagator()
+        self._server, self._client, self._internal = SpanKind.SERVER, SpanKind.CLIENT, SpanKind.INTERNAL
+        self._status, self._error = Status, StatusCode.ERROR
+
+    def start_request(self, name: str, headers: dict[bytes, bytes]) -> RequestTrace | None:
+        """The request's span, a child of the caller's `traceparent` when it sent one. None when
+        the sampler drops the request: then no other span of it is made either."""
+        parent = None
+        traceparent = headers.get(b"traceparent")
+        if traceparent is None:
+            if self._ratio < 1.0 and self._rng.random() >= self._ratio:
+                return None
+        else:
+            carrier = {"traceparent": traceparent.decode("latin-1")}
+            tracestate = headers.get(b"tracestate")
+            if tracestate is not None:
+                carrier["tracestate"] = tracestate.decode("latin-1")
+            parent = self._propagator.extract(carrier)
+        span = self._tracer.start_span(name, context=parent, kind=self._server)
+        if not span.is_recording():
+            return None
+        return RequestTrace(self, span)
+
+    def fail(self, span: Span, exc: BaseException) -> None:
+        if isinstance(exc, StreamClosed) or not isinstance(exc, Exception):
+            span.set_attribute("interlock.cancelled", True)  # the caller went away: no error of ours
+            return
+        kind = error_class(exc)
+        span.set_attribute("error.type", type(exc).__name__)
+        span.set_attribute("interlock.error_class", kind)
+        span.set_status(self._status(self._error, kind))
+
+    def shutdown(self) -> None:
+        self._shutdown()
+
+
+class RequestTrace:
+    """The spans of one sampled request."""
+
+    __slots__ = ("_context", "_tracing", "span")
+
+    def __init__(self, tracing: Tracing, span: Span) -> None:
+        self._tracing = tracing
+        self.span = span
+        self._context = tracing._in_context(span)
+
+    def child(self, name: str, attributes: Attributes, client: bool = False) -> Span:
+        t = self._tracing
+        kind = t._client if client else t._internal
+        span: Span = t._tracer.start_span(name, context=self._context, kind=kind, attributes=attributes)
+        return span
+
+    def fail(self, span: Span, exc: BaseException) -> None:
+        self._tracing.fail(span, exc)
+
+    def finish(self, ctx: RequestContext | None, model: str, status: int, error: BaseException | None) -> None:
+        span = self.span
+        attributes: Attributes = {"interlock.model": model, "http.response.status_code": status}
+        if ctx is not None:
+            attributes["interlock.request_id"] = ctx.request_id
+            attributes["interlock.endpoint"] = ctx.endpoint.value
+            attributes["interlock.stream"] = ctx.stream
+            attributes["interlock.cache"] = ctx.cache_status or "none"
+            for key, value in (
+                ("interlock.served_model", ctx.served_model),
+                ("interlock.deployment", ctx.deployment),
+                ("interlock.version", ctx.version),
+                ("interlock.data_class", ctx.data_class),
+                ("gen_ai.response.finish_reasons", ctx.finish_reason),
+            ):
+                if value is not None:
+                    attributes[key] = value
+            if ctx.prompt_tokens or ctx.completion_tokens:
+                attributes["gen_ai.usage.input_tokens"] = ctx.prompt_tokens
+                attributes["gen_ai.usage.output_tokens"] = ctx.completion_tokens
+            if ctx.retries:
+                attributes["interlock.retries"] = ctx.retries
+            confidence = ctx.confidence
+            if confidence is not None:
+                attributes["interlock.logprob_mean"] = confidence.mean_logprob
+                attributes["interlock.logprob_min"] = confidence.min_logprob
+                attributes["interlock.perplexity"] = confidence.perplexity
+                attributes["interlock.logprobs_sampled"] = confidence.sampled
+        span.set_attributes(attributes)
+        if error is not None:
+            self.fail(span, error)
+        elif status >= 500:
+            span.set_status(self._tracing._status(self._tracing._error, f"status {status}"))
+        span.end()
+
+
+class TracedStage:
+    """A stage with a span around each of its phases, for requests that have a trace."""
+
+    __slots__ = ("_after_name", "_before_name", "_inner", "_name")
+
+    def __init__(self, inner: Stage, name: str) -> None:
+        self._inner = inner
+        self._name = name
+        self._before_name = f"{name}.before"
+        self._after_name = f"{name}.after"
+
+    async def before(self, ctx: RequestContext) -> Result | None:
+        trace = ctx.trace
+        if trace is None:
+            return await self._inner.before(ctx)
+        span = trace.child(self._before_name, {"interlock.stage": self._name})
+        try:
+            result = await self._inner.before(ctx)
+            if result is not None:
+                span.set_attribute("interlock.answered", True)  # a cache hit, a replay
+            return result
+        except BaseException as exc:
+            trace.fail(span, exc)
+            raise
+        finally:
+            span.end()
+
+    async def after(self, ctx: RequestContext, result: Result | None, error: BaseException | None) -> Result | None:
+        trace = ctx.trace
+        if trace is None:
+            return await self._inner.after(ctx, result, error)
+        span = trace.child(self._after_name, {"interlock.stage": self._name})
+        try:
+            return await self._inner.after(ctx, result, error)
+        except BaseException as exc:
+            trace.fail(span, exc)
+            raise
+        finally:
+            span.end()
+
+
+def stage_name(stage: object) -> str:
+    """`LimitStage` -> `limit`: span names from the class, computed once at start."""
+    name = str(getattr(stage, "name", "") or type(stage).__name__)
+    return name.removesuffix("Stage").lower() or "stage"
+
+
+def traced(stages: Sequence[Stage]) -> list[Stage]:
+    """The same stages, each with spans around its phases: the pipeline runs these for the
+    requests that have a trace, and the plain ones for all others."""
+    return [TracedStage(stage, stage_name(stage)) for stage in stages]
+
+
+# -- construction ------------------------------------------------------------------------------
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
+
+
+def check_available(settings: TelemetrySettings, azure: bool = True) -> None:
+    """Fail at start, with the key to blame, when an exporter is configured but not installed."""
+    if azure and settings.azure_monitor_connection_string and not _installed("azure.monitor.opentelemetry"):
+        raise ConfigError(
+            "$.telemetry.azure_monitor_connection_string: azure-monitor-opentelemetry is not installed "
+            "(pip install 'interlock[azure-monitor]')"
+        )
+    if (settings.otlp_endpoint or settings.console) and not _installed("opentelemetry.sdk"):
+        key = "otlp_endpoint" if settings.otlp_endpoint else "console"
+        raise ConfigError(f"$.telemetry.{key}: the OpenTelemetry SDK is not installed (pip install 'interlock[otel]')")
+    if settings.otlp_endpoint and not _installed("opentelemetry.exporter.otlp.proto.http"):
+        raise ConfigError(
+            "$.telemetry.otlp_endpoint: the OTLP exporter is not installed (pip install 'interlock[otel]')"
+        )
+
+
+def traces_url(endpoint: str) -> str:
+    """A collector's base URL gets OTLP's traces path; a URL with a path is taken as it is."""
+    _, sep, rest = endpoint.partition("://")
+    if sep and "/" not in rest.rstrip("/"):
+        return endpoint.rstrip("/") + "/v1/traces"
+    return endpoint
+
+
+def make_tracing(
+    settings: TelemetrySettings,
+    exporter: SpanExporter | None = None,
+    azure_configure: AzureConfigure | None = None,
+) -> Tracing | None:
+    """The tracer the settings ask for, or None. `exporter` adds one (tests: an in-memory one);
+    `azure_configure` stands in for azure-monitor-opentelemetry's `configure_azure_monitor`."""
+    if not settings.tracing and exporter is None:
+        return None
+    check_available(settings, azure=azure_configure is None)
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+
+    from .. import __version__
+
+    resource = Resource.create({"service.name": settings.service_name, "service.version": __version__})
+    processors: list[Any] = []
+    if settings.otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        otlp = OTLPSpanExporter(
+            endpoint=traces_url(settings.otlp_endpoint),
+            headers=dict(settings.otlp_headers),
+            timeout=settings.otlp_timeout_s,
+        )
+        processors.append(BatchSpanProcessor(otlp))  # exports on its own thread, in batches
+    if settings.console:
+        processors.append(SimpleSpanProcessor(ConsoleSpanExporter()))
+    if exporter is not None:
+        processors.append(SimpleSpanProcessor(exporter))
+
+    if settings.azure_monitor_connection_string:
+        if azure_configure is None:
+            from azure.monitor.opentelemetry import configure_azure_monitor
+
+            azure_configure = configure_azure_monitor
+        # The distro installs a global tracer provider (its own design; the one global here).
+        azure_configure(
+            connection_string=settings.azure_monitor_connection_string,
+            resource=resource,
+            sampling_ratio=1.0,  # the ratio is applied before a span is started (Tracing.start_request)
+            span_processors=processors,
+        )
+        from opentelemetry import trace
+
+        global_provider = trace.get_tracer_provider()
+        tracer = global_provider.get_tracer("interlock", __version__)
+        return Tracing(tracer, lambda: _shutdown(global_provider), settings.trace_sample_ratio)
+
+    # Roots are sampled by Tracing.start_request; OpenTelemetry only follows a caller's parent.
+    provider = TracerProvider(resource=resource, sampler=ParentBased(ALWAYS_ON))
+    for processor in processors:
+        provider.add_span_processor(processor)
+    return Tracing(provider.get_tracer("interlock", __version__), provider.shutdown, settings.trace_sample_ratio)
+
+
+def _shutdown(provider: object) -> None:
+    shutdown = getattr(provider, "shutdown", None)
+    if shutdown is not None:
+        shutdown()
