@@ -15,7 +15,7 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
-from .errors import ConfigError
+from .errors import ERROR_CLASSES, ConfigError
 from .security.secrets import SecretError, SecretResolver, resolve_all
 
 DEFAULT_LOCAL_MODEL = "smollm2"
@@ -538,6 +538,8 @@ def _check_alerts(alerts: AlertsSettings, groups: set[str]) -> None:
         if not (known or prefixed):
             expected = ", ".join((*ALERT_SIGNALS, *DRIFT_SIGNALS, "error_rate:<class>", "drift_feature:<name>"))
             raise ConfigError(f"{where}.signal: expected one of {expected}")
+        if signal.startswith("error_rate:") and signal.partition(":")[2] not in ERROR_CLASSES:
+            raise ConfigError(f"{where}.signal: expected error_rate:<class>, a class of {', '.join(ERROR_CLASSES)}")
         if rule.model is not None and rule.model not in groups:
             raise ConfigError(f"{where}.model: unknown model group {rule.model!r}")
         if not alerts.bucket_s <= rule.window_s <= alerts.retention_s:

@@ -75,6 +75,7 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     [
         (_set("rules.0.signal", "latency"), "$.alerts.rules[0].signal"),
         (_set("rules.0.signal", "drift_feature:"), "$.alerts.rules[0].signal"),
+        (_set("rules.2.signal", "error_rate:network"), "$.alerts.rules[2].signal"),
         (_set("rules.0.op", "=="), "$.alerts.rules[0].op"),
         (_set("rules.1.model", "nope"), "$.alerts.rules[1].model"),
         (_set("rules.0.actions", ["am", "pager"]), "$.alerts.rules[0].actions[1]"),

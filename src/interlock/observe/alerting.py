@@ -1,13 +1,17 @@
 """The alert runtime: evaluate the rules every `evaluate_s`, notify, trigger retraining, and tell
 the rollout controller which versions breach which rules.
 
-Wiring, in the composition root (one `RequestStats` per worker process; `record` once per request):
+Wiring, in the composition root (one `RequestStats` per worker process; `record` once per request,
+with the request's group, its deployment's version, latency, error class, TTFT and mean logprob):
 
     stats = RequestStats(alerts.retention_s, alerts.bucket_s)
     redis = redis_client(alerts.redis.url, alerts.redis.timeout_ms / 1000) if alerts.redis else None
-    signals = WindowSignals(stats, latest_drift_reports, redis, alerts.prefix, ttl_s=3 * alerts.evaluate_s)
-    engine = make_alerts(settings, signals, gauges, redis)   # None without an `alerts` section
-    ... startup: await engine.start()     shutdown: await engine.close()
+    signals = WindowSignals(stats, lambda: monitor.reports, redis, alerts.prefix, ttl_s=3 * alerts.evaluate_s)
+    engine = make_alerts(settings, signals, AlertGauges(metrics.registry), redis)  # None without `alerts`
+    ... startup: await engine.start()     shutdown: await engine.close() (then close `redis`)
+
+(`monitor.reports` is the drift monitor's latest `DriftReport` per (group, version), the group
+as a whole under the version "all".)
 
 The interface the rollout controller uses:
 
@@ -27,10 +31,10 @@ posts the alerts firing at that moment again (the previous holder may have died 
 them; Alertmanager de-duplicates by fingerprint). If Redis fails, every replica notifies:
 duplicates rather than silence.
 
-Metrics (`AlertMetrics`; `AlertGauges` implements it on a prometheus registry):
-`interlock_alerts_firing{alertname,model,version}` (1 firing, 0 not),
-`interlock_drift_share{model,version}` (drifted features over tested ones, set by whoever
-computes drift reports) and `interlock_alert_notifications{webhook,result}` (sent, failed, dropped).
+Metrics (`AlertMetrics`; `AlertGauges` implements it on the gateway's registry):
+`interlock_alerts_firing{alertname,model,version}` (1 firing, 0 not; `livemax` across workers)
+and `interlock_alert_notifications_total{webhook,result}` (sent, failed, dropped). The drift
+share per (group, version) is `observe.metrics.Metrics.drift_share` (`interlock_drift_share`).
 """
 
 from __future__ import annotations
@@ -170,10 +174,6 @@ class AlertGauges:
             "interlock_alerts_firing", "Alert rules firing (1) or not (0) per model group and version",
             ["alertname", "model", "version"], multiprocess_mode="livemax", registry=registry,
         )  # fmt: skip
-        self.drift = Gauge(
-            "interlock_drift_share", "Drifted features over tested ones, per model group and version",
-            ["model", "version"], multiprocess_mode="livemax", registry=registry,
-        )  # fmt: skip
         self.notifications = Counter(
             "interlock_alert_notifications", "Alert notifications by webhook and result (sent, failed, dropped)",
             ["webhook", "result"], registry=registry,
@@ -184,9 +184,6 @@ class AlertGauges:
 
     def alert_notification(self, webhook: str, result: str) -> None:
         self.notifications.labels(webhook, result).inc()
-
-    def drift_share(self, model: str, version: str, share: float) -> None:
-        self.drift.labels(model, version).set(share)
 
 
 # -- the notifying replica's lease ---------------------------------------------------------------

@@ -18,7 +18,8 @@ Signals: `error_rate` (all classes) and `error_rate:<class>`, `p95_latency_ms`, 
 `ttft_p95_ms`, `confidence_mean` (mean token logprob), `requests` (count in the window),
 `drift_share` (drifted features over tested ones) and `drift_feature:<name>` (1 when that
 feature drifted, else 0). Drift signals ignore `window_s`: the drift report has its own window.
-A provider that only has group-wide drift lists it under the version `ALL_VERSIONS` ("*").
+Group-wide signals (the drift monitor's report over all versions) come under the version
+`ALL_VERSIONS` ("all", as `observe.monitor.ALL`).
 
 The provider (`SignalProvider`) is whatever turns observations into numbers: the composition
 root's adapter over `observe.window.RequestStats` and the latest drift reports
@@ -42,7 +43,7 @@ from typing import Any, Protocol
 
 from ..config import AlertRule
 
-ALL_VERSIONS = "*"
+ALL_VERSIONS = "all"  # the version of group-wide signals, as `observe.monitor.ALL` names drift reports
 
 
 class State(StrEnum):

@@ -2,7 +2,7 @@
 
 `RequestStats` keeps, per series, a ring of time buckets (`bucket_s` wide, `span_s` deep, on an
 injected wall clock so replicas agree on bucket boundaries). Each bucket holds the request count,
-errors by class (`client`, `upstream`, `timeout`, `policy`, `internal`), latency and
+errors by class (`errors.ERROR_CLASSES`: `client`, `upstream`, `timeout`, `policy`, `internal`), latency and
 time-to-first-token histograms, and the sum and count of answer confidences (mean token logprob).
 
 Histograms are sparse dicts over fixed log-spaced buckets: 8 per doubling, from 7.8 µs to 35
@@ -37,8 +37,6 @@ from dataclasses import dataclass
 
 import msgspec
 from redis.asyncio import Redis
-
-ERROR_CLASSES = ("client", "upstream", "timeout", "policy", "internal")
 
 # Histogram buckets: key k holds values in [2^(k/8 - 7), 2^((k+1)/8 - 7)) milliseconds.
 _PER_DOUBLING = 8
