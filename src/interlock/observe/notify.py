@@ -5,8 +5,9 @@ Two payloads:
 - `alertmanager`: the body Alertmanager posts to a webhook receiver (`version: "4"`, `status`,
   `receiver`, `groupKey`, `groupLabels`, `commonLabels`, `commonAnnotations`, `externalURL`,
   `truncatedAlerts`, `alerts[]` with `status`, `labels`, `annotations`, `startsAt`, `endsAt`,
-  `generatorURL`, `fingerprint`), one alert per post, grouped by alert name, so anything that
-  consumes Alertmanager's webhooks consumes ours;
+  `generatorURL`, `fingerprint`), one alert per post, grouped by alert name, so a tool that takes
+  Alertmanager's webhooks (Grafana OnCall, prometheus-msteams, a custom receiver) takes ours. It
+  is not Alertmanager's own `/api/v2/alerts` input, which is what Prometheus posts;
 - `json`: one flat object per transition (`alert`, `status`, `model`, `version`, `signal`,
   `value`, `op`, `threshold`, `severity`, `labels`, `summary`, `starts_at`, `ends_at`,
   `fingerprint`).
