@@ -198,7 +198,8 @@ class AlertEvaluator:
             if before is State.INACTIVE:
                 alert.active_since = now
                 alert.state = State.PENDING
-            if alert.state is State.PENDING and now - (alert.active_since or now) >= rule.for_s:
+            since = alert.active_since
+            if alert.state is State.PENDING and since is not None and now - since >= rule.for_s:
                 alert.state = State.FIRING
                 alert.fired_at = now
         elif before is State.PENDING:
