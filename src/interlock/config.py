@@ -15,7 +15,7 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
-from .errors import ConfigError
+from .errors import ERROR_CLASSES, ConfigError
 from .security.secrets import SecretError, SecretResolver, resolve_all
 
 DEFAULT_LOCAL_MODEL = "smollm2"
@@ -326,6 +326,69 @@ class TelemetrySettings(_Frozen, frozen=True, kw_only=True):
         return bool(self.otlp_endpoint or self.console or self.azure_monitor_connection_string)
 
 
+# -- alerts (observe/alerts.py, observe/alerting.py) ----------------------------------------------
+ALERT_SIGNALS = ("error_rate", "p95_latency_ms", "p99_latency_ms", "ttft_p95_ms", "confidence_mean", "requests")
+ALERT_SIGNAL_PREFIXES = ("error_rate:", "drift_feature:")  # error_rate:<class>, drift_feature:<feature>
+DRIFT_SIGNALS = ("drift_share",)
+RETRAIN_ACTION = "retrain"
+
+
+class AlertRule(_Frozen, frozen=True, kw_only=True):
+    """`signal op threshold` over the last `window_s` seconds of one (model group, version), true
+    for `for_s` seconds before it fires. Below `min_requests` in the window it is not evaluated."""
+
+    name: str
+    signal: str  # one of ALERT_SIGNALS or DRIFT_SIGNALS, or error_rate:<class>, drift_feature:<name>
+    threshold: float
+    op: Literal[">", "<", ">=", "<="] = ">"
+    model: str | None = None  # a model group; None: every group
+    version: str | None = None  # None: every version, each on its own
+    window_s: float = 300.0
+    for_s: float = 0.0
+    min_requests: int = 20
+    severity: str = "warning"
+    labels: dict[str, str] = {}
+    actions: list[str] = []  # webhook names and/or "retrain"; none: it only feeds breaches()
+
+
+class WebhookSettings(_Frozen, frozen=True, kw_only=True):
+    url: str  # may carry a token in its query: it is never logged (the webhook's name is)
+    kind: Literal["alertmanager", "json"] = "json"
+    headers: dict[str, str] = {}  # e.g. Authorization: env:ALERT_TOKEN
+    timeout_ms: int = 5000
+    max_attempts: int = 5
+    backoff_s: float = 1.0  # doubled after each failed attempt, up to backoff_max_s
+    backoff_max_s: float = 30.0
+    queue: int = 1000  # notifications waiting for this receiver; beyond it the oldest is dropped
+
+
+class RetrainSettings(_Frozen, frozen=True, kw_only=True):
+    """Posts the drift report when a rule with the `retrain` action fires, at most once per
+    `cooldown_s` per model group (shared by replicas through `alerts.redis`)."""
+
+    url: str
+    token: str | None = None  # sent as a bearer token; write it as env:NAME, file:... or vault://...
+    headers: dict[str, str] = {}
+    cooldown_s: float = 86_400.0
+    timeout_ms: int = 10_000
+    max_attempts: int = 3
+    backoff_s: float = 2.0
+
+
+class AlertsSettings(_Frozen, frozen=True, kw_only=True):
+    rules: list[AlertRule] = []
+    webhooks: dict[str, WebhookSettings] = {}
+    retrain: RetrainSettings | None = None
+    evaluate_s: float = 10.0
+    repeat_interval_s: float | None = None  # re-post a firing alert this often; None: once
+    bucket_s: float = 5.0  # the rolling windows' bucket width
+    retention_s: float = 3600.0  # how far back the windows reach (at least the longest rule window)
+    # Shared windows, retrain cool-down and the notifying replica's lease; without it, in process.
+    redis: RedisSettings | None = None
+    prefix: str = "interlock:alerts:"
+    external_url: str = ""  # Alertmanager's `externalURL`: where this gateway can be reached
+
+
 class Settings(_Frozen, frozen=True, kw_only=True):
     models: list[ModelGroup]
     server: ServerSettings = ServerSettings()
@@ -339,6 +402,7 @@ class Settings(_Frozen, frozen=True, kw_only=True):
     secrets: SecretsSettings = SecretsSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     drift: DriftSettings | None = None
+    alerts: AlertsSettings | None = None
 
     def group(self, name: str) -> ModelGroup | None:
         for g in self.models:
@@ -435,6 +499,65 @@ def _check(settings: Settings) -> None:
             raise ConfigError("$.security.server_secret: expected a secret of at least 16 characters")
         if security.keys.sqlite_path and security.keys.postgres_dsn:
             raise ConfigError("$.security.keys: expected sqlite_path or postgres_dsn, not both")
+    if settings.alerts is not None:
+        _check_alerts(settings.alerts, seen)
+
+
+def _check_alerts(alerts: AlertsSettings, groups: set[str]) -> None:
+    if alerts.evaluate_s <= 0:
+        raise ConfigError("$.alerts.evaluate_s: expected a number > 0")
+    if alerts.bucket_s <= 0 or alerts.retention_s < alerts.bucket_s:
+        raise ConfigError("$.alerts.retention_s: expected a number >= bucket_s > 0")
+    if alerts.repeat_interval_s is not None and alerts.repeat_interval_s <= 0:
+        raise ConfigError("$.alerts.repeat_interval_s: expected a number > 0")
+    for name, hook in alerts.webhooks.items():
+        where = f"$.alerts.webhooks.{name}"
+        if name == RETRAIN_ACTION:
+            raise ConfigError(f"{where}: `{RETRAIN_ACTION}` is the name of the retraining action")
+        _check_url(hook.url, f"{where}.url")
+        if hook.timeout_ms <= 0 or hook.max_attempts < 1 or hook.queue < 1:
+            raise ConfigError(f"{where}: expected timeout_ms > 0, max_attempts >= 1 and queue >= 1")
+        if hook.backoff_s < 0 or hook.backoff_max_s < hook.backoff_s:
+            raise ConfigError(f"{where}.backoff_max_s: expected backoff_max_s >= backoff_s >= 0")
+    retrain = alerts.retrain
+    if retrain is not None:
+        _check_url(retrain.url, "$.alerts.retrain.url")
+        if retrain.cooldown_s <= 0 or retrain.timeout_ms <= 0 or retrain.max_attempts < 1 or retrain.backoff_s < 0:
+            raise ConfigError("$.alerts.retrain: expected cooldown_s > 0, timeout_ms > 0, max_attempts >= 1")
+    names: set[str] = set()
+    for i, rule in enumerate(alerts.rules):
+        where = f"$.alerts.rules[{i}]"
+        if not rule.name:
+            raise ConfigError(f"{where}.name: expected a name")
+        if rule.name in names:
+            raise ConfigError(f"{where}.name: duplicate rule {rule.name!r}")
+        names.add(rule.name)
+        signal = rule.signal
+        known = signal in ALERT_SIGNALS or signal in DRIFT_SIGNALS
+        prefixed = any(signal.startswith(p) and len(signal) > len(p) for p in ALERT_SIGNAL_PREFIXES)
+        if not (known or prefixed):
+            expected = ", ".join((*ALERT_SIGNALS, *DRIFT_SIGNALS, "error_rate:<class>", "drift_feature:<name>"))
+            raise ConfigError(f"{where}.signal: expected one of {expected}")
+        if signal.startswith("error_rate:") and signal.partition(":")[2] not in ERROR_CLASSES:
+            raise ConfigError(f"{where}.signal: expected error_rate:<class>, a class of {', '.join(ERROR_CLASSES)}")
+        if rule.model is not None and rule.model not in groups:
+            raise ConfigError(f"{where}.model: unknown model group {rule.model!r}")
+        if not alerts.bucket_s <= rule.window_s <= alerts.retention_s:
+            raise ConfigError(f"{where}.window_s: expected a number from alerts.bucket_s to alerts.retention_s")
+        if rule.for_s < 0 or rule.min_requests < 0:
+            raise ConfigError(f"{where}: expected for_s >= 0 and min_requests >= 0")
+        for k, action in enumerate(rule.actions):
+            if action == RETRAIN_ACTION:
+                if retrain is None:
+                    raise ConfigError(f"{where}.actions[{k}]: `retrain` needs an alerts.retrain section")
+            elif action not in alerts.webhooks:
+                raise ConfigError(f"{where}.actions[{k}]: unknown webhook {action!r}")
+
+
+def _check_url(url: str, where: str) -> None:
+    # The URL itself stays out of the message: it may carry a token.
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{where}: expected an http:// or https:// URL")
 
 
 def parse_settings(raw: Any, environ: dict[str, str] | None = None, base_dir: Path | None = None) -> Settings:

@@ -9,7 +9,10 @@ import pytest
 from interlock import load_settings
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
-ENV = {"VLLM_API_KEY": "x", "AZURE_CLIENT_ID": "x", "AOAI_WESTEUROPE_KEY": "x", "OPENAI_API_KEY": "x"}
+ENV = {
+    "VLLM_API_KEY": "x", "AZURE_CLIENT_ID": "x", "AOAI_WESTEUROPE_KEY": "x", "OPENAI_API_KEY": "x",
+    "ONCALL_URL": "https://oncall.example/integrations/v1/alertmanager/x/", "CHATOPS_TOKEN": "x", "AML_TOKEN": "x",
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
