@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from redis.asyncio import Redis
+
 from .cache import CacheStage, MemoryCache, RedisTier
 from .config import (
     AzureDeployment,
@@ -29,9 +31,11 @@ from .edge.admin import AdminHandlers
 from .edge.inference import InferenceHandler
 from .edge.info import InfoHandlers
 from .errors import ConfigError
+from .observe.alerting import AlertEngine, AlertGauges, WindowSignals, make_alerts
 from .observe.metrics import Metrics
 from .observe.stage import TelemetryStage
 from .observe.tracing import Tracing, make_tracing, traced
+from .observe.window import RequestStats
 from .pipeline.runner import Pipeline, Stage
 from .providers.aiohttp_transport import AiohttpTransport
 from .providers.azure import AzureProvider
@@ -156,16 +160,9 @@ def build(
     auth = Authenticator(store, secret, roles, oidc, settings.security.key_cache_ttl)
 
     audit = make_audit_log(settings)
-    drift = make_drift_monitor(
-        settings,
-        on_report=lambda model, version, report: metrics.drift(
-            model,
-            version,
-            report.drifted_share,
-            {f.name: f.drifted for f in report.features if f.status != "insufficient"},
-        ),
-        on_dropped=metrics.drift_dropped.inc,
-    )
+    export = functools.partial(_export_drift, metrics)
+    drift = make_drift_monitor(settings, on_report=export, on_dropped=metrics.drift_dropped.inc)
+    stats, alerts, alerts_redis = make_alerting(settings, metrics, drift)
 
     refresher: list[asyncio.Task[None]] = []
 
@@ -201,6 +198,8 @@ def build(
             await dlp_stage.start()  # loads the named-entity model before the first request
         if drift is not None:
             await drift.start()
+        if alerts is not None:
+            await alerts.start()
         tune_gc(settings)
         if auth.open:
             log.warning("no API keys or OIDC configured: every caller is admitted (loopback only)")
@@ -220,6 +219,10 @@ def build(
             await audit.close()
         if store is not None:
             await store.close()
+        if alerts is not None:
+            await alerts.close()
+        if alerts_redis is not None:
+            await alerts_redis.aclose()
         if drift is not None:
             await drift.close()
         if tracing is not None:
@@ -235,6 +238,7 @@ def build(
         settings.server.max_messages,
         tracing,
         drift,
+        stats,
     )
     info = InfoHandlers([g.name for g in settings.models], metrics, ready_check, groups_ready)
     admin = AdminHandlers(store, secret, roles, audit, drift)
@@ -335,6 +339,21 @@ def create_app() -> Gateway:
     if path is not None and any(s in Path(path).read_text() for s in ("vault://", "azure-keyvault://", "file:")):
         reload = functools.partial(load_settings, path)  # references that can change while we run
     return build(settings, reload=reload)
+
+
+def make_alerting(
+    settings: Settings, metrics: Metrics, drift: DriftMonitor | None
+) -> tuple[RequestStats | None, AlertEngine | None, Redis | None]:
+    """The rolling request windows every request records into, and the alert engine that reads
+    them and the drift reports (all None without an `alerts` section)."""
+    config = settings.alerts
+    if config is None:
+        return None, None, None
+    stats = RequestStats(config.retention_s, config.bucket_s)
+    redis = redis_client(config.redis.url, config.redis.timeout_ms / 1000) if config.redis is not None else None
+    reports = (lambda: drift.reports) if drift is not None else None
+    signals = WindowSignals(stats, reports, redis, config.prefix, ttl_s=3 * config.evaluate_s)
+    return stats, make_alerts(settings, signals, AlertGauges(metrics.registry), redis), redis
 
 
 def _export_drift(metrics: Metrics, model: str, version: str, report: DriftReport) -> None:

@@ -68,7 +68,23 @@ def setup(session_tmp: Path, upstream: FakeUpstream) -> Iterator[dict[str, Any]]
             "redis": {"url": redis_server.url},
             "window_s": 600,
             "evaluate_s": 0.5,
+            "max_per_s": 100_000,
             "references": {"m": "ref.profile"},
+        },
+        "alerts": {  # the fake upstream records any POST: it plays the webhook and the pipeline
+            "evaluate_s": 0.5,
+            "webhooks": {"oncall": {"url": upstream.base("oncall") + "/alerts", "kind": "alertmanager"}},
+            "retrain": {"url": upstream.base("retrain") + "/run", "cooldown_s": 3600},
+            "rules": [
+                {
+                    "name": "TrafficDrift",
+                    "signal": "drift_share",
+                    "op": ">",
+                    "threshold": 0.0,
+                    "min_requests": 100,
+                    "actions": ["oncall", "retrain"],
+                }
+            ],
         },
     }
     path = tmp / "interlock.yaml"
@@ -87,7 +103,7 @@ def setup(session_tmp: Path, upstream: FakeUpstream) -> Iterator[dict[str, Any]]
     assert made.returncode == 0, made.stderr
     assert "reference of 400 observation(s)" in made.stdout
     gateway = Gateway(tmp, {**config, "drift": {**config["drift"], "references": {"m": str(tmp / "ref.profile")}}})
-    yield {"gateway": gateway, "config": path, "tmp": tmp, "rng": rng}
+    yield {"gateway": gateway, "config": path, "tmp": tmp, "rng": rng, "upstream": upstream}
     gateway.stop()
     redis_server.stop()
 
@@ -97,6 +113,15 @@ async def send(gateway: Gateway, bodies: list[dict[str, Any]]) -> None:
         for body in bodies:
             async with session.post(gateway.url + "/v1/chat/completions", json=body) as resp:
                 assert resp.status == 200, await resp.text()
+
+
+async def posts(upstream: FakeUpstream, name: str) -> list[dict[str, Any]]:
+    for _ in range(50):
+        if upstream.state.bodies(name):
+            break
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)  # anything more that would come
+    return upstream.state.bodies(name)
 
 
 async def drift_report(gateway: Gateway, n: int) -> dict[str, Any]:
@@ -117,12 +142,21 @@ async def test_ordinary_traffic_is_quiet_and_shifted_traffic_drifts(setup: dict[
     await send(gateway, [english(rng) for _ in range(200)])
     report = await drift_report(gateway, 200)
     assert not report["dataset_drifted"], report["drifted_features"]
+    await asyncio.sleep(1.0)
+    assert not setup["upstream"].state.bodies("oncall")  # nothing fired on ordinary traffic
     assert report["n_reference"] == 400
 
     await send(gateway, [french(rng) for _ in range(200)])
     report = await drift_report(gateway, 400)
     assert report["dataset_drifted"]
     assert {"language", "prompt_tokens"} <= set(report["drifted_features"])
+
+    posted = await posts(setup["upstream"], "oncall")
+    alert = posted[0]["alerts"][0]
+    assert posted[0]["status"] == "firing" and alert["labels"]["alertname"] == "TrafficDrift"
+    assert alert["labels"]["model"] == "m" and alert["labels"]["version"] == "all"
+    (retrain,) = await posts(setup["upstream"], "retrain")  # once: the cool-down holds the rest
+    assert retrain["drift_report"]["dataset_drifted"] and "language" in retrain["drift_report"]["drifted_features"]
 
     _, _, metrics = http_get(gateway.url + "/metrics")
     share = [

@@ -18,6 +18,7 @@ from ..errors import BadRequest, Forbidden, InterlockError, ModelNotFound, error
 from ..observe import logs
 from ..observe.metrics import NONE, UNKNOWN_MODEL, Metrics
 from ..observe.tracing import Tracing
+from ..observe.window import RequestStats
 from ..pipeline.context import CacheControl, Endpoint, RequestContext
 from ..pipeline.result import Completion
 from ..pipeline.runner import Pipeline
@@ -115,9 +116,11 @@ class InferenceHandler:
         max_messages: int = 2048,
         tracing: Tracing | None = None,
         drift: DriftMonitor | None = None,
+        stats: RequestStats | None = None,
     ) -> None:
         self._tracing = tracing
         self._drift = drift
+        self._stats = stats
         self._span_names = {e: f"POST /v1/{e.value}" for e in Endpoint}
         self._max_messages = max_messages
         self._request_log = request_log
@@ -223,8 +226,12 @@ class InferenceHandler:
                         event["text"] = logs.request_text(ctx.body)  # as DLP left it: never raw
                     request_log.info("request", **event)
             deployment, version = ((ctx.deployment or NONE), (ctx.version or NONE)) if ctx else (NONE, NONE)
-            if error is not None:
-                self._metrics.error(model, deployment, version, error_class(error))
+            kind = error_class(error) if error is not None else None
+            if kind is not None:
+                self._metrics.error(model, deployment, version, kind)
+            if self._stats is not None and ctx is not None:  # the windows alerts and rollouts read
+                confidence = ctx.confidence.mean_logprob if ctx.confidence is not None else None
+                self._stats.record(model, version, time.perf_counter() - started, kind, ctx.ttft_s, confidence)
             self._metrics.request_done(
                 model,
                 endpoint.value,

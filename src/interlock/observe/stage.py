@@ -159,7 +159,8 @@ class StreamObserver:
             else:
                 self._first = now
                 ctx = self._ctx
-                self._metrics.first_token(*_labels(ctx), now - ctx.started)
+                ctx.ttft_s = now - ctx.started
+                self._metrics.first_token(*_labels(ctx), ctx.ttft_s)
             self._last = now
             self._tokens += 1
         finish = _FINISH.search(event)

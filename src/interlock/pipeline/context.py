@@ -52,6 +52,7 @@ class RequestContext:
     # Telemetry: how the answer ended, and the token logprob summary when the backend returned
     # logprobs (set once the answer is complete: for a stream, when it ends).
     finish_reason: str | None = None
+    ttft_s: float | None = None  # streams: from arrival to the first token
     confidence: Confidence | None = None
     logprobs_sampled: bool = False  # the backend is asked for logprobs the caller did not ask for
     trace: RequestTrace | None = None  # spans of this request; None when tracing is off or not sampled
