@@ -9,6 +9,7 @@ in an error message.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -51,7 +52,7 @@ class Authenticator:
         self._oidc = oidc
         self._ttl = cache_ttl
         self._clock = clock
-        self._cache: OrderedDict[str, tuple[float, Identity | None]] = OrderedDict()
+        self._cache: OrderedDict[bytes, tuple[float, Identity | None]] = OrderedDict()
 
     @property
     def open(self) -> bool:
@@ -88,21 +89,23 @@ class Authenticator:
         raise Unauthorized("Invalid credentials")
 
     async def _by_key(self, key: str) -> Identity:
-        digest = self._hash(key)
+        # The cache is keyed by a plain BLAKE2b digest of the key (0.5 µs; the keyed HMAC the store
+        # is indexed by costs 2 µs more, and is only needed on a miss). Neither keeps the key.
+        cache_key = hashlib.blake2b(key.encode(), digest_size=16).digest()
         now = self._clock()
-        cached = self._cache.get(digest)
+        cached = self._cache.get(cache_key)
         if cached is not None and cached[0] > now:
             if cached[1] is None:
                 raise Unauthorized("Invalid API key")
             return cached[1]
         assert self._store is not None
-        record = await self._store.by_hash(digest)
+        record = await self._store.by_hash(self._hash(key))
         identity = self.identity_of(record) if record is not None and record.usable(now) else None
         expires = now + (self._ttl if identity is not None else NEGATIVE_TTL)
         if record is not None and record.expires_at is not None:
             expires = min(expires, record.expires_at)
-        self._cache[digest] = (expires, identity)
-        self._cache.move_to_end(digest)
+        self._cache[cache_key] = (expires, identity)
+        self._cache.move_to_end(cache_key)
         while len(self._cache) > MAX_CACHED:
             self._cache.popitem(last=False)
         if identity is None:

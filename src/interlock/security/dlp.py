@@ -104,13 +104,21 @@ class DlpStage:
         self._vault = vault
         self._metrics = metrics
         self._mappings: dict[int, dict[str, str]] = {}
+        # The slower detectors each policy adds to the patterns, worked out once.
+        self._extra = {p.name: self._extra_for(p) for p in self._policies.values()}
+
+    def _extra_for(self, policy: Policy) -> list[NerDetector | PresidioDetector]:
+        pairs = ((self._ner, policy.ner), (self._presidio, policy.presidio))
+        return [d for d, on in pairs if on and d is not None]
 
     def _policy(self, model: str) -> Policy:
         return self._policies[self._group_policy.get(model, "default")]
 
     async def _scan(self, policy: Policy, slots: list[_Slot]) -> list[list[Entity]] | None:
         """Entities per slot; None when detection failed and the policy lets the request through."""
-        extra = [d for d, on in ((self._ner, policy.ner), (self._presidio, policy.presidio)) if on and d is not None]
+        extra = self._extra.get(policy.name)
+        if extra is None:
+            extra = self._extra[policy.name] = self._extra_for(policy)
         try:
             if not extra and sum(len(s.text) for s in slots) <= policy.max_inline_chars:
                 detect = self._detector.detect

@@ -153,7 +153,7 @@ class LimitStage:
                         code="budget_exceeded",
                         retry_after=period_left,
                     )
-            decision = await self._limiter.acquire(checks)
+            decision = self._limiter.take(checks) or await self._limiter.acquire(checks)
         except (RedisError, OSError, TimeoutError):
             raise Unavailable("rate limits cannot be checked right now", retry_after=1) from None
         if not decision.allowed:

@@ -141,6 +141,10 @@ Adjustment = tuple[str, int, int]  # (counter, window, delta)
 
 
 class Counters(Protocol):
+    def take(self, checks: Sequence[Check], window: int, ttl_s: float) -> tuple[int, ...] | None:
+        """Count a request without I/O when that is possible (leased units); None: call acquire."""
+        ...
+
     async def acquire(self, checks: Sequence[Check], window: int, ttl_s: float) -> Result:
         """Count a request against every check, all or nothing (a store may hand out leased units)."""
         ...
@@ -163,6 +167,10 @@ class LocalCounters:
 
     def __init__(self) -> None:
         self._counts: dict[tuple[str, int], int] = {}
+
+    def take(self, checks: Sequence[Check], window: int, ttl_s: float) -> tuple[int, ...] | None:
+        index, counts = self.count(checks, window)
+        return None if index else counts  # a refusal is acquire's to give (it counts nothing)
 
     async def acquire(self, checks: Sequence[Check], window: int, ttl_s: float) -> Result:
         return self.count(checks, window)
@@ -224,7 +232,7 @@ class RedisCounters:
     def _key(self, counter: str, window: int) -> str:
         return f"{self._prefix}{counter}:{window}"
 
-    def _take(self, checks: Sequence[Check], window: int, ttl_s: float) -> tuple[int, ...] | None:
+    def take(self, checks: Sequence[Check], window: int, ttl_s: float) -> tuple[int, ...] | None:
         """Hand out leased units for every check, or for none. A batch-mode lease that falls below
         half its size is refilled in the background, so requests do not wait for Redis: a round
         trip here is 0.3-1.5 ms, against 0.1 ms for a whole cache hit."""
@@ -277,7 +285,7 @@ class RedisCounters:
             future.set_result((0, 0, 0))  # whoever waited on it looks at the leases again
 
     async def acquire(self, checks: Sequence[Check], window: int, ttl_s: float) -> Result:
-        taken = self._take(checks, window, ttl_s)
+        taken = self.take(checks, window, ttl_s)
         if taken is not None:
             return 0, taken
         if window != self._window:  # leases of finished windows are worth nothing
@@ -288,7 +296,7 @@ class RedisCounters:
             pending = self._inflight.get(shape)
             if pending is not None:  # someone with the same checks is leasing: wait for it
                 index, current, need = await asyncio.shield(pending)
-                taken = self._take(checks, window, ttl_s)
+                taken = self.take(checks, window, ttl_s)
                 if taken is not None:
                     return 0, taken
                 if index and self._need(checks[index - 1], window) >= need:
@@ -308,7 +316,7 @@ class RedisCounters:
                 future.set_result((index, counts[0], self._need(checks[index - 1], window)))
                 return index, counts
             future.set_result((0, 0, 0))
-            taken = self._take(checks, window, ttl_s)
+            taken = self.take(checks, window, ttl_s)
             if taken is not None:
                 return 0, taken
             # Others with other checks took the shared units meanwhile: lease again.
@@ -444,6 +452,16 @@ class Limiter:
         self._clock = clock
         self._pending: dict[tuple[str, int], int] = {}
         self._flusher: asyncio.Task[None] | None = None
+
+    def take(self, checks: Sequence[Check]) -> Decision | None:
+        """The decision when the counters can give it without I/O (a lease far from the limit,
+        or in-process counters): no coroutine, no await. None: `await acquire(checks)`."""
+        now = self._clock()
+        window = int(now // WINDOW)
+        counts = self._counters.take(checks, window, WINDOW * 2) if checks else ()
+        if counts is None:
+            return None
+        return Decision(True, window, (window + 1) * WINDOW - now, None, counts)
 
     async def acquire(self, checks: Sequence[Check]) -> Decision:
         now = self._clock()
