@@ -24,6 +24,9 @@ SECURE_REDIS=${BENCH_REDIS_URL:-redis://127.0.0.1:6379/0}
 # key carries the per-key limits), limits (per key and tenant), redis (count them in Redis, else
 # in process), dlp
 SECURE_PARTS=${BENCH_SECURE_PARTS:-keys,limits,redis,dlp}
+# run.sh only: a fourth gateway with drift monitoring (embeddings on), alert rules and tracing
+OBSERVED_PORT=${BENCH_OBSERVED_PORT:-$((GATEWAY_PORT + 3))}
+OBSERVED_URL="http://127.0.0.1:$OBSERVED_PORT/v1/chat/completions"
 SECURE_KEY=""          # the API key the secured gateway's requests carry (made per run)
 SECURE_METRICS_KEY=""  # a second key with role auditor, to read that gateway's /metrics
 LUA="$BENCH_DIR/wrk/chat.lua"
@@ -32,6 +35,7 @@ NGINX_PID=""
 GATEWAY_PID=""
 AIOHTTP_PID=""  # the second gateway (run.sh)
 SECURE_PID=""  # the third gateway (run.sh)
+OBSERVED_PID=""  # the fourth gateway (run.sh)
 BG_PIDS=()  # wrk, py-spy: anything else we start in the background
 
 for tool in wrk nginx curl; do
@@ -69,6 +73,7 @@ cleanup() {
     stop_pid "$GATEWAY_PID"
     stop_pid "$AIOHTTP_PID"
     stop_pid "$SECURE_PID"
+    stop_pid "$OBSERVED_PID"
     stop_pid "$NGINX_PID"
     if [[ ${BENCH_KEEP:-0} == 1 ]]; then
         log "kept $WORK"
@@ -178,6 +183,45 @@ dlp:
 EOF
     fi
     chmod 600 "$file"
+}
+
+# start_observed_gateway: the fourth gateway (OBSERVED_PID, OBSERVED_PORT): the plain config plus
+# drift monitoring of every answer (embeddings of a sample, live windows in Redis, a reference of
+# the hit group made with `interlock drift baseline`), alert rules evaluated every 10 s, and traces
+# of 1 % of requests exported over OTLP to nginx (which drops them), logprobs asked for 2 %.
+start_observed_gateway() {
+    local file="$WORK/gateway-observed.yaml" past="$WORK/hit-past.jsonl"
+    write_config "$file" "$OBSERVED_PORT"
+    cat >>"$file" <<EOF
+drift:
+  redis: {url: "$SECURE_REDIS", timeout_ms: 1000, prefix: "interlock:bench-drift:"}
+  references: {hit: $WORK/hit.profile}
+  embeddings: true
+telemetry:
+  otlp_endpoint: http://127.0.0.1:$UPSTREAM_PORT
+  trace_sample_ratio: 0.01
+  logprobs_sample: 0.02
+alerts:
+  redis: {url: "$SECURE_REDIS", timeout_ms: 200}
+  prefix: "interlock:bench-alerts:"
+  rules:
+    - {name: Errors, signal: error_rate, op: ">", threshold: 0.05, window_s: 60, min_requests: 50}
+    - {name: Slow, signal: p99_latency_ms, op: ">", threshold: 5000, window_s: 60, min_requests: 50}
+    - {name: Drift, signal: drift_share, op: ">", threshold: 0.3, min_requests: 100}
+EOF
+    "$PY" - "$BENCH_DIR/wrk/hit.json" "$past" <<'PYEOF'
+import json, sys
+request = json.load(open(sys.argv[1]))
+answer = {"id": "chatcmpl-bench0001", "object": "chat.completion", "choices": [{"index": 0, "message": {
+    "role": "assistant", "content": "Hello! This is a canned answer from the benchmark upstream."},
+    "finish_reason": "stop"}]}
+with open(sys.argv[2], "w") as f:
+    for _ in range(200):
+        f.write(json.dumps({"request": request, "response": answer}) + "\n")
+PYEOF
+    "${INTERLOCK[@]}" drift baseline --config "$file" --model hit --jsonl "$past" --embeddings --out "$WORK/hit.profile" \
+        >>"$WORK/drift.log" 2>&1 || { cat "$WORK/drift.log" >&2; echo "bench: no drift reference" >&2; exit 1; }
+    start_interlock OBSERVED_PID gateway-observed "$OBSERVED_PORT" "" "$file"
 }
 
 # new_key CONFIG ARGS...: `interlock keys create --config CONFIG ARGS...`; prints the key.

@@ -4,6 +4,7 @@ summarise a py-spy profile. Standard library only.
     report.py table DIR                   the markdown table from DIR/<run>.txt (see RUNS)
     report.py clients DIR                 native vs aiohttp upstream client, cache miss, from DIR
     report.py secure DIR                  secured vs plain cache hit, from DIR
+    report.py observed DIR                observed (drift, alerts, traces) vs plain cache hit
     report.py requests FILE...            total requests wrk reported in FILE(s)
     report.py errors FILE...              socket errors + non-2xx responses in FILE(s)
     report.py metric URL NAME [LABEL=V]   sum of the samples of a Prometheus metric (sent with
@@ -43,8 +44,11 @@ RUNS = [
     ("hit-c64", "Interlock, cache hit", 64, None, False),
     # a third gateway with API keys, rate limits in Redis and DLP (not with BENCH_SECURE=0)
     ("secure-hit-c64", "Interlock secured (key, limits, DLP), cache hit", 64, None, True),
+    # a fourth gateway with drift monitoring, alert rules and tracing (not with BENCH_OBSERVED=0)
+    ("observed-hit-c64", "Interlock observed (drift, alerts, traces), cache hit", 64, None, True),
 ]
-SECURE_TARGET = 0.70  # secured cache-hit throughput / plain cache-hit throughput, from the issue
+SECURE_TARGET = 0.70  # secured cache-hit throughput / plain cache-hit throughput, from issue 3
+OBSERVED_TARGET = 0.90  # observed / plain, from issue 4
 
 
 @dataclass
@@ -143,18 +147,18 @@ def clients(folder: Path) -> str:
     return "\n".join(lines) if lines else "- not measured"
 
 
-def secure(folder: Path) -> str:
-    """The secured cache-hit row against the plain one of the same run."""
+def against_plain(folder: Path, row: str, name: str, target: float) -> str:
+    """A cache-hit row of another gateway against the plain one of the same run."""
     plain = load(folder / "hit-c64.txt")
-    secured = load(folder / "secure-hit-c64.txt")
-    if plain is None or secured is None or not plain.rps:
+    other = load(folder / f"{row}.txt")
+    if plain is None or other is None or not plain.rps:
         return "- not measured"
-    ratio = secured.rps / plain.rps
-    verdict = "met" if ratio >= SECURE_TARGET else "missed"
+    ratio = other.rps / plain.rps
+    verdict = "met" if ratio >= target else "missed"
     return (
-        f"- 64 connections: secured {secured.rps:,.0f} req/s vs plain {plain.rps:,.0f} req/s"
-        f" = {ratio:.1%} (target >= {SECURE_TARGET:.0%}: {verdict});"
-        f" p99 {_ms(secured.percentiles_ms[99])} vs {_ms(plain.percentiles_ms[99])}"
+        f"- 64 connections: {name} {other.rps:,.0f} req/s vs plain {plain.rps:,.0f} req/s"
+        f" = {ratio:.1%} (target >= {target:.0%}: {verdict});"
+        f" p99 {_ms(other.percentiles_ms[99])} vs {_ms(plain.percentiles_ms[99])}"
     )
 
 
@@ -224,7 +228,9 @@ def main(argv: list[str]) -> int:
     elif command == "clients" and len(args) == 1:
         print(clients(Path(args[0])))
     elif command == "secure" and len(args) == 1:
-        print(secure(Path(args[0])))
+        print(against_plain(Path(args[0]), "secure-hit-c64", "secured", SECURE_TARGET))
+    elif command == "observed" and len(args) == 1:
+        print(against_plain(Path(args[0]), "observed-hit-c64", "observed", OBSERVED_TARGET))
     elif command in ("requests", "errors") and args:
         loaded = [load(Path(a)) for a in args]
         if command == "requests":

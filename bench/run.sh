@@ -16,6 +16,8 @@
 #   BENCH_SECURE_PORT=14002    the third gateway (keys, limits, DLP); needs Redis
 #   BENCH_REDIS_URL=redis://127.0.0.1:6379/0   where it counts rate limits
 #   BENCH_SECURE_PARTS=keys,limits,redis,dlp   what the secured gateway turns on (see lib.sh)
+#   BENCH_OBSERVED=0       leave out the fourth gateway (drift monitoring, alerts, tracing) and its row
+#   BENCH_OBSERVED_PORT=14003
 #   BENCH_SECURE=0         leave out the secured gateway and its row (needed when BENCH_INTERLOCK
 #                          has no `keys create` command, e.g. bench/experiments/passthrough.py)
 #   BENCH_OUT=bench/out/latest   where the raw wrk outputs and the table are kept
@@ -43,6 +45,8 @@ AIOHTTP=${BENCH_AIOHTTP:-1}
 [[ $AIOHTTP == 0 || $AIOHTTP == 1 ]] || { echo "bench: BENCH_AIOHTTP must be 0 or 1" >&2; exit 2; }
 SECURE=${BENCH_SECURE:-1}
 [[ $SECURE == 0 || $SECURE == 1 ]] || { echo "bench: BENCH_SECURE must be 0 or 1" >&2; exit 2; }
+OBSERVED=${BENCH_OBSERVED:-1}
+[[ $OBSERVED == 0 || $OBSERVED == 1 ]] || { echo "bench: BENCH_OBSERVED must be 0 or 1" >&2; exit 2; }
 
 start_nginx
 start_gateway
@@ -58,6 +62,11 @@ if [[ $SECURE == 1 ]]; then
         echo "bench: the secured gateway answered a request without a valid key" >&2
         exit 1
     }
+fi
+
+if [[ $OBSERVED == 1 ]]; then
+    start_observed_gateway
+    check_gateway "$OBSERVED_URL"
 fi
 
 warm() {  # warm MODE URL [KEY]: unmeasured load (connection pools, caches, allocator)
@@ -112,6 +121,15 @@ if [[ $SECURE == 1 ]]; then  # right after the plain hit row: the same body, the
     secure_limit_errors=$(smetric interlock_limit_store_errors_total)
 fi
 
+if [[ $OBSERVED == 1 ]]; then  # the same body and cached answer again, drift and traces on
+    post hit "$OBSERVED_URL" >/dev/null
+    warm hit "$OBSERVED_URL"
+    measure observed-hit-c64 hit 64 "$OBSERVED_URL"
+    observed_rss=$(rss_kb "$OBSERVED_PID")
+    observed_dropped=$("$PY" "$BENCH_DIR/report.py" metric "http://127.0.0.1:$OBSERVED_PORT/metrics" \
+        interlock_drift_dropped_total)
+fi
+
 {
     echo "Interlock benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(uname -m)), wrk -t1 --latency," \
         "${DURATION}s per row, one gateway process per row (uvicorn, uvloop, httptools), nginx 1 worker as" \
@@ -140,6 +158,16 @@ fi
             "responses; its /metrics counted $((secure_after - secure_before)) cache hits," \
             "$secure_limited rate-limited and $secure_limit_errors limit-store errors. RSS $((secure_rss / 1024)) MiB."
         "$PY" "$BENCH_DIR/report.py" secure "$OUT"
+    fi
+    if [[ $OBSERVED == 1 ]]; then
+        echo
+        echo "\"Observed\" row: a fourth gateway process, the same config plus drift monitoring (every answer" \
+            "offered, at most 200 a second observed, 10 % of those embedded up to 5 a second, live windows" \
+            "published to Redis, a reference of the hit group), three alert rules evaluated every 10 s," \
+            "traces of 1 % of requests exported over OTLP/HTTP to nginx, and logprobs asked for 2 % of" \
+            "upstream calls; measured after the secured row. Answers over the per-second cap (counted," \
+            "not observed): $observed_dropped. RSS $((observed_rss / 1024)) MiB."
+        "$PY" "$BENCH_DIR/report.py" observed "$OUT"
     fi
 } | tee "$OUT/table.md"
 
