@@ -16,6 +16,8 @@
 #   BENCH_SECURE_PORT=14002    the third gateway (keys, limits, DLP); needs Redis
 #   BENCH_REDIS_URL=redis://127.0.0.1:6379/0   where it counts rate limits
 #   BENCH_SECURE_PARTS=keys,limits,redis,dlp   what the secured gateway turns on (see lib.sh)
+#   BENCH_ROUNDS=1         measure the cache-hit rows (plain, secured, observed) this many times in
+#                          turn; the ratios are reported per round and as their median
 #   BENCH_OBSERVED=0       leave out the fourth gateway (drift monitoring, alerts, tracing) and its row
 #   BENCH_OBSERVED_PORT=14003
 #   BENCH_SECURE=0         leave out the secured gateway and its row (needed when BENCH_INTERLOCK
@@ -129,6 +131,14 @@ if [[ $OBSERVED == 1 ]]; then  # the same body and cached answer again, drift an
     observed_dropped=$("$PY" "$BENCH_DIR/report.py" metric "http://127.0.0.1:$OBSERVED_PORT/metrics" \
         interlock_drift_dropped_total)
 fi
+
+# More rounds of the cache-hit rows, in turn, for the ratios (report.py against_plain).
+ROUNDS=${BENCH_ROUNDS:-1}
+for ((round = 2; round <= ROUNDS; round++)); do
+    measure "hit-c64-r$round" hit 64 "$GATEWAY_URL"
+    if [[ $SECURE == 1 ]]; then measure "secure-hit-c64-r$round" hit 64 "$SECURE_URL" "$SECURE_KEY"; fi
+    if [[ $OBSERVED == 1 ]]; then measure "observed-hit-c64-r$round" hit 64 "$OBSERVED_URL"; fi
+done
 
 {
     echo "Interlock benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(uname -m)), wrk -t1 --latency," \

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -27,9 +28,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from redis.asyncio import Redis
@@ -38,6 +40,7 @@ from redis.exceptions import RedisError
 from .drift import DriftConfig, DriftReport, LanguageIdentifier, Profile, compare, observe, topic_text
 
 log = logging.getLogger("interlock.drift")
+T = TypeVar("T")
 
 SLICES = 10  # a window is this many slices; the view slides by one slice at a time
 MAX_QUEUE = 4096  # offered exchanges waiting for the worker
@@ -112,6 +115,12 @@ class DriftMonitor:
         self.reports: dict[tuple[str, str], DriftReport] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._me = f"{os.getpid()}-{os.urandom(3).hex()}"
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="interlock-drift", initializer=_lowest_priority)
+
+    async def _off(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run CPU-heavy work (features, embeddings, the tests) on the monitor's own thread, at the
+        lowest scheduling priority: on a busy machine it takes what the request path leaves."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
 
     # -- the request path -------------------------------------------------------------------
 
@@ -164,6 +173,7 @@ class DriftMonitor:
         await self.publish()
         if self._redis is not None:  # the monitor owns its client
             await self._redis.aclose()
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     # -- the worker -------------------------------------------------------------------------
 
@@ -175,7 +185,7 @@ class DriftMonitor:
             while self._queue:
                 batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
                 try:
-                    await asyncio.to_thread(self._process, batch)
+                    await self._off(self._process, batch)
                 except Exception:  # a bad exchange must not stop monitoring
                     log.exception("drift: could not process %d observations", len(batch))
 
@@ -312,7 +322,7 @@ class DriftMonitor:
         if reference is None:
             return None
         live = await self.live(model, version)
-        return await asyncio.to_thread(compare, reference, live, self._config)
+        return await self._off(compare, reference, live, self._config)
 
     # -- evaluation -------------------------------------------------------------------------
 
@@ -341,6 +351,13 @@ class DriftMonitor:
                 await self.evaluate()
             except Exception:  # monitoring must outlive a bad evaluation
                 log.exception("drift: evaluation failed")
+
+
+def _lowest_priority() -> None:
+    """Nice 19 for the calling thread (Linux schedules threads on their own: `setpriority` with a
+    thread id changes that thread only). Elsewhere, or without the right, it stays as it is."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 def _json(body: bytes | None) -> dict[str, Any] | None:
