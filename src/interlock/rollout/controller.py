@@ -211,10 +211,7 @@ def resume(state: RolloutState, spec: RolloutSpec, now: float) -> tuple[RolloutS
         raise RolloutConflict(f"cannot resume a rollout that is {state.phase}")
     events = [_event("resumed", state, now, f"after {state.reason}")]
     s = _replace(state, phase=PROGRESSING, reason="")
-    if state.reason == "manual":
-        s = _replace(s, step_started_at=now, analysis=None)
-    else:
-        s = _next(s, now, events)
+    s = _replace(s, step_started_at=now, analysis=None) if state.reason == "manual" else _next(s, now, events)
     s = _advance(s, spec, now, None, events)
     return _bump(state, s, now), events
 

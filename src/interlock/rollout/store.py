@@ -30,7 +30,6 @@ from redis.asyncio import Redis
 from .controller import RolloutState
 from .spec import RolloutSpec
 
-
 _T = TypeVar("_T")
 
 
