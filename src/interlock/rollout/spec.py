@@ -186,7 +186,9 @@ class Step(_Frozen, frozen=True, kw_only=True):
 
 
 class Switch(_Frozen, frozen=True, kw_only=True):
-    weights: list[float] = [100.0]  # the candidate's percent at each step; [100]: at once
+    weights: list[float] = msgspec.field(
+        default_factory=lambda: [100.0]
+    )  # the candidate's percent at each step; [100]: at once
     interval_s: float = 0.0  # wait between two switch steps
 
 
