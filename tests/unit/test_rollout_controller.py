@@ -112,7 +112,7 @@ def test_too_little_traffic_pauses_as_inconclusive_and_resume_accepts_the_step()
     spec = canary()
     s, _ = c.advance(c.initial_state(spec, T0), spec, T0)
     s, _ = c.advance(s, spec, T0 + 60)
-    s, events, now = run_analysis(s, spec, T0 + 60, requests=3)
+    s, _events, now = run_analysis(s, spec, T0 + 60, requests=3)
     assert s.phase == c.PAUSED and s.reason == "inconclusive"
     assert s.weights == {"v1": 90.0, "v2": 10.0}  # neither promoted nor rolled back
     s, _ = c.resume(s, spec, now)
@@ -145,11 +145,11 @@ def test_manual_pause_resume_restarts_the_step() -> None:
 def test_manual_promote_and_abort() -> None:
     spec = canary()
     s, _ = c.advance(c.initial_state(spec, T0), spec, T0)
-    p, events = c.promote(s, spec, T0 + 1)
+    p, _ = c.promote(s, spec, T0 + 1)
     assert p.phase == c.HEALTHY and p.weights == {"v2": 100.0} and p.revision == s.revision + 1
     with pytest.raises(c.RolloutConflict):
         c.abort(p, T0 + 2)  # nothing kept to roll back to
-    a, events = c.abort(s, T0 + 1)
+    a, _events = c.abort(s, T0 + 1)
     assert a.phase == c.ABORTED and a.weights == {"v1": 100.0, "v2": 0.0} and a.reason == "manual"
     with pytest.raises(c.RolloutConflict):
         c.promote(a, spec, T0 + 2)
@@ -220,5 +220,5 @@ def test_bluegreen_bad_shadow_aborts() -> None:
     )
     s, _ = c.advance(c.initial_state(spec, T0), spec, T0)
     shadow = Measurement(start=T0, end=T0 + 10, candidate={"shadow_requests": 40, "shadow_error_rate": 0.3})
-    s, events = c.advance(s, spec, T0 + 10, shadow)
+    s, _events = c.advance(s, spec, T0 + 10, shadow)
     assert s.phase == c.DEGRADED and s.shadow_percent == 0 and s.weights == {"blue": 100.0, "green": 0.0}
