@@ -27,6 +27,10 @@ SECURE_PARTS=${BENCH_SECURE_PARTS:-keys,limits,redis,dlp}
 # run.sh only: a fourth gateway with drift monitoring (embeddings on), alert rules and tracing
 OBSERVED_PORT=${BENCH_OBSERVED_PORT:-$((GATEWAY_PORT + 3))}
 OBSERVED_URL="http://127.0.0.1:$OBSERVED_PORT/v1/chat/completions"
+# What the observed gateway turns on, a comma list (for attributing its cost): drift (the monitor,
+# live windows in Redis), embeddings (of a sample of prompts; needs drift), alerts, traces
+OBSERVED_PARTS=${BENCH_OBSERVED_PARTS:-drift,embeddings,alerts,traces}
+has_observed_part() { [[ ,$OBSERVED_PARTS, == *,$1,* ]]; }
 SECURE_KEY=""          # the API key the secured gateway's requests carry (made per run)
 SECURE_METRICS_KEY=""  # a second key with role auditor, to read that gateway's /metrics
 LUA="$BENCH_DIR/wrk/chat.lua"
@@ -190,17 +194,29 @@ EOF
 # the hit group made with `interlock drift baseline`), alert rules evaluated every 10 s, and traces
 # of 1 % of requests exported over OTLP to nginx (which drops them), logprobs asked for 2 %.
 start_observed_gateway() {
-    local file="$WORK/gateway-observed.yaml" past="$WORK/hit-past.jsonl"
+    local file="$WORK/gateway-observed.yaml" past="$WORK/hit-past.jsonl" embed=()
     write_config "$file" "$OBSERVED_PORT"
-    cat >>"$file" <<EOF
+    if has_observed_part drift; then
+        cat >>"$file" <<EOF
 drift:
   redis: {url: "$SECURE_REDIS", timeout_ms: 1000, prefix: "interlock:bench-drift:"}
   references: {hit: $WORK/hit.profile}
-  embeddings: true
+EOF
+        if has_observed_part embeddings; then
+            echo "  embeddings: true" >>"$file"
+            embed=(--embeddings)
+        fi
+    fi
+    if has_observed_part traces; then
+        cat >>"$file" <<EOF
 telemetry:
   otlp_endpoint: http://127.0.0.1:$UPSTREAM_PORT
   trace_sample_ratio: 0.01
   logprobs_sample: 0.02
+EOF
+    fi
+    if has_observed_part alerts; then
+        cat >>"$file" <<EOF
 alerts:
   redis: {url: "$SECURE_REDIS", timeout_ms: 200}
   prefix: "interlock:bench-alerts:"
@@ -209,7 +225,9 @@ alerts:
     - {name: Slow, signal: p99_latency_ms, op: ">", threshold: 5000, window_s: 60, min_requests: 50}
     - {name: Drift, signal: drift_share, op: ">", threshold: 0.3, min_requests: 100}
 EOF
-    "$PY" - "$BENCH_DIR/wrk/hit.json" "$past" <<'PYEOF'
+    fi
+    if has_observed_part drift; then
+        "$PY" - "$BENCH_DIR/wrk/hit.json" "$past" <<'PYEOF'
 import json, sys
 request = json.load(open(sys.argv[1]))
 answer = {"id": "chatcmpl-bench0001", "object": "chat.completion", "choices": [{"index": 0, "message": {
@@ -219,9 +237,15 @@ with open(sys.argv[2], "w") as f:
     for _ in range(200):
         f.write(json.dumps({"request": request, "response": answer}) + "\n")
 PYEOF
-    "${INTERLOCK[@]}" drift baseline --config "$file" --model hit --jsonl "$past" --embeddings --out "$WORK/hit.profile" \
-        >>"$WORK/drift.log" 2>&1 || { cat "$WORK/drift.log" >&2; echo "bench: no drift reference" >&2; exit 1; }
+        "${INTERLOCK[@]}" drift baseline --config "$file" --model hit --jsonl "$past" "${embed[@]}" \
+            --out "$WORK/hit.profile" >>"$WORK/drift.log" 2>&1 || {
+            cat "$WORK/drift.log" >&2
+            echo "bench: no drift reference" >&2
+            exit 1
+        }
+    fi
     start_interlock OBSERVED_PID gateway-observed "$OBSERVED_PORT" "" "$file"
+    log "observed gateway: $OBSERVED_PARTS"
 }
 
 # new_key CONFIG ARGS...: `interlock keys create --config CONFIG ARGS...`; prints the key.

@@ -171,7 +171,7 @@ done
     fi
     if [[ $OBSERVED == 1 ]]; then
         echo
-        echo "\"Observed\" row: a fourth gateway process, the same config plus drift monitoring (every answer" \
+        echo "\"Observed\" row ($OBSERVED_PARTS): a fourth gateway process, the same config plus drift monitoring (every answer" \
             "offered, at most 200 a second observed, 10 % of those embedded up to 5 a second, live windows" \
             "published to Redis, a reference of the hit group), three alert rules evaluated every 10 s," \
             "traces of 1 % of requests exported over OTLP/HTTP to nginx, and logprobs asked for 2 % of" \
