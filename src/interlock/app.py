@@ -326,8 +326,7 @@ def make_rollouts(
 
     async def on_event(event: Event) -> None:
         if event.kind != "alert":
-            log.info("rollout of %s: %s (step %d) %s", event.model, event.kind, event.step, event.message)
-            return
+            return  # the driver logs every event itself
         if alerts is None:
             log.warning("rollout of %s: %s", event.model, event.message)
             return
