@@ -16,12 +16,14 @@ from redis.asyncio import Redis
 
 from .cache import CacheStage, MemoryCache, RedisTier
 from .config import (
+    AlertRule,
     AzureDeployment,
     Deployment,
     DlpSettings,
     LocalDeployment,
     OpenAIDeployment,
     RedisSettings,
+    RolloutSettings,
     SecuritySettings,
     Settings,
     load_settings,
@@ -30,12 +32,14 @@ from .edge import Gateway
 from .edge.admin import AdminHandlers
 from .edge.inference import InferenceHandler
 from .edge.info import InfoHandlers
+from .edge.rollouts import RolloutHandlers
 from .errors import ConfigError
 from .observe.alerting import AlertEngine, AlertGauges, WindowSignals, make_alerts
+from .observe.alerts import Alert, State
 from .observe.metrics import Metrics
 from .observe.stage import TelemetryStage
 from .observe.tracing import Tracing, make_tracing, traced
-from .observe.window import RequestStats
+from .observe.window import RequestStats, replica_id
 from .pipeline.runner import Pipeline, Stage
 from .providers.aiohttp_transport import AiohttpTransport
 from .providers.azure import AzureProvider
@@ -44,6 +48,11 @@ from .providers.local import LocalProvider
 from .providers.openai import OpenAIProvider
 from .providers.pool import NativeTransport
 from .providers.transport import Transport
+from .rollout.controller import Event
+from .rollout.driver import RolloutDriver
+from .rollout.mirror import ShadowRunner
+from .rollout.observations import GatewayObservations, ShadowLog
+from .rollout.store import RedisRolloutStore, RolloutStore, SqliteRolloutStore
 from .routing import CircuitBreaker, DeploymentRuntime, GroupRuntime, Router
 from .security.audit import AuditLog, AuditStore, PostgresAuditStore, SQLiteAuditStore
 from .security.auth import Authenticator
@@ -163,6 +172,9 @@ def build(
     export = functools.partial(_export_drift, metrics)
     drift = make_drift_monitor(settings, on_report=export, on_dropped=metrics.drift_dropped.inc)
     stats, alerts, alerts_redis = make_alerting(settings, metrics, drift)
+    rollouts = make_rollouts(settings, stats, alerts, router, metrics) if stats is not None else None
+    if rollouts is not None:
+        router.rollouts = rollouts.driver
 
     refresher: list[asyncio.Task[None]] = []
 
@@ -200,6 +212,8 @@ def build(
             await drift.start()
         if alerts is not None:
             await alerts.start()
+        if rollouts is not None:
+            await rollouts.start()
         tune_gc(settings)
         if auth.open:
             log.warning("no API keys or OIDC configured: every caller is admitted (loopback only)")
@@ -208,6 +222,8 @@ def build(
     async def shutdown() -> None:
         for task in refresher:
             task.cancel()
+        if rollouts is not None:
+            await rollouts.close()
         await asyncio.gather(*(p.close() for p in providers), return_exceptions=True)
         await http.close()
         if redis is not None:
@@ -239,10 +255,95 @@ def build(
         tracing,
         drift,
         stats,
+        rollouts.driver if rollouts is not None else None,
+        rollouts.shadow if rollouts is not None else None,
     )
     info = InfoHandlers([g.name for g in settings.models], metrics, ready_check, groups_ready)
     admin = AdminHandlers(store, secret, roles, audit, drift)
-    return Gateway(inference, info, admin, auth, startup, shutdown, metrics)
+    versions = {g.name: {d.version for d in g.deployments} for g in settings.models}
+    rollout_admin = RolloutHandlers(rollouts.driver if rollouts is not None else None, versions, audit)
+    return Gateway(inference, info, admin, auth, startup, shutdown, metrics, rollout_admin)
+
+
+class Rollouts:
+    """The rollout parts of one process: the driver, what it measures, shadow traffic, the store."""
+
+    def __init__(
+        self,
+        driver: RolloutDriver,
+        observations: GatewayObservations,
+        shadow: ShadowRunner,
+        store: RolloutStore,
+        redis: Redis | None,
+    ) -> None:
+        self.driver = driver
+        self.observations = observations
+        self.shadow = shadow
+        self.store = store
+        self.redis = redis
+
+    async def start(self) -> None:
+        await self.observations.start()
+        await self.driver.start()
+
+    async def close(self) -> None:
+        await self.shadow.close()
+        await self.driver.close()
+        await self.observations.close()
+        await self.store.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+def rollout_alert(event: Event, version: str) -> Alert:
+    """A rollout's automatic abort as an alert the webhooks understand (Alertmanager or JSON)."""
+    rule = AlertRule(
+        name="RolloutAborted", signal="rollout_analysis", threshold=0.0, severity=event.severity,
+        labels={"reason": event.message[:500]},
+    )  # fmt: skip
+    return Alert(rule, event.model, version, State.FIRING, active_since=event.at, fired_at=event.at)
+
+
+def make_rollouts(
+    settings: Settings, stats: RequestStats, alerts: AlertEngine | None, router: Router, metrics: Metrics
+) -> Rollouts | None:
+    """The rollout driver and its parts, when `rollout` or `rollouts` is configured. With
+    `rollout.redis` the state, the lease, the windows the analyses read and the shadow
+    comparisons are shared by every replica; otherwise the state is in a SQLite file."""
+    if not settings.rollouts_enabled:
+        return None
+    config = settings.rollout or RolloutSettings()
+    redis = None
+    store: RolloutStore
+    if config.redis is not None:
+        redis = redis_client(config.redis.url, max(config.redis.timeout_ms, 1000) / 1000)
+        store = RedisRolloutStore(redis, config.prefix)
+    else:
+        assert config.sqlite_path is not None  # placed beside the config by load_settings
+        store = SqliteRolloutStore(config.sqlite_path)
+    shadows = ShadowLog(redis, config.prefix)
+    observations = GatewayObservations(stats, shadows, alerts, redis, config.prefix, config.poll_s)
+
+    async def on_event(event: Event) -> None:
+        if event.kind != "alert":
+            return  # the driver logs every event itself
+        if alerts is None:
+            log.warning("rollout of %s: %s", event.model, event.message)
+            return
+        state = driver.state(event.model)
+        alerts.post(rollout_alert(event, state.candidate if state is not None else "_none"))
+
+    driver = RolloutDriver(
+        store, observations, specs=settings.rollouts, owner=replica_id(), poll_s=config.poll_s,
+        lease_ttl_s=config.lease_ttl_s, status_window_s=config.status_window_s, on_event=on_event,
+    )  # fmt: skip
+    embed = None
+    if config.shadow_embeddings or (settings.drift is not None and settings.drift.embeddings):
+        from .embed import MiniLmEmbedder
+
+        embed = MiniLmEmbedder().embed
+    shadow = ShadowRunner(driver, router, shadows, metrics, config.shadow_timeout_s, config.shadow_concurrency, embed)
+    return Rollouts(driver, observations, shadow, store, redis)
 
 
 def make_limit_stage(settings: Settings, metrics: Metrics) -> LimitStage:
@@ -345,9 +446,13 @@ def make_alerting(
     settings: Settings, metrics: Metrics, drift: DriftMonitor | None
 ) -> tuple[RequestStats | None, AlertEngine | None, Redis | None]:
     """The rolling request windows every request records into, and the alert engine that reads
-    them and the drift reports (all None without an `alerts` section)."""
+    them and the drift reports (all None without an `alerts` section; the windows alone when
+    rollouts are configured without alerts)."""
     config = settings.alerts
     if config is None:
+        if settings.rollouts_enabled:  # the windows rollouts measure, without alerts
+            rollout = settings.rollout or RolloutSettings()
+            return RequestStats(rollout.retention_s, rollout.bucket_s), None, None
         return None, None, None
     stats = RequestStats(config.retention_s, config.bucket_s)
     redis = redis_client(config.redis.url, config.redis.timeout_ms / 1000) if config.redis is not None else None

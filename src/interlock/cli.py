@@ -245,6 +245,80 @@ def _drift(args: argparse.Namespace) -> int:
     return 0
 
 
+def _admin_call(url: str, key: str | None, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """One call to the gateway's admin API: (status, decoded JSON body)."""
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url.rstrip("/") + path, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as err:
+        raw = err.read()
+        try:
+            return err.code, json.loads(raw or b"null")
+        except ValueError:
+            return err.code, {"error": {"message": raw.decode(errors="replace")}}
+
+
+def format_status(status: dict[str, Any]) -> str:
+    """What `interlock rollout status` prints: the phase, then per version weight, requests,
+    error rate and P95 over the status window, then the last analysis verdict."""
+
+    def num(value: float | None, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    lines = [
+        f"{status['model']}: {status['phase']}" + (f" ({status['reason']})" if status["reason"] else "")
+        + f", step {status['step']} of {status['steps']}, shadow {status['shadow_percent']:g}%",
+        f"{'version':<16} {'weight':>7} {'requests':>9} {'errors':>8} {'p95 ms':>9}   (last {status['window_s']:g} s)",
+    ]  # fmt: skip
+    for v in status["versions"]:
+        error_rate = None if v["error_rate"] is None else 100 * v["error_rate"]
+        lines.append(
+            f"{v['version']:<16} {v['weight']:>6g}% {num(v['requests'], 'd'):>9} "
+            f"{num(error_rate, '.2f') + ('%' if error_rate is not None else ''):>8} {num(v['p95_ms'], '.1f'):>9}"
+        )
+    verdict = status.get("last_verdict")
+    if verdict:
+        lines.append(f"last analysis: {verdict['phase']} at step {verdict['step']}: {verdict['message']}")
+    else:
+        lines.append("last analysis: none yet")
+    for name, summary in (status.get("analysis") or {}).items():
+        lines.append(f"  running {name}: {summary}")
+    return "\n".join(lines)
+
+
+def _rollout(args: argparse.Namespace) -> int:
+    """Talks to a running gateway's admin API, so it goes through its authentication, its audit
+    log and whatever store the gateway uses (Redis or SQLite), from any machine that reaches it."""
+    import yaml
+
+    key = args.key or os.environ.get("INTERLOCK_KEY")
+    if args.action == "start":
+        try:
+            spec = yaml.safe_load(Path(args.spec).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            print(f"interlock: cannot read {args.spec}: {exc}", file=sys.stderr)
+            return 2
+        status, body = _admin_call(args.url, key, "POST", "/admin/rollouts", spec)
+    elif args.action == "status":
+        status, body = _admin_call(args.url, key, "GET", f"/admin/rollouts/{args.model}")
+    else:
+        status, body = _admin_call(args.url, key, "POST", f"/admin/rollouts/{args.model}/{args.action}")
+    if status >= 400:
+        message = (body or {}).get("error", {}).get("message", "") if isinstance(body, dict) else body
+        print(f"interlock: HTTP {status}: {message}", file=sys.stderr)
+        return 1
+    print(json.dumps(body, indent=2) if args.json else format_status(body))
+    return 0
+
+
 def _check_config(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.file)
@@ -316,6 +390,26 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--model", required=True, help="the model group")
         p.add_argument("--version", help="one version of the group (default: all)")
     drift.set_defaults(func=_drift)
+    rollout = sub.add_parser("rollout", help="start, inspect and steer rollouts through a gateway's admin API")
+    rollout_sub = rollout.add_subparsers(dest="action", required=True)
+    start = rollout_sub.add_parser("start", help="start a rollout from a YAML or JSON spec file")
+    start.add_argument("--spec", required=True, help="one rollout, as an item of the config's `rollouts:`")
+    actions = [start]
+    for name, text in (
+        ("status", "per version: weight, requests, error rate, P95; the last analysis verdict"),
+        ("pause", "hold the current step"),
+        ("resume", "go on (a pause by hand restarts its step)"),
+        ("promote", "the candidate to 100% now"),
+        ("abort", "back to the stable version now"),
+    ):
+        p = rollout_sub.add_parser(name, help=text)
+        p.add_argument("model", help="the model group")
+        actions.append(p)
+    for p in actions:
+        p.add_argument("--url", default="http://127.0.0.1:4000", help="the gateway (default http://127.0.0.1:4000)")
+        p.add_argument("--key", help="an API key with admin_rollouts (default: $INTERLOCK_KEY)")
+        p.add_argument("--json", action="store_true", help="print the status JSON")
+    rollout.set_defaults(func=_rollout)
     check = sub.add_parser("check-config", help="validate a config file without starting")
     check.add_argument("file")
     check.set_defaults(func=_check_config)

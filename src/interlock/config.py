@@ -16,6 +16,7 @@ import msgspec
 import yaml
 
 from .errors import ERROR_CLASSES, ConfigError
+from .rollout.spec import RolloutSpec, check_rollouts
 from .security.secrets import SecretError, SecretResolver, resolve_all
 
 DEFAULT_LOCAL_MODEL = "smollm2"
@@ -389,6 +390,27 @@ class AlertsSettings(_Frozen, frozen=True, kw_only=True):
     external_url: str = ""  # Alertmanager's `externalURL`: where this gateway can be reached
 
 
+class RolloutSettings(_Frozen, frozen=True, kw_only=True):
+    """Where rollout state lives and how the per-process driver runs (`rollout/driver.py`).
+
+    With `redis`, every replica shares the state and one holds the driving lease; without it,
+    the state lives in a SQLite file (default: interlock-rollouts.db beside the config) so a
+    restart resumes. The request windows rollouts read are the alert windows when `alerts` is
+    configured (their `bucket_s`), otherwise windows of `bucket_s` / `retention_s` below."""
+
+    redis: RedisSettings | None = None
+    prefix: str = "interlock:rollout:"  # Redis keys: state, lease, shared windows, shadow comparisons
+    sqlite_path: str | None = None
+    poll_s: float = 1.0  # every replica re-reads the weights this often
+    lease_ttl_s: float = 5.0
+    status_window_s: float = 300.0  # what `status` reports requests, error rate and P95 over
+    bucket_s: float = 1.0  # the windows' bucket width when `alerts` is not configured
+    retention_s: float = 3600.0
+    shadow_timeout_s: float = 30.0  # a shadow call longer than this counts as a shadow error
+    shadow_concurrency: int = 8  # shadow calls in flight per process; beyond it shadows are dropped
+    shadow_embeddings: bool = False  # compare shadow answers by MiniLM embeddings (else word overlap)
+
+
 class Settings(_Frozen, frozen=True, kw_only=True):
     models: list[ModelGroup]
     server: ServerSettings = ServerSettings()
@@ -403,6 +425,12 @@ class Settings(_Frozen, frozen=True, kw_only=True):
     telemetry: TelemetrySettings = TelemetrySettings()
     drift: DriftSettings | None = None
     alerts: AlertsSettings | None = None
+    rollout: RolloutSettings | None = None
+    rollouts: list[RolloutSpec] = []
+
+    @property
+    def rollouts_enabled(self) -> bool:
+        return self.rollout is not None or bool(self.rollouts)
 
     def group(self, name: str) -> ModelGroup | None:
         for g in self.models:
@@ -501,6 +529,29 @@ def _check(settings: Settings) -> None:
             raise ConfigError("$.security.keys: expected sqlite_path or postgres_dsn, not both")
     if settings.alerts is not None:
         _check_alerts(settings.alerts, seen)
+    _check_rollouts(settings)
+
+
+def _check_rollouts(settings: Settings) -> None:
+    r = settings.rollout or RolloutSettings()
+    if r.poll_s <= 0 or r.lease_ttl_s <= r.poll_s:
+        raise ConfigError("$.rollout.lease_ttl_s: expected lease_ttl_s > poll_s > 0")
+    if r.bucket_s <= 0 or r.retention_s < r.bucket_s or r.status_window_s <= 0:
+        raise ConfigError("$.rollout.retention_s: expected retention_s >= bucket_s > 0 and status_window_s > 0")
+    if r.shadow_timeout_s <= 0 or r.shadow_concurrency < 1:
+        raise ConfigError("$.rollout: expected shadow_timeout_s > 0 and shadow_concurrency >= 1")
+    if r.redis is None and settings.server.workers > 1 and settings.rollouts_enabled:
+        raise ConfigError("$.rollout.redis: expected a Redis with server.workers > 1 (workers share rollout state)")
+    versions = {g.name: {d.version for d in g.deployments} for g in settings.models}
+    check_rollouts(settings.rollouts, versions)
+    bucket_s = settings.alerts.bucket_s if settings.alerts is not None else r.bucket_s
+    for i, spec in enumerate(settings.rollouts):
+        for k, step in enumerate(spec.plan()):
+            if step.analysis is not None and spec.template(step).interval_s < bucket_s:
+                raise ConfigError(
+                    f"$.rollouts[{i}]: analysis step {k} measures every {spec.template(step).interval_s:g} s, "
+                    f"shorter than the request windows' bucket of {bucket_s:g} s"
+                )
 
 
 def _check_alerts(alerts: AlertsSettings, groups: set[str]) -> None:
@@ -596,6 +647,13 @@ def _place_key_store(settings: Settings, base_dir: Path) -> Settings:
         settings = msgspec.structs.replace(
             settings, audit=msgspec.structs.replace(audit, sqlite_path=sqlite_path, spool_path=spool)
         )
+    if settings.rollouts_enabled:
+        rollout = settings.rollout or RolloutSettings()
+        if rollout.redis is None:
+            placed_rollout = msgspec.structs.replace(
+                rollout, sqlite_path=_beside(base_dir, rollout.sqlite_path, "interlock-rollouts.db")
+            )
+            settings = msgspec.structs.replace(settings, rollout=placed_rollout)
     drift = settings.drift
     if drift is not None and drift.references:
         references = {name: _beside(base_dir, path, path) for name, path in drift.references.items()}

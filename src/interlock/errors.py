@@ -78,6 +78,14 @@ class MethodNotAllowed(InterlockError):
     code = "method_not_allowed"
 
 
+class Conflict(InterlockError):
+    """The action does not apply to the resource's current state (resume a running rollout, ...)."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
 class PayloadTooLarge(InterlockError):
     status = 413
     type = "invalid_request_error"

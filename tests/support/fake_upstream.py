@@ -10,7 +10,8 @@ that stops part way without [DONE]), slow (answers after 2 s and records whether
 went away first), slow-stream (a 5 s stream that records the same), unavailable (503), logprobs (token
 logprobs in OpenAI's wire format when asked, `"logprobs": null` otherwise, in JSON and in every
 stream chunk), length (finish_reason "length"), reject-logprobs (400 when logprobs are asked for, as
-Azure's reasoning models answer; otherwise as logprobs). Azure: `/azure/openai/deployments/{name}/...`
+Azure's reasoning models answer; otherwise as logprobs), flaky (500 on three calls in ten, the
+3rd, 6th and 9th of every ten to this scenario: a canary candidate that fails 30% of requests). Azure: `/azure/openai/deployments/{name}/...`
 checks the api-version query and the api-key or bearer token.
 """
 
@@ -241,7 +242,8 @@ class FakeUpstream:
         scenario = request.match_info["scenario"]
         body = await self._record(request, scenario)
         n = self.state.calls[scenario]
-        if scenario == "fail" or (scenario == "fail-once" and n == 1):
+        flaky = scenario == "flaky" and n % 10 in (3, 6, 9)
+        if scenario == "fail" or (scenario == "fail-once" and n == 1) or flaky:
             return web.json_response({"error": {"message": "boom", "type": "server_error"}}, status=500)
         if scenario == "unavailable":
             return web.json_response({"error": {"message": "overloaded"}}, status=503)

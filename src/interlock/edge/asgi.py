@@ -23,6 +23,7 @@ from .exchange import Exchange
 from .http import ClientGone, Receive, RequestIds, Scope, Send, header_map, valid_request_id
 from .inference import InferenceHandler
 from .info import InfoHandlers
+from .rollouts import ACTIONS, RolloutHandlers
 
 log = logging.getLogger("interlock.edge")
 
@@ -31,6 +32,7 @@ Route = tuple[str, Handler, Permission | None]
 _AZURE = re.compile(r"^/openai/deployments/([^/]+)/(chat/completions|completions|embeddings)$")
 _MODEL = re.compile(r"^/(?:v1/)?models/([^/]+)$")
 _ADMIN_KEY = re.compile(r"^/admin/keys/([A-Za-z0-9_-]+)$")
+_ROLLOUT = re.compile(r"^/admin/rollouts/([^/]+)(?:/([a-z]+))?$")
 
 
 class Gateway:
@@ -43,8 +45,10 @@ class Gateway:
         on_startup: Callable[[], Awaitable[None]],
         on_shutdown: Callable[[], Awaitable[None]],
         metrics: Metrics | None = None,
+        rollouts: RolloutHandlers | None = None,
     ) -> None:
         self._metrics = metrics
+        self._rollouts = rollouts or RolloutHandlers(None, {})
         self._inference = inference
         self._info = info
         self._admin = admin
@@ -66,6 +70,7 @@ class Gateway:
         routes[("POST", "/admin/keys")] = (admin.create_key, keys)
         routes[("GET", "/admin/keys")] = (admin.list_keys, keys)
         routes[("GET", "/admin/drift")] = (admin.drift_reports, read_metrics)
+        routes[("POST", "/admin/rollouts")] = (self._rollouts.start, Permission.ADMIN_ROLLOUTS)
         self._routes = routes
         self._paths = {path for _, path in routes}
 
@@ -114,7 +119,30 @@ class Gateway:
                 await self._admin.revoke_key(ex, key_id)
 
             return revoke, Permission.ADMIN_KEYS
+        match = _ROLLOUT.match(path)
+        if match is not None:
+            return self._rollout_route(method, path, match.group(1), match.group(2)), Permission.ADMIN_ROLLOUTS
         raise NotFound(f"Unknown path {path}")
+
+    def _rollout_route(self, method: str, path: str, model: str, action: str | None) -> Handler:
+        rollouts = self._rollouts
+        if action is None:
+            if method != "GET":
+                raise MethodNotAllowed(f"Method {method} is not allowed on {path}")
+
+            async def status(ex: Exchange) -> None:
+                await rollouts.status(ex, model)
+
+            return status
+        if action not in ACTIONS:
+            raise NotFound(f"Unknown path {path}")
+        if method != "POST":
+            raise MethodNotAllowed(f"Method {method} is not allowed on {path}")
+
+        async def act(ex: Exchange) -> None:
+            await rollouts.act(ex, model, action)
+
+        return act
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = header_map(scope)

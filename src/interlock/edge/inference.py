@@ -24,7 +24,7 @@ from ..pipeline.result import Completion
 from ..pipeline.runner import Pipeline
 from ..pipeline.streams import aclose_quietly
 from ..protocol import ChatRequest, CompletionRequest, EmbeddingRequest
-from ..routing.router import Router
+from ..routing.router import RolloutView, Router
 from ..security.audit import AuditLog
 from ..security.roles import DATA_CLASSES
 from .exchange import Exchange
@@ -33,6 +33,7 @@ from .sse import first_event
 
 if TYPE_CHECKING:  # not imported at run time: the drift statistics load scipy
     from ..observe.monitor import DriftMonitor
+    from ..rollout.mirror import ShadowRunner
 
 SCHEMAS: dict[Endpoint, type[msgspec.Struct]] = {
     Endpoint.CHAT: ChatRequest,
@@ -117,7 +118,11 @@ class InferenceHandler:
         tracing: Tracing | None = None,
         drift: DriftMonitor | None = None,
         stats: RequestStats | None = None,
+        rollouts: RolloutView | None = None,
+        shadow: ShadowRunner | None = None,
     ) -> None:
+        self._rollouts = rollouts
+        self._shadow = shadow
         self._tracing = tracing
         self._drift = drift
         self._stats = stats
@@ -188,6 +193,11 @@ class InferenceHandler:
                 arm_disconnect_watch=ex.arm_disconnect_watch,
                 trace=trace,
             )
+            if self._rollouts is not None:
+                sticky = self._rollouts.sticky(name)
+                if sticky is not None and sticky.startswith("header:"):
+                    value = ex.headers.get(sticky[7:].lower().encode("latin-1"))
+                    ctx.sticky_header = value.decode("latin-1") if value else None
             result = await self._pipeline.run(ctx)
             extra = _answer_headers(ctx)
             if isinstance(result, Completion):
@@ -195,6 +205,8 @@ class InferenceHandler:
                 if self._drift is not None and status == 200 and endpoint is not Endpoint.EMBEDDINGS:
                     self._observe(ctx, result.body)
                 await ex.json(result.status, result.body, extra)
+                if self._shadow is not None and status == 200:
+                    self._shadow.offer(ctx, result.body)  # after the answer went out; never raises
             else:
                 try:
                     first = await first_event(result.events)

@@ -266,6 +266,11 @@ class AlertEngine:
     def breaches(self, model: str, version: str) -> list[Breach]:
         return self._evaluator.breaches(model, version)
 
+    def post(self, alert: Alert) -> None:
+        """Notify every webhook of an alert raised outside the rules (a rollout's automatic abort)."""
+        for name in self._settings.webhooks:
+            self._notifier.notify(name, alert)
+
     def alerts(self) -> list[Alert]:
         """Pending and firing alerts, for the admin API."""
         return self._evaluator.alerts()

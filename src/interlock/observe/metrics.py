@@ -153,6 +153,10 @@ class Metrics:
         self.spent = Counter(
             "interlock_spend_usd", "What answers cost at the configured prices", ["model", "deployment"], registry=r
         )
+        self.shadows = Counter(
+            "interlock_shadow_requests", "Shadow copies sent to a rollout's candidate (never a caller's request)",
+            ["model", "version", "outcome"], registry=r,
+        )  # fmt: skip
         self._children: dict[tuple[Any, ...], Any] = {}
         self._request_children: dict[tuple[str, str, int, str, str, str], tuple[Any, Any, Any]] = {}
 
@@ -276,6 +280,10 @@ class Metrics:
         self._child(self.dlp_errors, policy).inc()
 
     # -- exposition ----------------------------------------------------------------------------
+    def shadow(self, model: str, version: str, outcome: str) -> None:
+        """outcome: ok, error (the shadow call failed or timed out), dropped (too many in flight)."""
+        self._child(self.shadows, model, version, outcome).inc()
+
     def render(self) -> bytes:
         if multiprocess_enabled():
             registry = CollectorRegistry()

@@ -63,6 +63,8 @@ class RequestContext:
     data_class: str | None = None
     findings: dict[str, int] = field(default_factory=dict)
     protected: bool = False  # the DLP stage rewrote the body: its text may be logged
+    # Rollouts: the value of the header a rollout's `sticky: header:<name>` names (the edge copies it).
+    sticky_header: str | None = None
     # Headers for the answer, set by stages (x-ratelimit-*).
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     # Set by the edge: arms a watch that cancels the request when the client goes away. The

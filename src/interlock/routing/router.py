@@ -7,6 +7,15 @@ other deployment is available and it is no longer than `max_retry_after`. A full
 (Overloaded) is retried but does not count against the deployment's circuit. When a group runs
 out of attempts, its fallback groups are tried in order.
 
+Rollouts: when a group has a rollout (`rollouts.split(group)` is not None), each request is put
+on one version by its sticky key (the rollout's `sticky`: the caller's key id or token subject,
+the request's `user`, or a header the edge copied onto the context), and only that version's
+deployments are candidates; data-class clearance, circuits, Retry-After blocks and retries work
+as always within them. When the chosen version has no usable deployment (all circuits open, say),
+the request goes to the other versions that have a weight above zero rather than fail; a version
+whose weight is zero (an aborted candidate) or that the rollout does not name never gets traffic.
+A group without a rollout costs one dict lookup.
+
 Streams: retries happen only while opening the stream. Once the router hands the stream on,
 its events go to the caller and nothing is retried.
 """
@@ -19,7 +28,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..config import RouterSettings
 from ..errors import InterlockError, ModelNotFound, RateLimited, Unavailable, UpstreamRejected
@@ -33,9 +42,30 @@ from ..security.roles import class_rank
 from .circuit import CircuitBreaker
 from .strategies import STRATEGIES
 
+if TYPE_CHECKING:
+    from ..rollout.assign import Split
+
 EWMA_ALPHA = 0.2
 TIMER_SLACK = 0.005
 T = TypeVar("T")
+
+
+class RolloutView(Protocol):
+    """What the router reads of the rollout driver (memory only, no I/O)."""
+
+    def split(self, model: str) -> Split | None: ...
+
+    def sticky(self, model: str) -> str | None: ...
+
+
+def sticky_key(sticky: str | None, ctx: RequestContext) -> str | None:
+    """The request's sticky key under a rollout's `sticky` setting; None: chosen at random."""
+    if sticky == "key_id":
+        return None if ctx.identity.kind == "open" else ctx.identity.subject
+    if sticky == "user":
+        user = ctx.body.get("user")
+        return user if isinstance(user, str) and user else None
+    return ctx.sticky_header  # header:<name>: the edge copied its value
 
 
 @dataclass(slots=True, eq=False)
@@ -91,8 +121,10 @@ class Router:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rollouts: RolloutView | None = None,
     ) -> None:
         self.groups = {g.name: g for g in groups}
+        self.rollouts = rollouts
         self._settings = settings
         self._metrics = metrics
         self._rng = rng or random.Random()
@@ -130,14 +162,40 @@ class Router:
         finally:
             last = None  # no cycle: exception -> traceback -> this frame -> exception
 
+    def versions(self, group: GroupRuntime, ctx: RequestContext) -> tuple[str, ...] | None:
+        """The versions this request may use, in order of preference: the one its sticky key
+        lands on, then the others with weight. None: the group has no rollout (any version)."""
+        rollouts = self.rollouts
+        if rollouts is None:
+            return None
+        split = rollouts.split(group.name)
+        if split is None:
+            return None
+        chosen = split.choose(sticky_key(rollouts.sticky(group.name), ctx), self._rng)
+        return (chosen, *(v for v, w in split.weights.items() if w > 0 and v != chosen))
+
     def _candidates(
-        self, group: GroupRuntime, tried: set[str], now: float, sensitivity: int
+        self,
+        group: GroupRuntime,
+        tried: set[str],
+        now: float,
+        sensitivity: int,
+        versions: tuple[str, ...] | None = None,
     ) -> list[DeploymentRuntime]:
         usable = [
             d
             for d in group.deployments
             if d.max_class >= sensitivity and d.blocked_until <= now and d.circuit.available(now)
         ]
+        if versions is not None:
+            # The first version in order of preference with a usable deployment.
+            for version in versions:
+                of_version = [d for d in usable if d.version == version]
+                if of_version:
+                    usable = of_version
+                    break
+            else:
+                return []
         fresh = [d for d in usable if d.id not in tried]
         return fresh or usable
 
@@ -151,16 +209,17 @@ class Router:
             # Fail closed: this data never goes to a deployment not cleared for it, and the
             # fallbacks are held to the same rule.
             raise Unavailable(f"no deployment of `{group.name}` may receive {ctx.data_class} data")
+        versions = self.versions(group, ctx)
         for attempt in range(settings.retries + 1):
             now = self._clock()
-            candidates = self._candidates(group, tried, now, sensitivity)
+            candidates = self._candidates(group, tried, now, sensitivity, versions)
             if not candidates:
                 wait = self._shortest_block(group, now)
                 if wait is None or wait > settings.max_retry_after or attempt == settings.retries:
                     break
                 # Event-loop timers may fire up to a clock tick early: wait a hair longer.
                 await self._sleep(wait + TIMER_SLACK)
-                candidates = self._candidates(group, tried, self._clock(), sensitivity)
+                candidates = self._candidates(group, tried, self._clock(), sensitivity, versions)
                 if not candidates:
                     break
             dep = candidates[pick(candidates, self._rng)]

@@ -1,0 +1,154 @@
+"""What the driver's analyses read: the `Observations` the composition root gives it.
+
+`GatewayObservations.measure(model, candidate, stable, start, end)` builds a `Measurement` from
+three sources the gateway already has:
+
+- the request windows (`observe.window.RequestStats`, recorded once per request at the edge):
+  requests, error rate, P95 latency, P95 time to first token and mean confidence of each version
+  over [start, end). With Redis, every replica publishes its windows each `poll_s` under
+  `{prefix}windows` and the measuring replica merges them (`observe.window.publish/merged`), so
+  the lease holder judges all replicas' traffic, not only its own. A replica's share is as old as
+  its last publish (at most `poll_s`); a bucket that began inside the interval counts whole.
+- the alert engine's `breaches(model, candidate)`: `drift_breaches` (0 without an engine);
+- the shadow comparisons of the interval (`ShadowLog`): the `shadow_*` signals.
+
+Errors reading Redis become `ObservationError`, which the driver records as an Error measurement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Sequence
+from typing import Protocol
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from ..observe.window import RequestStats, merged, publish
+from .analysis import Measurement, signals_from_stats
+from .driver import ObservationError
+from .shadow import ShadowComparison, ShadowSummary, summarize
+
+log = logging.getLogger("interlock.rollout")
+MAX_SHADOWS = 10_000  # comparisons kept per model group (in memory, or in the Redis list)
+
+
+class BreachSource(Protocol):
+    def breaches(self, model: str, version: str) -> Sequence[object]: ...
+
+
+class _Row(msgspec.Struct, array_like=True, frozen=True):
+    at: float
+    error: bool
+    latency_ratio: float | None
+    length_ratio: float | None
+    similarity: float | None
+
+
+_ENCODER = msgspec.json.Encoder()
+_DECODER = msgspec.json.Decoder(_Row)
+
+
+class ShadowLog:
+    """The shadow comparisons of each model group with their time. In memory (bounded per group)
+    or, with Redis, in the list `{prefix}shadow:{model}` (trimmed to the latest MAX_SHADOWS), so
+    the lease holder sees every replica's comparisons."""
+
+    def __init__(self, redis: Redis | None = None, prefix: str = "interlock:rollout:", keep: int = MAX_SHADOWS):
+        self._redis = redis
+        self._prefix = prefix
+        self._keep = keep
+        self._local: dict[str, deque[_Row]] = {}
+
+    async def add(self, model: str, at: float, c: ShadowComparison) -> None:
+        row = _Row(at, c.error, c.latency_ratio, c.length_ratio, c.similarity)
+        if self._redis is None:
+            rows = self._local.get(model)
+            if rows is None:
+                rows = self._local[model] = deque(maxlen=self._keep)
+            rows.append(row)
+            return
+        key = f"{self._prefix}shadow:{model}"
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.rpush(key, _ENCODER.encode(row))
+            pipe.ltrim(key, -self._keep, -1)
+            pipe.expire(key, 7 * 86_400)
+            await pipe.execute()
+
+    async def summary(self, model: str, start: float, end: float) -> ShadowSummary:
+        if self._redis is None:
+            rows: list[_Row] = list(self._local.get(model, ()))
+        else:
+            rows = [_DECODER.decode(b) for b in await self._redis.lrange(f"{self._prefix}shadow:{model}", 0, -1)]
+        return summarize(
+            ShadowComparison(r.error, r.latency_ratio, r.length_ratio, r.similarity)
+            for r in rows
+            if start <= r.at < end
+        )
+
+
+class GatewayObservations:
+    """The driver's `Observations` over the request windows, the alert engine and the shadow log."""
+
+    def __init__(
+        self,
+        stats: RequestStats,
+        shadows: ShadowLog,
+        alerts: BreachSource | None = None,
+        redis: Redis | None = None,
+        prefix: str = "interlock:rollout:",
+        publish_s: float = 1.0,
+    ) -> None:
+        self._stats = stats
+        self._shadows = shadows
+        self._alerts = alerts
+        self._redis = redis
+        self._prefix = prefix
+        self._publish_s = publish_s
+        self._ttl_s = max(3 * publish_s, 5.0)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._redis is not None and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._publish_loop(), name="rollout windows")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _publish_loop(self) -> None:
+        assert self._redis is not None
+        failing = False
+        while True:
+            try:
+                await publish(self._stats, self._redis, self._prefix, self._ttl_s)
+                failing = False
+            except RedisError as exc:
+                if not failing:
+                    log.warning("rollout windows: publishing to Redis failed (%s)", type(exc).__name__)
+                failing = True
+            await asyncio.sleep(self._publish_s)
+
+    async def _view(self) -> RequestStats:
+        if self._redis is None:
+            return self._stats
+        return await merged(self._redis, self._prefix, self._stats, self._ttl_s)
+
+    async def measure(self, model: str, candidate: str, stable: str, start: float, end: float) -> Measurement:
+        try:
+            view = await self._view()
+            shadow = await self._shadows.summary(model, start, end)
+        except (RedisError, OSError, msgspec.DecodeError) as exc:
+            raise ObservationError(type(exc).__name__) from None
+        cand = signals_from_stats(view.stats(model, candidate, start, end))
+        cand["drift_breaches"] = float(len(self._alerts.breaches(model, candidate))) if self._alerts else 0.0
+        cand.update(shadow.signals())
+        stab = signals_from_stats(view.stats(model, stable, start, end))
+        return Measurement(start=start, end=end, candidate=cand, stable=stab)
