@@ -92,10 +92,11 @@ class LimitStage:
         if plan is None:
             if len(self._plans) >= MAX_PLANS:
                 self._plans.clear()
-            plan = self._plans[key] = self._make_plan(identity.subject, identity.tenant, ctx.model, identity)
+            plan = self._plans[key] = self._make_plan(identity, ctx.model)
         return plan
 
-    def _make_plan(self, subject: str, tenant: str, model: str, identity: Identity) -> _Plan:
+    def _make_plan(self, identity: Identity, model: str) -> _Plan:
+        subject, tenant = identity.subject, identity.tenant
         own = None
         if identity.rpm or identity.tpm or identity.budget is not None:
             own = Rate(identity.rpm, identity.tpm, identity.budget)

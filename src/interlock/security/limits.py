@@ -114,26 +114,34 @@ class Decision(NamedTuple):
 
     def headers(self, checks: Sequence[Check]) -> list[tuple[str, str]]:
         """x-ratelimit-* as OpenAI sends them, for the tightest limit of each unit. (Written for
-        speed: every allowed request pays for it.)"""
-        requests: tuple[int, int] | None = None  # (limit, remaining)
-        tokens: tuple[int, int] | None = None
+        speed: every allowed request pays for it. Fields by index: a named field of a tuple is a
+        descriptor call.)"""
+        requests = tokens = None  # the tightest check of each unit
+        least_requests = least_tokens = 0
         for check, count in zip(checks, self.counts, strict=False):
-            left = check.limit - count
-            if check.unit == "requests":
-                if requests is None or left < requests[1]:
-                    requests = (check.limit, left)
-            elif tokens is None or left < tokens[1]:
-                tokens = (check.limit, left)
-        reset = f"{math.ceil(self.reset_in)}s"
+            left = check[4] - count
+            if check[1] == "requests":
+                if requests is None or left < least_requests:
+                    requests, least_requests = check, left
+            elif tokens is None or left < least_tokens:
+                tokens, least_tokens = check, left
+        reset = f"{math.ceil(self[2])}s"
         out: list[tuple[str, str]] = []
-        for names, tightest in ((_HEADERS["requests"], requests), (_HEADERS["tokens"], tokens)):
-            if tightest is not None:
-                out += ((names[0], str(tightest[0])), (names[1], str(max(0, tightest[1]))), (names[2], reset))
+        if requests is not None:
+            out += (
+                ("x-ratelimit-limit-requests", str(requests[4])),
+                ("x-ratelimit-remaining-requests", str(max(0, least_requests))),
+                ("x-ratelimit-reset-requests", reset),
+            )
+        if tokens is not None:
+            out += (
+                ("x-ratelimit-limit-tokens", str(tokens[4])),
+                ("x-ratelimit-remaining-tokens", str(max(0, least_tokens))),
+                ("x-ratelimit-reset-tokens", reset),
+            )
         return out
 
 
-_UNITS = ("requests", "tokens")
-_HEADERS = {u: tuple(f"x-ratelimit-{what}-{u}" for what in ("limit", "remaining", "reset")) for u in _UNITS}
 
 
 Result = tuple[int, tuple[int, ...]]  # (index of the limit exceeded or 0, counts)
