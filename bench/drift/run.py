@@ -80,6 +80,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--redis-url", default=env("DRIFT_REDIS_URL"), help="default: a redis-server of its own")
     p.add_argument("--out", type=Path, default=Path(env("DRIFT_OUT", str(ROOT / "bench/out/drift"))))
     args = p.parse_args(argv)
+    args.out = args.out.resolve()  # the gateway and the baseline command run from the repository root
     args.shifts = [s for s in args.shifts.split(",") if s]
     unknown = set(args.shifts) - set(SHIFTS)
     if unknown:
