@@ -142,8 +142,6 @@ class Decision(NamedTuple):
         return out
 
 
-
-
 Result = tuple[int, tuple[int, ...]]  # (index of the limit exceeded or 0, counts)
 Adjustment = tuple[str, int, int]  # (counter, window, delta)
 
