@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Protocol
@@ -142,13 +144,24 @@ class GatewayObservations:
         return await merged(self._redis, self._prefix, self._stats, self._ttl_s)
 
     async def measure(self, model: str, candidate: str, stable: str, start: float, end: float) -> Measurement:
+        bucket = self._stats.bucket_s
+        if self._redis is not None:
+            # Every replica publishes its windows every publish_s: wait until the interval's last
+            # bucket has closed and is in every replica's latest publish, or the analysis misses
+            # the end of the interval (measured: about a third of its requests at 1 s buckets).
+            late = end + bucket + self._publish_s - time.time()
+            if late > 0:
+                await asyncio.sleep(late)
+        # The windows count whole buckets that begin inside [from, end): from the bucket the
+        # interval starts in, which holds its first requests at the step's weight.
+        first = math.floor(start / bucket) * bucket
         try:
             view = await self._view()
             shadow = await self._shadows.summary(model, start, end)
         except (RedisError, OSError, msgspec.DecodeError) as exc:
             raise ObservationError(type(exc).__name__) from None
-        cand = signals_from_stats(view.stats(model, candidate, start, end))
+        cand = signals_from_stats(view.stats(model, candidate, first, end))
         cand["drift_breaches"] = float(len(self._alerts.breaches(model, candidate))) if self._alerts else 0.0
         cand.update(shadow.signals())
-        stab = signals_from_stats(view.stats(model, stable, start, end))
+        stab = signals_from_stats(view.stats(model, stable, first, end))
         return Measurement(start=start, end=end, candidate=cand, stable=stab)
