@@ -13,7 +13,8 @@ at most `LEASE_REQUESTS` requests' worth and at most 1/`LEASE_SPREAD` of the roo
 window, so near the limit leases shrink to exactly what one request needs and every check is a
 Redis check again: the limit stays exact (the 50 above are exactly 50), and each counted unit has
 its own position in the window, which is what `x-ratelimit-remaining-*` reports. The price is that
-a process that goes quiet holds at most 1/16 of the room it saw, until the window ends or it
+a process that goes quiet holds at most 1/16 of the room it saw (and, when a background refill
+lands just as the window nears its limit, one request's worth), until the window ends or it
 shuts down and gives it back.
 
 Tokens are reserved before the call from an estimate (about 4 bytes of prompt per token, plus
