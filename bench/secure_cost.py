@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
 import uvloop
+from telemetry_cost import upstream  # the same canned upstream (bench/ is on the path when run)
 
 from interlock.app import build
 from interlock.config import parse_settings
@@ -29,10 +29,6 @@ from interlock.security.keyadmin import NewKey, create_key
 from interlock.security.keystore import SQLiteKeyStore
 from interlock.security.roles import DEFAULT_ROLES
 
-ANSWER = orjson.dumps(
-    {"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
-     "finish_reason": "stop", "logprobs": None}], "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
-)  # fmt: skip
 BODY = (Path(__file__).parent / "wrk" / "hit.json").read_bytes()
 DLP = {
     "tokenization_key": "k" * 40,
@@ -52,23 +48,6 @@ VARIANTS = {
     "key+dlp": ("keys", "dlp"),
     "secured": ("keys", "limits", "dlp"),
 }
-
-
-async def upstream() -> asyncio.Server:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next((int(h.split(b":")[1]) for h in head.split(b"\r\n")
-                               if h.lower().startswith(b"content-length:")), 0)  # fmt: skip
-                await reader.readexactly(length)
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                             % (len(ANSWER), ANSWER))  # fmt: skip
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
-
-    return await asyncio.start_server(handle, "127.0.0.1", 0)
 
 
 async def call(app: Any, scope: dict[str, Any]) -> None:

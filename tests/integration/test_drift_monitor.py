@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Iterator
 
 import orjson
 import pytest
@@ -52,21 +51,6 @@ def answer(rng: random.Random) -> bytes:
     )
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    redis_server = RedisServer()
-    yield redis_server
-    redis_server.stop()
-
-
-@pytest.fixture
-async def redis(server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(server.url)
-    await client.flushdb()
-    yield client
-    await client.aclose()
-
-
 async def settle(*monitors: DriftMonitor) -> None:
     for _ in range(200):
         await asyncio.sleep(0.02)
@@ -75,12 +59,12 @@ async def settle(*monitors: DriftMonitor) -> None:
     await asyncio.sleep(0.3)  # and finished its batch on the thread
 
 
-async def test_two_processes_share_a_live_window_and_drift_shows(server: RedisServer, redis: Redis) -> None:
+async def test_two_processes_share_a_live_window_and_drift_shows(redis_server: RedisServer, redis: Redis) -> None:
     rng = random.Random(7)
     settings = MonitorSettings(sample=1.0, max_per_s=100_000, window_s=600, evaluate_s=3600)
     clock = Clock()
-    a = DriftMonitor(settings, Redis.from_url(server.url), "t:drift:", None, clock=clock)
-    b = DriftMonitor(settings, Redis.from_url(server.url), "t:drift:", None, clock=clock)
+    a = DriftMonitor(settings, Redis.from_url(redis_server.url), "t:drift:", None, clock=clock)
+    b = DriftMonitor(settings, Redis.from_url(redis_server.url), "t:drift:", None, clock=clock)
     await a.start()
     await b.start()
     try:

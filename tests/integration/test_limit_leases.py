@@ -5,7 +5,6 @@ processes still let exactly the limit through; give-backs of a cache hit stay in
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from redis.asyncio import Redis
@@ -23,23 +22,8 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    redis_server = RedisServer()
-    yield redis_server
-    redis_server.stop()
-
-
-@pytest.fixture
-async def redis(server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(server.url)
-    await client.flushdb()
-    yield client
-    await client.aclose()
-
-
-def limiter(server: RedisServer, clock: Clock | None = None) -> Limiter:
-    return Limiter(RedisCounters(Redis.from_url(server.url), "t:", 1.0), None, lambda op: None, clock or Clock())
+def limiter(redis_server: RedisServer, clock: Clock | None = None) -> Limiter:
+    return Limiter(RedisCounters(Redis.from_url(redis_server.url), "t:", 1.0), None, lambda op: None, clock or Clock())
 
 
 def rpm(limit: int) -> Check:
@@ -50,8 +34,8 @@ async def counter(redis: Redis, name: str) -> int:
     return int(await redis.get(f"t:{name}:100") or 0)
 
 
-async def test_far_from_the_limit_one_lease_serves_many_requests(server: RedisServer, redis: Redis) -> None:
-    lim = limiter(server)
+async def test_far_from_the_limit_one_lease_serves_many_requests(redis_server: RedisServer, redis: Redis) -> None:
+    lim = limiter(redis_server)
     scripts_before = (await redis.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
     requests = 4 * LEASE_REQUESTS
     for _ in range(requests):
@@ -67,8 +51,10 @@ async def test_far_from_the_limit_one_lease_serves_many_requests(server: RedisSe
     assert await counter(redis, "key:a:rpm") == requests  # what was not handed out went back
 
 
-async def test_two_processes_near_the_limit_let_exactly_the_limit_through(server: RedisServer, redis: Redis) -> None:
-    a, b = limiter(server), limiter(server)
+async def test_two_processes_near_the_limit_let_exactly_the_limit_through(
+    redis_server: RedisServer, redis: Redis
+) -> None:
+    a, b = limiter(redis_server), limiter(redis_server)
     decisions = await asyncio.gather(*(lim.acquire([rpm(50)]) for _ in range(100) for lim in (a, b)))
     allowed = [d for d in decisions if d.allowed]
     assert len(allowed) == 50
@@ -78,8 +64,8 @@ async def test_two_processes_near_the_limit_let_exactly_the_limit_through(server
     await b.close()
 
 
-async def test_a_cache_hit_gives_its_reservation_back_in_process(server: RedisServer, redis: Redis) -> None:
-    lim = limiter(server)
+async def test_a_cache_hit_gives_its_reservation_back_in_process(redis_server: RedisServer, redis: Redis) -> None:
+    lim = limiter(redis_server)
     tokens = Check("tenant", "tokens", "tenant:t:tpm", 100, 10_000_000)
     first = await lim.acquire([tokens])
     leased = await counter(redis, "tenant:t:tpm")
@@ -96,8 +82,8 @@ async def test_a_cache_hit_gives_its_reservation_back_in_process(server: RedisSe
     await lim.close()
 
 
-async def test_near_the_limit_give_backs_go_to_redis_for_every_process(server: RedisServer, redis: Redis) -> None:
-    a, b = limiter(server), limiter(server)
+async def test_near_the_limit_give_backs_go_to_redis_for_every_process(redis_server: RedisServer, redis: Redis) -> None:
+    a, b = limiter(redis_server), limiter(redis_server)
     big = Check("tenant", "tokens", "tenant:t:tpm", 110, 1000)
     for lim in (a, b):
         decision = await lim.acquire([big])
@@ -110,8 +96,8 @@ async def test_near_the_limit_give_backs_go_to_redis_for_every_process(server: R
     await b.close()
 
 
-async def test_closing_gives_unused_leased_units_back(server: RedisServer, redis: Redis) -> None:
-    lim = limiter(server)
+async def test_closing_gives_unused_leased_units_back(redis_server: RedisServer, redis: Redis) -> None:
+    lim = limiter(redis_server)
     for _ in range(3):
         assert (await lim.acquire([rpm(1_000_000)])).allowed
     assert await counter(redis, "key:a:rpm") >= LEASE_REQUESTS
@@ -119,9 +105,9 @@ async def test_closing_gives_unused_leased_units_back(server: RedisServer, redis
     assert await counter(redis, "key:a:rpm") == 3
 
 
-async def test_a_new_window_takes_a_new_lease(server: RedisServer, redis: Redis) -> None:
+async def test_a_new_window_takes_a_new_lease(redis_server: RedisServer, redis: Redis) -> None:
     clock = Clock()
-    lim = limiter(server, clock)
+    lim = limiter(redis_server, clock)
     assert (await lim.acquire([rpm(2)])).allowed
     assert (await lim.acquire([rpm(2)])).allowed
     assert not (await lim.acquire([rpm(2)])).allowed

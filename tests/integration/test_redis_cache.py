@@ -19,13 +19,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def pair(session_tmp: Path, upstream: FakeUpstream, redis_server: RedisServer) -> Iterator[tuple[Gateway, Gateway]]:
     config = {
         "models": [

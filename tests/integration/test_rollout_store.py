@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -47,13 +47,6 @@ SPEC = parse_spec({
     "steps": [{"set_weight": 10}, {"pause": {"duration_s": 10}}, {"analysis": "gate"}, {"set_weight": 50},
               {"pause": {"duration_s": 10}}, {"set_weight": 80}, {"pause": {"duration_s": 10}}],
 })  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
