@@ -3,9 +3,10 @@
 A request enters at the edge (`edge`), a raw ASGI app that identifies the caller (`security.auth`:
 API keys, OIDC tokens, roles), checks the route's permission and decodes the body once into plain
 data and a `RequestContext`. It then runs through the pipeline (`pipeline`): stages with
-`before`/`after` hooks, in order the rate limits and budgets (`security.limit_stage`), data
+`before`/`after` hooks, in order requests per minute (`security.limit_stage`), data
 protection (`security.dlp`: PII detection, classification, masking, tokenization), the
-exact-match cache with coalescing (`cache`) and, innermost, telemetry (`observe.stage`: finish
+exact-match cache with coalescing (`cache`), spend budgets and tokens per minute for what reaches a
+model (`security.limit_stage` again) and, innermost, telemetry (`observe.stage`: finish
 reasons, token timing, logprob confidence; only a deployment's answers reach it). The
 pipeline's terminal is the router (`routing`), which picks a deployment of the requested model
 group cleared for the request's data class, by strategy, skips deployments whose circuit is

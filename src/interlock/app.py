@@ -58,7 +58,7 @@ from .security.audit import AuditLog, AuditStore, PostgresAuditStore, SQLiteAudi
 from .security.auth import Authenticator
 from .security.dlp import DlpStage, policy_from
 from .security.keystore import KeyStore, PostgresKeyStore, SQLiteKeyStore
-from .security.limit_stage import LimitStage, Price, Rate
+from .security.limit_stage import LimitStage, Plans, Price, Rate, SpendStage
 from .security.limits import Limiter, LocalCounters, RedisCounters
 from .security.oidc import OidcConfig, OidcVerifier
 from .security.pii.detector import PatternDetector
@@ -136,13 +136,16 @@ def build(
 
     redis = RedisTier.from_settings(settings.cache.redis, metrics) if settings.cache.redis else None
     memory = MemoryCache(settings.cache.memory_bytes, settings.cache.max_entry_bytes)
-    limit_stage = make_limit_stage(settings, metrics)
+    limit_stage, spend_stage = make_limit_stages(settings, metrics)
     stages: list[Stage] = [limit_stage]
     dlp_stage = make_dlp_stage(settings.dlp, metrics) if settings.dlp is not None else None
     if dlp_stage is not None:
         stages.append(dlp_stage)
     # The cache comes after DLP: it keys on, and stores, the protected request and answer.
     stages.append(CacheStage({g.name: g.cache for g in settings.models}, memory, redis, metrics))
+    # Budgets and tokens per minute only for what reaches a model: a cache hit spends neither.
+    if spend_stage is not None:
+        stages.append(spend_stage)
     # Innermost: sees only what a deployment generated, and strips sampled logprobs before the
     # cache stores the answer (observe/stage.py says why that order matters).
     stages.append(TelemetryStage(metrics, settings.telemetry.logprobs_sample, random.Random()))
@@ -346,7 +349,9 @@ def make_rollouts(
     return Rollouts(driver, observations, shadow, store, redis)
 
 
-def make_limit_stage(settings: Settings, metrics: Metrics) -> LimitStage:
+def make_limit_stages(settings: Settings, metrics: Metrics) -> tuple[LimitStage, SpendStage | None]:
+    """Requests per minute before the cache; budgets and tokens per minute after it, when any can
+    apply (API keys carry their own). One limiter and one cache of plans serve both."""
     limits = settings.limits
     local = LocalCounters()
     counters: LocalCounters | RedisCounters = local
@@ -364,7 +369,12 @@ def make_limit_stage(settings: Settings, metrics: Metrics) -> LimitStage:
         for d in g.deployments
         if d.price is not None
     }
-    return LimitStage(limiter, tenants, models, limits.default_max_tokens, metrics, prices, limits.budget_period)
+    plans = Plans(tenants, models)
+    rates = [*tenants.values(), *models.values()]
+    spend = None
+    if settings.security.keys is not None or any(r.tpm or r.budget is not None for r in rates):
+        spend = SpendStage(limiter, plans, limits.default_max_tokens, metrics, prices, limits.budget_period)
+    return LimitStage(limiter, plans, metrics), spend
 
 
 def make_audit_store(settings: Settings) -> AuditStore | None:

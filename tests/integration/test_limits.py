@@ -1,6 +1,7 @@
 """Rate limits held across processes by Redis: 200 concurrent requests over two gateway processes
 against a key limited to 50 requests per minute let exactly 50 through; token reservations are
-reconciled with the usage the upstream reports."""
+reconciled with the usage the upstream reports; a cache hit counts as a request and spends no
+tokens."""
 
 from __future__ import annotations
 
@@ -43,7 +44,12 @@ def setup(session_tmp: Path, upstream: FakeUpstream) -> Iterator[dict[str, Any]]
                         "price": {"input": 5, "output": 10},
                     }
                 ],
-            }
+            },
+            {
+                "name": "cached",
+                "cache": {"mode": "deterministic"},
+                "deployments": [{"id": "cached", "backend": "openai", "api_base": upstream.base("ok")}],
+            },
         ],
         "security": {"server_secret": "os.environ/TEST_SECRET", "keys": {"sqlite_path": "keys.db"}},
         "limits": {
@@ -66,6 +72,7 @@ def setup(session_tmp: Path, upstream: FakeUpstream) -> Iterator[dict[str, Any]]
         "fifty": make_key("--name", "fifty", "--rpm", "50"),
         "metered": make_key("--name", "tok", "--tenant", "metered"),
         "budget": make_key("--name", "thrifty", "--budget", "0.0002"),
+        "tokens": make_key("--name", "tokens", "--rpm", "1000", "--tpm", "100"),
         "auditor": make_key("--name", "ops", "--role", "auditor"),
     }
     a, b = Gateway(tmp, config, env=env), Gateway(tmp, config, env=env)
@@ -76,9 +83,20 @@ def setup(session_tmp: Path, upstream: FakeUpstream) -> Iterator[dict[str, Any]]
 
 
 async def post(
-    session: aiohttp.ClientSession, gw: Gateway, key: str, max_tokens: int = 16
+    session: aiohttp.ClientSession,
+    gw: Gateway,
+    key: str,
+    max_tokens: int = 16,
+    model: str = "m",
+    text: str = "hello there",
+    temperature: float = 1.0,
 ) -> tuple[int, dict[str, str]]:
-    body = {"model": "m", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": max_tokens}
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": text}],
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+    }
     async with session.post(
         gw.url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}
     ) as resp:
@@ -142,3 +160,27 @@ async def test_a_spend_budget_stops_a_key_once_used_up(setup: dict[str, Any]) ->
         float(line.rsplit(" ", 1)[1]) for line in scraped.splitlines() if line.startswith("interlock_spend_usd_total")
     )
     assert spent >= 4 * 0.000065
+
+
+async def test_a_cache_hit_counts_as_a_request_and_spends_no_tokens(setup: dict[str, Any]) -> None:
+    # The key may use 100 tokens a minute; each call reserves about 30 and uses 10. Once the
+    # tokens are used up, calls are refused, but the answer already cached is still served: a hit
+    # counts against requests per minute only, and its headers say so.
+    key, gw = setup["keys"]["tokens"], setup["a"]
+    async with aiohttp.ClientSession() as session:
+        status, headers = await post(session, gw, key, model="cached", temperature=0)
+        assert status == 200 and headers["x-interlock-cache"] == "miss"
+        assert "x-ratelimit-remaining-tokens" in headers
+        refused = None
+        for i in range(30):  # a new minute in between starts the tokens afresh: bounded, not exact
+            status, headers = await post(session, gw, key, model="cached", text=f"call {i}", temperature=0)
+            if status == 429:
+                refused = headers
+                break
+            await asyncio.sleep(0.02)  # the reconciliation leaves the response path
+        assert refused is not None and "x-ratelimit-remaining-tokens" not in refused
+        status, headers = await post(session, gw, key, model="cached", temperature=0)
+    assert status == 200 and headers["x-interlock-cache"] == "hit"
+    assert "x-ratelimit-remaining-tokens" not in headers and "x-ratelimit-limit-tokens" not in headers
+    assert headers["x-ratelimit-limit-requests"] == "1000"
+    assert int(headers["x-ratelimit-remaining-requests"]) <= 1000 - 3

@@ -3,14 +3,17 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from interlock.cache.coalesce import Coalescer
 from interlock.cache.entry import CachedAnswer, decode, encode
 from interlock.cache.keys import cache_key, is_cacheable
 from interlock.cache.memory import MemoryCache
+from interlock.cache.stage import CacheStage
 from interlock.config import GroupCache
-from interlock.errors import UpstreamError
-from interlock.pipeline.context import Endpoint
+from interlock.errors import RateLimited, UpstreamError, UpstreamRateLimited
+from interlock.observe.metrics import Metrics
+from interlock.pipeline.context import Endpoint, RequestContext
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}
 
@@ -89,3 +92,26 @@ async def test_a_lone_failing_leader_leaves_nothing_behind() -> None:
     flights.finish("k", error=UpstreamError("down"))
     await asyncio.sleep(0)
     assert len(flights) == 0
+
+
+async def test_waiters_call_upstream_themselves_when_the_leader_hit_its_own_limit() -> None:
+    # Token limits apply after the cache, so a flight's leader can be refused by its own key's
+    # limits. The waiters' keys may have room: they go on to the upstream rather than share a
+    # refusal that is not theirs. A backend's failure (or its 429) is shared as before.
+    stage = CacheStage({"m": GroupCache()}, MemoryCache(1 << 20, 1 << 16), None, Metrics(CollectorRegistry()))
+
+    def ctx() -> RequestContext:
+        return RequestContext(request_id="r", endpoint=Endpoint.CHAT, model="m", body=dict(BODY))
+
+    for error, shared in ((RateLimited("key's tokens"), False), (UpstreamRateLimited("backend 429"), True),
+                          (UpstreamError("down"), True)):  # fmt: skip
+        leader, waiter = ctx(), ctx()
+        assert await stage.before(leader) is None and leader.coalesce_leader
+        waiting = asyncio.ensure_future(stage.before(waiter))
+        await asyncio.sleep(0)
+        await stage.after(leader, None, error)
+        if shared:
+            with pytest.raises(type(error)):
+                await waiting
+        else:
+            assert await waiting is None and not waiter.coalesce_leader  # off to the upstream itself

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Mapping
 
 from ..config import GroupCache
-from ..errors import InterlockError
+from ..errors import InterlockError, RateLimited
 from ..observe.metrics import Metrics
 from ..pipeline.context import RequestContext
 from ..pipeline.result import Completion, Result, StreamResult
@@ -51,6 +51,15 @@ def as_result(answer: CachedAnswer) -> Result:
     if answer.kind == "sse":
         return StreamResult(ReplayStream(answer.events))
     return Completion(answer.body)
+
+
+def _shared(error: BaseException | None) -> InterlockError | None:
+    """The error a flight's waiters get in place of the answer, or None: they call upstream
+    themselves. The leader's own spend limits (our RateLimited, not a backend's 429) are its
+    key's, not theirs."""
+    if not isinstance(error, InterlockError) or type(error) is RateLimited:
+        return None
+    return error
 
 
 class CacheStage:
@@ -107,7 +116,7 @@ class CacheStage:
             return result
         if error is not None or result is None:
             # Waiters get the same error; if the leader was cancelled they retry on their own.
-            self._flights.finish(key, error=error if isinstance(error, InterlockError) else None)
+            self._flights.finish(key, error=_shared(error))
             return result
         if isinstance(result, Completion):
             answer = CachedAnswer("json", body=result.body) if result.status == 200 else None
@@ -119,7 +128,7 @@ class CacheStage:
             if stream_error is None and not any(e.startswith(b'{"error"') for e in collected):
                 self._settle(ctx, key, CachedAnswer("sse", events=collected))
             else:
-                self._flights.finish(key, error=stream_error if isinstance(stream_error, InterlockError) else None)
+                self._flights.finish(key, error=_shared(stream_error))
 
         return StreamResult(StreamTap(result.events, collected.append, on_end), result.headers)
 

@@ -69,16 +69,16 @@ class Exchange:
             self._watcher = None
 
     # -- answers ------------------------------------------------------------------------------------
-    async def json(self, status: int, body: bytes, extra: list[tuple[str, str]] | None = None) -> None:
+    async def json(self, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
         headers = encode_headers(self.request_id, extra or ())
         self.started = self.done = True
         await send_bytes(self.send, status, body, headers, JSON_CONTENT)
 
     async def error(self, exc: InterlockError) -> None:
-        await self.json(exc.status, exc.body(), list(exc.headers.items()))
+        await self.json(exc.status, exc.body(), [(k.encode(), v.encode()) for k, v in exc.headers.items()])
 
     async def stream(
-        self, first: bytes | None, events: AsyncIterator[bytes], extra: list[tuple[str, str]]
+        self, first: bytes | None, events: AsyncIterator[bytes], extra: list[tuple[bytes, bytes]]
     ) -> InterlockError | None:
         """Send a stream; the error that cut it short, if one did."""
         self.started = True

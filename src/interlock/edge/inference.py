@@ -306,14 +306,14 @@ def _protection_headers(headers: dict[bytes, bytes]) -> tuple[str | None, str | 
     return requested, conversation
 
 
-def _answer_headers(ctx: RequestContext) -> list[tuple[str, str]]:
-    extra: list[tuple[str, str]] = list(ctx.response_headers)
+def _answer_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
+    extra = ctx.response_headers
     if ctx.cache_status is not None:
-        extra.append(("x-interlock-cache", ctx.cache_status))
+        extra.append((b"x-interlock-cache", ctx.cache_status.encode()))
     if ctx.deployment is not None:
-        extra.append(("x-interlock-deployment", ctx.deployment))
+        extra.append((b"x-interlock-deployment", ctx.deployment.encode()))
     if ctx.data_class is not None:
-        extra.append(("x-interlock-data-class", ctx.data_class))
+        extra.append((b"x-interlock-data-class", ctx.data_class.encode()))
     if ctx.served_model is not None and ctx.served_model != ctx.model:
-        extra.append(("x-interlock-fallback", ctx.served_model))
+        extra.append((b"x-interlock-fallback", ctx.served_model.encode()))
     return extra

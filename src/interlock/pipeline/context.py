@@ -65,8 +65,8 @@ class RequestContext:
     protected: bool = False  # the DLP stage rewrote the body: its text may be logged
     # Rollouts: the value of the header a rollout's `sticky: header:<name>` names (the edge copies it).
     sticky_header: str | None = None
-    # Headers for the answer, set by stages (x-ratelimit-*).
-    response_headers: list[tuple[str, str]] = field(default_factory=list)
+    # Headers for the answer, set by stages (x-ratelimit-*), as bytes ready for the wire.
+    response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     # Set by the edge: arms a watch that cancels the request when the client goes away. The
     # router calls it right before the first upstream call, so cache hits never pay for it.
     arm_disconnect_watch: Callable[[], None] = field(default=lambda: None)

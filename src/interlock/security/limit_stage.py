@@ -1,6 +1,14 @@
-"""The limits stage: check the spend budgets and count the request against every rate limit that
-applies, before anything else spends work on it; once the answer says what it used, reconcile
-the token reservation and add what it cost to the budgets."""
+"""The limit stages: admission before anything else spends work on a request, and spend around
+the calls that reach a model.
+
+`LimitStage` runs first: it counts the request against every requests-per-minute limit that
+applies. A cache hit is a request too, so it counts there and nowhere else: it spends no tokens
+and no money. `SpendStage` runs after the cache, so only for requests a model will answer: it
+checks the spend budgets, reserves tokens from an estimate against the tokens-per-minute limits,
+and once the answer says what it used, moves the reservation to that and adds the cost to the
+budgets. A request refused for tokens or budget has still counted as a request, as OpenAI counts
+refused requests against its per-minute limits.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +23,12 @@ from ..observe.metrics import Metrics
 from ..pipeline.context import RequestContext
 from ..pipeline.result import Result, StreamResult
 from ..pipeline.streams import StreamTap
-from .limits import Check, Limiter, budget_period, estimate_tokens
+from .limits import Check, Decision, Limiter, budget_period, estimate_tokens
 from .roles import Identity
 
 MICRO = 1_000_000  # budgets are counted in micro-dollars: integers, exact
+MAX_PLANS = 10_000  # identities times model groups; past that the cache starts over
+_LIMIT_ERRORS = (RedisError, OSError, TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +45,9 @@ class Price:
 
 
 @dataclass(frozen=True, slots=True)
-class _Plan:
+class Plan:
+    """The limits that apply to one identity calling one model group."""
+
     requests: tuple[Check, ...]  # requests-per-minute checks, cost 1 each
     tokens: tuple[tuple[str, str, int], ...]  # (scope, counter, limit) of tokens-per-minute checks
     budgets: tuple[Check, ...]
@@ -43,66 +55,32 @@ class _Plan:
     budget_counters: tuple[str, ...]
 
 
-MAX_PLANS = 10_000  # identities times model groups; past that the cache starts over
+class Plans:
+    """Plans worked out once per identity and model group, cached by everything they depend on,
+    so a request only looks its plan up."""
 
-
-@dataclass(slots=True)
-class Reservation:
-    window: int
-    tokens: int
-    counters: tuple[str, ...]  # the token counters the estimate was added to
-    period: int = 0
-    budgets: tuple[str, ...] = field(default_factory=tuple)  # budget counters to add the cost to
-    local: bool = False  # the token reservation was counted in-process (Redis was failing)
-    budgets_local: bool = False  # likewise for the budgets, checked in their own call
-
-
-class LimitStage:
-    def __init__(
-        self,
-        limiter: Limiter,
-        tenants: Mapping[str, Rate],
-        models: Mapping[str, Rate],
-        default_max_tokens: int,
-        metrics: Metrics,
-        prices: Mapping[str, Price] | None = None,
-        period: str = "month",
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._limiter = limiter
-        self._metrics = metrics
+    def __init__(self, tenants: Mapping[str, Rate], models: Mapping[str, Rate]) -> None:
         self._tenants = dict(tenants)
         self._models = dict(models)
-        self._default_max_tokens = default_max_tokens
-        self._prices = dict(prices or {})
-        self._period = period
-        self._clock = clock
-        self._reservations: dict[int, Reservation] = {}
-        self._plans: dict[tuple[object, ...], _Plan] = {}
+        self._plans: dict[tuple[object, ...], Plan] = {}
 
-    async def close(self) -> None:
-        await self._limiter.close()
-
-    def _plan(self, ctx: RequestContext) -> _Plan:
-        """What applies to this identity and model group, worked out once: the plans are cached
-        by everything they depend on, so a request only fills in its token estimate."""
+    def of(self, ctx: RequestContext) -> Plan:
         identity = ctx.identity
         key = (identity.subject, identity.tenant, identity.rpm, identity.tpm, identity.budget, ctx.model)
         plan = self._plans.get(key)
         if plan is None:
             if len(self._plans) >= MAX_PLANS:
                 self._plans.clear()
-            plan = self._plans[key] = self._make_plan(identity, ctx.model)
+            plan = self._plans[key] = self._make(identity, ctx.model)
         return plan
 
-    def _make_plan(self, identity: Identity, model: str) -> _Plan:
-        subject, tenant = identity.subject, identity.tenant
+    def _make(self, identity: Identity, model: str) -> Plan:
         own = None
         if identity.rpm or identity.tpm or identity.budget is not None:
             own = Rate(identity.rpm, identity.tpm, identity.budget)
         scopes = (
-            ("key", subject, own),
-            ("tenant", tenant, self._tenants.get(tenant)),
+            ("key", identity.subject, own),
+            ("tenant", identity.tenant, self._tenants.get(identity.tenant)),
             ("model", model, self._models.get(model)),
         )
         requests: list[Check] = []
@@ -118,7 +96,7 @@ class LimitStage:
             if rate.budget is not None:
                 # cost 0, ceiling one below the budget: refused once spent >= budget
                 budgets.append(Check(scope, "usd", f"{scope}:{name}:spend", 0, int(rate.budget * MICRO) - 1))
-        return _Plan(
+        return Plan(
             tuple(requests),
             tuple(tokens),
             tuple(budgets),
@@ -126,26 +104,88 @@ class LimitStage:
             tuple(b.counter for b in budgets),
         )
 
-    def _checks(self, ctx: RequestContext, plan: _Plan) -> tuple[list[Check], int]:
-        """The rate checks, with the token estimate (made only when a tokens-per-minute limit
-        needs it: it serialises the prompt)."""
-        checks = list(plan.requests)
-        tokens = 0
-        if plan.tokens:
-            tokens = estimate_tokens(ctx.body, self._default_max_tokens)
-            checks += [Check(scope, "tokens", counter, tokens, limit) for scope, counter, limit in plan.tokens]
-        return checks, tokens
+
+def _refuse(metrics: Metrics, decision: Decision) -> RateLimited:
+    exceeded = decision.exceeded
+    assert exceeded is not None
+    metrics.rate_limited(exceeded.scope, exceeded.unit)
+    return RateLimited(
+        f"Rate limit reached: {exceeded.unit} per minute for this {exceeded.scope} (limit {exceeded.limit})",
+        retry_after=max(1.0, decision.reset_in),
+    )
+
+
+class LimitStage:
+    """Requests per minute, before the cache: every request counts, a cache hit included."""
+
+    def __init__(self, limiter: Limiter, plans: Plans, metrics: Metrics) -> None:
+        self._limiter = limiter
+        self._plans = plans
+        self._metrics = metrics
+
+    async def close(self) -> None:
+        await self._limiter.close()
 
     async def before(self, ctx: RequestContext) -> Result | None:
-        plan = self._plan(ctx)
-        budgets = plan.budgets
-        if not plan.requests and not plan.tokens and not budgets:
+        checks = self._plans.of(ctx).requests
+        if not checks:
             return None
-        checks, tokens = self._checks(ctx, plan)
-        period, period_left = budget_period(self._clock(), self._period) if budgets else (0, 0.0)
-        budgets_local = False
+        try:
+            decision = self._limiter.take(checks) or await self._limiter.acquire(checks)
+        except _LIMIT_ERRORS:
+            raise Unavailable("rate limits cannot be checked right now", retry_after=1) from None
+        if not decision.allowed:
+            raise _refuse(self._metrics, decision)
+        ctx.response_headers += decision.headers(checks)
+        return None
+
+    async def after(self, ctx: RequestContext, result: Result | None, error: BaseException | None) -> Result | None:
+        return result
+
+
+@dataclass(slots=True)
+class Reservation:
+    window: int
+    tokens: int
+    counters: tuple[str, ...]  # the token counters the estimate was added to
+    period: int = 0  # the budget period the cost is added to
+    budgets: tuple[str, ...] = field(default_factory=tuple)  # budget counters to add the cost to
+    local: bool = False  # the token reservation was counted in-process (Redis was failing)
+    budgets_local: bool = False  # likewise for the budgets, checked in their own call
+
+
+class SpendStage:
+    """Spend budgets and tokens per minute, after the cache: only for calls that reach a model."""
+
+    def __init__(
+        self,
+        limiter: Limiter,
+        plans: Plans,
+        default_max_tokens: int,
+        metrics: Metrics,
+        prices: Mapping[str, Price] | None = None,
+        period: str = "month",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._limiter = limiter
+        self._plans = plans
+        self._metrics = metrics
+        self._default_max_tokens = default_max_tokens
+        self._prices = dict(prices or {})
+        self._period = period
+        self._clock = clock
+        self._reservations: dict[int, Reservation] = {}
+
+    async def before(self, ctx: RequestContext) -> Result | None:
+        plan = self._plans.of(ctx)
+        budgets = plan.budgets
+        if not plan.tokens and not budgets:
+            return None
+        budgets_local = local = False
+        tokens = window = period = 0
         try:
             if budgets:
+                period, period_left = budget_period(self._clock(), self._period)
                 spent, budgets_local = await self._limiter.within_budget(budgets, period, period_left)
                 if spent is not None:
                     self._metrics.rate_limited(spent.scope, spent.unit)
@@ -154,28 +194,19 @@ class LimitStage:
                         code="budget_exceeded",
                         retry_after=period_left,
                     )
-            decision = self._limiter.take(checks) or await self._limiter.acquire(checks)
-        except (RedisError, OSError, TimeoutError):
+            if plan.tokens:
+                tokens = estimate_tokens(ctx.body, self._default_max_tokens)
+                checks = [Check(scope, "tokens", counter, tokens, limit) for scope, counter, limit in plan.tokens]
+                decision = self._limiter.take(checks) or await self._limiter.acquire(checks)
+                if not decision.allowed:
+                    raise _refuse(self._metrics, decision)
+                ctx.response_headers += decision.headers(checks)
+                window, local = decision.window, decision.local
+        except _LIMIT_ERRORS:
             raise Unavailable("rate limits cannot be checked right now", retry_after=1) from None
-        if not decision.allowed:
-            exceeded = decision.exceeded
-            assert exceeded is not None
-            self._metrics.rate_limited(exceeded.scope, exceeded.unit)
-            raise RateLimited(
-                f"Rate limit reached: {exceeded.unit} per minute for this {exceeded.scope} (limit {exceeded.limit})",
-                retry_after=max(1.0, decision.reset_in),
-            )
-        ctx.response_headers.extend(decision.headers(checks))
-        if plan.token_counters or budgets:
-            self._reservations[id(ctx)] = Reservation(
-                decision.window,
-                tokens,
-                plan.token_counters,
-                period,
-                plan.budget_counters,
-                decision.local,
-                budgets_local,
-            )
+        self._reservations[id(ctx)] = Reservation(
+            window, tokens, plan.token_counters, period, plan.budget_counters, local, budgets_local
+        )
         return None
 
     async def after(self, ctx: RequestContext, result: Result | None, error: BaseException | None) -> Result | None:
@@ -194,14 +225,14 @@ class LimitStage:
     def cost(self, ctx: RequestContext) -> int:
         """What the answer cost, in micro-dollars, at the price of the deployment that served it."""
         price = self._prices.get(ctx.deployment or "")
-        if price is None or ctx.cache_status == "hit":
+        if price is None:
             return 0
         return round(ctx.prompt_tokens * price.input + ctx.completion_tokens * price.output)
 
     def _reconcile_later(self, ctx: RequestContext, reservation: Reservation) -> None:
-        """Move the token counters from the estimate to what was used (nothing, for a cache hit
-        or a failure) and add the cost to the budgets. The limiter settles this in process where
-        its leases allow and sends the rest in batches, off the response path."""
+        """Move the token counters from the estimate to what was used (nothing, for a failure)
+        and add the cost to the budgets. The limiter settles this in
+        process where its leases allow and sends the rest in batches, off the response path."""
         delta = ctx.prompt_tokens + ctx.completion_tokens - reservation.tokens
         spent = self.cost(ctx)
         if spent and ctx.deployment and ctx.served_model:

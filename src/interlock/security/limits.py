@@ -1,10 +1,10 @@
 """Requests and tokens per minute, per key, tenant and model group.
 
-Fixed one-minute windows. One check covers every limit that applies to a request and is atomic:
-either all counters move or none does. With Redis the limits hold across workers and replicas
-(200 concurrent requests over two processes against a limit of 50 let exactly 50 through);
-without Redis the counters live in the process, which the config only allows with a single
-worker.
+Fixed one-minute windows. One check covers every limit of one unit (requests, or tokens) that
+applies to a request and is atomic: either all its counters move or none does. With Redis the
+limits hold across workers and replicas (200 concurrent requests over two processes against a
+limit of 50 let exactly 50 through); without Redis the counters live in the process, which the
+config only allows with a single worker.
 
 A Redis round trip per request costs more than a whole cache hit (about 100 µs through redis-py
 against 66 µs for the hit), so each process takes *leases*: one atomic script moves a counter in
@@ -19,9 +19,9 @@ shuts down and gives it back.
 
 Tokens are reserved before the call from an estimate (about 4 bytes of prompt per token, plus
 `max_tokens` or a default) and reconciled with the usage the answer reports, so a limit follows
-what was really spent. A cache hit spends no model tokens: its reservation is given back, to the
-process's lease when it holds one in batch mode (no Redis call), to Redis otherwise, in batches
-sent every `FLUSH_S`.
+what was really spent (a cache hit reserves nothing: `limit_stage` applies token limits only to
+calls that reach a model). The difference goes to the process's lease when it holds one in batch
+mode (no Redis call), to Redis otherwise, in batches sent every `FLUSH_S`.
 
 Budgets are different: a budget check counts nothing (cost 0, ceiling one below the budget), so
 it always asks the store, exactly.
@@ -113,34 +113,30 @@ class Decision(NamedTuple):
     counts: tuple[int, ...] = ()  # allowed: each counter after this request; else the one exceeded
     local: bool = False  # counted by the in-process fallback: reconcile there too
 
-    def headers(self, checks: Sequence[Check]) -> list[tuple[str, str]]:
-        """x-ratelimit-* as OpenAI sends them, for the tightest limit of each unit. (Written for
-        speed: every allowed request pays for it. Fields by index: a named field of a tuple is a
-        descriptor call.)"""
-        requests = tokens = None  # the tightest check of each unit
-        least_requests = least_tokens = 0
-        for check, count in zip(checks, self.counts, strict=False):
-            left = check[4] - count
-            if check[1] == "requests":
-                if requests is None or left < least_requests:
-                    requests, least_requests = check, left
-            elif tokens is None or left < least_tokens:
-                tokens, least_tokens = check, left
-        reset = f"{math.ceil(self[2])}s"
-        out: list[tuple[str, str]] = []
-        if requests is not None:
-            out += (
-                ("x-ratelimit-limit-requests", str(requests[4])),
-                ("x-ratelimit-remaining-requests", str(max(0, least_requests))),
-                ("x-ratelimit-reset-requests", reset),
-            )
-        if tokens is not None:
-            out += (
-                ("x-ratelimit-limit-tokens", str(tokens[4])),
-                ("x-ratelimit-remaining-tokens", str(max(0, least_tokens))),
-                ("x-ratelimit-reset-tokens", reset),
-            )
-        return out
+    def headers(self, checks: Sequence[Check]) -> list[tuple[bytes, bytes]]:
+        """x-ratelimit-* as OpenAI sends them, for the tightest of `checks` (all of one unit), ready
+        for the wire. (Written for speed: every allowed request pays for it. Fields by index: a
+        named field of a tuple is a descriptor call.)"""
+        counts = self[4]
+        tightest = 0
+        least = checks[0][4] - counts[0]
+        for i in range(1, len(checks)):
+            left = checks[i][4] - counts[i]
+            if left < least:
+                tightest, least = i, left
+        limit_name, remaining_name, reset_name = _HEADER_NAMES[checks[0][1]]
+        return [
+            (limit_name, b"%d" % checks[tightest][4]),
+            (remaining_name, b"%d" % max(0, least)),
+            (reset_name, b"%ds" % math.ceil(self[2])),
+        ]
+
+
+_HEADER_NAMES = {
+    unit: (f"x-ratelimit-limit-{unit}".encode(), f"x-ratelimit-remaining-{unit}".encode(),
+           f"x-ratelimit-reset-{unit}".encode())
+    for unit in ("requests", "tokens")
+}  # fmt: skip
 
 
 Result = tuple[int, tuple[int, ...]]  # (index of the limit exceeded or 0, counts)
@@ -213,9 +209,11 @@ class LocalCounters:
 
 @dataclass(slots=True)
 class _Lease:
+    window: int  # a lease is worth something only in its own window
     end: int = 0  # the counter in Redis after this process's last grant
     free: int = 0  # units granted to this process and not handed out yet
     cap: int = 0  # units it may keep from give-backs; 0 near the limit, where they go back to Redis
+    refill_below: int = 0  # half the cap: below it a background refill starts (0: never)
 
 
 class RedisCounters:
@@ -231,8 +229,7 @@ class RedisCounters:
         self._check_script = client.register_script(_CHECK_AND_COUNT)
         self._lease_script = client.register_script(_LEASE)
         self._queued: list[tuple[Any, list[str], list[Any], asyncio.Future[Any]]] = []
-        self._leases: dict[tuple[str, int], _Lease] = {}
-        self._window = 0
+        self._leases: dict[str, _Lease] = {}  # by counter, each of the latest window it was leased in
         self._inflight: dict[tuple[tuple[str, ...], int], asyncio.Future[tuple[int, int, int]]] = {}
         self._refills: set[asyncio.Task[None]] = set()
 
@@ -245,18 +242,25 @@ class RedisCounters:
         trip here is 0.3-1.5 ms, against 0.1 ms for a whole cache hit."""
         leases = self._leases
         held = []
-        for c in checks:
-            lease = leases.get((c.counter, window))
-            if lease is None or lease.free < c.cost:
+        for c in checks:  # fields by index: a named field of a tuple is a descriptor call
+            lease = leases.get(c[2])
+            if lease is None or lease.window != window or lease.free < c[3]:
                 return None
             held.append(lease)
+        counts = []
         low = False
         for c, lease in zip(checks, held, strict=True):
-            lease.free -= c.cost
-            low = low or (lease.cap > 0 and lease.free < lease.cap >> 1)
+            free = lease.free = lease.free - c[3]
+            counts.append(lease.end - free)
+            if free < lease.refill_below:
+                low = True
         if low:
             self._refill_soon(checks, window, ttl_s)
-        return tuple(lease.end - lease.free for lease in held)
+        return tuple(counts)
+
+    def _held(self, counter: str, window: int) -> _Lease | None:
+        lease = self._leases.get(counter)
+        return lease if lease is not None and lease.window == window else None
 
     def _refill_soon(self, checks: Sequence[Check], window: int, ttl_s: float) -> None:
         shape = (tuple(c.counter for c in checks), window)
@@ -280,8 +284,8 @@ class RedisCounters:
         try:
             low = []
             for i, c in enumerate(checks, 1):
-                lease = self._leases.get((c.counter, window))
-                if lease is not None and lease.cap and lease.free < lease.cap >> 1:
+                lease = self._held(c.counter, window)
+                if lease is not None and lease.free < lease.refill_below:
                     low.append((i, c, c.cost))
             if low:
                 await self._grant(low, window, ttl_s)
@@ -295,9 +299,6 @@ class RedisCounters:
         taken = self.take(checks, window, ttl_s)
         if taken is not None:
             return 0, taken
-        if window != self._window:  # leases of finished windows are worth nothing
-            self._window = window
-            self._leases = {k: v for k, v in self._leases.items() if k[1] >= window}
         shape = (tuple(c.counter for c in checks), window)
         while True:
             pending = self._inflight.get(shape)
@@ -329,7 +330,7 @@ class RedisCounters:
             # Others with other checks took the shared units meanwhile: lease again.
 
     def _need(self, check: Check, window: int) -> int:
-        lease = self._leases.get((check.counter, window))
+        lease = self._held(check.counter, window)
         return check.cost - (lease.free if lease is not None else 0)
 
     async def _lease(self, checks: Sequence[Check], window: int, ttl_s: float) -> Result:
@@ -347,10 +348,13 @@ class RedisCounters:
         if index:
             return short[int(index) - 1][0], (int(answer[0]),)
         for (_, c, need), end, granted in zip(short, answer[: len(short)], answer[len(short) :], strict=True):
-            lease = self._leases.setdefault((c.counter, window), _Lease())
+            lease = self._held(c.counter, window)
+            if lease is None:  # the first of this window: one of a finished window is worth nothing
+                lease = self._leases[c.counter] = _Lease(window)
             lease.end = int(end)
             lease.free += int(granted)
             lease.cap = int(granted) if granted > need else 0  # batch mode, far from the limit
+            lease.refill_below = lease.cap >> 1
         return 0, ()
 
     async def check(self, checks: Sequence[Check], window: int, ttl_s: float) -> Result:
@@ -409,7 +413,7 @@ class RedisCounters:
         to its size. Whatever is left goes to Redis."""
         rest = []
         for counter, window, delta in items:
-            lease = self._leases.get((counter, window))
+            lease = self._held(counter, window)
             if lease is not None:
                 if delta > 0:
                     taken = min(delta, lease.free)
@@ -425,7 +429,7 @@ class RedisCounters:
 
     def unused(self) -> list[Adjustment]:
         """Leased units not handed out, as adjustments that give them back to Redis."""
-        return [(counter, window, -lease.free) for (counter, window), lease in self._leases.items() if lease.free]
+        return [(counter, lease.window, -lease.free) for counter, lease in self._leases.items() if lease.free]
 
     async def add(self, items: Sequence[Adjustment]) -> None:
         """One round trip for a whole batch of adjustments."""
