@@ -51,6 +51,31 @@ async def test_far_from_the_limit_one_lease_serves_many_requests(redis_server: R
     assert await counter(redis, "key:a:rpm") == requests  # what was not handed out went back
 
 
+async def test_background_refills_keep_every_lease_from_running_dry(redis_server: RedisServer, redis: Redis) -> None:
+    # Two limits per request, each with its own lease. The loop turns between batches of requests
+    # (as in a server, where one turn serves dozens), so a refill started at half a lease lands
+    # before the other half is handed out: no request waits for Redis, and each lease is
+    # refilled once per lease's worth of requests.
+    lim = limiter(redis_server)
+    checks = [rpm(1_000_000_000), Check("tenant", "requests", "tenant:t:rpm", 1, 1_000_000_000)]
+    assert (await lim.acquire(checks)).allowed
+    scripts_before = (await redis.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
+    requests = 6 * LEASE_REQUESTS
+    dry = 0
+    for i in range(requests):
+        if lim.take(checks) is None:
+            dry += 1
+            assert (await lim.acquire(checks)).allowed
+        if i % 64 == 63:
+            await asyncio.sleep(0.005)
+    await asyncio.sleep(0.05)
+    scripts = (await redis.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0) - scripts_before
+    assert dry == 0
+    assert requests // LEASE_REQUESTS - 1 <= scripts <= requests // LEASE_REQUESTS + 1
+    assert await counter(redis, "key:a:rpm") == await counter(redis, "tenant:t:rpm")  # both leased alike
+    await lim.close()
+
+
 async def test_two_processes_near_the_limit_let_exactly_the_limit_through(
     redis_server: RedisServer, redis: Redis
 ) -> None:

@@ -184,6 +184,7 @@ class InferenceHandler:
                 endpoint=endpoint,
                 model=name,
                 body=data,
+                raw_body=raw,
                 stream=bool(data.get("stream")) and endpoint is not Endpoint.EMBEDDINGS,
                 cache_control=control,
                 identity=ex.identity,

@@ -34,6 +34,7 @@ class RequestContext:
     endpoint: Endpoint
     model: str  # the public model group the caller asked for
     body: dict[str, Any]  # the request as it will be forwarded (unknown fields included)
+    raw_body: bytes = b""  # the body as it arrived (DLP remembers digests of clean ones)
     stream: bool = False
     identity: Identity = OPEN
     cache_control: CacheControl = field(default_factory=CacheControl)

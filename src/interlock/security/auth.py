@@ -79,25 +79,30 @@ class Authenticator:
     async def identify(self, headers: Mapping[bytes, bytes]) -> Identity:
         if self.open:
             return OPEN
+        raw = headers.get(b"authorization")
+        if raw is None:
+            raw = headers.get(b"api-key", b"")
+        # A key seen lately is found by a plain BLAKE2b digest of the header as sent (0.5 µs, no
+        # parsing; the keyed HMAC the store is indexed by costs 2 µs more and is needed only on a
+        # miss). Neither keeps the key. Another spelling of the same key is another entry.
+        digest = hashlib.blake2b(raw, digest_size=16).digest()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > self._clock():
+            if cached[1] is None:
+                raise Unauthorized("Invalid API key")
+            return cached[1]
         credential = presented_credential(headers)
         if not credential:
             raise Unauthorized("Missing credentials: send an API key as `Authorization: Bearer ik_...`")
         if looks_like_key(credential) and self._store is not None:
-            return await self._by_key(credential)
+            return await self._by_key(credential, digest)
         if self._oidc is not None and credential.count(".") == 2:
             return await self._oidc.verify(credential, self._roles)
         raise Unauthorized("Invalid credentials")
 
-    async def _by_key(self, key: str) -> Identity:
-        # The cache is keyed by a plain BLAKE2b digest of the key (0.5 µs; the keyed HMAC the store
-        # is indexed by costs 2 µs more, and is only needed on a miss). Neither keeps the key.
-        cache_key = hashlib.blake2b(key.encode(), digest_size=16).digest()
+    async def _by_key(self, key: str, cache_key: bytes) -> Identity:
+        """Look a key up in the store and remember the answer, known or not, under `cache_key`."""
         now = self._clock()
-        cached = self._cache.get(cache_key)
-        if cached is not None and cached[0] > now:
-            if cached[1] is None:
-                raise Unauthorized("Invalid API key")
-            return cached[1]
         assert self._store is not None
         record = await self._store.by_hash(self._hash(key))
         identity = self.identity_of(record) if record is not None and record.usable(now) else None

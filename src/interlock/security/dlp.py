@@ -9,6 +9,7 @@ policy and the entity types, never a value.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from .pii.ner import NerDetector
 from .pii.presidio import PresidioDetector
 from .pii.vault import TokenVault
 from .roles import class_rank
+
+MAX_CLEAN_BODIES = 4096  # per policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,10 @@ class DlpStage:
         self._vault = vault
         self._metrics = metrics
         self._mappings: dict[int, dict[str, str]] = {}
+        # Per policy, BLAKE2b digests of recent request bodies in which that policy's detectors
+        # found nothing (and no token-shaped text): the same body again, as every cache hit is,
+        # is not screened again. A digest, never the body.
+        self._clean: dict[str, dict[bytes, None]] = {name: {} for name in self._policies}
         # The slower detectors each policy adds to the patterns, worked out once.
         self._extra = {p.name: self._extra_for(p) for p in self._policies.values()}
 
@@ -155,12 +162,19 @@ class DlpStage:
 
     async def before(self, ctx: RequestContext) -> Result | None:
         policy = self._policy(ctx.model)
+        clean = self._clean[policy.name]
+        digest = hashlib.blake2b(ctx.raw_body, digest_size=16).digest() if ctx.raw_body else None
+        if digest is not None and digest in clean:  # this very body was screened lately: nothing in it
+            self._nothing_found(ctx, policy)
+            return None
         slots = _slots(ctx.body)
         texts = []
+        neutralised = False
         for holder, key in slots:
             text = holder[key]
             if "<" in text:  # a client's token-shaped text never resolves to anyone's values
                 text = holder[key] = neutralise(text)
+                neutralised = True
             texts.append(text)
         extra = self._extra.get(policy.name)
         if extra is None:
@@ -169,12 +183,12 @@ class DlpStage:
             found = self._scan_inline(policy, texts)
         else:
             found = await self._scan_threaded(policy, texts, extra)
-        if found is None or not any(found):  # the common case, kept short: nothing to act on
-            ctx.data_class = policy.default_class
-            if ctx.requested_class is not None and class_rank(ctx.requested_class) > class_rank(ctx.data_class):
-                ctx.data_class = ctx.requested_class
-            self._check_class(ctx)
-            ctx.protected = True
+        if found is None or not any(found):  # the common case: nothing to act on
+            if found is not None and digest is not None and not neutralised:
+                if len(clean) >= MAX_CLEAN_BODIES:
+                    del clean[next(iter(clean))]  # the oldest
+                clean[digest] = None
+            self._nothing_found(ctx, policy)
             return None
         counts = Counter(e.type for entities in found for e in entities)
         ctx.findings = dict(counts)
@@ -195,6 +209,13 @@ class DlpStage:
         await self._rewrite(ctx, policy, slots, texts, found)
         ctx.protected = True
         return None
+
+    def _nothing_found(self, ctx: RequestContext, policy: Policy) -> None:
+        ctx.data_class = policy.default_class
+        if ctx.requested_class is not None and class_rank(ctx.requested_class) > class_rank(ctx.data_class):
+            ctx.data_class = ctx.requested_class
+        self._check_class(ctx)
+        ctx.protected = True
 
     @staticmethod
     def _check_class(ctx: RequestContext) -> None:

@@ -130,13 +130,16 @@ class LimitStage:
         checks = self._plans.of(ctx).requests
         if not checks:
             return None
-        try:
-            decision = self._limiter.take(checks) or await self._limiter.acquire(checks)
-        except _LIMIT_ERRORS:
-            raise Unavailable("rate limits cannot be checked right now", retry_after=1) from None
-        if not decision.allowed:
-            raise _refuse(self._metrics, decision)
-        ctx.response_headers += decision.headers(checks)
+        headers = self._limiter.admit(checks)
+        if headers is None:  # no lease covers it: ask Redis
+            try:
+                decision = await self._limiter.acquire(checks)
+            except _LIMIT_ERRORS:
+                raise Unavailable("rate limits cannot be checked right now", retry_after=1) from None
+            if not decision.allowed:
+                raise _refuse(self._metrics, decision)
+            headers = decision.headers(checks)
+        ctx.response_headers += headers
         return None
 
     async def after(self, ctx: RequestContext, result: Result | None, error: BaseException | None) -> Result | None:

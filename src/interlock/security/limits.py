@@ -42,10 +42,13 @@ from redis.exceptions import NoScriptError, RedisError
 
 WINDOW = 60.0
 BYTES_PER_TOKEN = 4
-# A lease covers at most this many requests of the size that asked for it. It must exceed the
-# requests a process has in flight: each holds its token reservation until it ends, and a lease
-# that in-flight requests drain is refilled on every turn (measured: 64 at 64 connections).
-LEASE_REQUESTS = 256
+# A lease covers at most this many requests of the size that asked for it. Half of it must outlast
+# a background refill, which under load takes far longer than a round trip: at 10k requests a
+# second over 64 connections one turn of the event loop serves dozens of requests, and redis-py
+# needs several turns (measured: 30-45 ms a refill, so leases of 1024 ran dry every few refills
+# and every request in flight waited for Redis). It must also exceed the requests in flight,
+# which each hold their token reservation until they end.
+LEASE_REQUESTS = 4096
 LEASE_SPREAD = 16  # and at most 1/16 of the room left in the window
 FLUSH_S = 0.02  # how long adjustments are summed before one round trip sends them
 
@@ -114,22 +117,25 @@ class Decision(NamedTuple):
     local: bool = False  # counted by the in-process fallback: reconcile there too
 
     def headers(self, checks: Sequence[Check]) -> list[tuple[bytes, bytes]]:
-        """x-ratelimit-* as OpenAI sends them, for the tightest of `checks` (all of one unit), ready
-        for the wire. (Written for speed: every allowed request pays for it. Fields by index: a
-        named field of a tuple is a descriptor call.)"""
-        counts = self[4]
-        tightest = 0
-        least = checks[0][4] - counts[0]
-        for i in range(1, len(checks)):
-            left = checks[i][4] - counts[i]
-            if left < least:
-                tightest, least = i, left
-        limit_name, remaining_name, reset_name = _HEADER_NAMES[checks[0][1]]
-        return [
-            (limit_name, b"%d" % checks[tightest][4]),
-            (remaining_name, b"%d" % max(0, least)),
-            (reset_name, b"%ds" % math.ceil(self[2])),
-        ]
+        return rate_headers(checks, self[4], self[2])
+
+
+def rate_headers(checks: Sequence[Check], counts: Sequence[int], reset_in: float) -> list[tuple[bytes, bytes]]:
+    """x-ratelimit-* as OpenAI sends them, for the tightest of `checks` (all of one unit) with
+    `counts` after this request, ready for the wire. (Written for speed: every allowed request
+    pays for it. Fields by index: a named field of a tuple is a descriptor call.)"""
+    tightest = 0
+    least = checks[0][4] - counts[0]
+    for i in range(1, len(checks)):
+        left = checks[i][4] - counts[i]
+        if left < least:
+            tightest, least = i, left
+    limit_name, remaining_name, reset_name = _HEADER_NAMES[checks[0][1]]
+    return [
+        (limit_name, b"%d" % checks[tightest][4]),
+        (remaining_name, b"%d" % max(0, least)),
+        (reset_name, b"%ds" % math.ceil(reset_in)),
+    ]
 
 
 _HEADER_NAMES = {
@@ -253,6 +259,7 @@ class RedisCounters:
             free = lease.free = lease.free - c[3]
             counts.append(lease.end - free)
             if free < lease.refill_below:
+                lease.refill_below = 0  # marks it for refill; set again once a refill ends
                 low = True
         if low:
             self._refill_soon(checks, window, ttl_s)
@@ -263,6 +270,9 @@ class RedisCounters:
         return lease if lease is not None and lease.window == window else None
 
     def _refill_soon(self, checks: Sequence[Check], window: int, ttl_s: float) -> None:
+        """Refill the marked leases of `checks` in the background. Requests with the same checks
+        that run short meanwhile wait for this refill rather than lease on their own; one marked
+        while a lease for these checks is in flight is refilled on its next fall after that."""
         shape = (tuple(c.counter for c in checks), window)
         if shape in self._inflight:
             return
@@ -282,16 +292,20 @@ class RedisCounters:
         ttl_s: float,
     ) -> None:
         try:
-            low = []
+            marked = []
             for i, c in enumerate(checks, 1):
                 lease = self._held(c.counter, window)
-                if lease is not None and lease.free < lease.refill_below:
-                    low.append((i, c, c.cost))
-            if low:
-                await self._grant(low, window, ttl_s)
+                if lease is not None and lease.cap and not lease.refill_below:
+                    marked.append((i, c, c.cost))
+            if marked:
+                await self._grant(marked, window, ttl_s)  # sets refill_below of what it granted
         except (RedisError, OSError, TimeoutError):
             pass  # a refill is a head start, not a check: the next request that runs short leases itself
         finally:
+            for c in checks:  # refused, failed, or marked after this one started
+                lease = self._held(c.counter, window)
+                if lease is not None and not lease.refill_below:
+                    lease.refill_below = lease.cap >> 1
             del self._inflight[shape]
             future.set_result((0, 0, 0))  # whoever waited on it looks at the leases again
 
@@ -463,6 +477,16 @@ class Limiter:
         self._clock = clock
         self._pending: dict[tuple[str, int], int] = {}
         self._flusher: asyncio.Task[None] | None = None
+
+    def admit(self, checks: Sequence[Check]) -> list[tuple[bytes, bytes]] | None:
+        """`take` for checks nothing reconciles later (requests): just the headers of the
+        admitted request, without a Decision. None: `await acquire(checks)`."""
+        now = self._clock()
+        window = int(now // WINDOW)
+        counts = self._counters.take(checks, window, WINDOW * 2)
+        if counts is None:
+            return None
+        return rate_headers(checks, counts, (window + 1) * WINDOW - now)
 
     def take(self, checks: Sequence[Check]) -> Decision | None:
         """The decision when the counters can give it without I/O (a lease far from the limit,
