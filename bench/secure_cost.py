@@ -6,8 +6,11 @@ busy machine moves them together.
 
     PYTHONPATH=src .venv/bin/python bench/secure_cost.py [--requests N] [--rounds R] [--redis URL]
 
-What this leaves out, and wrk sees: HTTP parsing, and uvicorn's per-header work on the seven
-extra response headers (x-ratelimit-* and x-interlock-data-class).
+What this leaves out, and wrk sees: HTTP parsing, and uvicorn's per-header work on the four
+extra response headers (x-ratelimit-*-requests and x-interlock-data-class). What it overstates:
+requests run back to back and the event loop never turns between them, so the rate-limit leases'
+background refills land only when a lease has run dry and a request waits for one; in a server
+they land in time.
 """
 
 from __future__ import annotations
