@@ -140,3 +140,30 @@ async def test_a_new_window_takes_a_new_lease(redis_server: RedisServer, redis: 
     assert (await lim.acquire([rpm(2)])).allowed
     assert int(await redis.get("t:key:a:rpm:101") or 0) == 1
     await lim.close()
+
+
+async def test_the_next_window_is_leased_in_the_last_second_of_this_one(
+    redis_server: RedisServer, redis: Redis
+) -> None:
+    # At the turn of the minute every lease is worth nothing; without a lease taken ahead, every
+    # request in flight would wait for Redis then. One taken in the last second serves the new
+    # window's first request without I/O, and goes back to Redis, like any lease, at close.
+    clock = Clock()
+    lim = limiter(redis_server, clock)
+    checks = [rpm(1_000_000), Check("tenant", "requests", "tenant:t:rpm", 1, 1_000_000)]
+    assert (await lim.acquire(checks)).allowed
+    clock.now += 30
+    assert lim.take(checks) is not None
+    await asyncio.sleep(0.05)
+    assert await counter(redis, "key:a:rpm") > 0 and await redis.get("t:key:a:rpm:101") is None  # not yet
+    clock.now += 29.5  # the last half second of window 100
+    assert lim.take(checks) is not None
+    await asyncio.sleep(0.05)
+    assert int(await redis.get("t:key:a:rpm:101") or 0) == LEASE_REQUESTS  # leased ahead
+    assert int(await redis.get("t:tenant:t:rpm:101") or 0) == LEASE_REQUESTS
+    clock.now += 1  # window 101
+    first = lim.take(checks)
+    assert first is not None and first.window == 101 and first.counts == (1, 1)
+    assert lim.admit(checks) is not None
+    await lim.close()
+    assert int(await redis.get("t:key:a:rpm:101") or 0) == 2  # the rest went back
