@@ -28,9 +28,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -46,7 +43,9 @@ import yaml
 from servers import BenchServer, Post
 from traffic import TOPICS, Answers, Requests, reference_records
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for the shared process helpers
+from procs import ROOT, Process, free_port, start_redis, wait_http
+
 SHIFTS = ("topic", "language", "long", "refusal")
 SLOWEST_S = 10.0  # longer than all but a vanishing share of answers (the longest, 30 sentences: about 6 s)
 DECIDING_P = ("ks", "chi2", "mmd")  # the check whose p-value decides, per feature kind
@@ -92,67 +91,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-# -- processes -----------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Process:
-    """A subprocess with its output in a log file, stopped by SIGINT (then SIGKILL) on `stop`."""
-
-    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
-        self.log_path = log
-        self._log = log.open("wb")
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-
-
-async def wait_http(session: aiohttp.ClientSession, url: str, proc: Process, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.proc.poll() is not None:
-            raise RuntimeError(
-                f"{proc.log_path.name}: exited with {proc.proc.returncode}:\n{proc.log_path.read_text()}"
-            )
-        with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-            async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
-                if resp.status < 500:
-                    return
-        await asyncio.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
-
-
-def start_redis(work: Path) -> tuple[Process, str]:
-    if shutil.which("redis-server") is None:
-        raise SystemExit("redis-server is not installed: install it or pass --redis-url")
-    port = free_port()
-    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    proc = Process(args, work / "redis.log")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc, f"redis://127.0.0.1:{port}/0"
-        time.sleep(0.05)
-    proc.stop()
-    raise TimeoutError("redis-server did not start")
-
-
+# -- the gateway and its reference -------------------------------------------------------------
 def gateway_config(
     args: argparse.Namespace, upstream: str, redis_url: str, reference: Path, run: str
 ) -> dict[str, Any]:

@@ -28,10 +28,6 @@ import contextlib
 import json
 import os
 import random
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -48,7 +44,9 @@ from upstream import VERSIONS, Call, FakeUpstream
 
 from interlock.rollout.store import decode
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for the shared process helpers
+from procs import ROOT, Process, free_port, start_redis, wait_http
+
 MODEL = "chat"
 STABLE = "v1"
 CANDIDATES = VERSIONS[1:]
@@ -98,63 +96,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-# -- processes -----------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Process:
-    """A subprocess with its output in a log file, stopped by SIGINT (then SIGKILL) on `stop`."""
-
-    def __init__(self, args: list[str], log: Path) -> None:
-        self.log_path = log
-        self._log = log.open("wb")
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-
-
-def start_redis(work: Path) -> tuple[Process, str]:
-    if shutil.which("redis-server") is None:
-        raise SystemExit("redis-server is not installed: install it or pass --redis-url")
-    port = free_port()
-    proc = Process(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                   work / "redis.log")  # fmt: skip
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc, f"redis://127.0.0.1:{port}/0"
-        time.sleep(0.05)
-    proc.stop()
-    raise TimeoutError("redis-server did not start")
-
-
-async def wait_http(session: aiohttp.ClientSession, url: str, proc: Process, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.proc.poll() is not None:
-            raise RuntimeError(
-                f"{proc.log_path.name}: exited with {proc.proc.returncode}:\n{proc.log_path.read_text()}"
-            )
-        with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-            async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
-                if resp.status < 500:
-                    return
-        await asyncio.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
-
-
+# -- the gateways and their CLI ------------------------------------------------------------------
 async def cli(*argv: str) -> tuple[int, str]:
     """`interlock <argv>` with this interpreter, off the event loop's back: (exit status, output)."""
     proc = await asyncio.create_subprocess_exec(
