@@ -410,10 +410,14 @@ class RedisCounters:
         if index:
             return short[int(index) - 1][0], (int(answer[0]),)
         for (_, c, need), end, granted in zip(short, answer[: len(short)], answer[len(short) :], strict=True):
-            held = self._ahead if ahead else self._leases
-            lease = held.get(c.counter) if ahead else self._held(c.counter, window)
-            if lease is None or lease.window != window:  # the first of its window
-                lease = held[c.counter] = _Lease(window)
+            # Added to the lease of this window wherever it is: a lease taken ahead may land after
+            # the window came and others leased for it (with other checks on the same counter).
+            lease = self._leases.get(c.counter)
+            if lease is None or lease.window != window:
+                lease = self._ahead.get(c.counter)
+                if lease is None or lease.window != window:  # the first of its window
+                    lease = _Lease(window)
+                    (self._ahead if ahead else self._leases)[c.counter] = lease
             lease.end = int(end)
             lease.free += int(granted)
             lease.cap = int(granted) if granted > need else 0  # batch mode, far from the limit
