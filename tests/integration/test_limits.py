@@ -119,6 +119,8 @@ async def test_two_hundred_concurrent_requests_over_two_processes_let_exactly_fi
     assert statuses.count(429) == 150
     refused = next(h for s, h in results if s == 429)
     assert 1 <= int(refused["Retry-After"]) <= 60
+    assert refused["x-ratelimit-limit-requests"] == "50" and refused["x-ratelimit-remaining-requests"] == "0"
+    assert 1 <= int(refused["x-ratelimit-reset-requests"].removesuffix("s")) <= 60
     served = [h for s, h in results if s == 200]
     assert {h["x-ratelimit-limit-requests"] for h in served} == {"50"}
     assert sorted(int(h["x-ratelimit-remaining-requests"]) for h in served) == list(range(50))
@@ -178,7 +180,8 @@ async def test_a_cache_hit_counts_as_a_request_and_spends_no_tokens(setup: dict[
                 refused = headers
                 break
             await asyncio.sleep(0.02)  # the reconciliation leaves the response path
-        assert refused is not None and "x-ratelimit-remaining-tokens" not in refused
+        assert refused is not None and refused["x-ratelimit-limit-tokens"] == "100"
+        assert int(refused["x-ratelimit-remaining-tokens"]) < 30  # less than the call would reserve
         status, headers = await post(session, gw, key, model="cached", temperature=0)
     assert status == 200 and headers["x-interlock-cache"] == "hit"
     assert "x-ratelimit-remaining-tokens" not in headers and "x-ratelimit-limit-tokens" not in headers

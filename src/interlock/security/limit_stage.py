@@ -106,11 +106,15 @@ class Plans:
 
 
 def _refuse(metrics: Metrics, decision: Decision) -> RateLimited:
+    """The 429, with `Retry-After` and, as OpenAI sends them, the `x-ratelimit-*` headers of the
+    limit that was reached."""
     exceeded = decision.exceeded
     assert exceeded is not None
     metrics.rate_limited(exceeded.scope, exceeded.unit)
+    headers = {k.decode(): v.decode() for k, v in decision.headers([exceeded])}
     return RateLimited(
         f"Rate limit reached: {exceeded.unit} per minute for this {exceeded.scope} (limit {exceeded.limit})",
+        headers=headers,
         retry_after=max(1.0, decision.reset_in),
     )
 
