@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-from telemetry_cost import upstream  # the same canned upstream (bench/ is on the path when run)
+from telemetry_cost import call, upstream  # the same canned upstream and ASGI call (bench/ is on the path)
 
 from interlock.app import build
 from interlock.config import parse_settings
@@ -50,27 +50,6 @@ VARIANTS = {
     "key+dlp": ("keys", "dlp"),
     "secured": ("keys", "limits", "dlp"),
 }
-
-
-async def call(app: Any, scope: dict[str, Any]) -> None:
-    sent = False
-    done = asyncio.Event()
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": BODY, "more_body": False}
-        await done.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            assert message["status"] == 200, message
-        if message["type"] == "http.response.body" and not message.get("more_body"):
-            done.set()
-
-    await app(scope, receive, send)
 
 
 async def make(parts: tuple[str, ...], port: int, tmp: Path, redis_url: str) -> tuple[Any, dict[str, Any]]:
@@ -112,13 +91,13 @@ async def main(requests: int, rounds: int, redis_url: str) -> None:
         try:
             for app, scope in apps.values():
                 for _ in range(300):
-                    await call(app, scope)  # the first fills the cache; leases, key cache, pools warm up
+                    await call(app, scope, BODY)  # the first fills the cache; leases, key cache, pools warm up
             best: dict[str, float] = {}
             for _ in range(rounds):
                 for name, (app, scope) in apps.items():
                     started = time.perf_counter()
                     for _ in range(requests):
-                        await call(app, scope)
+                        await call(app, scope, BODY)
                         await asyncio.sleep(0)
                     took = (time.perf_counter() - started) / requests * 1e6
                     best[name] = min(best.get(name, took), took)

@@ -91,7 +91,8 @@ async def upstream() -> asyncio.Server:
     return await asyncio.start_server(handle, "127.0.0.1", 0)
 
 
-async def call(app: Any) -> None:
+async def call(app: Any, scope: dict[str, Any] = SCOPE, body: bytes = BODY) -> None:
+    """One request through the ASGI app, as uvicorn would hand it over; it must answer 200."""
     sent = False
     done = asyncio.Event()
 
@@ -99,15 +100,17 @@ async def call(app: Any) -> None:
         nonlocal sent
         if not sent:
             sent = True
-            return {"type": "http.request", "body": BODY, "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
         await done.wait()
         return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            assert message["status"] == 200, message
         if message["type"] == "http.response.body" and not message.get("more_body"):
             done.set()
 
-    await app(SCOPE, receive, send)
+    await app(scope, receive, send)
 
 
 async def hit_path(telemetry: dict[str, Any] | None, requests: int, rounds: int) -> float:
