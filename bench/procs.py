@@ -1,5 +1,6 @@
 """Processes for the Python benchmarks (`bench/drift`, `bench/rollout`): a free port, a subprocess
-with its output in a log file, waiting until one answers HTTP, and a redis-server of their own.
+with its output in a log file, waiting until one answers HTTP, a redis-server of their own, and
+an aiohttp app of theirs on a free port.
 Those scripts put `bench/` on their path to import this."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository: processes run from there
 
@@ -78,3 +80,12 @@ def start_redis(work: Path) -> tuple[Process, str]:
         time.sleep(0.05)
     proc.stop()
     raise TimeoutError("redis-server did not start")
+
+
+async def serve(app: web.Application) -> tuple[web.AppRunner, int]:
+    """An aiohttp app on a free loopback port: (the runner, to `cleanup()` at the end; the port)."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # port 0: ask the OS

@@ -40,11 +40,11 @@ from typing import Any
 import aiohttp
 import orjson
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: the shared helpers (servers.py uses them too)
+from procs import ROOT, Process, free_port, start_redis, wait_http
 from servers import BenchServer, Post
 from traffic import TOPICS, Answers, Requests, reference_records
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for the shared process helpers
-from procs import ROOT, Process, free_port, start_redis, wait_http
 
 SHIFTS = ("topic", "language", "long", "refusal")
 SLOWEST_S = 10.0  # longer than all but a vanishing share of answers (the longest, 30 sentences: about 6 s)

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from procs import serve
 from traffic import Answers, completion
 
 
@@ -48,11 +49,7 @@ class BenchServer:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/hooks/alerts", self._alert)
         app.router.add_post("/hooks/retrain", self._retrain)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # port 0: ask the OS
+        self._runner, self.port = await serve(app)
 
     async def close(self) -> None:
         if self._runner is not None:

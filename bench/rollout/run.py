@@ -40,12 +40,12 @@ import aiohttp
 import orjson
 import yaml
 from redis.asyncio import Redis
-from upstream import VERSIONS, Call, FakeUpstream
 
 from interlock.rollout.store import decode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for the shared process helpers
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: the shared helpers (servers.py uses them too)
 from procs import ROOT, Process, free_port, start_redis, wait_http
+from upstream import VERSIONS, Call, FakeUpstream
 
 MODEL = "chat"
 STABLE = "v1"

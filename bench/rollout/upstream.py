@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from procs import serve
 
 VERSIONS = ("v1", "v2-healthy", "v2-flaky", "v2-slow")
 TAG = re.compile(r"\[req (\d+)\]")
@@ -66,11 +67,7 @@ class FakeUpstream:
         app = web.Application()
         app.router.add_post("/{version}/v1/chat/completions", self._chat)
         app.router.add_post("/hooks/alerts", self._hook)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # port 0: ask the OS
+        self._runner, self.port = await serve(app)
 
     async def close(self) -> None:
         if self._runner is not None:
