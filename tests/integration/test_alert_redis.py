@@ -21,25 +21,13 @@ from interlock.observe.drift import DriftReport, FeatureKind, FeatureResult, Sta
 from interlock.observe.notify import HttpPoster, Notifier
 from interlock.observe.retrain import LocalCooldown, RedisCooldown, RetrainTrigger
 from interlock.observe.window import RequestStats, merged, publish
+from tests.support.clock import Clock
 from tests.support.procs import RedisServer
 from tests.support.receiver import Receiver
 
+START = 1_800_000_000.0  # the clock's reading when a test begins
+
 pytestmark = pytest.mark.integration
-
-
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
@@ -57,7 +45,7 @@ async def receiver() -> AsyncIterator[Receiver]:
 # -- windows ----------------------------------------------------------------------------------------
 async def test_windows_merged_through_redis_equal_one_window_over_all_the_data(redis: Redis, prefix: str) -> None:
     rng = random.Random(11)
-    clock = Clock()
+    clock = Clock(START)
     whole = RequestStats(900, 5, clock)
     replicas = [RequestStats(900, 5, clock, replica=f"replica-{i}") for i in range(3)]
     start = clock.now
@@ -87,7 +75,7 @@ async def test_windows_merged_through_redis_equal_one_window_over_all_the_data(r
 
 
 async def test_a_replica_whose_published_copy_expired_drops_out(redis: Redis, prefix: str) -> None:
-    clock = Clock()
+    clock = Clock(START)
     a, b = RequestStats(600, 5, clock, replica="a"), RequestStats(600, 5, clock, replica="b")
     a.record("chat", "v1", 0.1)
     b.record("chat", "v1", 0.1)
@@ -167,7 +155,7 @@ async def wait_tasks(*replicas: Replica) -> None:
 async def test_the_retraining_cooldown_is_shared_by_two_engines(
     receiver: Receiver, redis_server: RedisServer, prefix: str
 ) -> None:
-    clock = Clock()
+    clock = Clock(START)
     settings = settings_for(receiver, cooldown_s=1.0, prefix=prefix)
     a, b = Replica(settings, redis_server.url, clock), Replica(settings, redis_server.url, clock)
     try:
@@ -237,7 +225,7 @@ async def test_every_replica_evaluates_the_merged_view_and_only_the_lease_holder
     }
     settings = settings_for(receiver, cooldown_s=60, prefix=prefix, rules=[rule])
     assert settings.alerts is not None
-    clock = Clock()
+    clock = Clock(START)
     stats = [RequestStats(600, 5, clock, replica=f"r{i}") for i in range(2)]
     engines = []
     for i, s in enumerate(stats):

@@ -18,17 +18,10 @@ from interlock import parse_settings
 from interlock.observe.alerting import AlertEngine, AlertGauges, WindowSignals, make_alerts
 from interlock.observe.notify import ZERO_TIME, rfc3339
 from interlock.observe.window import RequestStats
+from tests.support.clock import Clock
 from tests.support.receiver import Receiver, closed_port
 
 pytestmark = pytest.mark.integration
-
-
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -46,7 +39,7 @@ class Setup:
         alerts = {"evaluate_s": 3600, **alerts}
         config = {"models": [{"name": "chat", "deployments": [{"id": "l", "backend": "local"}]}], "alerts": alerts}
         self.settings = parse_settings(config, environ=environ or {})
-        self.clock = Clock()
+        self.clock = Clock(1_800_000_000.0)
         self.stats = RequestStats(3600, 5, self.clock)
         self.registry = CollectorRegistry()
         self.gauges = AlertGauges(self.registry)

@@ -13,19 +13,13 @@ from redis.asyncio import Redis
 
 from interlock.observe.drift import Profile, observe
 from interlock.observe.monitor import DriftMonitor, MonitorSettings
+from tests.support.clock import Clock
 from tests.support.procs import RedisServer
 
 pytestmark = pytest.mark.integration
 
 TOPICS = ["my invoice", "the mobile app", "a password reset", "the delivery date", "my subscription"]
 FRENCH = ["ma facture", "l'application mobile", "la date de livraison", "mon abonnement"]
-
-
-class Clock:
-    now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def english(rng: random.Random) -> dict[str, object]:
@@ -62,7 +56,7 @@ async def settle(*monitors: DriftMonitor) -> None:
 async def test_two_processes_share_a_live_window_and_drift_shows(redis_server: RedisServer, redis: Redis) -> None:
     rng = random.Random(7)
     settings = MonitorSettings(sample=1.0, max_per_s=100_000, window_s=600, evaluate_s=3600)
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     a = DriftMonitor(settings, Redis.from_url(redis_server.url), "t:drift:", None, clock=clock)
     b = DriftMonitor(settings, Redis.from_url(redis_server.url), "t:drift:", None, clock=clock)
     await a.start()
@@ -109,7 +103,7 @@ async def test_two_processes_share_a_live_window_and_drift_shows(redis_server: R
 
 async def test_the_request_path_never_waits_and_caps_what_it_keeps() -> None:
     settings = MonitorSettings(sample=1.0, max_per_s=10)
-    monitor = DriftMonitor(settings, None, "x:", None, clock=Clock())
+    monitor = DriftMonitor(settings, None, "x:", None, clock=Clock(1_000_000.0))
     dropped: list[int] = []
     monitor._on_dropped = lambda: dropped.append(1)
     for _ in range(25):

@@ -10,20 +10,18 @@ import pytest
 from redis.asyncio import Redis
 
 from interlock.security.limits import LEASE_REQUESTS, Check, Limiter, RedisCounters
+from tests.support.clock import Clock
 from tests.support.procs import RedisServer
+
+WINDOW_100 = 6000.0  # the start of window 100
 
 pytestmark = pytest.mark.integration
 
 
-class Clock:
-    now = 6000.0  # the start of window 100
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def limiter(redis_server: RedisServer, clock: Clock | None = None) -> Limiter:
-    return Limiter(RedisCounters(Redis.from_url(redis_server.url), "t:", 1.0), None, lambda op: None, clock or Clock())
+    return Limiter(
+        RedisCounters(Redis.from_url(redis_server.url), "t:", 1.0), None, lambda op: None, clock or Clock(WINDOW_100)
+    )
 
 
 def rpm(limit: int) -> Check:
@@ -131,7 +129,7 @@ async def test_closing_gives_unused_leased_units_back(redis_server: RedisServer,
 
 
 async def test_a_new_window_takes_a_new_lease(redis_server: RedisServer, redis: Redis) -> None:
-    clock = Clock()
+    clock = Clock(WINDOW_100)
     lim = limiter(redis_server, clock)
     assert (await lim.acquire([rpm(2)])).allowed
     assert (await lim.acquire([rpm(2)])).allowed
@@ -148,7 +146,7 @@ async def test_the_next_window_is_leased_in_the_last_second_of_this_one(
     # At the turn of the minute every lease is worth nothing; without a lease taken ahead, every
     # request in flight would wait for Redis then. One taken in the last second serves the new
     # window's first request without I/O, and goes back to Redis, like any lease, at close.
-    clock = Clock()
+    clock = Clock(WINDOW_100)
     lim = limiter(redis_server, clock)
     checks = [rpm(1_000_000), Check("tenant", "requests", "tenant:t:rpm", 1, 1_000_000)]
     assert (await lim.acquire(checks)).allowed

@@ -15,18 +15,11 @@ from interlock.rollout.analysis import Measurement
 from interlock.rollout.driver import RolloutDriver
 from interlock.rollout.spec import RolloutSpec, parse_spec
 from interlock.rollout.store import RedisRolloutStore, Snapshot, SqliteRolloutStore
+from tests.support.clock import Clock
 from tests.support.procs import RedisServer
 
 pytestmark = pytest.mark.integration
 T0 = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Healthy:
@@ -90,7 +83,7 @@ async def test_compare_and_set_applies_a_write_once(clients: list[Redis]) -> Non
 
 async def test_only_the_lease_holder_advances_and_a_new_holder_continues(clients: list[Redis]) -> None:
     prefix = f"t:{uuid.uuid4().hex[:8]}:"
-    clock = Clock()
+    clock = Clock(T0)
     log: list[tuple[str, int]] = []
     a = replica(clients[0], prefix, clock, log, "a")
     b = replica(clients[1], prefix, clock, log, "b")
@@ -125,7 +118,7 @@ async def test_only_the_lease_holder_advances_and_a_new_holder_continues(clients
 
 async def test_a_restarted_replica_resumes_where_it_was(clients: list[Redis]) -> None:
     prefix = f"t:{uuid.uuid4().hex[:8]}:"
-    clock = Clock()
+    clock = Clock(T0)
     log: list[tuple[str, int]] = []
     a = replica(clients[0], prefix, clock, log, "a", specs=[SPEC])
     await a.start()  # starts the configured rollout
@@ -151,7 +144,7 @@ async def test_a_restarted_replica_resumes_where_it_was(clients: list[Redis]) ->
 
 async def test_manual_actions_from_any_replica_and_status(clients: list[Redis]) -> None:
     prefix = f"t:{uuid.uuid4().hex[:8]}:"
-    clock = Clock()
+    clock = Clock(T0)
     log: list[tuple[str, int]] = []
     a = replica(clients[0], prefix, clock, log, "a")
     b = replica(clients[1], prefix, clock, log, "b")
@@ -183,7 +176,7 @@ async def test_manual_actions_from_any_replica_and_status(clients: list[Redis]) 
 
 async def test_sqlite_restart_resumes_and_lease(tmp_path: Path) -> None:
     path = tmp_path / "rollouts.db"
-    clock = Clock()
+    clock = Clock(T0)
     log: list[int] = []
     store = SqliteRolloutStore(path, clock)
     d = RolloutDriver(store, Healthy(), specs=[SPEC], owner="p1", clock=clock,

@@ -16,6 +16,7 @@ from interlock.observe.alerts import ALL_VERSIONS, AlertEvaluator, Sample, State
 from interlock.observe.drift import DriftReport, FeatureKind, FeatureResult, Status
 from interlock.observe.notify import HttpPoster, Notifier
 from interlock.observe.window import RequestStats
+from tests.support.clock import Clock
 
 
 class Signals:
@@ -181,12 +182,6 @@ def test_labels_and_fingerprints() -> None:
 
 
 # -- the provider over the windows and drift reports ----------------------------------------------
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def report(share: float, drifted: list[str], n_live: int = 500) -> DriftReport:

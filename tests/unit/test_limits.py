@@ -4,13 +4,9 @@ import pytest
 from redis.asyncio import Redis
 
 from interlock.security.limits import Check, Limiter, LocalCounters, RedisCounters, estimate_tokens
+from tests.support.clock import Clock
 
-
-class Clock:
-    now = 6000.0  # the start of window 100
-
-    def __call__(self) -> float:
-        return self.now
+WINDOW_100 = 6000.0  # the start of window 100
 
 
 def rpm(limit: int, name: str = "key:a:rpm") -> Check:
@@ -19,7 +15,7 @@ def rpm(limit: int, name: str = "key:a:rpm") -> Check:
 
 async def test_local_counting_is_all_or_nothing() -> None:
     counters = LocalCounters()
-    limiter = Limiter(counters, None, lambda op: None, Clock())
+    limiter = Limiter(counters, None, lambda op: None, Clock(WINDOW_100))
     tight, loose = rpm(2, "key:a:rpm"), rpm(100, "tenant:t:rpm")
     assert (await limiter.acquire([loose, tight])).allowed
     assert (await limiter.acquire([loose, tight])).allowed
@@ -31,7 +27,7 @@ async def test_local_counting_is_all_or_nothing() -> None:
 
 
 async def test_a_new_window_starts_afresh_and_headers_say_when() -> None:
-    clock = Clock()
+    clock = Clock(WINDOW_100)
     limiter = Limiter(LocalCounters(), None, lambda op: None, clock)
     checks = [rpm(1), Check("key", "tokens", "key:a:tpm", 40, 100)]
     ok = await limiter.acquire(checks)
@@ -55,7 +51,7 @@ async def test_a_new_window_starts_afresh_and_headers_say_when() -> None:
 
 
 async def test_reconciliation_gives_tokens_back() -> None:
-    clock = Clock()
+    clock = Clock(WINDOW_100)
     counters = LocalCounters()
     limiter = Limiter(counters, None, lambda op: None, clock)
     big = Check("key", "tokens", "key:a:tpm", 80, 100)
@@ -68,7 +64,7 @@ async def test_reconciliation_gives_tokens_back() -> None:
 async def test_a_dead_redis_falls_back_to_local_counting_and_is_reported() -> None:
     dead = Redis.from_url("redis://127.0.0.1:1/0", socket_timeout=0.05, socket_connect_timeout=0.05)
     errors: list[str] = []
-    limiter = Limiter(RedisCounters(dead, "t:", 0.05), LocalCounters(), errors.append, Clock())
+    limiter = Limiter(RedisCounters(dead, "t:", 0.05), LocalCounters(), errors.append, Clock(WINDOW_100))
     assert (await limiter.acquire([rpm(1)])).allowed
     assert not (await limiter.acquire([rpm(1)])).allowed
     assert errors == ["check", "check"]

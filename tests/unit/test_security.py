@@ -13,17 +13,12 @@ from interlock.security.keys import KEY_PREFIX, key_hash, new_key
 from interlock.security.keystore import SQLiteKeyStore
 from interlock.security.oidc import OidcConfig, OidcVerifier
 from interlock.security.roles import DEFAULT_ROLES, Permission
+from tests.support.clock import Clock
 from tests.support.tokens import Issuer
 
+START = 1_000_000.0  # the clock's reading when a test begins
+
 SECRET = b"0123456789abcdef-server-secret"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class CountingStore(SQLiteKeyStore):
@@ -56,7 +51,7 @@ async def store(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 async def test_a_key_identifies_its_holder_and_the_store_is_not_read_again(store: CountingStore) -> None:
-    clock = Clock()
+    clock = Clock(START)
     key, record = await create_key(
         store, SECRET, NewKey(name="svc", tenant="acme", models=["gpt"]), DEFAULT_ROLES, clock
     )
@@ -69,7 +64,7 @@ async def test_a_key_identifies_its_holder_and_the_store_is_not_read_again(store
 
 
 async def test_a_revoked_key_stops_working_within_the_cache_ttl(store: CountingStore) -> None:
-    clock = Clock()
+    clock = Clock(START)
     key, record = await create_key(store, SECRET, NewKey(name="svc"), DEFAULT_ROLES, clock)
     auth = Authenticator(store, SECRET, DEFAULT_ROLES, cache_ttl=30, clock=clock)
     headers = {b"api-key": key.encode()}
@@ -83,7 +78,7 @@ async def test_a_revoked_key_stops_working_within_the_cache_ttl(store: CountingS
 
 
 async def test_expired_unknown_and_missing_keys_are_refused(store: CountingStore) -> None:
-    clock = Clock()
+    clock = Clock(START)
     key, _ = await create_key(store, SECRET, NewKey(name="short", expires_in_days=1), DEFAULT_ROLES, clock)
     auth = Authenticator(store, SECRET, DEFAULT_ROLES, cache_ttl=30, clock=clock)
     await auth.identify({b"api-key": key.encode()})

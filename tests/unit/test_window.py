@@ -10,14 +10,9 @@ import numpy as np
 import pytest
 
 from interlock.observe.window import RequestStats, Stats, bucket_key, bucket_value, combine, quantile
+from tests.support.clock import Clock
 
-
-class Clock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+START = 1_000_000.0  # the clock's reading when a test begins
 
 
 def test_a_bucket_reports_a_value_within_4_5_percent_of_anything_in_it() -> None:
@@ -32,7 +27,7 @@ def test_a_bucket_reports_a_value_within_4_5_percent_of_anything_in_it() -> None
 def test_quantiles_match_numpy_on_llm_like_latencies() -> None:
     rng = np.random.default_rng(7)
     latencies = rng.lognormal(mean=math.log(0.8), sigma=0.9, size=20_000)  # seconds: 0.05 s to 20 s
-    clock = Clock()
+    clock = Clock(START)
     stats = RequestStats(600, 5, clock)
     for latency in latencies:
         stats.record("chat", "v1", float(latency))
@@ -44,7 +39,7 @@ def test_quantiles_match_numpy_on_llm_like_latencies() -> None:
 
 
 def test_error_rates_by_class_ttft_and_confidence() -> None:
-    stats = RequestStats(600, 5, Clock())
+    stats = RequestStats(600, 5, Clock(START))
     for i in range(100):
         error = "upstream" if i < 6 else "timeout" if i < 8 else None
         stats.record("chat", "v1", 0.2, error, ttft_s=0.05 if i % 2 else None, confidence=-0.5 if i < 50 else -1.5)
@@ -126,7 +121,7 @@ def assert_same(a: Stats, b: Stats) -> None:
 
 def test_merged_windows_equal_one_window_over_all_the_data() -> None:
     rows = _random_traffic(random.Random(3), 3000)
-    clock = Clock()
+    clock = Clock(START)
     whole = RequestStats(600, 5, clock)
     _fill(whole, clock, rows)
     parts = [RequestStats(600, 5, clock, replica=f"r{i}") for i in range(3)]
@@ -148,12 +143,12 @@ def test_merged_windows_equal_one_window_over_all_the_data() -> None:
 
 
 def test_merging_refuses_other_bucket_widths_and_the_series_count_is_bounded() -> None:
-    a, b = RequestStats(600, 5, Clock()), RequestStats(600, 10, Clock())
+    a, b = RequestStats(600, 5, Clock(START)), RequestStats(600, 10, Clock(START))
     with pytest.raises(ValueError):
         a.merge(b)
     with pytest.raises(ValueError):
         a.merge_bytes(b.to_bytes())
-    bounded = RequestStats(600, 5, Clock(), max_series=2)
+    bounded = RequestStats(600, 5, Clock(START), max_series=2)
     for version in ("v1", "v2", "v3"):
         bounded.record("chat", version, 0.1)
     assert sorted(bounded.series()) == [("chat", "v1"), ("chat", "v2")]
