@@ -55,10 +55,10 @@ def metrics_of_a_hit() -> float:
 
 
 def context_of_a_request() -> float:
-    from interlock.pipeline.context import Endpoint, RequestContext
+    from interlock.pipeline.context import Endpoint, Request, RequestContext
 
     body = {"model": "hit", "messages": []}
-    return per_call_us(lambda: RequestContext(request_id="r", endpoint=Endpoint.CHAT, model="hit", body=body))
+    return per_call_us(lambda: RequestContext(Request("r", Endpoint.CHAT, "hit", body)))
 
 
 def unsampled_request() -> float:
@@ -157,6 +157,7 @@ async def hit_path(telemetry: dict[str, Any] | None, requests: int, rounds: int)
 def stage_on_a_miss() -> dict[str, float]:
     from interlock.observe.stage import StreamObserver, TelemetryStage
     from interlock.pipeline import Completion, Endpoint, RequestContext
+    from interlock.pipeline.context import Request
 
     metrics = Metrics()
     stage = TelemetryStage(metrics)
@@ -170,9 +171,15 @@ def stage_on_a_miss() -> dict[str, float]:
         raise AssertionError("suspended")
 
     def ctx(body: dict[str, Any]) -> RequestContext:
-        c = RequestContext(request_id="r", endpoint=Endpoint.CHAT, model="m", body=body)
-        c.deployment, c.served_model, c.version = "d", "m", "v1"
+        c = RequestContext(Request("r", Endpoint.CHAT, "m", body))
+        c.routing.deployment, c.routing.served_model, c.routing.version = "d", "m", "v1"
         return c
+
+    async def answering(c: RequestContext) -> Completion:
+        return answer
+
+    async def answering_sampled(c: RequestContext) -> Completion:
+        return sampled_answer
 
     answer = Completion(ANSWER)
     lp = {"content": [{"token": f"t{i}", "logprob": -0.1 * i, "bytes": None, "top_logprobs": []} for i in range(50)]}
@@ -181,14 +188,12 @@ def stage_on_a_miss() -> dict[str, float]:
          "logprobs": lp}]}))  # fmt: skip
 
     async def json_answer() -> None:
-        c = ctx({})
-        await stage.before(c)
-        await stage.after(c, answer, None)
+        await stage(ctx({}), answering)
 
     async def sampled() -> None:
         c = ctx({})
-        c.logprobs_sampled = True
-        await stage.after(c, sampled_answer, None)
+        c.telemetry.logprobs_sampled = True
+        await stage(c, answering_sampled)
 
     events = [orjson.dumps({"id": "x", "object": "chat.completion.chunk", "choices": [
         {"index": 0, "delta": {"content": f"w{i} "}, "logprobs": None, "finish_reason": None}]}) for i in range(99)]  # fmt: skip
@@ -201,7 +206,7 @@ def stage_on_a_miss() -> dict[str, float]:
         observer.on_end(None)
 
     return {
-        "JSON answer: before + after": per_call_us(lambda: run(json_answer()), 50_000),
+        "JSON answer: the stage's call": per_call_us(lambda: run(json_answer()), 50_000),
         "JSON answer, sampled (50 tokens of logprobs stripped)": per_call_us(lambda: run(sampled()), 10_000),
         "stream of 100 events: per event": per_call_us(stream, 2_000) / 100,
     }

@@ -1,4 +1,10 @@
-"""The composition root: builds every object from Settings. The only place wiring happens."""
+"""The composition root: builds every object from Settings. The only place wiring happens.
+
+`build` reads top to bottom in the order things depend on each other, and registers each part
+with the `Lifecycle` as it is built: start runs in this order, shutdown in exactly the reverse.
+Every Redis client is made here and closed here; no object makes its own. The `make_*` helpers
+below build one area each and return what the rest needs of it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import gc
 import logging
 import os
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,11 +39,23 @@ from .edge import Gateway
 from .edge.admin import AdminHandlers
 from .edge.inference import InferenceHandler
 from .edge.info import InfoHandlers
+from .edge.parse import RequestParser
 from .edge.rollouts import RolloutHandlers
-from .errors import ConfigError
-from .observe.alerting import AlertEngine, AlertGauges, WindowSignals, make_alerts
-from .observe.alerts import Alert, State
+from .lifecycle import Lifecycle
+from .observe.alerting import AlertEngine, AlertGauges, AlertMetrics, Lease, WindowSignals
+from .observe.alerts import Alert, SignalProvider, State
 from .observe.metrics import Metrics
+from .observe.notify import HttpPoster, Notifier
+from .observe.record import (
+    DriftRecorder,
+    MetricsRecorder,
+    Recorder,
+    RequestRecords,
+    ShadowRecorder,
+    TraceRecorder,
+    WindowRecorder,
+)
+from .observe.retrain import LocalCooldown, RedisCooldown, RetrainTrigger
 from .observe.stage import TelemetryStage
 from .observe.tracing import Tracing, make_tracing, traced
 from .observe.window import RequestStats, replica_id
@@ -47,6 +66,7 @@ from .providers.base import Provider
 from .providers.local import LocalProvider
 from .providers.openai import OpenAIProvider
 from .providers.pool import NativeTransport
+from .providers.rotation import KeyRotation
 from .providers.transport import Transport
 from .rollout.controller import Event
 from .rollout.driver import RolloutDriver
@@ -54,6 +74,7 @@ from .rollout.mirror import ShadowRunner
 from .rollout.observations import GatewayObservations, ShadowLog
 from .rollout.store import RedisRolloutStore, RolloutStore, SqliteRolloutStore
 from .routing import CircuitBreaker, DeploymentRuntime, GroupRuntime, Router
+from .routing.readiness import Readiness
 from .security.audit import AuditLog, AuditStore, PostgresAuditStore, SQLiteAuditStore
 from .security.auth import Authenticator
 from .security.dlp import DlpStage, policy_from
@@ -73,9 +94,87 @@ if TYPE_CHECKING:
     from .observe.monitor import DriftMonitor
 
 CONFIG_ENV = "INTERLOCK_CONFIG"
+BLOB_TIMEOUT_MS = 1000  # Redis clients that move blobs (drift windows, rollout state), not counters
 log = logging.getLogger("interlock")
 
 
+def build(
+    settings: Settings,
+    metrics: Metrics | None = None,
+    reload: Callable[[], Settings] | None = None,
+    tracing: Tracing | None = None,
+) -> Gateway:
+    """Wire everything. `reload` re-reads the config, secrets included; with it, upstream API
+    keys are refreshed every `secrets.refresh_s` seconds. `tracing` replaces the one the
+    settings describe (tests pass one exporting to memory)."""
+    life = Lifecycle()
+    metrics = metrics or Metrics()
+    tracing = tracing or make_tracing(settings.telemetry)
+    if tracing is not None:  # closed last: flushes the spans of everything else
+        life.add(tracing, close=functools.partial(asyncio.to_thread, tracing.shutdown))
+    providers = make_providers(settings, metrics, life)
+    groups = make_groups(settings, providers)
+    drift = make_drift_monitor(settings, life, metrics)
+    stats = make_request_stats(settings)
+    alerts = make_alert_engine(settings, metrics, stats, drift, life) if stats is not None else None
+    driver, shadows = make_rollout_driver(settings, stats, alerts, life) if stats is not None else (None, None)
+    router = Router(groups, settings.router, metrics, rollouts=driver)
+    shadow = make_shadow_runner(settings, driver, router, shadows, metrics, life)
+    pipeline = make_pipeline(settings, router, metrics, tracing, life)
+    roles = roles_table(settings.security)
+    store, auth = make_access(settings.security, roles, life)
+    audit = make_audit_log(settings, life)
+    recorders = make_recorders(settings, metrics, audit, stats, tracing, drift, shadow)
+    if reload is not None:
+        rotation = KeyRotation(settings, reload, providers, settings.secrets.refresh_s)
+        life.add(rotation, rotation.start, rotation.close)
+    life.add(None, start=functools.partial(_started, settings, auth))
+
+    parser = RequestParser(router, settings.server.max_body_bytes, settings.server.max_messages, driver)
+    inference = InferenceHandler(parser, pipeline, recorders, tracing)
+    readiness = Readiness(groups)
+    info = InfoHandlers([g.name for g in settings.models], metrics, readiness.check, readiness.ready)
+    admin = AdminHandlers(store, (settings.security.server_secret or "").encode(), roles, audit, drift)
+    versions = {g.name: {d.version for d in g.deployments} for g in settings.models}
+    rollout_admin = RolloutHandlers(driver, versions, audit)
+    return Gateway(inference, info, admin, auth, life.start, life.close, metrics, rollout_admin)
+
+
+async def _started(settings: Settings, auth: Authenticator) -> None:
+    tune_gc(settings)
+    if auth.open:
+        log.warning("no API keys or OIDC configured: every caller is admitted (loopback only)")
+    names = [g.name for g in settings.models]
+    log.info("interlock ready: %d model group(s): %s", len(names), ", ".join(names))
+
+
+def create_app() -> Gateway:
+    """Uvicorn's factory: each worker process builds its own gateway from the same config."""
+    path = os.environ.get(CONFIG_ENV) or None
+    settings = load_settings(path)
+    reload = None
+    if path is not None and any(s in Path(path).read_text() for s in ("vault://", "azure-keyvault://", "file:")):
+        reload = functools.partial(load_settings, path)  # references that can change while we run
+    return build(settings, reload=reload)
+
+
+def tune_gc(settings: Settings) -> None:
+    server = settings.server
+    if server.gc_freeze:
+        gc.collect()
+        gc.freeze()  # start-up objects (config, models, compiled patterns) are never scanned again
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(server.gc_gen0_threshold, gen1, gen2)
+
+
+def make_redis(settings: RedisSettings, life: Lifecycle, min_timeout_ms: int = 0) -> Redis:
+    """A Redis client for one section, closed with the gateway (after everything built on it).
+    `min_timeout_ms`: sections that move blobs rather than counters wait at least this long."""
+    client = redis_client(settings.url, max(settings.timeout_ms, min_timeout_ms) / 1000)
+    return life.add(client, close=client.aclose)
+
+
+# -- models: providers, groups, the request path ---------------------------------------------------
 def make_transport(settings: Settings) -> Transport:
     if settings.upstream.client == "aiohttp":
         return AiohttpTransport(settings.upstream)
@@ -92,56 +191,53 @@ def make_provider(spec: Deployment, http: Transport, metrics: Metrics) -> Provid
     raise TypeError(f"unknown deployment kind {type(spec).__name__}")  # unreachable: config is validated
 
 
-def tune_gc(settings: Settings) -> None:
-    server = settings.server
-    if server.gc_freeze:
-        gc.collect()
-        gc.freeze()  # start-up objects (config, models, compiled patterns) are never scanned again
-    _, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(server.gc_gen0_threshold, gen1, gen2)
-
-
-def build(
-    settings: Settings,
-    metrics: Metrics | None = None,
-    reload: Callable[[], Settings] | None = None,
-    tracing: Tracing | None = None,
-) -> Gateway:
-    """Wire everything. `reload` re-reads the config, secrets included; with it, upstream API
-    keys are refreshed every `secrets.refresh_s` seconds. `tracing` replaces the one the
-    settings describe (tests pass one exporting to memory)."""
-    metrics = metrics or Metrics()
-    tracing = tracing or make_tracing(settings.telemetry)
+def make_providers(settings: Settings, metrics: Metrics, life: Lifecycle) -> list[Provider]:
+    """One provider per deployment, over one pooled HTTP client for the process."""
     http = make_transport(settings)
+    life.add(http, close=http.close)
+    providers = [make_provider(spec, http, metrics) for group in settings.models for spec in group.deployments]
+    for provider in providers:
+        life.add(provider, provider.start, provider.close)
+    return providers
+
+
+def make_groups(settings: Settings, providers: list[Provider]) -> list[GroupRuntime]:
+    by_id = {p.id: p for p in providers}
     circuit = settings.router.circuit
-    providers: list[Provider] = []
-    groups: list[GroupRuntime] = []
-    for group in settings.models:
-        runtimes = []
-        for spec in group.deployments:
-            provider = make_provider(spec, http, metrics)
-            providers.append(provider)
-            breaker = CircuitBreaker(circuit.failures, circuit.window, circuit.cooldown)
-            runtimes.append(
+    return [
+        GroupRuntime(
+            group.name,
+            [
                 DeploymentRuntime(
-                    provider=provider,
+                    provider=by_id[spec.id],
                     weight=spec.weight,
-                    circuit=breaker,
+                    circuit=CircuitBreaker(circuit.failures, circuit.window, circuit.cooldown),
                     max_class=class_rank(spec.max_class),
                     version=spec.version,
                 )
-            )
-        groups.append(GroupRuntime(group.name, runtimes, group.strategy, list(group.fallbacks)))
-    router = Router(groups, settings.router, metrics)
+                for spec in group.deployments
+            ],
+            group.strategy,
+            list(group.fallbacks),
+        )
+        for group in settings.models
+    ]
 
-    redis = RedisTier.from_settings(settings.cache.redis, metrics) if settings.cache.redis else None
-    memory = MemoryCache(settings.cache.memory_bytes, settings.cache.max_entry_bytes)
-    limit_stage, spend_stage = make_limit_stages(settings, metrics)
+
+def make_pipeline(
+    settings: Settings, router: Router, metrics: Metrics, tracing: Tracing | None, life: Lifecycle
+) -> Pipeline:
+    """The stages, outermost first, around the router."""
+    limit_stage, spend_stage = make_limit_stages(settings, metrics, life)
     stages: list[Stage] = [limit_stage]
-    dlp_stage = make_dlp_stage(settings.dlp, metrics) if settings.dlp is not None else None
-    if dlp_stage is not None:
-        stages.append(dlp_stage)
+    if settings.dlp is not None:
+        stages.append(make_dlp_stage(settings.dlp, metrics, life))
     # The cache comes after DLP: it keys on, and stores, the protected request and answer.
+    redis = None
+    if settings.cache.redis is not None:
+        tier = RedisTier(make_redis(settings.cache.redis, life), settings.cache.redis, metrics)
+        redis = life.add(tier, close=tier.close)
+    memory = MemoryCache(settings.cache.memory_bytes, settings.cache.max_entry_bytes)
     stages.append(CacheStage({g.name: g.cache for g in settings.models}, memory, redis, metrics))
     # Budgets and tokens per minute only for what reaches a model: a cache hit spends neither.
     if spend_stage is not None:
@@ -150,206 +246,10 @@ def build(
     # cache stores the answer (observe/stage.py says why that order matters).
     stages.append(TelemetryStage(metrics, settings.telemetry.logprobs_sample, random.Random()))
     # Traced copies of the stages only when tracing is on, run only for sampled requests.
-    pipeline = Pipeline(stages, router, traced(stages) if tracing is not None else None)
-
-    async def check(provider: Provider) -> bool:
-        try:
-            return await provider.ready()
-        except Exception:  # a readiness probe reports, it does not fail
-            return False
-
-    async def ready_check() -> dict[str, bool]:
-        results = await asyncio.gather(*(check(p) for p in providers))
-        return {p.id: ok for p, ok in zip(providers, results, strict=True)}
-
-    def groups_ready(status: dict[str, bool]) -> bool:
-        return all(any(status.get(d.id) for d in g.deployments) for g in groups)
-
-    roles = roles_table(settings.security)
-    store = make_key_store(settings.security)
-    oidc = make_oidc(settings.security)
-    secret = (settings.security.server_secret or "").encode()
-    auth = Authenticator(store, secret, roles, oidc, settings.security.key_cache_ttl)
-
-    audit = make_audit_log(settings)
-    export = functools.partial(_export_drift, metrics)
-    drift = make_drift_monitor(settings, on_report=export, on_dropped=metrics.drift_dropped.inc)
-    stats, alerts, alerts_redis = make_alerting(settings, metrics, drift)
-    rollouts = make_rollouts(settings, stats, alerts, router, metrics) if stats is not None else None
-    if rollouts is not None:
-        router.rollouts = rollouts.driver
-
-    refresher: list[asyncio.Task[None]] = []
-
-    async def refresh_secrets() -> None:
-        assert reload is not None
-        current = {d.id: getattr(d, "api_key", None) for g in settings.models for d in g.deployments}
-        by_id = {p.id: p for p in providers}
-        while True:
-            await asyncio.sleep(settings.secrets.refresh_s)
-            try:
-                fresh = await asyncio.to_thread(reload)
-            except ConfigError as exc:
-                log.warning("secret refresh failed, keeping the current credentials: %s", exc)
-                continue
-            for group in fresh.models:
-                for spec in group.deployments:
-                    key = getattr(spec, "api_key", None)
-                    provider = by_id.get(spec.id)
-                    if key and key != current.get(spec.id) and isinstance(provider, OpenAIProvider):
-                        provider.rotate_api_key(key)  # Azure's provider is one too
-                        current[spec.id] = key
-                        log.info("rotated the upstream credential of deployment %s", spec.id)
-
-    async def startup() -> None:
-        if reload is not None:
-            refresher.append(asyncio.get_running_loop().create_task(refresh_secrets()))
-        if audit is not None:
-            await audit.start()
-        if store is not None:
-            await store.start()
-        await asyncio.gather(*(p.start() for p in providers))
-        if dlp_stage is not None:
-            await dlp_stage.start()  # loads the named-entity model before the first request
-        if drift is not None:
-            await drift.start()
-        if alerts is not None:
-            await alerts.start()
-        if rollouts is not None:
-            await rollouts.start()
-        tune_gc(settings)
-        if auth.open:
-            log.warning("no API keys or OIDC configured: every caller is admitted (loopback only)")
-        log.info("interlock ready: %d model group(s): %s", len(groups), ", ".join(g.name for g in groups))
-
-    async def shutdown() -> None:
-        for task in refresher:
-            task.cancel()
-        if rollouts is not None:
-            await rollouts.close()
-        await asyncio.gather(*(p.close() for p in providers), return_exceptions=True)
-        await http.close()
-        if redis is not None:
-            await redis.close()
-        await limit_stage.close()
-        if dlp_stage is not None:
-            await dlp_stage.close()
-        if audit is not None:
-            await audit.close()
-        if store is not None:
-            await store.close()
-        if alerts is not None:
-            await alerts.close()
-        if alerts_redis is not None:
-            await alerts_redis.aclose()
-        if drift is not None:
-            await drift.close()
-        if tracing is not None:
-            await asyncio.to_thread(tracing.shutdown)  # flushes spans still in the exporter's batch
-
-    inference = InferenceHandler(
-        pipeline,
-        router,
-        metrics,
-        settings.server.max_body_bytes,
-        audit,
-        settings.server.request_log,
-        settings.server.max_messages,
-        tracing,
-        drift,
-        stats,
-        rollouts.driver if rollouts is not None else None,
-        rollouts.shadow if rollouts is not None else None,
-    )
-    info = InfoHandlers([g.name for g in settings.models], metrics, ready_check, groups_ready)
-    admin = AdminHandlers(store, secret, roles, audit, drift)
-    versions = {g.name: {d.version for d in g.deployments} for g in settings.models}
-    rollout_admin = RolloutHandlers(rollouts.driver if rollouts is not None else None, versions, audit)
-    return Gateway(inference, info, admin, auth, startup, shutdown, metrics, rollout_admin)
+    return Pipeline(stages, router, traced(stages) if tracing is not None else None)
 
 
-class Rollouts:
-    """The rollout parts of one process: the driver, what it measures, shadow traffic, the store."""
-
-    def __init__(
-        self,
-        driver: RolloutDriver,
-        observations: GatewayObservations,
-        shadow: ShadowRunner,
-        store: RolloutStore,
-        redis: Redis | None,
-    ) -> None:
-        self.driver = driver
-        self.observations = observations
-        self.shadow = shadow
-        self.store = store
-        self.redis = redis
-
-    async def start(self) -> None:
-        await self.observations.start()
-        await self.driver.start()
-
-    async def close(self) -> None:
-        await self.shadow.close()
-        await self.driver.close()
-        await self.observations.close()
-        await self.store.close()
-        if self.redis is not None:
-            await self.redis.aclose()
-
-
-def rollout_alert(event: Event, version: str) -> Alert:
-    """A rollout's automatic abort as an alert the webhooks understand (Alertmanager or JSON)."""
-    rule = AlertRule(
-        name="RolloutAborted", signal="rollout_analysis", threshold=0.0, severity=event.severity,
-        labels={"reason": event.message[:500]},
-    )  # fmt: skip
-    return Alert(rule, event.model, version, State.FIRING, active_since=event.at, fired_at=event.at)
-
-
-def make_rollouts(
-    settings: Settings, stats: RequestStats, alerts: AlertEngine | None, router: Router, metrics: Metrics
-) -> Rollouts | None:
-    """The rollout driver and its parts, when `rollout` or `rollouts` is configured. With
-    `rollout.redis` the state, the lease, the windows the analyses read and the shadow
-    comparisons are shared by every replica; otherwise the state is in a SQLite file."""
-    if not settings.rollouts_enabled:
-        return None
-    config = settings.rollout or RolloutSettings()
-    redis = None
-    store: RolloutStore
-    if config.redis is not None:
-        redis = redis_client(config.redis.url, max(config.redis.timeout_ms, 1000) / 1000)
-        store = RedisRolloutStore(redis, config.prefix)
-    else:
-        assert config.sqlite_path is not None  # placed beside the config by load_settings
-        store = SqliteRolloutStore(config.sqlite_path)
-    shadows = ShadowLog(redis, config.prefix)
-    observations = GatewayObservations(stats, shadows, alerts, redis, config.prefix, config.poll_s)
-
-    async def on_event(event: Event) -> None:
-        if event.kind != "alert":
-            return  # the driver logs every event itself
-        if alerts is None:
-            log.warning("rollout of %s: %s", event.model, event.message)
-            return
-        state = driver.state(event.model)
-        alerts.post(rollout_alert(event, state.candidate if state is not None else "_none"))
-
-    driver = RolloutDriver(
-        store, observations, specs=settings.rollouts, owner=replica_id(), poll_s=config.poll_s,
-        lease_ttl_s=config.lease_ttl_s, status_window_s=config.status_window_s, on_event=on_event,
-    )  # fmt: skip
-    embed = None
-    if config.shadow_embeddings or (settings.drift is not None and settings.drift.embeddings):
-        from .embed import MiniLmEmbedder
-
-        embed = MiniLmEmbedder().embed
-    shadow = ShadowRunner(driver, router, shadows, metrics, config.shadow_timeout_s, config.shadow_concurrency, embed)
-    return Rollouts(driver, observations, shadow, store, redis)
-
-
-def make_limit_stages(settings: Settings, metrics: Metrics) -> tuple[LimitStage, SpendStage | None]:
+def make_limit_stages(settings: Settings, metrics: Metrics, life: Lifecycle) -> tuple[LimitStage, SpendStage | None]:
     """Requests per minute before the cache; budgets and tokens per minute after it, when any can
     apply (API keys carry their own). One limiter and one cache of plans serve both."""
     limits = settings.limits
@@ -357,10 +257,11 @@ def make_limit_stages(settings: Settings, metrics: Metrics) -> tuple[LimitStage,
     counters: LocalCounters | RedisCounters = local
     fallback: LocalCounters | None = None
     if limits.redis is not None:
-        timeout = limits.redis.timeout_ms / 1000
-        counters = RedisCounters(redis_client(limits.redis.url, timeout), "interlock:limits:", timeout)
+        client = make_redis(limits.redis, life)
+        counters = RedisCounters(client, "interlock:limits:", limits.redis.timeout_ms / 1000)
         fallback = local if limits.on_redis_error == "allow" else None
     limiter = Limiter(counters, fallback, metrics.limit_error)
+    life.add(limiter, close=limiter.close)  # gives unused leased units back to Redis
     tenants = {k: Rate(v.rpm, v.tpm, v.budget) for k, v in limits.tenants.items()}
     models = {k: Rate(v.rpm, v.tpm, v.budget) for k, v in limits.models.items()}
     prices = {
@@ -377,39 +278,25 @@ def make_limit_stages(settings: Settings, metrics: Metrics) -> tuple[LimitStage,
     return LimitStage(limiter, plans, metrics), spend
 
 
-def make_audit_store(settings: Settings) -> AuditStore | None:
-    audit = settings.audit
-    if audit is None:
-        return None
-    if audit.postgres_dsn:
-        return PostgresAuditStore(audit.postgres_dsn)
-    assert audit.sqlite_path is not None  # placed beside the config by load_settings
-    return SQLiteAuditStore(audit.sqlite_path)
-
-
-def make_audit_log(settings: Settings) -> AuditLog | None:
-    store = make_audit_store(settings)
-    if store is None or settings.audit is None or settings.audit.spool_path is None:
-        return None
-    return AuditLog(store, Path(settings.audit.spool_path))
-
-
-def make_dlp_stage(dlp: DlpSettings, metrics: Metrics) -> DlpStage:
+def make_dlp_stage(dlp: DlpSettings, metrics: Metrics, life: Lifecycle) -> DlpStage:
     vault = None
     if dlp.tokenization_key:
         if dlp.vault.redis is not None:
-            store: VaultStore = RedisVaultStore(redis_client(dlp.vault.redis.url, dlp.vault.redis.timeout_ms / 1000))
+            store: VaultStore = RedisVaultStore(make_redis(dlp.vault.redis, life))
         else:
             store = MemoryVaultStore()
         vault = TokenVault(dlp.tokenization_key.encode(), store, dlp.vault.ttl)
+        life.add(vault, close=vault.close)
     policies = {name: policy_from(name, p) for name, p in dlp.policies.items()}
     ner = NerDetector(dlp.ner_model) if any(p.ner for p in dlp.policies.values()) else None
     presidio = (
         PresidioDetector(dlp.ner_model, dlp.threshold) if any(p.presidio for p in dlp.policies.values()) else None
     )
-    return DlpStage(PatternDetector(threshold=dlp.threshold), policies, dlp.models, vault, metrics, ner, presidio)
+    stage = DlpStage(PatternDetector(threshold=dlp.threshold), policies, dlp.models, vault, metrics, ner, presidio)
+    return life.add(stage, start=stage.start)  # loads the named-entity model before the first request
 
 
+# -- access: keys, tokens, roles, the audit trail -------------------------------------------------------
 def roles_table(security: SecuritySettings) -> dict[str, frozenset[Permission]]:
     table = dict(DEFAULT_ROLES)
     for name, permissions in security.roles.items():
@@ -442,53 +329,84 @@ def make_oidc(security: SecuritySettings) -> OidcVerifier | None:
     )  # fmt: skip
 
 
-def create_app() -> Gateway:
-    """Uvicorn's factory: each worker process builds its own gateway from the same config."""
-    path = os.environ.get(CONFIG_ENV) or None
-    settings = load_settings(path)
-    reload = None
-    if path is not None and any(s in Path(path).read_text() for s in ("vault://", "azure-keyvault://", "file:")):
-        reload = functools.partial(load_settings, path)  # references that can change while we run
-    return build(settings, reload=reload)
+def make_access(
+    security: SecuritySettings, roles: dict[str, frozenset[Permission]], life: Lifecycle
+) -> tuple[KeyStore | None, Authenticator]:
+    store = make_key_store(security)
+    if store is not None:
+        life.add(store, store.start, store.close)
+    secret = (security.server_secret or "").encode()
+    return store, Authenticator(store, secret, roles, make_oidc(security), security.key_cache_ttl)
 
 
-def make_alerting(
-    settings: Settings, metrics: Metrics, drift: DriftMonitor | None
-) -> tuple[RequestStats | None, AlertEngine | None, Redis | None]:
-    """The rolling request windows every request records into, and the alert engine that reads
-    them and the drift reports (all None without an `alerts` section; the windows alone when
-    rollouts are configured without alerts)."""
-    config = settings.alerts
-    if config is None:
-        if settings.rollouts_enabled:  # the windows rollouts measure, without alerts
-            rollout = settings.rollout or RolloutSettings()
-            return RequestStats(rollout.retention_s, rollout.bucket_s), None, None
-        return None, None, None
-    stats = RequestStats(config.retention_s, config.bucket_s)
-    redis = redis_client(config.redis.url, config.redis.timeout_ms / 1000) if config.redis is not None else None
-    reports = (lambda: drift.reports) if drift is not None else None
-    signals = WindowSignals(stats, reports, redis, config.prefix, ttl_s=3 * config.evaluate_s)
-    return stats, make_alerts(settings, signals, AlertGauges(metrics.registry), redis), redis
+def make_audit_store(settings: Settings) -> AuditStore | None:
+    audit = settings.audit
+    if audit is None:
+        return None
+    if audit.postgres_dsn:
+        return PostgresAuditStore(audit.postgres_dsn)
+    assert audit.sqlite_path is not None  # placed beside the config by load_settings
+    return SQLiteAuditStore(audit.sqlite_path)
 
 
+def make_audit_log(settings: Settings, life: Lifecycle) -> AuditLog | None:
+    store = make_audit_store(settings)
+    if store is None or settings.audit is None or settings.audit.spool_path is None:
+        return None
+    audit = AuditLog(store, Path(settings.audit.spool_path))
+    return life.add(audit, audit.start, audit.close)  # drains what is queued into the store or the spool
+
+
+# -- recording: what happens once a request is over ---------------------------------------------------
+def make_recorders(
+    settings: Settings,
+    metrics: Metrics,
+    audit: AuditLog | None,
+    stats: RequestStats | None,
+    tracing: Tracing | None,
+    drift: DriftMonitor | None,
+    shadow: ShadowRunner | None,
+) -> list[Recorder]:
+    recorders: list[Recorder] = []
+    if audit is not None or settings.server.request_log != "off":
+        recorders.append(RequestRecords(audit, settings.server.request_log))
+    recorders.append(MetricsRecorder(metrics))
+    if stats is not None:  # the windows alerts and rollouts read
+        recorders.append(WindowRecorder(stats))
+    if tracing is not None:
+        recorders.append(TraceRecorder())
+    if drift is not None:
+        recorders.append(DriftRecorder(drift))
+    if shadow is not None:  # after the answer went out; never raises
+        recorders.append(ShadowRecorder(shadow))
+    return recorders
+
+
+# -- drift, alerts, rollouts ---------------------------------------------------------------------------
 def _export_drift(metrics: Metrics, model: str, version: str, report: DriftReport) -> None:
     tested = {f.name: f.drifted for f in report.features if f.status != "insufficient"}
     metrics.drift(model, version, report.drifted_share, tested)
 
 
-def make_drift_monitor(
-    settings: Settings,
-    on_report: Callable[[str, str, DriftReport], None] | None = None,
-    on_dropped: Callable[[], None] | None = None,
-) -> DriftMonitor | None:
-    """The drift monitor, when configured. Imported here: the statistics pull in scipy (about
-    1.7 s at start), which a gateway without drift monitoring should not pay for."""
+def make_drift_monitor(settings: Settings, life: Lifecycle, metrics: Metrics | None = None) -> DriftMonitor | None:
+    """The drift monitor, when configured, started and closed with the gateway."""
     drift = settings.drift
     if drift is None:
         return None
+    redis = make_redis(drift.redis, life, BLOB_TIMEOUT_MS) if drift.redis is not None else None
+    monitor = drift_monitor(settings, redis, metrics)
+    return life.add(monitor, monitor.start, monitor.close)
+
+
+def drift_monitor(settings: Settings, redis: Redis | None, metrics: Metrics | None = None) -> DriftMonitor:
+    """The drift monitor of `settings.drift` over `redis` (the caller's to close). Imported
+    here: the statistics pull in scipy (about 1.7 s at start), which a gateway without drift
+    monitoring should not pay for."""
     from .embed import MiniLmEmbedder
     from .observe.monitor import DriftMonitor, MonitorSettings
 
+    drift = settings.drift
+    assert drift is not None
     monitor_settings = MonitorSettings(
         sample=drift.sample,
         max_per_s=drift.max_per_s,
@@ -498,10 +416,137 @@ def make_drift_monitor(
         evaluate_s=drift.evaluate_s,
         references=dict(drift.references),
     )
-    redis = None
     prefix = "interlock:drift:"
-    if drift.redis is not None:
-        redis = redis_client(drift.redis.url, max(drift.redis.timeout_ms, 1000) / 1000)  # blobs, not counters
-        prefix = drift.redis.prefix if drift.redis.prefix != RedisSettings().prefix else prefix
+    if drift.redis is not None and drift.redis.prefix != RedisSettings().prefix:
+        prefix = drift.redis.prefix
     embedder = MiniLmEmbedder() if drift.embeddings else None
+    on_report = functools.partial(_export_drift, metrics) if metrics is not None else None
+    on_dropped = metrics.drift_dropped.inc if metrics is not None else None
     return DriftMonitor(monitor_settings, redis, prefix, embedder, on_report=on_report, on_dropped=on_dropped)
+
+
+def make_request_stats(settings: Settings) -> RequestStats | None:
+    """The rolling request windows alerts and rollouts read: None when neither is configured."""
+    if settings.alerts is not None:
+        return RequestStats(settings.alerts.retention_s, settings.alerts.bucket_s)
+    if settings.rollouts_enabled:
+        rollout = settings.rollout or RolloutSettings()
+        return RequestStats(rollout.retention_s, rollout.bucket_s)
+    return None
+
+
+def make_alert_engine(
+    settings: Settings, metrics: Metrics, stats: RequestStats, drift: DriftMonitor | None, life: Lifecycle
+) -> AlertEngine | None:
+    """The alert engine over the request windows and the drift reports (None without `alerts`)."""
+    config = settings.alerts
+    if config is None:
+        return None
+    redis = make_redis(config.redis, life) if config.redis is not None else None
+    reports = (lambda: drift.reports) if drift is not None else None
+    signals = WindowSignals(stats, reports, redis, config.prefix, ttl_s=3 * config.evaluate_s)
+    engine = make_alerts(settings, signals, AlertGauges(metrics.registry), redis)
+    if engine is not None:
+        life.add(engine, engine.start, engine.close)
+    return engine
+
+
+def make_alerts(
+    settings: Settings,
+    provider: SignalProvider,
+    metrics: AlertMetrics | None = None,
+    redis: Redis | None = None,
+    replica: str | None = None,
+    clock: Callable[[], float] = time.time,
+) -> AlertEngine | None:
+    """The alert engine for `settings.alerts` (None without that section), its notifier, retrain
+    trigger and lease. With `redis` the retrain cool-down is shared and one replica notifies;
+    the client is the caller's to close. `replica` names this process for the lease."""
+    alerts = settings.alerts
+    if alerts is None:
+        return None
+    poster = HttpPoster()
+    on_result = metrics.alert_notification if metrics is not None else None
+    notifier = Notifier(alerts.webhooks, poster, alerts.external_url, on_result)
+    retrain = None
+    if alerts.retrain is not None:
+        cooldown = RedisCooldown(redis, alerts.prefix) if redis is not None else LocalCooldown()
+        retrain = RetrainTrigger(alerts.retrain, poster, cooldown)
+    lease = None
+    if redis is not None:
+        lease = Lease(redis, alerts.prefix + "notifier", replica or replica_id(), 3 * alerts.evaluate_s)
+    return AlertEngine(alerts, provider, notifier, poster, retrain, lease=lease, metrics=metrics, clock=clock)
+
+
+def rollout_alert(event: Event) -> Alert:
+    """A rollout's automatic abort as an alert the webhooks understand (Alertmanager or JSON)."""
+    rule = AlertRule(
+        name="RolloutAborted", signal="rollout_analysis", threshold=0.0, severity=event.severity,
+        labels={"reason": event.message[:500]},
+    )  # fmt: skip
+    version = event.candidate or "_none"
+    return Alert(rule, event.model, version, State.FIRING, active_since=event.at, fired_at=event.at)
+
+
+class RolloutAlerts:
+    """The driver's events: an `alert` (an automatic abort) goes to the webhooks, or to the log
+    without an alert engine; the driver logs every event itself."""
+
+    def __init__(self, alerts: AlertEngine | None) -> None:
+        self._alerts = alerts
+
+    def __call__(self, event: Event) -> None:
+        if event.kind != "alert":
+            return
+        if self._alerts is None:
+            log.warning("rollout of %s: %s", event.model, event.message)
+        else:
+            self._alerts.post(rollout_alert(event))
+
+
+def make_rollout_driver(
+    settings: Settings, stats: RequestStats, alerts: AlertEngine | None, life: Lifecycle
+) -> tuple[RolloutDriver | None, ShadowLog | None]:
+    """The rollout driver and the shadow comparisons it reads, when `rollout` or `rollouts` is
+    configured. With `rollout.redis` the state, the lease, the windows the analyses read and the
+    shadow comparisons are shared by every replica; otherwise the state is in a SQLite file."""
+    if not settings.rollouts_enabled:
+        return None, None
+    config = settings.rollout or RolloutSettings()
+    redis = None
+    store: RolloutStore
+    if config.redis is not None:
+        redis = make_redis(config.redis, life, BLOB_TIMEOUT_MS)
+        store = RedisRolloutStore(redis, config.prefix)
+    else:
+        assert config.sqlite_path is not None  # placed beside the config by load_settings
+        store = SqliteRolloutStore(config.sqlite_path)
+    life.add(store, close=store.close)
+    shadows = ShadowLog(redis, config.prefix)
+    observations = GatewayObservations(stats, shadows, alerts, redis, config.prefix, config.poll_s)
+    life.add(observations, observations.start, observations.close)
+    driver = RolloutDriver(
+        store, observations, specs=settings.rollouts, owner=replica_id(), poll_s=config.poll_s,
+        lease_ttl_s=config.lease_ttl_s, status_window_s=config.status_window_s, on_event=RolloutAlerts(alerts),
+    )  # fmt: skip
+    return life.add(driver, driver.start, driver.close), shadows
+
+
+def make_shadow_runner(
+    settings: Settings,
+    driver: RolloutDriver | None,
+    router: Router,
+    shadows: ShadowLog | None,
+    metrics: Metrics,
+    life: Lifecycle,
+) -> ShadowRunner | None:
+    if driver is None or shadows is None:
+        return None
+    config = settings.rollout or RolloutSettings()
+    embed = None
+    if config.shadow_embeddings or (settings.drift is not None and settings.drift.embeddings):
+        from .embed import MiniLmEmbedder
+
+        embed = MiniLmEmbedder().embed
+    shadow = ShadowRunner(driver, router, shadows, metrics, config.shadow_timeout_s, config.shadow_concurrency, embed)
+    return life.add(shadow, close=shadow.close)  # closed first: its calls use the providers

@@ -172,8 +172,9 @@ def _drift(args: argparse.Namespace) -> int:
     the live window in Redis) and writes it to a file and/or stores it in Redis, where every
     gateway picks it up; `drift report` compares a reference with the live window and writes the
     self-contained HTML page (or the JSON that GET /admin/drift returns)."""
-    from .app import make_drift_monitor
+    from .app import BLOB_TIMEOUT_MS, drift_monitor
     from .observe.drift import Profile, compare, to_html
+    from .stores.redis import redis_client
 
     settings = _load(args.config)
     if settings is None:
@@ -181,7 +182,11 @@ def _drift(args: argparse.Namespace) -> int:
     if settings.group(args.model) is None:
         print(f"interlock: no model group {args.model!r} in {args.config}", file=sys.stderr)
         return 2
-    monitor = make_drift_monitor(settings)
+    config = settings.drift
+    client = None
+    if config is not None and config.redis is not None:
+        client = redis_client(config.redis.url, max(config.redis.timeout_ms, BLOB_TIMEOUT_MS) / 1000)
+    monitor = drift_monitor(settings, client) if config is not None else None
     needs_monitor = (args.action == "baseline" and (args.live or args.store)) or args.action == "report"
     if monitor is None and needs_monitor:
         print("interlock: this needs a `drift` section in the config (with `redis` for live windows)", file=sys.stderr)
@@ -193,6 +198,8 @@ def _drift(args: argparse.Namespace) -> int:
             return await work(monitor)
         finally:
             await monitor.close()
+            if client is not None:
+                await client.aclose()
 
     if args.action == "baseline":
         if args.jsonl:

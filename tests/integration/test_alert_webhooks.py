@@ -15,7 +15,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from interlock import parse_settings
-from interlock.observe.alerting import AlertEngine, AlertGauges, WindowSignals, make_alerts
+from interlock.app import make_alerts
+from interlock.observe.alerting import AlertEngine, AlertGauges, WindowSignals
 from interlock.observe.notify import ZERO_TIME, rfc3339
 from interlock.observe.window import RequestStats
 from tests.support.clock import Clock

@@ -57,8 +57,9 @@ async def test_two_processes_share_a_live_window_and_drift_shows(redis_server: R
     rng = random.Random(7)
     settings = MonitorSettings(sample=1.0, max_per_s=100_000, window_s=600, evaluate_s=3600)
     clock = Clock(1_000_000.0)
-    a = DriftMonitor(settings, Redis.from_url(redis_server.url), "t:drift:", None, clock=clock)
-    b = DriftMonitor(settings, Redis.from_url(redis_server.url), "t:drift:", None, clock=clock)
+    clients = [Redis.from_url(redis_server.url) for _ in range(2)]  # one per process; a monitor does not own it
+    a = DriftMonitor(settings, clients[0], "t:drift:", None, clock=clock)
+    b = DriftMonitor(settings, clients[1], "t:drift:", None, clock=clock)
     await a.start()
     await b.start()
     try:
@@ -99,6 +100,8 @@ async def test_two_processes_share_a_live_window_and_drift_shows(redis_server: R
     finally:
         await a.close()
         await b.close()
+        for client in clients:
+            await client.aclose()
 
 
 async def test_the_request_path_never_waits_and_caps_what_it_keeps() -> None:

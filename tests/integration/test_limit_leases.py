@@ -5,6 +5,7 @@ processes still let exactly the limit through; give-backs of a cache hit stay in
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from redis.asyncio import Redis
@@ -18,10 +19,23 @@ WINDOW_100 = 6000.0  # the start of window 100
 pytestmark = pytest.mark.integration
 
 
-def limiter(redis_server: RedisServer, clock: Clock | None = None) -> Limiter:
-    return Limiter(
-        RedisCounters(Redis.from_url(redis_server.url), "t:", 1.0), None, lambda op: None, clock or Clock(WINDOW_100)
-    )
+MakeLimiter = Callable[..., Limiter]
+
+
+@pytest.fixture
+async def limiter(redis_server: RedisServer) -> AsyncIterator[MakeLimiter]:
+    """Limiters on clients of their own, as two processes would have; the clients are closed here
+    (a limiter does not own its client)."""
+    clients: list[Redis] = []
+
+    def make(clock: Clock | None = None) -> Limiter:
+        client = Redis.from_url(redis_server.url)
+        clients.append(client)
+        return Limiter(RedisCounters(client, "t:", 1.0), None, lambda op: None, clock or Clock(WINDOW_100))
+
+    yield make
+    for client in clients:
+        await client.aclose()
 
 
 def rpm(limit: int) -> Check:
@@ -32,8 +46,8 @@ async def counter(redis: Redis, name: str) -> int:
     return int(await redis.get(f"t:{name}:100") or 0)
 
 
-async def test_far_from_the_limit_one_lease_serves_many_requests(redis_server: RedisServer, redis: Redis) -> None:
-    lim = limiter(redis_server)
+async def test_far_from_the_limit_one_lease_serves_many_requests(limiter: MakeLimiter, redis: Redis) -> None:
+    lim = limiter()
     scripts_before = (await redis.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
     requests = 4 * LEASE_REQUESTS
     for _ in range(requests):
@@ -49,12 +63,12 @@ async def test_far_from_the_limit_one_lease_serves_many_requests(redis_server: R
     assert await counter(redis, "key:a:rpm") == requests  # what was not handed out went back
 
 
-async def test_background_refills_keep_every_lease_from_running_dry(redis_server: RedisServer, redis: Redis) -> None:
+async def test_background_refills_keep_every_lease_from_running_dry(limiter: MakeLimiter, redis: Redis) -> None:
     # Two limits per request, each with its own lease. The loop turns between batches of requests
     # (as in a server, where one turn serves dozens), so a refill started at half a lease lands
     # before the other half is handed out: no request waits for Redis, and each lease is
     # refilled once per lease's worth of requests.
-    lim = limiter(redis_server)
+    lim = limiter()
     checks = [rpm(1_000_000_000), Check("tenant", "requests", "tenant:t:rpm", 1, 1_000_000_000)]
     assert (await lim.acquire(checks)).allowed
     scripts_before = (await redis.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
@@ -74,10 +88,8 @@ async def test_background_refills_keep_every_lease_from_running_dry(redis_server
     await lim.close()
 
 
-async def test_two_processes_near_the_limit_let_exactly_the_limit_through(
-    redis_server: RedisServer, redis: Redis
-) -> None:
-    a, b = limiter(redis_server), limiter(redis_server)
+async def test_two_processes_near_the_limit_let_exactly_the_limit_through(limiter: MakeLimiter, redis: Redis) -> None:
+    a, b = limiter(), limiter()
     decisions = await asyncio.gather(*(lim.acquire([rpm(50)]) for _ in range(100) for lim in (a, b)))
     allowed = [d for d in decisions if d.allowed]
     assert len(allowed) == 50
@@ -87,8 +99,8 @@ async def test_two_processes_near_the_limit_let_exactly_the_limit_through(
     await b.close()
 
 
-async def test_a_cache_hit_gives_its_reservation_back_in_process(redis_server: RedisServer, redis: Redis) -> None:
-    lim = limiter(redis_server)
+async def test_a_cache_hit_gives_its_reservation_back_in_process(limiter: MakeLimiter, redis: Redis) -> None:
+    lim = limiter()
     tokens = Check("tenant", "tokens", "tenant:t:tpm", 100, 10_000_000)
     first = await lim.acquire([tokens])
     leased = await counter(redis, "tenant:t:tpm")
@@ -105,8 +117,8 @@ async def test_a_cache_hit_gives_its_reservation_back_in_process(redis_server: R
     await lim.close()
 
 
-async def test_near_the_limit_give_backs_go_to_redis_for_every_process(redis_server: RedisServer, redis: Redis) -> None:
-    a, b = limiter(redis_server), limiter(redis_server)
+async def test_near_the_limit_give_backs_go_to_redis_for_every_process(limiter: MakeLimiter, redis: Redis) -> None:
+    a, b = limiter(), limiter()
     big = Check("tenant", "tokens", "tenant:t:tpm", 110, 1000)
     for lim in (a, b):
         decision = await lim.acquire([big])
@@ -119,8 +131,8 @@ async def test_near_the_limit_give_backs_go_to_redis_for_every_process(redis_ser
     await b.close()
 
 
-async def test_closing_gives_unused_leased_units_back(redis_server: RedisServer, redis: Redis) -> None:
-    lim = limiter(redis_server)
+async def test_closing_gives_unused_leased_units_back(limiter: MakeLimiter, redis: Redis) -> None:
+    lim = limiter()
     for _ in range(3):
         assert (await lim.acquire([rpm(1_000_000)])).allowed
     assert await counter(redis, "key:a:rpm") >= LEASE_REQUESTS
@@ -128,9 +140,9 @@ async def test_closing_gives_unused_leased_units_back(redis_server: RedisServer,
     assert await counter(redis, "key:a:rpm") == 3
 
 
-async def test_a_new_window_takes_a_new_lease(redis_server: RedisServer, redis: Redis) -> None:
+async def test_a_new_window_takes_a_new_lease(limiter: MakeLimiter, redis: Redis) -> None:
     clock = Clock(WINDOW_100)
-    lim = limiter(redis_server, clock)
+    lim = limiter(clock)
     assert (await lim.acquire([rpm(2)])).allowed
     assert (await lim.acquire([rpm(2)])).allowed
     assert not (await lim.acquire([rpm(2)])).allowed
@@ -140,14 +152,12 @@ async def test_a_new_window_takes_a_new_lease(redis_server: RedisServer, redis: 
     await lim.close()
 
 
-async def test_the_next_window_is_leased_in_the_last_second_of_this_one(
-    redis_server: RedisServer, redis: Redis
-) -> None:
+async def test_the_next_window_is_leased_in_the_last_second_of_this_one(limiter: MakeLimiter, redis: Redis) -> None:
     # At the turn of the minute every lease is worth nothing; without a lease taken ahead, every
     # request in flight would wait for Redis then. One taken in the last second serves the new
     # window's first request without I/O, and goes back to Redis, like any lease, at close.
     clock = Clock(WINDOW_100)
-    lim = limiter(redis_server, clock)
+    lim = limiter(clock)
     checks = [rpm(1_000_000), Check("tenant", "requests", "tenant:t:rpm", 1, 1_000_000)]
     assert (await lim.acquire(checks)).allowed
     clock.now += 30

@@ -67,9 +67,25 @@ def test_errors_name_the_key_path(mutate, expected: str) -> None:  # type: ignor
 
 
 def test_missing_environment_variable_is_named_but_no_value_leaks() -> None:
+    import copy
+
+    config = copy.deepcopy(GOOD)
+    config["models"][0]["deployments"][1]["api_key"] = "os.environ/PRESENT"
     with pytest.raises(ConfigError) as err:
-        parse_settings(GOOD, environ={})
+        parse_settings(config, environ={"PRESENT": "sk-live-present-value"})
     assert "$.models[0].deployments[0].api_key" in str(err.value) and "K" in str(err.value)
+    assert "sk-live-present-value" not in str(err.value)
+    # A value that resolves but is wrong is named by where it is, never shown.
+    config["models"][0]["deployments"][0]["timeout"] = "os.environ/T"
+    environ = {"K": "sk-live-k-value", "PRESENT": "sk-live-present-value", "T": "sk-live-timeout-value"}
+    with pytest.raises(ConfigError) as err:
+        parse_settings(config, environ=environ)
+    assert "$.models[0].deployments[0].timeout" in str(err.value) and "sk-live" not in str(err.value)
+    config["models"][0]["deployments"][0]["timeout"] = 5
+    config["security"] = {"keys": {}, "server_secret": "os.environ/S"}
+    with pytest.raises(ConfigError) as err:
+        parse_settings(config, environ={**environ, "S": "sk-short"})  # too short to be an HMAC key
+    assert "$.security.server_secret" in str(err.value) and "sk-" not in str(err.value)
 
 
 def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

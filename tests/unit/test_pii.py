@@ -6,11 +6,12 @@ from prometheus_client import CollectorRegistry
 
 from interlock.errors import Forbidden
 from interlock.observe.metrics import Metrics
-from interlock.pipeline.context import Endpoint, RequestContext
+from interlock.pipeline.context import RequestContext
 from interlock.security.dlp import DlpStage, Policy
 from interlock.security.pii.detector import Entity, PatternDetector
 from interlock.security.pii.detokenize import MAX_TOKEN, StreamDetokenizer, held_back, neutralise, replace
 from interlock.security.pii.vault import MemoryVaultStore, TokenVault
+from tests.support.context import context, reaches_the_rest
 
 TEXT = (
     "Mail bob.smith@example.co.uk or call +1 (415) 555-2671. SSN 536-22-1234, card 4111 1111 1111 1111, "
@@ -142,18 +143,17 @@ async def test_a_body_screened_clean_is_not_screened_again_and_one_with_findings
             "model": "m",
             "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": text}],
         }
-        return RequestContext(request_id="r", endpoint=Endpoint.CHAT, model="m", body=body,
-                              raw_body=orjson.dumps(body), requested_class=requested)  # fmt: skip
+        return context(body, raw_body=orjson.dumps(body), requested_class=requested)
 
     for requested in (None, None, "confidential"):  # the class is still worked out per request
         clean = ctx("Summarise the quarterly report.", requested)
-        assert await stage.before(clean) is None
-        assert clean.data_class == (requested or "internal") and clean.protected
+        assert await reaches_the_rest(stage, clean)
+        assert clean.protection.data_class == (requested or "internal") and clean.protection.screened
     assert Counting.calls == 2  # two texts, screened once
     for _ in range(2):
         with pytest.raises(Forbidden):
-            await stage.before(ctx("Write to jane.doe@example.com"))
+            await reaches_the_rest(stage, ctx("Write to jane.doe@example.com"))
     assert Counting.calls == 6  # a body with findings is screened every time
     for _ in range(2):
-        await stage.before(ctx("Keep <EMAIL_1> as it is"))  # token-shaped: rewritten, not remembered
+        await reaches_the_rest(stage, ctx("Keep <EMAIL_1> as it is"))  # token-shaped: rewritten, not remembered
     assert Counting.calls == 10

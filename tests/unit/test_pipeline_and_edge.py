@@ -5,28 +5,35 @@ from collections.abc import AsyncIterator
 import pytest
 
 import interlock
-from interlock.edge.inference import cache_control, parse_body
+from interlock.edge.parse import cache_control, parse_body
 from interlock.errors import BadRequest, UpstreamError
 from interlock.pipeline import Completion, Endpoint, Pipeline, RequestContext, Result
+from interlock.pipeline.runner import Next
 from interlock.pipeline.streams import StreamClosed, StreamTap
 from interlock.providers.azure import EntraToken
+from tests.support.context import context
 
 
 class Recorder:
     def __init__(self, name: str, log: list[str], short: Result | None = None) -> None:
         self.name, self.log, self.short = name, log, short
 
-    async def before(self, ctx: RequestContext) -> Result | None:
+    async def __call__(self, ctx: RequestContext, call_next: Next) -> Result:
         self.log.append(f"before:{self.name}")
-        return self.short
-
-    async def after(self, ctx: RequestContext, result: Result | None, error: BaseException | None) -> Result | None:
-        self.log.append(f"after:{self.name}:{type(error).__name__ if error else 'ok'}")
+        if self.short is not None:
+            result = self.short
+        else:
+            try:
+                result = await call_next(ctx)
+            except Exception as exc:
+                self.log.append(f"after:{self.name}:{type(exc).__name__}")
+                raise
+        self.log.append(f"after:{self.name}:ok")
         return result
 
 
 def ctx() -> RequestContext:
-    return RequestContext(request_id="r", endpoint=Endpoint.CHAT, model="m", body={})
+    return context()
 
 
 async def test_stages_run_before_in_order_and_after_in_reverse() -> None:

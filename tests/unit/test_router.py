@@ -23,6 +23,7 @@ from interlock.pipeline.context import Endpoint, RequestContext
 from interlock.pipeline.result import Completion, StreamResult
 from interlock.providers.base import UpstreamAnswer
 from interlock.routing import CircuitBreaker, DeploymentRuntime, GroupRuntime, Router
+from tests.support.context import context
 
 
 class Scripted:
@@ -94,7 +95,7 @@ def make_router(groups: dict[str, list[Scripted]], fallbacks: dict[str, list[str
 
 
 def ctx(model: str = "g", stream: bool = False) -> RequestContext:
-    return RequestContext(request_id="r", endpoint=Endpoint.CHAT, model=model, body={"model": model}, stream=stream)
+    return context({"model": model}, model=model, stream=stream)
 
 
 async def test_retries_a_retryable_failure_with_backoff() -> None:
@@ -102,9 +103,9 @@ async def test_retries_a_retryable_failure_with_backoff() -> None:
     router, clock = make_router({"g": [p]})
     c = ctx()
     result = await router(c)
-    assert isinstance(result, Completion) and p.calls == 2 and c.retries == 1
+    assert isinstance(result, Completion) and p.calls == 2 and c.routing.retries == 1
     assert len(clock.slept) == 1 and 0 <= clock.slept[0] <= 0.05
-    assert (c.prompt_tokens, c.completion_tokens) == (3, 2)
+    assert (c.routing.prompt_tokens, c.routing.completion_tokens) == (3, 2)
 
 
 async def test_a_retry_prefers_a_deployment_not_yet_tried() -> None:
@@ -113,7 +114,7 @@ async def test_a_retry_prefers_a_deployment_not_yet_tried() -> None:
     for _ in range(5):
         c = ctx()
         await router(c)
-        assert c.deployment == "b"
+        assert c.routing.deployment == "b"
     assert a.calls <= 5
 
 
@@ -145,7 +146,7 @@ async def test_falls_back_to_the_next_group_when_retries_run_out() -> None:
     router, _ = make_router({"g": [bad], "backup": [good]}, {"g": ["backup"]})
     c = ctx()
     await router(c)
-    assert (c.deployment, c.served_model, bad.calls) == ("good", "backup", 3)
+    assert (c.routing.deployment, c.routing.served_model, bad.calls) == ("good", "backup", 3)
 
 
 async def test_open_circuit_short_circuits_to_503() -> None:

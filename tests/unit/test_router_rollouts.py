@@ -13,11 +13,12 @@ import pytest
 from interlock.config import RouterSettings
 from interlock.errors import Unavailable
 from interlock.observe.metrics import Metrics
-from interlock.pipeline.context import Endpoint, RequestContext
+from interlock.pipeline.context import RequestContext
 from interlock.rollout.assign import Split
 from interlock.routing import CircuitBreaker, DeploymentRuntime, GroupRuntime, Router
 from interlock.routing.router import sticky_key
 from interlock.security.roles import OPEN
+from tests.support.context import context
 from tests.unit.test_router import Clock, Scripted
 
 
@@ -48,7 +49,7 @@ def ctx(user: str | None) -> RequestContext:
     body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
     if user is not None:
         body["user"] = user
-    return RequestContext(request_id="r", endpoint=Endpoint.CHAT, model="chat", body=body)
+    return context(body, model="chat")
 
 
 async def test_the_same_user_always_gets_the_same_version() -> None:
@@ -58,7 +59,7 @@ async def test_the_same_user_always_gets_the_same_version() -> None:
         for _ in range(3):
             c = ctx(f"u{u}")
             await router(c)
-            landed.setdefault(f"u{u}", set()).add(c.version)
+            landed.setdefault(f"u{u}", set()).add(c.routing.version)
     assert all(len(v) == 1 for v in landed.values())
     assert {next(iter(v)) for v in landed.values()} == {"v1", "v2"}
 
@@ -69,13 +70,13 @@ async def test_zero_weight_versions_never_serve_and_no_rollout_means_any_version
     for u in range(40):
         c = ctx(f"u{u}")
         await router(c)
-        assert c.version == "v1"
+        assert c.routing.version == "v1"
     router = make({}, clock)  # no rollout of this group: every deployment serves
     seen = set()
     for u in range(60):
         c = ctx(f"u{u}")
         await router(c)
-        seen.add(c.deployment)
+        seen.add(c.routing.deployment)
     assert seen == {"a1", "a2", "b1"}
 
 
@@ -86,7 +87,7 @@ async def test_a_version_without_a_usable_deployment_hands_over_to_the_other_wei
     b1.circuit.failure(clock.now)  # opens: one failure in this test's breaker
     c = ctx("someone")
     await router(c)
-    assert c.version == "v1"
+    assert c.routing.version == "v1"
     # ... but never to a version at zero weight: then the group is unavailable.
     router = make({"chat": {"v1": 0.0, "v2": 100.0}}, clock)
     router.groups["chat"].deployments[2].circuit.failure(clock.now)
@@ -99,10 +100,10 @@ def test_sticky_keys() -> None:
     assert sticky_key("user", c) == "alice"
     assert sticky_key("user", ctx(None)) is None
     assert sticky_key("key_id", c) is None  # the open identity is everyone: chosen at random
-    c.identity = replace(OPEN, subject="key-1", kind="key")
-    assert sticky_key("key_id", c) == "key-1"
-    c.sticky_header = "tenant-7"
-    assert sticky_key("header:x-tenant", c) == "tenant-7"
+    keyed = context(c.request.body, model="chat", identity=replace(OPEN, subject="key-1", kind="key"))
+    assert sticky_key("key_id", keyed) == "key-1"
+    headed = context(c.request.body, model="chat", sticky_header="tenant-7")
+    assert sticky_key("header:x-tenant", headed) == "tenant-7"
 
 
 def test_rollout_settings_are_checked_against_the_groups_versions(tmp_path: Path) -> None:

@@ -29,10 +29,29 @@ class CountingStore(SQLiteKeyStore):
         return await super().by_hash(digest)
 
 
-def test_keys_are_long_random_and_only_their_hmac_is_kept() -> None:
+def test_keys_are_long_random_and_their_hmac_depends_on_the_server_secret() -> None:
     a, b = new_key(), new_key()
     assert a.startswith(KEY_PREFIX) and len(a) >= 35 and a != b
     assert key_hash(SECRET, a) == key_hash(SECRET, a) != key_hash(b"another-secret-value", a)
+
+
+def everything_in(folder: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in folder.iterdir() if p.is_file())
+
+
+async def test_only_a_keys_hmac_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "keys.db"
+    store = SQLiteKeyStore(path)
+    await store.start()
+    try:
+        key, record = await create_key(store, SECRET, NewKey(name="svc", tenant="acme"), DEFAULT_ROLES, Clock(START))
+        assert record.hash == key_hash(SECRET, key)
+        assert (await store.by_hash(key_hash(SECRET, key))) is not None
+    finally:
+        await store.close()
+    stored = everything_in(tmp_path)  # the database and any journal
+    secret_part = key.removeprefix(KEY_PREFIX)
+    assert secret_part.encode() not in stored and key_hash(SECRET, key).encode() in stored
 
 
 def test_credentials_come_from_bearer_or_api_key() -> None:

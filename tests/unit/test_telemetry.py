@@ -40,7 +40,10 @@ from interlock.observe.metrics import Metrics
 from interlock.observe.stage import TelemetryStage
 from interlock.observe.tracing import TracedStage, make_tracing, traced, traces_url
 from interlock.pipeline import Completion, Endpoint, Pipeline, RequestContext, Result, StreamResult
+from interlock.pipeline.runner import Next
 from interlock.routing import CircuitBreaker, DeploymentRuntime, GroupRuntime, Router
+from tests.support.context import context as make_context
+from tests.support.context import reaches_the_rest
 from tests.unit.test_router import Scripted
 
 LABELS = {"model": "m", "deployment": "d1", "version": "v7"}
@@ -126,12 +129,12 @@ class FakeClock:
 
 
 def context(body: dict[str, Any], stream: bool = False) -> RequestContext:
-    return RequestContext(request_id="r", endpoint=Endpoint.CHAT, model="m", body=body, stream=stream, started=10.0)
+    return make_context(body, stream=stream, started=10.0)
 
 
 def answered_by(result: Result) -> Any:
     async def terminal(ctx: RequestContext) -> Result:
-        ctx.deployment, ctx.served_model, ctx.version = "d1", "m", "v7"
+        ctx.routing.deployment, ctx.routing.served_model, ctx.routing.version = "d1", "m", "v7"
         return result
 
     return terminal
@@ -168,7 +171,7 @@ async def test_finish_reasons_are_counted_by_deployment_and_version() -> None:
     assert value("interlock_finish_reasons_total", {**LABELS, "finish_reason": "stop"}) == 1
     assert value("interlock_finish_reasons_total", {**LABELS, "finish_reason": "length"}) == 2
     assert value("interlock_finish_reasons_total", {**LABELS, "finish_reason": "other"}) == 1  # never a new label
-    assert ctx.finish_reason == "something_new" and ctx.confidence is None
+    assert ctx.telemetry.finish_reason == "something_new" and ctx.telemetry.confidence is None
 
 
 async def events(items: list[tuple[float, bytes]], clock: FakeClock) -> AsyncIterator[bytes]:
@@ -211,21 +214,21 @@ async def test_sampled_logprobs_are_recorded_and_stripped_from_a_json_answer() -
     seen: list[bool] = []
     for _ in range(200):  # sampled per request with the injected random source
         ctx = context({"messages": []})
-        await stage.before(ctx)
+        await reaches_the_rest(stage, ctx)
         seen.append(ctx.logprobs_sampled)
     assert 60 < sum(seen) < 140
     always = TelemetryStage(metrics, logprobs_sample=1.0)
     odd = context({"messages": [], "top_logprobs": 2})  # invalid without logprobs: the caller's 400 stands
-    await always.before(odd)
+    await reaches_the_rest(always, odd)
     assert not odd.logprobs_sampled
 
     ctx = context({"messages": []})
-    ctx.logprobs_sampled = True
+    ctx.telemetry.logprobs_sampled = True
     result = await Pipeline([TelemetryStage(metrics)], answered_by(Completion(chat(LOGPROBS)))).run(ctx)
     assert isinstance(result, Completion)
     assert orjson.loads(result.body) == orjson.loads(chat(None))  # exactly what an unasked answer is
-    assert ctx.confidence is not None and ctx.confidence.sampled
-    assert ctx.confidence.mean_logprob == pytest.approx(-0.6) and ctx.confidence.min_logprob == -1.0
+    assert ctx.telemetry.confidence is not None and ctx.telemetry.confidence.sampled
+    assert ctx.telemetry.confidence.mean_logprob == pytest.approx(-0.6) and ctx.telemetry.confidence.min_logprob == -1.0
     value = metrics.registry.get_sample_value
     # Histograms with negative buckets have no _sum (OpenMetrics); the buckets place the values.
     assert value("interlock_logprob_mean_bucket", {**LABELS, "le": "-0.75"}) == 0
@@ -241,7 +244,11 @@ async def test_logprobs_the_caller_asked_for_are_recorded_and_left_in_place() ->
     body = chat(LOGPROBS)
     result = await Pipeline([TelemetryStage(metrics, logprobs_sample=1.0)], answered_by(Completion(body))).run(ctx)
     assert isinstance(result, Completion) and result.body is body  # the same bytes
-    assert ctx.confidence is not None and not ctx.confidence.sampled and ctx.confidence.tokens == 2
+    assert (
+        ctx.telemetry.confidence is not None
+        and not ctx.telemetry.confidence.sampled
+        and ctx.telemetry.confidence.tokens == 2
+    )
 
 
 async def test_a_sampled_stream_keeps_each_chunk_but_its_logprobs() -> None:
@@ -263,14 +270,14 @@ async def test_a_sampled_stream_keeps_each_chunk_but_its_logprobs() -> None:
         asked[-1],
     ]
     ctx = context({"stream": True}, stream=True)
-    ctx.logprobs_sampled = True
+    ctx.telemetry.logprobs_sampled = True
     stage = TelemetryStage(metrics, clock=clock)
     result = await Pipeline([stage], answered_by(StreamResult(events([(11.0, e) for e in asked], clock)))).run(ctx)
     assert isinstance(result, StreamResult)
     out = [e async for e in result.events]
     assert [orjson.loads(e) for e in out] == [orjson.loads(e) for e in unasked]
     assert out[0] is asked[0] and out[-1] is asked[-1]  # chunks without logprobs keep their bytes
-    assert ctx.confidence is not None and ctx.confidence.mean_logprob == pytest.approx(-0.2)
+    assert ctx.telemetry.confidence is not None and ctx.telemetry.confidence.mean_logprob == pytest.approx(-0.2)
     assert metrics.registry.get_sample_value("interlock_logprob_mean_count", LABELS) == 1
 
 
@@ -312,14 +319,14 @@ async def test_the_router_puts_the_version_on_the_context_and_asks_for_sampled_l
     metrics = Metrics()
     provider = Recording("d")
     router = router_for(provider, metrics)
-    plain = RequestContext(request_id="a", endpoint=Endpoint.CHAT, model="g", body={"messages": []})
+    plain = make_context({"messages": []}, model="g", request_id="a")
     await router(plain)
-    assert (plain.deployment, plain.version) == ("d", "canary-2")
+    assert (plain.routing.deployment, plain.routing.version) == ("d", "canary-2")
     assert metrics.registry.get_sample_value(
         "interlock_tokens_total", {"model": "g", "deployment": "d", "version": "canary-2", "direction": "out"}
     ) == 2  # fmt: skip
-    sampled = RequestContext(request_id="b", endpoint=Endpoint.CHAT, model="g", body={"messages": []})
-    sampled.logprobs_sampled = True
+    sampled = make_context({"messages": []}, model="g", request_id="b")
+    sampled.telemetry.logprobs_sampled = True
     await router(sampled)
     assert provider.bodies == [{"messages": []}, {"messages": [], "logprobs": True, "top_logprobs": 0}]
     assert sampled.body == {"messages": []}  # what the cache keys on is the caller's request
@@ -327,8 +334,8 @@ async def test_the_router_puts_the_version_on_the_context_and_asks_for_sampled_l
 
 async def test_a_backend_that_refuses_logprobs_is_asked_again_without_them() -> None:
     provider = Recording("d", [UpstreamRejected(400, b'{"error":{"message":"logprobs unsupported"}}')])
-    ctx = RequestContext(request_id="a", endpoint=Endpoint.CHAT, model="g", body={"messages": []})
-    ctx.logprobs_sampled = True
+    ctx = make_context({"messages": []}, model="g", request_id="a")
+    ctx.telemetry.logprobs_sampled = True
     result = await router_for(provider, Metrics())(ctx)
     assert isinstance(result, Completion) and result.status == 200
     assert [("logprobs" in b) for b in provider.bodies] == [True, False]
@@ -340,12 +347,9 @@ class Named:
     def __init__(self, log: list[str]) -> None:
         self.log = log
 
-    async def before(self, ctx: RequestContext) -> Result | None:
+    async def __call__(self, ctx: RequestContext, call_next: Next) -> Result:
         self.log.append("before")
-        return None
-
-    async def after(self, ctx: RequestContext, result: Result | None, error: BaseException | None) -> Result | None:
-        return result
+        return await call_next(ctx)
 
 
 class LimitStage(Named): ...
@@ -415,8 +419,8 @@ def test_without_tracing_configured_no_stage_is_wrapped() -> None:
     assert make_tracing(settings.telemetry) is None
     gateway = build(settings)
     pipeline = gateway._inference._pipeline  # the hot path as built
-    stages = pipeline._stages
-    assert stages and pipeline._traced is stages and not any(isinstance(s, TracedStage) for s in stages)
+    stages = pipeline.stages
+    assert stages and pipeline.traced_stages is stages and not any(isinstance(s, TracedStage) for s in stages)
     assert type(stages[-1]).__name__ == "TelemetryStage"  # innermost: inside the cache
     asyncio.run(gateway._on_shutdown())
 

@@ -10,6 +10,6 @@ run_wrk hit 64 3 "$SECURE_URL" "$WORK/warmup.txt" "$SECURE_KEY"
 run_wrk hit 64 70 "$SECURE_URL" "$WORK/run.txt" "$SECURE_KEY"
 grep -E "Requests/sec|Latency|99%" "$WORK/run.txt" || true
 sleep 6  # one more report
-for label in limit.before: "limit.before>100us:" redis.acquire: redis._grant:; do
+for label in limit.stage: "limit.stage>100us:" redis.acquire: redis._grant:; do
     grep -F "TIMING $label" "$WORK/gateway-secure.log" | tail -n 1 || true
 done

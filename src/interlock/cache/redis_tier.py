@@ -17,7 +17,6 @@ from redis.exceptions import RedisError
 
 from ..config import RedisSettings
 from ..observe.metrics import Metrics
-from ..stores.redis import redis_client
 
 MAX_PENDING_WRITES = 1024
 TIER = "redis"
@@ -39,10 +38,6 @@ class RedisTier:
         self._clock = clock
         self._down_until = 0.0
         self._pending: set[asyncio.Task[None]] = set()
-
-    @classmethod
-    def from_settings(cls, settings: RedisSettings, metrics: Metrics) -> RedisTier:
-        return cls(redis_client(settings.url, settings.timeout_ms / 1000), settings, metrics)
 
     @property
     def healthy(self) -> bool:
@@ -88,6 +83,6 @@ class RedisTier:
             return False
 
     async def close(self) -> None:
+        """Let writes in flight land (for a second at most). The client is its maker's to close."""
         if self._pending:
             await asyncio.wait(self._pending, timeout=1.0)
-        await self._client.aclose()

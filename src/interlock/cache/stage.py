@@ -1,8 +1,8 @@
 """The cache stage: look up (memory, then Redis), coalesce, and store what comes back.
 
-Hits are answered in `before` and short-circuit the pipeline; a hit for a streamed request is
-replayed as a stream. On a miss the request leads (or joins) a flight of identical requests;
-`after` stores the answer in both tiers and hands it to the waiters. A stream is stored only
+A hit is answered here and the rest of the pipeline does not run; a hit for a streamed request is
+replayed as a stream. On a miss the request leads (or joins) a flight of identical requests; the
+leader stores the answer in both tiers and hands it to the waiters. A stream is stored only
 when it completed: its events are collected as they pass and kept when it ends cleanly.
 """
 
@@ -16,6 +16,7 @@ from ..errors import InterlockError, RateLimited
 from ..observe.metrics import Metrics
 from ..pipeline.context import RequestContext
 from ..pipeline.result import Completion, Result, StreamResult
+from ..pipeline.runner import Next
 from ..pipeline.streams import StreamTap
 from .coalesce import Coalescer
 from .entry import CachedAnswer, decode, encode
@@ -76,27 +77,51 @@ class CacheStage:
         self._metrics = metrics
         self._flights = Coalescer()
 
-    async def before(self, ctx: RequestContext) -> Result | None:
-        policy = self._policies.get(ctx.model)
-        if policy is None or not is_cacheable(policy, ctx.endpoint, ctx.body):
-            return None
-        key = ctx.cache_key = cache_key(ctx.tenant, ctx.endpoint, ctx.body)
-        if not ctx.cache_control.no_cache:
+    async def __call__(self, ctx: RequestContext, call_next: Next) -> Result:
+        request = ctx.request
+        policy = self._policies.get(request.model)
+        body = ctx.body  # as DLP left it: the cache keys on, and stores, the protected request
+        if policy is None or not is_cacheable(policy, request.endpoint, body):
+            return await call_next(ctx)
+        key = cache_key(request.tenant, request.endpoint, body)
+        if not request.cache_control.no_cache:
             answer = await self._lookup(key, policy)
             if answer is not None:
                 ctx.cache_status = "hit"
                 return as_result(answer)
         ctx.cache_status = "miss"
         waiting = self._flights.join(key)
-        if waiting is None:
-            ctx.coalesce_leader = True
-            return None
-        self._metrics.coalesce(ctx.model)
-        answer = await asyncio.shield(waiting)  # a waiter going away must not cancel the flight
-        if answer is None:
-            return None  # the leader went away without an answer: call upstream ourselves
-        ctx.cache_status = "hit"
-        return as_result(answer)
+        if waiting is not None:
+            self._metrics.coalesce(request.model)
+            answer = await asyncio.shield(waiting)  # a waiter going away must not cancel the flight
+            if answer is not None:
+                ctx.cache_status = "hit"
+                return as_result(answer)
+            # The leader went away without an answer: call upstream ourselves, leading no one.
+            return await call_next(ctx)
+        return await self._lead(ctx, key, policy, call_next)
+
+    async def _lead(self, ctx: RequestContext, key: str, policy: GroupCache, call_next: Next) -> Result:
+        """Call upstream for the flight of identical requests, store the answer and hand it to the
+        waiters; they get the same error, or, if the leader was cancelled, retry on their own."""
+        try:
+            result = await call_next(ctx)
+        except BaseException as exc:
+            self._flights.finish(key, error=_shared(exc))
+            raise
+        if isinstance(result, Completion):
+            answer = CachedAnswer("json", body=result.body) if result.status == 200 else None
+            self._settle(ctx, key, policy, answer)
+            return result
+        collected: list[bytes] = []
+
+        def on_end(stream_error: BaseException | None) -> None:
+            if stream_error is None and not any(e.startswith(b'{"error"') for e in collected):
+                self._settle(ctx, key, policy, CachedAnswer("sse", events=collected))
+            else:
+                self._flights.finish(key, error=_shared(stream_error))
+
+        return StreamResult(StreamTap(result.events, collected.append, on_end), result.headers)
 
     async def _lookup(self, key: str, policy: GroupCache) -> CachedAnswer | None:
         answer = self._memory.get(key)
@@ -110,34 +135,12 @@ class CacheStage:
             self._memory.put(key, answer, policy.ttl)
         return answer
 
-    async def after(self, ctx: RequestContext, result: Result | None, error: BaseException | None) -> Result | None:
-        key = ctx.cache_key
-        if key is None or ctx.cache_status != "miss" or not ctx.coalesce_leader:
-            return result
-        if error is not None or result is None:
-            # Waiters get the same error; if the leader was cancelled they retry on their own.
-            self._flights.finish(key, error=_shared(error))
-            return result
-        if isinstance(result, Completion):
-            answer = CachedAnswer("json", body=result.body) if result.status == 200 else None
-            self._settle(ctx, key, answer)
-            return result
-        collected: list[bytes] = []
-
-        def on_end(stream_error: BaseException | None) -> None:
-            if stream_error is None and not any(e.startswith(b'{"error"') for e in collected):
-                self._settle(ctx, key, CachedAnswer("sse", events=collected))
-            else:
-                self._flights.finish(key, error=_shared(stream_error))
-
-        return StreamResult(StreamTap(result.events, collected.append, on_end), result.headers)
-
-    def _settle(self, ctx: RequestContext, key: str, answer: CachedAnswer | None) -> None:
+    def _settle(self, ctx: RequestContext, key: str, policy: GroupCache, answer: CachedAnswer | None) -> None:
         self._flights.finish(key, answer)
-        if answer is None or ctx.cache_control.no_store:
+        control = ctx.request.cache_control
+        if answer is None or control.no_store:
             return
-        policy = self._policies[ctx.model]
-        ttl = ctx.cache_control.ttl if ctx.cache_control.ttl is not None else policy.ttl
+        ttl = control.ttl if control.ttl is not None else policy.ttl
         self._memory.put(key, answer, ttl)
         if self._redis is not None:
             self._redis.set_later(key, encode(answer), ttl)

@@ -1,11 +1,10 @@
 """The alert runtime: evaluate the rules every `evaluate_s`, notify, trigger retraining, and tell
 the rollout controller which versions breach which rules.
 
-Wiring, in the composition root (one `RequestStats` per worker process; `record` once per request,
-with the request's group, its deployment's version, latency, error class, TTFT and mean logprob):
+Wiring, in the composition root (app.py `make_alert_engine`; one `RequestStats` per worker
+process, recorded into once per request by observe/record.py's `WindowRecorder`):
 
     stats = RequestStats(alerts.retention_s, alerts.bucket_s)
-    redis = redis_client(alerts.redis.url, alerts.redis.timeout_ms / 1000) if alerts.redis else None
     signals = WindowSignals(stats, lambda: monitor.reports, redis, alerts.prefix, ttl_s=3 * alerts.evaluate_s)
     engine = make_alerts(settings, signals, AlertGauges(metrics.registry), redis)  # None without `alerts`
     ... startup: await engine.start()     shutdown: await engine.close() (then close `redis`)
@@ -44,19 +43,19 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from ..config import RETRAIN_ACTION, AlertsSettings, Settings
-from ..stores.redis import redis_client
+from ..config import RETRAIN_ACTION, AlertsSettings
+from ..lifecycle import Background
 from .alerts import ALL_VERSIONS, Alert, AlertEvaluator, Breach, Sample, SignalProvider, State, Transition
 from .notify import HttpPoster, Notifier
-from .retrain import LocalCooldown, RedisCooldown, RetrainTrigger
-from .window import RequestStats, Stats, merged, publish, replica_id
+from .retrain import RetrainTrigger
+from .window import RequestStats, Stats, merged, publish
 
 log = logging.getLogger("interlock.alerts")
 
@@ -243,7 +242,6 @@ class AlertEngine:
         lease: Lease | None = None,
         metrics: AlertMetrics | None = None,
         clock: Callable[[], float] = time.time,
-        closers: Sequence[Callable[[], Awaitable[Any]]] = (),
     ) -> None:
         self._settings = settings
         self._provider = provider
@@ -253,13 +251,12 @@ class AlertEngine:
         self._lease = lease
         self._metrics = metrics
         self._clock = clock
-        self._closers = closers
         self._evaluator = AlertEvaluator(settings.rules)
         self._queues: list[asyncio.Queue[Transition]] = []
         self._callbacks: list[Callable[[Transition], None]] = []
         self._last_sent: dict[tuple[str, str, str], float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._loop_task: asyncio.Task[None] | None = None
+        self._evaluating = Background("alert evaluation", self._run)
         self._notifying = False  # whether this replica held the lease at the last evaluation
 
     # -- what the rollout controller reads --------------------------------------------------------
@@ -297,15 +294,10 @@ class AlertEngine:
     async def start(self) -> None:
         await self._poster.start()
         await self._notifier.start()
-        if self._loop_task is None:
-            self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="alert evaluation")
+        self._evaluating.start()
 
     async def close(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-            self._loop_task = None
+        await self._evaluating.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -313,8 +305,6 @@ class AlertEngine:
         await self._poster.close()
         if self._lease is not None:
             await self._lease.release()
-        for close in self._closers:
-            await close()
 
     async def _run(self) -> None:
         while True:
@@ -405,37 +395,3 @@ class AlertEngine:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def make_alerts(
-    settings: Settings,
-    provider: SignalProvider,
-    metrics: AlertMetrics | None = None,
-    redis: Redis | None = None,
-    replica: str | None = None,
-    clock: Callable[[], float] = time.time,
-) -> AlertEngine | None:
-    """The alert engine for `settings.alerts` (None without that section). With `redis` (or
-    `alerts.redis`, whose client the engine then owns and closes) the retrain cool-down is shared
-    and one replica notifies. `replica` names this process for the lease (default: random)."""
-    alerts = settings.alerts
-    if alerts is None:
-        return None
-    closers: list[Callable[[], Awaitable[Any]]] = []
-    if redis is None and alerts.redis is not None:
-        redis = redis_client(alerts.redis.url, alerts.redis.timeout_ms / 1000)
-        closers.append(redis.aclose)
-    poster = HttpPoster()
-    on_result = metrics.alert_notification if metrics is not None else None
-    notifier = Notifier(alerts.webhooks, poster, alerts.external_url, on_result)
-    retrain = None
-    if alerts.retrain is not None:
-        cooldown = RedisCooldown(redis, alerts.prefix) if redis is not None else LocalCooldown()
-        retrain = RetrainTrigger(alerts.retrain, poster, cooldown)
-    lease = None
-    if redis is not None:
-        owner = replica or replica_id()
-        lease = Lease(redis, alerts.prefix + "notifier", owner, 3 * alerts.evaluate_s)
-    return AlertEngine(
-        alerts, provider, notifier, poster, retrain, lease=lease, metrics=metrics, clock=clock, closers=closers
-    )

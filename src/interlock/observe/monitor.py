@@ -37,6 +37,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from ..lifecycle import Background
 from .drift import DriftConfig, DriftReport, LanguageIdentifier, Profile, compare, observe, topic_text
 
 log = logging.getLogger("interlock.drift")
@@ -113,7 +114,7 @@ class DriftMonitor:
         self._language: LanguageIdentifier | None = None
         self._references: dict[str, Profile] = {}
         self.reports: dict[tuple[str, str], DriftReport] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = (Background("drift worker", self._work), Background("drift evaluation", self._evaluate_forever))
         self._me = f"{os.getpid()}-{os.urandom(3).hex()}"
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="interlock-drift", initializer=_lowest_priority)
 
@@ -160,19 +161,13 @@ class DriftMonitor:
         self._language = await asyncio.to_thread(LanguageIdentifier)
         for model, path in self._settings.references.items():
             self._references[model] = Profile.from_bytes(await asyncio.to_thread(Path(path).read_bytes))
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._work()), loop.create_task(self._evaluate_forever())]
+        for task in self._tasks:
+            task.start()
 
     async def close(self) -> None:
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):  # a failure was logged already
-                await task
-        self._tasks = []
-        await self.publish()
-        if self._redis is not None:  # the monitor owns its client
-            await self._redis.aclose()
+            await task.stop()
+        await self.publish()  # the Redis client is its maker's to close
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     # -- the worker -------------------------------------------------------------------------

@@ -35,6 +35,7 @@ import aiohttp
 import orjson
 
 from ..config import WebhookSettings
+from ..lifecycle import Background
 from ..providers.aiohttp_transport import proxy_configured
 from .alerts import Alert, State, fingerprint
 
@@ -183,7 +184,7 @@ class Webhook:
         self._poster = poster
         self._on_result = on_result
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(settings.queue)
-        self._task: asyncio.Task[None] | None = None
+        self._sender = Background(f"webhook {name}", self._run)
 
     def put(self, body: bytes) -> None:
         if self._queue.full():
@@ -194,8 +195,7 @@ class Webhook:
         self._queue.put_nowait(body)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"webhook {self.name}")
+        self._sender.start()
 
     async def _run(self) -> None:
         s = self.settings
@@ -217,11 +217,7 @@ class Webhook:
         await self._queue.join()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._sender.stop()
 
     @property
     def pending(self) -> int:

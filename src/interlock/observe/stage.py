@@ -11,7 +11,7 @@ a cache replay, which would count a popular answer again) and hits never pay for
   more; the mean and the maximum per stream give the decode speed across requests and its
   stalls, for two updates per stream. Per event the cost is two regex searches and a clock read;
 - confidence (mean and minimum token logprob, perplexity) when the answer has logprobs,
-  published on `ctx.confidence` for later stages.
+  published on `ctx.telemetry.confidence` for the recorders.
 
 Logprob sampling: for `logprobs_sample` of chat requests whose caller did not ask for logprobs,
 the router asks the backend for them (`observe.confidence.with_logprobs`) and this stage removes
@@ -34,6 +34,7 @@ import orjson
 
 from ..pipeline.context import Endpoint, RequestContext
 from ..pipeline.result import Completion, Result, StreamResult
+from ..pipeline.runner import Next
 from ..pipeline.streams import MappedStream, StreamTap
 from .confidence import LogprobTally, strip_logprobs
 from .metrics import NONE, Metrics
@@ -65,20 +66,19 @@ class TelemetryStage:
         self._rng = rng or random.Random()
         self._clock = clock
 
-    async def before(self, ctx: RequestContext) -> Result | None:
+    async def __call__(self, ctx: RequestContext, call_next: Next) -> Result:
+        request = ctx.request
+        if request.endpoint is Endpoint.EMBEDDINGS:
+            return await call_next(ctx)
         if (
             self._sample
-            and ctx.endpoint is Endpoint.CHAT
-            and not ctx.body.get("logprobs")
-            and "top_logprobs" not in ctx.body  # without logprobs it is the caller's 400 to get
+            and request.endpoint is Endpoint.CHAT
+            and not request.body.get("logprobs")
+            and "top_logprobs" not in request.body  # without logprobs it is the caller's 400 to get
             and self._rng.random() < self._sample
         ):
-            ctx.logprobs_sampled = True
-        return None
-
-    async def after(self, ctx: RequestContext, result: Result | None, error: BaseException | None) -> Result | None:
-        if error is not None or result is None or ctx.endpoint is Endpoint.EMBEDDINGS:
-            return result
+            ctx.telemetry.logprobs_sampled = True
+        result = await call_next(ctx)
         if isinstance(result, Completion):
             return self._completion(ctx, result)
         observer = StreamObserver(ctx, self._metrics, self._clock)
@@ -91,38 +91,44 @@ class TelemetryStage:
         if result.status != 200:
             return result
         labels = _labels(ctx)
+        telemetry = ctx.telemetry
         reasons: list[str] = []
-        answer = _decoded(result.body) if ctx.logprobs_sampled or ctx.body.get("logprobs") else None
+        sampled = ctx.logprobs_sampled
+        answer = _decoded(result.body) if sampled or ctx.request.body.get("logprobs") else None
         if answer is None:
             reasons = [r.decode() for r in _FINISH.findall(result.body)]
         else:
             choices = answer.get("choices")
             tally = LogprobTally()
             tally.add_choices(choices)
-            ctx.confidence = tally.result(ctx.logprobs_sampled)
-            if ctx.confidence is not None:
-                self._metrics.confidence(*labels, ctx.confidence)
+            telemetry.confidence = tally.result(sampled)
+            if telemetry.confidence is not None:
+                self._metrics.confidence(*labels, telemetry.confidence)
             for choice in choices if isinstance(choices, list) else ():
                 reason = choice.get("finish_reason") if isinstance(choice, dict) else None
                 if isinstance(reason, str):
                     reasons.append(reason)
-            if ctx.logprobs_sampled and strip_logprobs(choices):
+            if sampled and strip_logprobs(choices):
                 result = Completion(orjson.dumps(answer), result.status, result.headers)
         for reason in reasons:
             self._metrics.finished(*labels, reason)
         if reasons:
-            ctx.finish_reason = reasons[0]
+            telemetry.finish_reason = reasons[0]
         return result
 
 
 def _labels(ctx: RequestContext) -> tuple[str, str, str]:
-    return ctx.served_model or ctx.model, ctx.deployment or NONE, ctx.version or NONE
+    routing = ctx.routing
+    return routing.served_model or ctx.request.model, routing.deployment or NONE, routing.version or NONE
 
 
 class StreamObserver:
     """Times and reads the events of one generated stream as they go out."""
 
-    __slots__ = ("_clock", "_ctx", "_first", "_last", "_longest", "_metrics", "_parse", "_reasons", "_tally", "_tokens")
+    __slots__ = (
+        "_clock", "_ctx", "_first", "_last", "_longest", "_metrics", "_parse", "_reasons", "_sampled", "_tally",
+        "_tokens",
+    )  # fmt: skip
 
     def __init__(self, ctx: RequestContext, metrics: Metrics, clock: Callable[[], float]) -> None:
         self._ctx = ctx
@@ -132,8 +138,9 @@ class StreamObserver:
         self._first = self._last = self._longest = 0.0
         self._reasons: list[str] = []
         # Logprobs the caller asked for are read as they pass; sampled ones in `strip`.
-        self._parse = bool(ctx.body.get("logprobs")) and not ctx.logprobs_sampled
-        self._tally = LogprobTally() if self._parse or ctx.logprobs_sampled else None
+        self._sampled = ctx.logprobs_sampled
+        self._parse = bool(ctx.request.body.get("logprobs")) and not self._sampled
+        self._tally = LogprobTally() if self._parse or self._sampled else None
 
     def strip(self, event: bytes) -> bytes:
         """Sampled streams: read the chunk's logprobs, then send it on as if none were asked for."""
@@ -159,8 +166,8 @@ class StreamObserver:
             else:
                 self._first = now
                 ctx = self._ctx
-                ctx.ttft_s = now - ctx.started
-                self._metrics.first_token(*_labels(ctx), ctx.ttft_s)
+                ttft = ctx.telemetry.ttft_s = now - ctx.request.started
+                self._metrics.first_token(*_labels(ctx), ttft)
             self._last = now
             self._tokens += 1
         finish = _FINISH.search(event)
@@ -177,9 +184,10 @@ class StreamObserver:
             metrics.inter_token(*labels, (self._last - self._first) / (self._tokens - 1), self._longest)
         for reason in self._reasons:
             metrics.finished(*labels, reason)
+        telemetry = ctx.telemetry
         if self._reasons:
-            ctx.finish_reason = self._reasons[0]
+            telemetry.finish_reason = self._reasons[0]
         if self._tally is not None:
-            ctx.confidence = self._tally.result(ctx.logprobs_sampled)
-            if ctx.confidence is not None:
-                metrics.confidence(*labels, ctx.confidence)
+            telemetry.confidence = self._tally.result(self._sampled)
+            if telemetry.confidence is not None:
+                metrics.confidence(*labels, telemetry.confidence)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ..config import TelemetrySettings
     from ..pipeline.context import RequestContext
     from ..pipeline.result import Result
-    from ..pipeline.runner import Stage
+    from ..pipeline.runner import Next, Stage
 
 Attributes = dict[str, str | bool | int | float]
 AzureConfigure = Callable[..., None]
@@ -114,25 +114,26 @@ class RequestTrace:
         span = self.span
         attributes: Attributes = {"interlock.model": model, "http.response.status_code": status}
         if ctx is not None:
-            attributes["interlock.request_id"] = ctx.request_id
-            attributes["interlock.endpoint"] = ctx.endpoint.value
-            attributes["interlock.stream"] = ctx.stream
+            request, routing, telemetry = ctx.request, ctx.routing, ctx.telemetry
+            attributes["interlock.request_id"] = request.request_id
+            attributes["interlock.endpoint"] = request.endpoint.value
+            attributes["interlock.stream"] = request.stream
             attributes["interlock.cache"] = ctx.cache_status or "none"
             for key, value in (
-                ("interlock.served_model", ctx.served_model),
-                ("interlock.deployment", ctx.deployment),
-                ("interlock.version", ctx.version),
-                ("interlock.data_class", ctx.data_class),
-                ("gen_ai.response.finish_reasons", ctx.finish_reason),
+                ("interlock.served_model", routing.served_model),
+                ("interlock.deployment", routing.deployment),
+                ("interlock.version", routing.version),
+                ("interlock.data_class", ctx.protection.data_class),
+                ("gen_ai.response.finish_reasons", telemetry.finish_reason),
             ):
                 if value is not None:
                     attributes[key] = value
-            if ctx.prompt_tokens or ctx.completion_tokens:
-                attributes["gen_ai.usage.input_tokens"] = ctx.prompt_tokens
-                attributes["gen_ai.usage.output_tokens"] = ctx.completion_tokens
-            if ctx.retries:
-                attributes["interlock.retries"] = ctx.retries
-            confidence = ctx.confidence
+            if routing.prompt_tokens or routing.completion_tokens:
+                attributes["gen_ai.usage.input_tokens"] = routing.prompt_tokens
+                attributes["gen_ai.usage.output_tokens"] = routing.completion_tokens
+            if routing.retries:
+                attributes["interlock.retries"] = routing.retries
+            confidence = telemetry.confidence
             if confidence is not None:
                 attributes["interlock.logprob_mean"] = confidence.mean_logprob
                 attributes["interlock.logprob_min"] = confidence.min_logprob
@@ -147,7 +148,11 @@ class RequestTrace:
 
 
 class TracedStage:
-    """A stage with a span around each of its phases, for requests that have a trace."""
+    """A stage with a span around each of its two phases, for requests that have a trace:
+    `<name>.before` from the stage's start until it calls the rest of the pipeline (or answers
+    itself: then the span says `interlock.answered`), `<name>.after` from the rest's return to the
+    stage's. A phase in which the stage itself raised is marked failed; an error from further in
+    that the stage only lets through is not its failure."""
 
     __slots__ = ("_after_name", "_before_name", "_inner", "_name")
 
@@ -157,33 +162,40 @@ class TracedStage:
         self._before_name = f"{name}.before"
         self._after_name = f"{name}.after"
 
-    async def before(self, ctx: RequestContext) -> Result | None:
+    async def __call__(self, ctx: RequestContext, call_next: Next) -> Result:
         trace = ctx.trace
         if trace is None:
-            return await self._inner.before(ctx)
-        span = trace.child(self._before_name, {"interlock.stage": self._name})
+            return await self._inner(ctx, call_next)
+        attributes: Attributes = {"interlock.stage": self._name}
+        span = trace.child(self._before_name, attributes)
+        passed: BaseException | None = None  # an error from further in, on its way out
+        called = False
+
+        async def rest(c: RequestContext) -> Result:
+            nonlocal span, passed, called
+            called = True
+            span.end()
+            try:
+                return await call_next(c)
+            except BaseException as exc:
+                passed = exc
+                raise
+            finally:
+                span = trace.child(self._after_name, attributes)
+
         try:
-            result = await self._inner.before(ctx)
-            if result is not None:
-                span.set_attribute("interlock.answered", True)  # a cache hit, a replay
+            result = await self._inner(ctx, rest)
+            if not called:  # answered here (a cache hit): the after phase has nothing to do
+                span.set_attribute("interlock.answered", True)
+                span.end()
+                span = trace.child(self._after_name, attributes)
             return result
         except BaseException as exc:
-            trace.fail(span, exc)
+            if exc is not passed:
+                trace.fail(span, exc)
             raise
         finally:
-            span.end()
-
-    async def after(self, ctx: RequestContext, result: Result | None, error: BaseException | None) -> Result | None:
-        trace = ctx.trace
-        if trace is None:
-            return await self._inner.after(ctx, result, error)
-        span = trace.child(self._after_name, {"interlock.stage": self._name})
-        try:
-            return await self._inner.after(ctx, result, error)
-        except BaseException as exc:
-            trace.fail(span, exc)
-            raise
-        finally:
+            passed = None
             span.end()
 
 

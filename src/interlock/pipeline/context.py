@@ -1,12 +1,27 @@
-"""Everything the stages know about one request, parsed once at the edge."""
+"""What the stages know about one request: the request as parsed, frozen, and the outcomes the
+stages fill in, each part written by one owner.
+
+- `Request` is what the edge parsed (`edge/parse.py`). Nothing changes it afterwards.
+- `Protection` is the DLP stage's (`security/dlp.py`): the data class, the entity counts, and the
+  body as it leaves the gateway when DLP rewrote it. `RequestContext.body` is that body (or the
+  parsed one): it is what the cache keys on, what the router forwards, what the logs may show.
+- `Routing` is the router's (`routing/router.py`): the deployment that answered, its version,
+  time upstream, retries, token usage.
+- `Telemetry` is the telemetry stage's (`observe/stage.py`): finish reason, time to first token,
+  confidence, whether logprobs were sampled.
+- `cache_status` is the cache stage's; `response_headers` the limit stages' (they only append).
+
+A field with two writers is a bug to fix, not a convention to follow.
+"""
 
 from __future__ import annotations
 
 import enum
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from ..observe.confidence import Confidence
 from ..security.roles import OPEN, Identity
@@ -21,57 +36,107 @@ class Endpoint(enum.Enum):
     EMBEDDINGS = "embeddings"
 
 
-@dataclass(slots=True)
-class CacheControl:
+class CacheControl(msgspec.Struct, frozen=True):
     no_cache: bool = False  # do not answer from cache (still store the fresh answer)
     no_store: bool = False  # do not store this answer
     ttl: int | None = None
 
 
-@dataclass(slots=True)
-class RequestContext:
+NO_CACHE_CONTROL = CacheControl()
+
+
+class Request(msgspec.Struct, frozen=True):
+    """The request as the edge parsed it. (msgspec Structs rather than dataclasses: a context is
+    built for every request, and four Structs cost a quarter of four slotted dataclasses.)"""
+
     request_id: str
     endpoint: Endpoint
     model: str  # the public model group the caller asked for
-    body: dict[str, Any]  # the request as it will be forwarded (unknown fields included)
-    raw_body: bytes = b""  # the body as it arrived (DLP remembers digests of clean ones)
+    # The body as the caller sent it, unknown fields included (and the edge's own adjustments:
+    # the Azure path's model, the key's token cap, the `cache` field removed). Never forwarded
+    # as it is: what leaves the gateway is `RequestContext.body`, after DLP.
+    body: dict[str, Any]
+    raw_body: bytes = b""  # the bytes as they arrived (DLP remembers digests of clean ones)
     stream: bool = False
     identity: Identity = OPEN
-    cache_control: CacheControl = field(default_factory=CacheControl)
-    started: float = field(default_factory=time.perf_counter)
-    # Filled in along the way.
-    deployment: str | None = None  # the deployment that answered
-    version: str | None = None  # its configured version
-    served_model: str | None = None  # the group that answered (differs after a fallback)
-    cache_status: str | None = None  # "hit" or "miss"; None when the cache was not consulted
-    cache_key: str | None = None
-    coalesce_leader: bool = False  # this request leads identical requests in flight
-    upstream_seconds: float = 0.0
-    retries: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    # Telemetry: how the answer ended, and the token logprob summary when the backend returned
-    # logprobs (set once the answer is complete: for a stream, when it ends).
-    finish_reason: str | None = None
-    ttft_s: float | None = None  # streams: from arrival to the first token
-    confidence: Confidence | None = None
-    logprobs_sampled: bool = False  # the backend is asked for logprobs the caller did not ask for
-    trace: RequestTrace | None = None  # spans of this request; None when tracing is off or not sampled
-    # Data protection: the class asked for in a header, the conversation that scopes tokens,
-    # and what the DLP stage concluded (the class, and entity types found with their counts).
+    cache_control: CacheControl = NO_CACHE_CONTROL
+    started: float = msgspec.field(default_factory=time.perf_counter)
+    # Data protection headers: the class asked for, and the conversation that scopes tokens.
     requested_class: str | None = None
     conversation: str | None = None
-    data_class: str | None = None
-    findings: dict[str, int] = field(default_factory=dict)
-    protected: bool = False  # the DLP stage rewrote the body: its text may be logged
-    # Rollouts: the value of the header a rollout's `sticky: header:<name>` names (the edge copies it).
+    # The value of the header a rollout's `sticky: header:<name>` names.
     sticky_header: str | None = None
-    # Headers for the answer, set by stages (x-ratelimit-*), as bytes ready for the wire.
-    response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    # Set by the edge: arms a watch that cancels the request when the client goes away. The
-    # router calls it right before the first upstream call, so cache hits never pay for it.
-    arm_disconnect_watch: Callable[[], None] = field(default=lambda: None)
 
     @property
     def tenant(self) -> str:
         return self.identity.tenant
+
+
+class Protection(msgspec.Struct):
+    """Written by the DLP stage only."""
+
+    body: dict[str, Any] | None = None  # the rewritten body; None: the parsed one leaves as it is
+    data_class: str | None = None
+    findings: dict[str, int] = {}  # entity type -> count (msgspec gives each its own)
+    screened: bool = False  # DLP ran to its end: the body's text is what its policy lets out
+
+
+class Routing(msgspec.Struct):
+    """Written by the router only."""
+
+    deployment: str | None = None  # the deployment that answered (or the last one tried)
+    version: str | None = None  # its configured version
+    served_model: str | None = None  # the group that answered (differs after a fallback)
+    upstream_seconds: float = 0.0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    logprobs_refused: bool = False  # the backend refused sampled logprobs: asked again without
+
+
+class Telemetry(msgspec.Struct):
+    """Written by the telemetry stage only (set once the answer is complete: for a stream, when it
+    ends)."""
+
+    logprobs_sampled: bool = False  # the backend is asked for logprobs the caller did not ask for
+    finish_reason: str | None = None
+    ttft_s: float | None = None  # streams: from arrival to the first token
+    confidence: Confidence | None = None
+
+
+def _unwatched() -> None:
+    pass
+
+
+class RequestContext(msgspec.Struct):
+    request: Request
+    trace: RequestTrace | None = None  # spans of this request; None when tracing is off or not sampled
+    # Set by the edge: arms a watch that cancels the request when the client goes away. The
+    # router calls it right before the first upstream call, so cache hits never pay for it.
+    arm_disconnect_watch: Callable[[], None] = _unwatched
+    protection: Protection = msgspec.field(default_factory=Protection)
+    routing: Routing = msgspec.field(default_factory=Routing)
+    telemetry: Telemetry = msgspec.field(default_factory=Telemetry)
+    cache_status: str | None = None  # "hit" or "miss"; None when the cache was not consulted
+    # Headers for the answer (x-ratelimit-*), as bytes ready for the wire.
+    response_headers: list[tuple[bytes, bytes]] = []
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The body as it leaves the gateway: DLP's rewrite, or the parsed body when it had
+        nothing to change."""
+        protected = self.protection.body
+        return self.request.body if protected is None else protected
+
+    @property
+    def model(self) -> str:
+        return self.request.model
+
+    @property
+    def tenant(self) -> str:
+        return self.request.identity.tenant
+
+    @property
+    def logprobs_sampled(self) -> bool:
+        """Sampled logprobs are asked for, and were not refused by the backend."""
+        return self.telemetry.logprobs_sampled and not self.routing.logprobs_refused

@@ -16,6 +16,8 @@ The races, and what this code does about them:
   server closed it without reading our request.
 - A caller cancelled while waiting (its client went away) must not leave a half-read response on
   a pooled connection: the connection is aborted, never reused, and the upstream sees the close.
+- A caller cancelled while it queues for a place (the total limit, then its host's) must give back
+  what it took: `_take_place` and `_give_place` are the one way in and out, for calls and streams.
 - A timer, not `asyncio.timeout`, bounds each call: it aborts the connection, which wakes the
   waiter with a timeout error. One timer handle per call, re-armed per chunk for streams.
 """
@@ -296,6 +298,25 @@ class NativeTransport:
             host = self._per_host[target.key] = asyncio.Semaphore(self._settings.limit_per_host)
         return self._total, host
 
+    async def _take_place(self, target: Target) -> tuple[asyncio.Semaphore, asyncio.Semaphore]:
+        """A place in the total limit and one in the target host's, in that order. A caller
+        cancelled (or failing) while it waits for the host's gives the total's back: otherwise
+        every client that went away in that queue would shrink the pool for good."""
+        total, host = self._limits(target)
+        await total.acquire()
+        try:
+            await host.acquire()
+        except BaseException:
+            total.release()
+            raise
+        return total, host
+
+    @staticmethod
+    def _give_place(places: tuple[asyncio.Semaphore, asyncio.Semaphore]) -> None:
+        total, host = places
+        host.release()
+        total.release()
+
     def _head(self, method: bytes, target: Target, headers: RequestHeaders, length: int) -> bytes:
         return b"%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\nContent-Length: %d\r\n%s\r\n" % (
             method, target.path, target.host_header, USER_AGENT, length, headers.encoded,
@@ -331,38 +352,36 @@ class NativeTransport:
         self, url: str, body: bytes, headers: RequestHeaders, timeouts: Timeouts, where: str
     ) -> UpstreamAnswer:
         target = self._target(url)
-        total, host = self._limits(target)
-        async with total, host:
-            call = _Call(self._running_loop(), where, timeouts.read)
-            try:
-                conn = await self._exchange(b"POST", target, body, headers, timeouts.connect, call)
-                await conn.until_complete()
-                if conn.error is not None:
-                    raise conn.error
-                data = conn.take()
-                if conn.status >= 300:
-                    raise status_error(conn.status, data, conn.retry_after, where)
-                return UpstreamAnswer(data, conn.status)
-            except InterlockError:
-                if call.expired:
-                    raise timed_out(where) from None
-                raise
-            except BaseException:
-                if call.conn is not None:
-                    call.conn.abort()  # cancelled part way: never pool a half-read response
-                raise
-            finally:
-                call.timer.cancel()
-                if call.conn is not None:
-                    self._release(target, call.conn)
+        places = await self._take_place(target)
+        call = _Call(self._running_loop(), where, timeouts.read)
+        try:
+            conn = await self._exchange(b"POST", target, body, headers, timeouts.connect, call)
+            await conn.until_complete()
+            if conn.error is not None:
+                raise conn.error
+            data = conn.take()
+            if conn.status >= 300:
+                raise status_error(conn.status, data, conn.retry_after, where)
+            return UpstreamAnswer(data, conn.status)
+        except InterlockError:
+            if call.expired:
+                raise timed_out(where) from None
+            raise
+        except BaseException:
+            if call.conn is not None:
+                call.conn.abort()  # cancelled part way: never pool a half-read response
+            raise
+        finally:
+            call.timer.cancel()
+            if call.conn is not None:
+                self._release(target, call.conn)
+            self._give_place(places)
 
     async def open_stream(
         self, url: str, body: bytes, headers: RequestHeaders, timeouts: Timeouts, where: str
     ) -> SseStream:
         target = self._target(url)
-        total, host = self._limits(target)
-        await total.acquire()
-        await host.acquire()
+        places = await self._take_place(target)
         loop = self._running_loop()
         call = _Call(loop, where, timeouts.connect + timeouts.read)
         released = False
@@ -373,8 +392,7 @@ class NativeTransport:
                 return
             released = True
             call.timer.cancel()
-            total.release()
-            host.release()
+            self._give_place(places)
             conn = call.conn
             if conn is None:
                 return

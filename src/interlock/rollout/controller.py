@@ -60,6 +60,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     step: int = -1
     message: str = ""
     severity: str = "info"
+    candidate: str = ""  # the version under test
 
 
 class RolloutState(msgspec.Struct, frozen=True, kw_only=True):
@@ -275,4 +276,6 @@ def _bump(before: RolloutState, after: RolloutState, now: float) -> RolloutState
 
 
 def _event(kind: str, s: RolloutState, now: float, message: str, severity: str = "info") -> Event:
-    return Event(kind=kind, model=s.model, at=now, step=s.step, message=message, severity=severity)
+    return Event(
+        kind=kind, model=s.model, at=now, step=s.step, message=message, severity=severity, candidate=s.candidate
+    )

@@ -35,6 +35,7 @@ from typing import Protocol
 import msgspec
 from redis.exceptions import RedisError
 
+from ..lifecycle import Background
 from . import analysis as an
 from . import controller as ctl
 from .analysis import Measurement
@@ -116,7 +117,7 @@ class RolloutDriver:
         self._on_event = on_event
         self._snapshots: dict[str, Snapshot] = {}
         self._splits: dict[str, Split] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Background("rollout driver", self._run)
         self.leader = False
 
     # -- what the router reads (memory only) ---------------------------------------------------------
@@ -152,15 +153,10 @@ class RolloutDriver:
                 with contextlib.suppress(RolloutConflict):  # another replica started it first
                     await self.start_rollout(spec)
         await self.tick()
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="rollout driver")
+        self._loop.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
         if self.leader:
             with contextlib.suppress(*STORE_ERRORS):
                 await self._store.release_lease(self.owner)
@@ -224,7 +220,8 @@ class RolloutDriver:
             raise RolloutConflict(f"the rollout of {spec.model!r} changed meanwhile; try again")
         self._remember(Snapshot(spec=spec, state=state))
         await self._emit([ctl.Event(kind="started", model=spec.model, at=state.started_at, step=0,
-                                    message=f"{spec.candidate} against {spec.stable} ({spec.strategy})")])  # fmt: skip
+                                    message=f"{spec.candidate} against {spec.stable} ({spec.strategy})",
+                                    candidate=spec.candidate)])  # fmt: skip
         return state
 
     async def pause(self, model: str) -> RolloutState:

@@ -82,24 +82,27 @@ class ShadowRunner:
 
     def offer(self, ctx: RequestContext, body: bytes) -> None:
         """After the caller's answer: maybe start a shadow of this request. Never raises, never waits."""
-        percent = self._rollouts.shadow_percent(ctx.model)
-        if percent <= 0 or ctx.endpoint is not Endpoint.CHAT or ctx.stream or ctx.cache_status == "hit":
+        request, routing = ctx.request, ctx.routing
+        model = request.model
+        percent = self._rollouts.shadow_percent(model)
+        if percent <= 0 or request.endpoint is not Endpoint.CHAT or request.stream or ctx.cache_status == "hit":
             return
-        state = self._rollouts.state(ctx.model)
-        if state is None or ctx.version != state.stable or ctx.served_model != ctx.model:
+        state = self._rollouts.state(model)
+        if state is None or routing.version != state.stable or routing.served_model != model:
             return
         if self._rng.random() * 100.0 >= percent:
             return
         if len(self._tasks) >= self._concurrency:
-            self._metrics.shadow(ctx.model, state.candidate, "dropped")
+            self._metrics.shadow(model, state.candidate, "dropped")
             return
         stable_text = answer_text(body)
         if stable_text is None:
             return
-        sensitivity = class_rank(ctx.data_class) if ctx.data_class else 0
-        work = self._run(ctx.model, state.candidate, ctx.request_id, dict(ctx.body), ctx.endpoint, sensitivity,
-                         stable_text, ctx.upstream_seconds)  # fmt: skip
-        task = asyncio.get_running_loop().create_task(work, name=f"shadow {ctx.request_id}")
+        data_class = ctx.protection.data_class
+        sensitivity = class_rank(data_class) if data_class else 0
+        work = self._run(model, state.candidate, request.request_id, dict(ctx.body), request.endpoint, sensitivity,
+                         stable_text, routing.upstream_seconds)  # fmt: skip
+        task = asyncio.get_running_loop().create_task(work, name=f"shadow {request.request_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

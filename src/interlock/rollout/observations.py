@@ -18,7 +18,6 @@ Errors reading Redis become `ObservationError`, which the driver records as an E
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -30,6 +29,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from ..lifecycle import Background
 from ..observe.window import RequestStats, merged, publish
 from .analysis import Measurement, signals_from_stats
 from .driver import ObservationError
@@ -112,18 +112,14 @@ class GatewayObservations:
         self._prefix = prefix
         self._publish_s = publish_s
         self._ttl_s = max(3 * publish_s, 5.0)
-        self._task: asyncio.Task[None] | None = None
+        self._publisher = Background("rollout windows", self._publish_loop)
 
     async def start(self) -> None:
-        if self._redis is not None and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._publish_loop(), name="rollout windows")
+        if self._redis is not None:
+            self._publisher.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._publisher.stop()
 
     async def _publish_loop(self) -> None:
         assert self._redis is not None

@@ -60,12 +60,13 @@ class RolloutView(Protocol):
 
 def sticky_key(sticky: str | None, ctx: RequestContext) -> str | None:
     """The request's sticky key under a rollout's `sticky` setting; None: chosen at random."""
+    request = ctx.request
     if sticky == "key_id":
-        return None if ctx.identity.kind == "open" else ctx.identity.subject
+        return None if request.identity.kind == "open" else request.identity.subject
     if sticky == "user":
-        user = ctx.body.get("user")
+        user = request.body.get("user")
         return user if isinstance(user, str) and user else None
-    return ctx.sticky_header  # header:<name>: the edge copied its value
+    return request.sticky_header  # header:<name>: the edge copied its value
 
 
 @dataclass(slots=True, eq=False)
@@ -124,7 +125,7 @@ class Router:
         rollouts: RolloutView | None = None,
     ) -> None:
         self.groups = {g.name: g for g in groups}
-        self.rollouts = rollouts
+        self._rollouts = rollouts
         self._settings = settings
         self._metrics = metrics
         self._rng = rng or random.Random()
@@ -142,9 +143,9 @@ class Router:
         return list(seen.values())
 
     async def __call__(self, ctx: RequestContext) -> Result:
-        group = self.groups.get(ctx.model)
+        group = self.groups.get(ctx.request.model)
         if group is None:
-            raise ModelNotFound(f"The model `{ctx.model}` does not exist", param="model")
+            raise ModelNotFound(f"The model `{ctx.request.model}` does not exist", param="model")
         ctx.arm_disconnect_watch()
         last: InterlockError | None = None
         for i, name in enumerate([group.name, *group.fallbacks]):
@@ -165,7 +166,7 @@ class Router:
     def versions(self, group: GroupRuntime, ctx: RequestContext) -> tuple[str, ...] | None:
         """The versions this request may use, in order of preference: the one its sticky key
         lands on, then the others with weight. None: the group has no rollout (any version)."""
-        rollouts = self.rollouts
+        rollouts = self._rollouts
         if rollouts is None:
             return None
         split = rollouts.split(group.name)
@@ -204,11 +205,12 @@ class Router:
         pick = STRATEGIES[group.strategy]
         tried: set[str] = set()
         last: InterlockError | None = None
-        sensitivity = class_rank(ctx.data_class) if ctx.data_class else 0
+        data_class = ctx.protection.data_class
+        sensitivity = class_rank(data_class) if data_class else 0
         if not any(d.max_class >= sensitivity for d in group.deployments):
             # Fail closed: this data never goes to a deployment not cleared for it, and the
             # fallbacks are held to the same rule.
-            raise Unavailable(f"no deployment of `{group.name}` may receive {ctx.data_class} data")
+            raise Unavailable(f"no deployment of `{group.name}` may receive {data_class} data")
         versions = self.versions(group, ctx)
         for attempt in range(settings.retries + 1):
             now = self._clock()
@@ -226,7 +228,7 @@ class Router:
             if not dep.circuit.acquire(self._clock()):
                 continue  # another request took the half-open probe first
             if attempt:
-                ctx.retries += 1
+                ctx.routing.retries += 1
                 self._metrics.retry(group.name, dep.id)
             try:
                 return await self._attempt(group, dep, ctx)
@@ -276,32 +278,34 @@ class Router:
         metrics.inflight_add(dep.id, 1)
         started = time.perf_counter()
         handed_on = False
+        routing = ctx.routing
         # The deployment tried last is the one a failure is counted against.
-        ctx.deployment, ctx.version = dep.id, dep.version
+        routing.deployment, routing.version = dep.id, dep.version
         trace = ctx.trace
         span = None
         if trace is not None:
             span = trace.child(
                 f"upstream {dep.id}",
                 {"interlock.model": group.name, "interlock.deployment": dep.id, "interlock.version": dep.version,
-                 "interlock.backend": provider.kind, "interlock.attempt": ctx.retries, "interlock.stream": ctx.stream},
+                 "interlock.backend": provider.kind, "interlock.attempt": routing.retries,
+                 "interlock.stream": ctx.request.stream},
                 client=True,
             )  # fmt: skip
         try:
-            if ctx.stream:
+            if ctx.request.stream:
                 events = await self._call(provider.open_stream, ctx)
                 handed_on = True
-                ctx.served_model = group.name
+                routing.served_model = group.name
                 return StreamResult(self._track_stream(group, dep, ctx, events, started, span))
             answer = await self._call(provider.complete, ctx)
             elapsed = time.perf_counter() - started
-            ctx.upstream_seconds += elapsed
-            ctx.served_model = group.name
+            routing.upstream_seconds += elapsed
+            routing.served_model = group.name
             dep.observe_latency(elapsed)
             dep.circuit.success()
             metrics.upstream_done(group.name, dep.id, elapsed)
             prompt, completion = _usage(answer.body)
-            ctx.prompt_tokens, ctx.completion_tokens = prompt, completion
+            routing.prompt_tokens, routing.completion_tokens = prompt, completion
             metrics.token_usage(group.name, dep.id, dep.version, prompt, completion)
             if span is not None:
                 span.set_attribute("http.response.status_code", answer.status)
@@ -324,12 +328,13 @@ class Router:
         """One upstream call. When the telemetry stage sampled this request for logprobs, they are
         asked for; a backend that rejects the request with them is asked again without them, so
         sampling never costs a caller an answer."""
+        endpoint = ctx.request.endpoint
         if ctx.logprobs_sampled:
             try:
-                return await call(ctx.endpoint, with_logprobs(ctx.body))
+                return await call(endpoint, with_logprobs(ctx.body))
             except UpstreamRejected:
-                ctx.logprobs_sampled = False
-        return await call(ctx.endpoint, ctx.body)
+                ctx.routing.logprobs_refused = True
+        return await call(endpoint, ctx.body)
 
     def _track_stream(
         self,
@@ -342,6 +347,7 @@ class Router:
     ) -> StreamTap:
         """Pass events through; keep in-flight, latency, tokens and the circuit honest."""
         metrics = self._metrics
+        routing = ctx.routing
         first = [True]
 
         def on_event(event: bytes) -> None:
@@ -351,17 +357,17 @@ class Router:
             if b'"usage"' in event:
                 prompt, completion = _usage(event)
                 if prompt or completion:
-                    ctx.prompt_tokens, ctx.completion_tokens = prompt, completion
+                    routing.prompt_tokens, routing.completion_tokens = prompt, completion
 
         def on_end(error: BaseException | None) -> None:
             dep.inflight -= 1
             metrics.inflight_add(dep.id, -1)
             elapsed = time.perf_counter() - started
-            ctx.upstream_seconds += elapsed
+            routing.upstream_seconds += elapsed
             metrics.upstream_done(group.name, dep.id, elapsed)
             if error is None:
                 dep.circuit.success()
-                metrics.token_usage(group.name, dep.id, dep.version, ctx.prompt_tokens, ctx.completion_tokens)
+                metrics.token_usage(group.name, dep.id, dep.version, routing.prompt_tokens, routing.completion_tokens)
             elif isinstance(error, InterlockError):
                 dep.circuit.failure(self._clock())
                 metrics.upstream_failed(dep.id, error.status)

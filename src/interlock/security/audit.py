@@ -31,6 +31,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from ..lifecycle import Background
+
 log = logging.getLogger("interlock.audit")
 GENESIS = "0" * 64
 BATCH = 500
@@ -217,7 +219,7 @@ class AuditLog:
         self._store = store
         self._spool = spool
         self._queue: asyncio.Queue[tuple[float, str]] = asyncio.Queue(QUEUE)
-        self._task: asyncio.Task[None] | None = None
+        self._writer = Background("audit writer", self._run)
         self._store_ok = True
 
     def record(self, event: dict[str, Any]) -> None:
@@ -230,7 +232,7 @@ class AuditLog:
     async def start(self) -> None:
         with contextlib.suppress(Exception):
             await self._store.start()
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._writer.start()
 
     async def _run(self) -> None:
         while True:
@@ -277,10 +279,7 @@ class AuditLog:
 
     async def close(self) -> None:
         """Drain what is queued (to the store, or the spool) before the process ends."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._writer.stop()
         rest = []
         while not self._queue.empty():
             rest.append(self._queue.get_nowait())

@@ -22,6 +22,7 @@ from ..errors import Forbidden, Unavailable
 from ..observe.metrics import Metrics
 from ..pipeline.context import RequestContext
 from ..pipeline.result import Completion, Result, StreamResult
+from ..pipeline.runner import Next
 from ..pipeline.streams import MappedStream
 from .pii.detector import Entity, PatternDetector, without_overlaps
 from .pii.detokenize import StreamDetokenizer, decode_event, detokenize_answer, neutralise
@@ -52,7 +53,7 @@ def mask(value: str) -> str:
     return "****" + visible
 
 
-Slot = tuple[Any, Any]  # a string inside the request body: `holder[key]`, read and written back there
+Slot = tuple[Any, Any]  # a string inside the request body: `holder[key]`
 
 
 def _slots(body: dict[str, Any]) -> list[Slot]:
@@ -96,7 +97,6 @@ class DlpStage:
         self._group_policy = dict(group_policy)
         self._vault = vault
         self._metrics = metrics
-        self._mappings: dict[int, dict[str, str]] = {}
         # Per policy, BLAKE2b digests of recent request bodies in which that policy's detectors
         # found nothing (and no token-shaped text): the same body again, as every cache hit is,
         # is not screened again. A digest, never the body.
@@ -160,22 +160,29 @@ class DlpStage:
         if self._vault is not None:
             await self._vault.close()
 
-    async def before(self, ctx: RequestContext) -> Result | None:
-        policy = self._policy(ctx.model)
+    async def __call__(self, ctx: RequestContext, call_next: Next) -> Result:
+        mapping = await self._screen(ctx)
+        result = await call_next(ctx)
+        return result if not mapping else _restore(result, mapping)
+
+    async def _screen(self, ctx: RequestContext) -> dict[str, str] | None:
+        """Find, classify and act: a block raises; a rewrite becomes `ctx.protection.body`. The
+        tokens given out, with the values they stand for, are returned for the answer."""
+        request = ctx.request
+        protection = ctx.protection
+        policy = self._policy(request.model)
         clean = self._clean[policy.name]
-        digest = hashlib.blake2b(ctx.raw_body, digest_size=16).digest() if ctx.raw_body else None
+        digest = hashlib.blake2b(request.raw_body, digest_size=16).digest() if request.raw_body else None
         if digest is not None and digest in clean:  # this very body was screened lately: nothing in it
             self._nothing_found(ctx, policy)
             return None
-        slots = _slots(ctx.body)
-        texts = []
-        neutralised = False
-        for holder, key in slots:
-            text = holder[key]
+        texts = [holder[key] for holder, key in _slots(request.body)]
+        angled = neutralised = False  # a text with `<` is screened every time, never remembered clean
+        for i, text in enumerate(texts):
             if "<" in text:  # a client's token-shaped text never resolves to anyone's values
-                text = holder[key] = neutralise(text)
-                neutralised = True
-            texts.append(text)
+                angled = True
+                texts[i] = neutralise(text)
+                neutralised = neutralised or texts[i] != text
         extra = self._extra.get(policy.name)
         if extra is None:
             extra = self._extra[policy.name] = self._extra_for(policy)
@@ -184,18 +191,20 @@ class DlpStage:
         else:
             found = await self._scan_threaded(policy, texts, extra)
         if found is None or not any(found):  # the common case: nothing to act on
-            if found is not None and digest is not None and not neutralised:
+            if neutralised:
+                protection.body = _rewritten(request.body, texts)
+            elif found is not None and digest is not None and not angled:
                 if len(clean) >= MAX_CLEAN_BODIES:
                     del clean[next(iter(clean))]  # the oldest
                 clean[digest] = None
             self._nothing_found(ctx, policy)
             return None
         counts = Counter(e.type for entities in found for e in entities)
-        ctx.findings = dict(counts)
+        protection.findings = dict(counts)
         classes = [policy.default_class, *(policy.classify[t] for t in counts if t in policy.classify)]
-        if ctx.requested_class is not None:
-            classes.append(ctx.requested_class)
-        ctx.data_class = max(classes, key=class_rank)
+        if request.requested_class is not None:
+            classes.append(request.requested_class)
+        protection.data_class = max(classes, key=class_rank)
         for kind, n in counts.items():
             self._metrics.pii_found(kind, n)
         self._check_class(ctx)
@@ -206,83 +215,100 @@ class DlpStage:
                 f"Request blocked by DLP policy `{policy.name}`: it contains {', '.join(blocked)}",
                 code="dlp_blocked",
             )
-        await self._rewrite(ctx, policy, slots, texts, found)
-        ctx.protected = True
-        return None
+        tokens = await self._tokenize(ctx, policy, texts, found)
+        rewritten = [self._apply(policy, text, entities, tokens) for text, entities in zip(texts, found, strict=True)]
+        if neutralised or rewritten != texts:
+            protection.body = _rewritten(request.body, rewritten)
+        protection.screened = True
+        return {token: value for (_, value), token in tokens.items()} if tokens else None
 
     def _nothing_found(self, ctx: RequestContext, policy: Policy) -> None:
-        ctx.data_class = policy.default_class
-        if ctx.requested_class is not None and class_rank(ctx.requested_class) > class_rank(ctx.data_class):
-            ctx.data_class = ctx.requested_class
+        protection = ctx.protection
+        requested = ctx.request.requested_class
+        protection.data_class = policy.default_class
+        if requested is not None and class_rank(requested) > class_rank(policy.default_class):
+            protection.data_class = requested
         self._check_class(ctx)
-        ctx.protected = True
+        protection.screened = True
 
     @staticmethod
     def _check_class(ctx: RequestContext) -> None:
-        assert ctx.data_class is not None
-        if class_rank(ctx.data_class) > class_rank(ctx.identity.max_class):
-            raise Forbidden(f"This identity may not send {ctx.data_class} data", code="data_class_forbidden")
+        data_class = ctx.protection.data_class
+        assert data_class is not None
+        if class_rank(data_class) > class_rank(ctx.request.identity.max_class):
+            raise Forbidden(f"This identity may not send {data_class} data", code="data_class_forbidden")
 
-    async def _rewrite(
-        self, ctx: RequestContext, policy: Policy, slots: list[Slot], texts: list[str], found: list[list[Entity]]
-    ) -> None:
+    async def _tokenize(
+        self, ctx: RequestContext, policy: Policy, texts: list[str], found: list[list[Entity]]
+    ) -> dict[tuple[str, str], str]:
+        """Tokens for the values the policy tokenizes, from the vault: (type, value) -> token."""
         pairs = [
             (e.type, text[e.start : e.end])
             for text, entities in zip(texts, found, strict=True)
             for e in entities
             if policy.actions.get(e.type, policy.default_action) == "tokenize"
         ]
-        tokens: dict[tuple[str, str], str] = {}
-        if pairs:
-            if self._vault is None:
-                raise Unavailable(f"DLP policy `{policy.name}` tokenizes, but no vault is configured")
-            try:
-                tokens = await self._vault.tokenize(self._scope(ctx), pairs)
-            except (RedisError, OSError, TimeoutError):
-                self._metrics.dlp_error(policy.name)
-                raise Unavailable(
-                    f"Tokens cannot be stored; the request was blocked by DLP policy `{policy.name}`",
-                    code="dlp_unavailable",
-                    retry_after=1,
-                ) from None
-            self._mappings[id(ctx)] = {token: value for (_, value), token in tokens.items()}
-        for (holder, key), original, entities in zip(slots, texts, found, strict=True):
-            text = original
-            for e in reversed(entities):  # from the end, so earlier offsets stay valid
-                action = policy.actions.get(e.type, policy.default_action)
-                value = text[e.start : e.end]
-                if action == "mask":
-                    new = mask(value)
-                elif action == "redact":
-                    new = f"[{e.type}]"
-                elif action == "tokenize":
-                    new = tokens[(e.type, value)]
-                else:
-                    continue
-                text = text[: e.start] + new + text[e.end :]
-            if text != original:
-                holder[key] = text
+        if not pairs:
+            return {}
+        if self._vault is None:
+            raise Unavailable(f"DLP policy `{policy.name}` tokenizes, but no vault is configured")
+        try:
+            return await self._vault.tokenize(self._scope(ctx), pairs)
+        except (RedisError, OSError, TimeoutError):
+            self._metrics.dlp_error(policy.name)
+            raise Unavailable(
+                f"Tokens cannot be stored; the request was blocked by DLP policy `{policy.name}`",
+                code="dlp_unavailable",
+                retry_after=1,
+            ) from None
 
-    def _scope(self, ctx: RequestContext) -> str:
-        return f"{ctx.tenant}:{ctx.conversation or ctx.request_id}"
+    @staticmethod
+    def _apply(policy: Policy, text: str, entities: list[Entity], tokens: Mapping[tuple[str, str], str]) -> str:
+        """The text with each entity masked, redacted or tokenized as the policy says."""
+        for e in reversed(entities):  # from the end, so earlier offsets stay valid
+            action = policy.actions.get(e.type, policy.default_action)
+            value = text[e.start : e.end]
+            if action == "mask":
+                new = mask(value)
+            elif action == "redact":
+                new = f"[{e.type}]"
+            elif action == "tokenize":
+                new = tokens[(e.type, value)]
+            else:
+                continue
+            text = text[: e.start] + new + text[e.end :]
+        return text
 
-    async def after(self, ctx: RequestContext, result: Result | None, error: BaseException | None) -> Result | None:
-        mapping = self._mappings.pop(id(ctx), None)
-        if not mapping or result is None:
+    @staticmethod
+    def _scope(ctx: RequestContext) -> str:
+        request = ctx.request
+        return f"{request.tenant}:{request.conversation or request.request_id}"
+
+
+def _rewritten(body: dict[str, Any], texts: list[str]) -> dict[str, Any]:
+    """A copy of `body` with its texts (in `_slots` order) replaced; the parsed body stays as it
+    was. orjson's round trip is a deep copy of plain JSON data, and the fastest one at hand."""
+    copy: dict[str, Any] = orjson.loads(orjson.dumps(body))
+    for (holder, key), text in zip(_slots(copy), texts, strict=True):
+        holder[key] = text
+    return copy
+
+
+def _restore(result: Result, mapping: Mapping[str, str]) -> Result:
+    """Tokenized values put back into the answer, whole or as its stream goes by."""
+    if isinstance(result, Completion):
+        answer = decode_event(result.body)
+        if answer is None:
             return result
-        if isinstance(result, Completion):
-            answer = decode_event(result.body)
-            if answer is None:
-                return result
-            detokenize_answer(answer, mapping)
-            return Completion(orjson.dumps(answer), result.status, result.headers)
-        detokenizer = StreamDetokenizer(mapping)
+        detokenize_answer(answer, mapping)
+        return Completion(orjson.dumps(answer), result.status, result.headers)
+    detokenizer = StreamDetokenizer(mapping)
 
-        def restore(payload: bytes) -> bytes:
-            event = decode_event(payload)
-            return payload if event is None else orjson.dumps(detokenizer.feed(event))
+    def restore(payload: bytes) -> bytes:
+        event = decode_event(payload)
+        return payload if event is None else orjson.dumps(detokenizer.feed(event))
 
-        return StreamResult(MappedStream(result.events, restore), result.headers)
+    return StreamResult(MappedStream(result.events, restore), result.headers)
 
 
 def policy_from(name: str, raw: Any) -> Policy:

@@ -22,6 +22,7 @@ from ..errors import RateLimited, Unavailable
 from ..observe.metrics import Metrics
 from ..pipeline.context import RequestContext
 from ..pipeline.result import Result, StreamResult
+from ..pipeline.runner import Next
 from ..pipeline.streams import StreamTap
 from .limits import Check, Decision, Limiter, budget_period, estimate_tokens
 from .roles import Identity
@@ -65,13 +66,14 @@ class Plans:
         self._plans: dict[tuple[object, ...], Plan] = {}
 
     def of(self, ctx: RequestContext) -> Plan:
-        identity = ctx.identity
-        key = (identity.subject, identity.tenant, identity.rpm, identity.tpm, identity.budget, ctx.model)
+        request = ctx.request
+        identity = request.identity
+        key = (identity.subject, identity.tenant, identity.rpm, identity.tpm, identity.budget, request.model)
         plan = self._plans.get(key)
         if plan is None:
             if len(self._plans) >= MAX_PLANS:
                 self._plans.clear()
-            plan = self._plans[key] = self._make(identity, ctx.model)
+            plan = self._plans[key] = self._make(identity, request.model)
         return plan
 
     def _make(self, identity: Identity, model: str) -> Plan:
@@ -130,10 +132,10 @@ class LimitStage:
     async def close(self) -> None:
         await self._limiter.close()
 
-    async def before(self, ctx: RequestContext) -> Result | None:
+    async def __call__(self, ctx: RequestContext, call_next: Next) -> Result:
         checks = self._plans.of(ctx).requests
         if not checks:
-            return None
+            return await call_next(ctx)
         headers = self._limiter.admit(checks)
         if headers is None:  # no lease covers it: ask Redis
             try:
@@ -144,10 +146,7 @@ class LimitStage:
                 raise _refuse(self._metrics, decision)
             headers = decision.headers(checks)
         ctx.response_headers += headers
-        return None
-
-    async def after(self, ctx: RequestContext, result: Result | None, error: BaseException | None) -> Result | None:
-        return result
+        return await call_next(ctx)
 
 
 @dataclass(slots=True)
@@ -181,13 +180,30 @@ class SpendStage:
         self._prices = dict(prices or {})
         self._period = period
         self._clock = clock
-        self._reservations: dict[int, Reservation] = {}
 
-    async def before(self, ctx: RequestContext) -> Result | None:
+    async def __call__(self, ctx: RequestContext, call_next: Next) -> Result:
         plan = self._plans.of(ctx)
+        if not plan.tokens and not plan.budgets:
+            return await call_next(ctx)
+        reservation = await self._reserve(ctx, plan)
+        try:
+            result = await call_next(ctx)
+        except BaseException:
+            self._reconcile(ctx, reservation)  # a failure used nothing: the estimate goes back
+            raise
+        if isinstance(result, StreamResult):
+            # Usage arrives with the end of the stream: reconcile then.
+            def on_end(_: BaseException | None) -> None:
+                self._reconcile(ctx, reservation)
+
+            return StreamResult(StreamTap(result.events, None, on_end), result.headers)
+        self._reconcile(ctx, reservation)
+        return result
+
+    async def _reserve(self, ctx: RequestContext, plan: Plan) -> Reservation:
+        """Check the budgets, and reserve the estimated tokens against the tokens-per-minute
+        limits: a RateLimited when one is reached."""
         budgets = plan.budgets
-        if not plan.tokens and not budgets:
-            return None
         budgets_local = local = False
         tokens = window = period = 0
         try:
@@ -211,39 +227,25 @@ class SpendStage:
                 window, local = decision.window, decision.local
         except _LIMIT_ERRORS:
             raise Unavailable("rate limits cannot be checked right now", retry_after=1) from None
-        self._reservations[id(ctx)] = Reservation(
-            window, tokens, plan.token_counters, period, plan.budget_counters, local, budgets_local
-        )
-        return None
-
-    async def after(self, ctx: RequestContext, result: Result | None, error: BaseException | None) -> Result | None:
-        reservation = self._reservations.pop(id(ctx), None)
-        if reservation is None:
-            return result
-        if isinstance(result, StreamResult) and error is None:
-            # Usage arrives with the end of the stream: reconcile then.
-            def on_end(_: BaseException | None) -> None:
-                self._reconcile_later(ctx, reservation)
-
-            return StreamResult(StreamTap(result.events, None, on_end), result.headers)
-        self._reconcile_later(ctx, reservation)
-        return result
+        return Reservation(window, tokens, plan.token_counters, period, plan.budget_counters, local, budgets_local)
 
     def cost(self, ctx: RequestContext) -> int:
         """What the answer cost, in micro-dollars, at the price of the deployment that served it."""
-        price = self._prices.get(ctx.deployment or "")
+        routing = ctx.routing
+        price = self._prices.get(routing.deployment or "")
         if price is None:
             return 0
-        return round(ctx.prompt_tokens * price.input + ctx.completion_tokens * price.output)
+        return round(routing.prompt_tokens * price.input + routing.completion_tokens * price.output)
 
-    def _reconcile_later(self, ctx: RequestContext, reservation: Reservation) -> None:
+    def _reconcile(self, ctx: RequestContext, reservation: Reservation) -> None:
         """Move the token counters from the estimate to what was used (nothing, for a failure)
         and add the cost to the budgets. The limiter settles this in
         process where its leases allow and sends the rest in batches, off the response path."""
-        delta = ctx.prompt_tokens + ctx.completion_tokens - reservation.tokens
+        routing = ctx.routing
+        delta = routing.prompt_tokens + routing.completion_tokens - reservation.tokens
         spent = self.cost(ctx)
-        if spent and ctx.deployment and ctx.served_model:
-            self._metrics.spend(ctx.served_model, ctx.deployment, spent / MICRO)
+        if spent and routing.deployment and routing.served_model:
+            self._metrics.spend(routing.served_model, routing.deployment, spent / MICRO)
         if delta and reservation.counters:
             self._limiter.adjust([(c, reservation.window, delta) for c in reservation.counters], reservation.local)
         if spent and reservation.budgets:

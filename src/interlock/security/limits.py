@@ -509,8 +509,7 @@ class RedisCounters:
     async def close(self) -> None:
         for task in list(self._refills):
             task.cancel()
-        await asyncio.gather(*self._refills, return_exceptions=True)
-        await self._client.aclose()
+        await asyncio.gather(*self._refills, return_exceptions=True)  # the client is its maker's to close
 
 
 class Limiter:

@@ -77,7 +77,7 @@ class RedisVaultStore:
             await pipe.execute()
 
     async def close(self) -> None:
-        await self._client.aclose()
+        pass  # the client is its maker's to close
 
 
 class TokenVault:
