@@ -1,5 +1,6 @@
-# Shared by run.sh, memory.sh and profile.sh (sourced, not run): start the fake upstream (nginx)
-# and the gateway process(es) on loopback, wait for them, and stop them on exit.
+# Shared by run.sh, memory.sh, profile.sh and experiments/stagetiming/boundary.sh (sourced, not
+# run): start the fake upstream (nginx) and the gateway process(es) on loopback, wait for them, and
+# stop them on exit.
 # shellcheck shell=bash
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -7,7 +8,7 @@ ROOT=$(dirname "$BENCH_DIR")
 VENV=${VENV:-$ROOT/.venv}
 PY="$VENV/bin/python"
 # The gateway command (words split on spaces): another build or a wrapper with the same CLI,
-# e.g. BENCH_INTERLOCK=".venv/bin/python bench/experiments/passthrough.py"
+# e.g. BENCH_INTERLOCK=".venv/bin/python -m interlock" with PYTHONPATH naming another tree
 read -ra INTERLOCK <<<"${BENCH_INTERLOCK:-$VENV/bin/interlock}"
 UPSTREAM_PORT=18080  # fixed in bench/nginx.conf
 GATEWAY_PORT=${BENCH_GATEWAY_PORT:-14000}

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The gateway benchmark: nginx as a canned upstream, one Interlock process (one worker) as
 # configured by default, a second one with `upstream: {client: aiohttp}` for the cache-miss rows
-# of the aiohttp client, and a third one with security on (API keys, rate limits counted in Redis,
-# a DLP policy) for a second cache-hit row; wrk -t1. Everything runs on 127.0.0.1 and stops by
-# itself (about 100 s, 125 s with BENCH_C1=1). Prints one markdown table.
+# of the aiohttp client, a third one with security on (API keys, rate limits counted in Redis, a
+# DLP policy) and a fourth one observed (drift monitoring, alert rules, tracing), each for a
+# cache-hit row of its own; wrk -t1. Everything runs on 127.0.0.1 and stops by itself. Prints one
+# markdown table. The current figures and their commands are in bench/RESULTS.md.
 #
 #   bench/run.sh                      (or: make bench)
 #
 # Environment:
-#   BENCH_DURATION=10      seconds per measured wrk run (8 runs, 10 with BENCH_C1=1)
+#   BENCH_DURATION=10      seconds per measured wrk run (9 runs, 11 with BENCH_C1=1, 3 more for
+#                          each round past the first; fewer with BENCH_AIOHTTP/SECURE/OBSERVED=0)
 #   BENCH_WARMUP=2         seconds of unmeasured load before each target
 #   BENCH_GATEWAY_PORT=14000
 #   BENCH_AIOHTTP_PORT=14001   the second gateway (upstream client aiohttp)
@@ -21,12 +23,12 @@
 #   BENCH_OBSERVED=0       leave out the fourth gateway (drift monitoring, alerts, tracing) and its row
 #   BENCH_OBSERVED_PORT=14003
 #   BENCH_SECURE=0         leave out the secured gateway and its row (needed when BENCH_INTERLOCK
-#                          has no `keys create` command, e.g. bench/experiments/passthrough.py)
+#                          has no `keys create` command)
 #   BENCH_OUT=bench/out/latest   where the raw wrk outputs and the table are kept
 #   BENCH_KEEP=1           keep the temp dir (config, logs) after the run
 #   BENCH_C1=1             also measure 1 connection (unloaded added latency), nginx and cache miss
-#   BENCH_INTERLOCK="cmd"  run this instead of .venv/bin/interlock (same `serve` CLI); see
-#                          bench/experiments/ for a minimal reference proxy and a what-if wrapper
+#   BENCH_INTERLOCK="cmd"  run this instead of .venv/bin/interlock (same `serve` CLI): another
+#                          build, or a wrapper
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"

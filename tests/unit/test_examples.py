@@ -12,6 +12,7 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yam
 ENV = {
     "VLLM_API_KEY": "x", "AZURE_CLIENT_ID": "x", "AOAI_WESTEUROPE_KEY": "x", "OPENAI_API_KEY": "x",
     "ONCALL_URL": "https://oncall.example/integrations/v1/alertmanager/x/", "CHATOPS_TOKEN": "x", "AML_TOKEN": "x",
+    "INTERLOCK_SECRET": "a-secret-of-16-characters-or-more",
 }  # fmt: skip
 
 

@@ -1,6 +1,10 @@
-"""Identity and access: API keys (stored as HMACs), OIDC bearer tokens, roles and permissions.
+"""Security: who is calling, what they may do, what their requests carry, and the record of it.
 
-PII detection, DLP, limits and the audit trail arrive with the rest of the security issue.
+Identity and access: API keys stored as HMACs (`keys`, `keystore`, `keyadmin`), OIDC bearer
+tokens (`oidc`), roles and permissions (`roles`), resolved per request by `auth`. Secrets by
+reference in the config (`secrets`). Data protection: PII and secret detection (`pii/`), DLP
+policies with masking, redaction, tokenization and data classes (`dlp`). Rate limits, tokens per
+minute and spend budgets (`limits`, `limit_stage`). The hash-chained audit trail (`audit`).
 """
 
 from .auth import Authenticator
