@@ -4,6 +4,13 @@
 # restart it mid-test), which needs redis-server on PATH.
 set -euo pipefail
 
+# promtool checks deploy/prometheus's rules in the unit tests (they skip, and say so, without it).
+# Debian's `prometheus` package carries it; installed once when apt-get is here and we are root.
+if ! command -v promtool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends prometheus >/dev/null || echo "services: promtool not installed" >&2
+fi
+
 if ! redis-cli -p 6379 ping >/dev/null 2>&1; then
   redis-server --daemonize yes --port 6379 --save ""
   for _ in $(seq 50); do redis-cli -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done

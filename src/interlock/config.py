@@ -193,6 +193,10 @@ class DlpPolicySettings(_Frozen, frozen=True, kw_only=True):
     scan_timeout_s: float = 2.0
     ner: bool = False  # names and places with spaCy (slower; always on a worker thread)
     presidio: bool = False  # Presidio's recognizers as another detector (slower still; a worker thread)
+    # With `server.request_log: redacted`: also write the text of requests in which this policy
+    # found nothing. Off by default: such text is logged as it was sent, with whatever the
+    # detectors missed (docs/security.md says what the redacted log can and cannot promise).
+    log_clean_text: bool = False
 
 
 class VaultSettings(_Frozen, frozen=True, kw_only=True):

@@ -103,7 +103,10 @@ def audit_event(done: Finished) -> dict[str, object]:
 
 class RequestRecords:
     """The audit trail's event and the request log line (`server.request_log`): the same record.
-    `redacted` adds the text as DLP left it, only when DLP screened the request: never raw."""
+    `redacted` adds the text as DLP left it, only when DLP screened the request and found
+    something in it to act on (or its policy has `log_clean_text`): a request in which the
+    detectors found nothing is logged as metadata, since whatever they missed would be written
+    as it was sent."""
 
     def __init__(self, audit: AuditLog | None, request_log_mode: str = "off") -> None:
         self._audit = audit
@@ -115,7 +118,7 @@ class RequestRecords:
             self._audit.record(event)
         if self._mode != "off":
             ctx = done.ctx
-            if self._mode == "redacted" and ctx is not None and ctx.protection.screened:
+            if self._mode == "redacted" and ctx is not None and ctx.protection.loggable:
                 event["text"] = logs.request_text(ctx.body)
             request_log.info("request", **event)
 

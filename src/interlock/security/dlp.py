@@ -46,6 +46,7 @@ class Policy:
     scan_timeout_s: float = 2.0
     ner: bool = False
     presidio: bool = False
+    log_clean_text: bool = False  # the redacted request log writes the text of requests with no findings
 
 
 def mask(value: str) -> str:
@@ -219,7 +220,7 @@ class DlpStage:
         rewritten = [self._apply(policy, text, entities, tokens) for text, entities in zip(texts, found, strict=True)]
         if neutralised or rewritten != texts:
             protection.body = _rewritten(request.body, rewritten)
-        protection.screened = True
+        protection.screened = protection.loggable = True
         return {token: value for (_, value), token in tokens.items()} if tokens else None
 
     def _nothing_found(self, ctx: RequestContext, policy: Policy) -> None:
@@ -230,6 +231,7 @@ class DlpStage:
             protection.data_class = requested
         self._check_class(ctx)
         protection.screened = True
+        protection.loggable = policy.log_clean_text
 
     @staticmethod
     def _check_class(ctx: RequestContext) -> None:
@@ -323,4 +325,5 @@ def policy_from(name: str, raw: Any) -> Policy:
         scan_timeout_s=raw.scan_timeout_s,
         ner=raw.ner,
         presidio=raw.presidio,
+        log_clean_text=raw.log_clean_text,
     )

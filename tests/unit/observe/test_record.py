@@ -1,0 +1,59 @@
+"""The recorders: what the audit trail and the request log keep of a finished request."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
+
+from interlock.observe.metrics import Metrics
+from interlock.observe.record import Finished, RequestRecords, audit_event
+from interlock.pipeline.context import Endpoint, RequestContext
+from interlock.security.dlp import DlpStage, Policy
+from interlock.security.pii.detector import PatternDetector
+from interlock.security.roles import OPEN
+from tests.support.context import context, reaches_the_rest
+
+CLEAN = "Summarise the quarterly report for the board."
+FOUND = "Write to jane.doe@example.com about the report."
+
+
+def finished(ctx: RequestContext | None, status: int = 200) -> Finished:
+    now = time.perf_counter()
+    return Finished("r", OPEN, Endpoint.CHAT, ctx, status, "served", None, now, now)
+
+
+async def screened(text: str, policy: Policy) -> RequestContext:
+    body = {"model": "m", "messages": [{"role": "user", "content": text}]}
+    ctx = context(body, raw_body=orjson.dumps(body))
+    stage = DlpStage(PatternDetector(memo=0), {"default": policy}, {}, None, Metrics(CollectorRegistry()))
+    assert await reaches_the_rest(stage, ctx)
+    return ctx
+
+
+def logged(records: RequestRecords, done: Finished) -> list[dict[str, object]]:
+    with capture_logs() as lines:
+        records.record(done)
+    return lines
+
+
+async def test_the_redacted_log_writes_text_only_where_the_policy_found_something() -> None:
+    masking = Policy("default", actions={"EMAIL": "mask"})
+    records = RequestRecords(None, "redacted")
+    [found] = logged(records, finished(await screened(FOUND, masking)))
+    assert found["text"] == ["Write to ****.com about the report."]
+    [clean] = logged(records, finished(await screened(CLEAN, masking)))
+    assert "text" not in clean and clean["data_class"] == "internal"  # metadata only: nothing was found
+    opted_in = Policy("default", actions={"EMAIL": "mask"}, log_clean_text=True)
+    [clean_logged] = logged(records, finished(await screened(CLEAN, opted_in)))
+    assert clean_logged["text"] == [CLEAN]
+
+
+@pytest.mark.parametrize("mode", ["metadata", "redacted"])
+async def test_a_request_refused_before_it_was_parsed_is_logged_as_metadata(mode: str) -> None:
+    [line] = logged(RequestRecords(None, mode), finished(None, 400))
+    assert line["model"] == "_unknown" and line["status"] == 400 and "text" not in line
+    assert set(audit_event(finished(None, 400))) == set(line) - {"event", "log_level"}
