@@ -43,6 +43,13 @@ SECURE_PID=""  # the third gateway (run.sh)
 OBSERVED_PID=""  # the fourth gateway (run.sh)
 BG_PIDS=()  # wrk, py-spy: anything else we start in the background
 
+missing=()
+for tool in wrk nginx curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if ((${#missing[@]})) && command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
+    echo "bench: installing ${missing[*]} from Debian's packages" >&2
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+fi
 for tool in wrk nginx curl; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is not installed" >&2; exit 1; }
 done

@@ -7,6 +7,9 @@ summarise a py-spy profile. Standard library only.
     report.py observed DIR                observed (drift, alerts, traces) vs plain cache hit
     report.py requests FILE...            total requests wrk reported in FILE(s)
     report.py errors FILE...              socket errors + non-2xx responses in FILE(s)
+    report.py compare BASE_DIR... -- HEAD_DIR...
+                                          two trees' runs side by side (bench/compare.sh): per
+                                          row the median over the runs of each, and head / base
     report.py metric URL NAME [LABEL=V]   sum of the samples of a Prometheus metric (sent with
                                           `Authorization: Bearer $BENCH_METRICS_KEY` when set)
     report.py profile FILE [N]            top frames of a py-spy raw (collapsed) profile
@@ -229,6 +232,45 @@ def _short(frame: str) -> str:
     return f"{file}:{func}"
 
 
+def compare(base_dirs: list[Path], head_dirs: list[Path]) -> str:
+    """Per row, the median requests/s, p50 and p99 of each tree over its runs (taken in turn, so
+    a disturbance of this shared machine lands on one run, not on one tree), and head / base.
+    For the miss rows the added latency is against the nginx direct row of the same run."""
+
+    def medians(dirs: list[Path], stem: str, base_stem: str | None) -> tuple[float, float, float] | None:
+        rows = []
+        for folder in dirs:
+            r = load(folder / f"{stem}.txt")
+            if r is None:
+                continue
+            direct = load(folder / f"{base_stem}.txt") if base_stem else None
+            p50, p99 = r.percentiles_ms[50], r.percentiles_ms[99]
+            if direct is not None:
+                p50, p99 = p50 - direct.percentiles_ms[50], p99 - direct.percentiles_ms[99]
+            rows.append((r.rps, p50, p99))
+        if not rows:
+            return None
+        return tuple(statistics.median(x[i] for x in rows) for i in range(3))  # type: ignore[return-value]
+
+    lines = [
+        f"| Row | Conns | base req/s | head req/s | head / base | base p50, p99 | head p50, p99 |"
+        f"  ({len(base_dirs)} + {len(head_dirs)} runs, medians)",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for stem, label, conns, base_stem, _ in RUNS:
+        if stem.startswith("direct"):
+            continue
+        base, head = medians(base_dirs, stem, base_stem), medians(head_dirs, stem, base_stem)
+        if base is None or head is None:
+            continue
+        kind = "added " if base_stem else ""
+        lines.append(
+            f"| {label} | {conns} | {base[0]:,.0f} | {head[0]:,.0f} | {head[0] / base[0]:.3f} "
+            f"| {kind}{_ms(base[1])}, {_ms(base[2])} | {kind}{_ms(head[1])}, {_ms(head[2])} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -248,6 +290,9 @@ def main(argv: list[str]) -> int:
             print(sum(r.requests for r in loaded if r))
         else:
             print(sum(r.errors for r in loaded if r) + sum(1 for r in loaded if r is None))
+    elif command == "compare" and "--" in args:
+        split = args.index("--")
+        print(compare([Path(a) for a in args[:split]], [Path(a) for a in args[split + 1 :]]))
     elif command == "metric" and len(args) >= 2:
         labels = dict(a.split("=", 1) for a in args[2:])
         print(f"{metric_sum(args[0], args[1], labels):.0f}")
