@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from redis.asyncio import Redis
 
@@ -304,14 +304,25 @@ def roles_table(security: SecuritySettings) -> dict[str, frozenset[Permission]]:
     return table
 
 
+class _Placed(Protocol):
+    @property
+    def postgres_dsn(self) -> str | None: ...
+
+    @property
+    def sqlite_path(self) -> str | None: ...
+
+
+def _placed(section: _Placed) -> tuple[str | None, str]:
+    """(the PostgreSQL DSN or None, the SQLite file load_settings placed beside the config)."""
+    assert section.postgres_dsn or section.sqlite_path  # placed beside the config by load_settings
+    return section.postgres_dsn, section.sqlite_path or ""
+
+
 def make_key_store(security: SecuritySettings) -> KeyStore | None:
-    keys = security.keys
-    if keys is None:
+    if security.keys is None:
         return None
-    if keys.postgres_dsn:
-        return PostgresKeyStore(keys.postgres_dsn)
-    assert keys.sqlite_path is not None  # placed beside the config by load_settings
-    return SQLiteKeyStore(keys.sqlite_path)
+    dsn, path = _placed(security.keys)
+    return PostgresKeyStore(dsn) if dsn else SQLiteKeyStore(path)
 
 
 def make_oidc(security: SecuritySettings) -> OidcVerifier | None:
@@ -340,13 +351,10 @@ def make_access(
 
 
 def make_audit_store(settings: Settings) -> AuditStore | None:
-    audit = settings.audit
-    if audit is None:
+    if settings.audit is None:
         return None
-    if audit.postgres_dsn:
-        return PostgresAuditStore(audit.postgres_dsn)
-    assert audit.sqlite_path is not None  # placed beside the config by load_settings
-    return SQLiteAuditStore(audit.sqlite_path)
+    dsn, path = _placed(settings.audit)
+    return PostgresAuditStore(dsn) if dsn else SQLiteAuditStore(path)
 
 
 def make_audit_log(settings: Settings, life: Lifecycle) -> AuditLog | None:
