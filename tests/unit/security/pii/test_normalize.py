@@ -10,7 +10,8 @@ import pytest
 
 from interlock.security.pii.normalize import DASHES, DROPPED, normalize
 
-ZWSP, ZWJ, SOFT_HYPHEN, RLO, PDF, BOM, WORD_JOINER = "\u200b", "\u200d", "\u00ad", "\u202e", "\u202c", "\ufeff", "\u2060"
+ZWSP, ZWJ, SOFT_HYPHEN, WORD_JOINER = "\u200b", "\u200d", "\u00ad", "\u2060"
+RLO, PDF, BOM = "\u202e", "\u202c", "\ufeff"  # right-to-left override, pop directional formatting
 
 
 def test_ascii_text_is_returned_as_it_is() -> None:
