@@ -84,7 +84,7 @@ CONTEXT_BOOST: dict[str, tuple[str, ...]] = {
     "IBAN": ("iban", "account", "bank", "transfer"),
 }
 CONTEXT_DAMPEN: dict[str, tuple[str, ...]] = {
-    "PHONE": ("order", "invoice", "ticket", "version", "serial", "isbn"),
+    "PHONE": ("order", "invoice", "ticket", "version", "serial", "isbn", "iban"),  # digits inside an IBAN
     "US_SSN": ("order", "invoice", "ticket", "serial", "phone"),
     "CREDIT_CARD": ("order", "invoice", "tracking"),
 }

@@ -60,6 +60,10 @@ def phone(text: str) -> bool:
         return False
     if text.startswith("00"):  # the international prefix written out: 0044 ... is +44 ...
         text = "+" + text[2:]
+    # Without a country code it is read as a US number: ten digits, or eleven after a 1. (Else
+    # phonenumbers takes the 1 of 13/10/1950 for the country code and 3101950 for a number.)
+    if not text.startswith("+") and len(digits) not in (10, 11):
+        return False
     try:
         number = phonenumbers.parse(text, None if text.startswith("+") else "US")
     except phonenumbers.NumberParseException:
@@ -75,23 +79,26 @@ def ip_address(text: str) -> bool:
     return not (address.is_unspecified or (address.version == 6 and text.count(":") < 3))
 
 
-_NO_DEFAULT = datetime(2000, 1, 1)  # never used: every candidate names a day, a month and a year
+# dateutil fills what a text leaves out from a default: a text is a whole date when two defaults
+# that differ in every field give the same day.
+_DEFAULTS = (datetime(2000, 1, 1), datetime(2001, 2, 2))
 
 
 def date(text: str) -> bool:
-    """A real calendar day (no 31 February, no month 13) between 1900 and 2100, by dateutil, in
-    any of the forms the patterns propose: numeric (14/03/1987, 03/14/1987, 1987-03-14, 14.03.87)
-    or with the month in words (14th of March, 1987; Mar. 14, 1987)."""
+    """A whole, real calendar day (no 31 February, no month 13, not "February" alone, which is
+    what is left when a trailing group is cut off) between 1900 and 2100, by dateutil, in any of
+    the forms the patterns propose: numeric (14/03/1987, 03/14/1987, 1987-03-14, 14.03.87) or with
+    the month in words (14th of March, 1987; Mar. 14, 1987)."""
     parts = [p for p in text.replace("/", "-").replace(".", "-").split("-") if p]
     numeric = all(p.isdigit() for p in parts)
     # Numeric dates start with a year of four digits, or end with one of two or four (1/2/3 is none).
     if numeric and (len(parts) != 3 or not (len(parts[0]) == 4 or (len(parts[0]) <= 2 and len(parts[2]) in (2, 4)))):
         return False
     try:  # dateutil reads 14/03/1987 as 14 March: a number above 12 cannot be the month
-        when = dateparser.parse(text, default=_NO_DEFAULT)
+        first, second = (dateparser.parse(text, default=default) for default in _DEFAULTS)
     except (ValueError, OverflowError):  # dateutil's ParserError is a ValueError
         return False
-    return 1900 <= when.year <= 2100
+    return first == second and 1900 <= first.year <= 2100
 
 
 VALIDATORS: dict[str, Callable[[str], bool]] = {

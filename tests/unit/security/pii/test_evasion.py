@@ -48,6 +48,7 @@ FOUND = [
     ("DOB 03/14/1987", "DATE_OF_BIRTH", "03/14/1987"),
     ("birthdate: 1987-03-14", "DATE_OF_BIRTH", "1987-03-14"),
     ("Geboren? No: born 14.03.1987", "DATE_OF_BIRTH", "14.03.1987"),
+    ("birthdate 13/10/1950", "DATE_OF_BIRTH", "13/10/1950"),  # not a phone number: 1 is no country code here
     (f"born on {fullwidth('14')} March {fullwidth('1987')}", "DATE_OF_BIRTH", f"{fullwidth('14')} March {fullwidth('1987')}"),
     # Luhn-valid card numbers whose brand expects another length, after card context
     ("Card number: 3400 0000 0000 0000", "CREDIT_CARD", "3400 0000 0000 0000"),  # Amex prefix, 16 digits
@@ -72,6 +73,8 @@ NOT_FOUND = [
     "born on 31 February 1987",  # no such day
     "DOB: 1987-13-45",
     "born in 1/2/3",
+    "date of birth February 31, 1969",  # not "February" either, once the rest is cut off
+    "Born June 31 1996 in Ohio.",
     # Card numbers: Luhn fails, too short, or no context for a brand mismatch
     "Card number: 4111 1111 1111 1112",
     "Card number: 9876 5432 103",  # Luhn-valid, 11 digits
@@ -84,6 +87,7 @@ NOT_FOUND = [
     "ISBN 978-0-12-345678-9",
     f"Ticket {fullwidth('123456789')} was closed.",
     "The IBAN de89 3704 0044 0532 0130 01 failed its checksum.",
+    "IBAN: NL78 WRET 4108 1554 96",  # a bad IBAN; its last ten digits are no phone number
     "SSN 000-12-3456 is never issued",
     f"SSN 666{ZWSP}-12-3456 neither",
 ]
