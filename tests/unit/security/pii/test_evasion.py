@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from interlock.security.pii.detector import PatternDetector
+from interlock.security.pii.detector import Entity, PatternDetector, without_overlaps
 from interlock.security.pii.normalize import normalize
 
 ZWSP, ZWNJ, SHY, LRM, RLO, PDF = "\u200b", "\u200c", "\u00ad", "\u200e", "\u202e", "\u202c"
@@ -140,3 +140,21 @@ def test_spans_of_several_values_in_one_folded_text_all_map_back(detector: Patte
         ("EMAIL", f"o\ufb03ce{ZWSP}@example.com"),
         ("DATE_OF_BIRTH", "14\u00a0March\u00a01987"),
     }
+
+
+def test_merged_findings_cover_every_part_of_those_they_beat() -> None:
+    """As the DLP stage merges the entity model's findings with the patterns': the surer one's
+    type is kept, and its span grows over what the beaten one held beyond it."""
+    text = "D.O.B. Jan. 29th, 1961, Li Wei at li.wei@contoso.com"
+    dob = Entity("DATE_OF_BIRTH", 7, 22, 0.55)  # "Jan. 29th, 1961"
+    person = Entity("PERSON", 7, 10, 0.85)  # "Jan", as spaCy may read it
+    email = Entity("EMAIL", 34, 52, 0.9)
+    names = Entity("PERSON", 24, 40, 0.85)  # "Li Wei at li.wei": reaches into the email
+    merged = without_overlaps([dob, person, email, names])
+    assert [(e.type, text[e.start : e.end]) for e in merged] == [
+        ("PERSON", "Jan. 29th, 1961"),
+        ("EMAIL", "Li Wei at li.wei@contoso.com"),
+    ]
+    bridge = Entity("PHONE", 5, 40, 0.3)  # overlaps both kept ones: the gap between them is closed
+    assert [(e.start, e.end) for e in without_overlaps([person, email, bridge])] == [(5, 34), (34, 52)]
+    assert without_overlaps([person, email]) == [person, email]  # nothing beaten: nothing changes
