@@ -158,3 +158,22 @@ def test_merged_findings_cover_every_part_of_those_they_beat() -> None:
     bridge = Entity("PHONE", 5, 40, 0.3)  # overlaps both kept ones: the gap between them is closed
     assert [(e.start, e.end) for e in without_overlaps([person, email, bridge])] == [(5, 34), (34, 52)]
     assert without_overlaps([person, email]) == [person, email]  # nothing beaten: nothing changes
+
+
+def test_a_generated_sample_of_every_class_is_found_alike_by_both_engines() -> None:
+    """bench/pii/evasion.py's own generator: each positive found with its type, no look-alike
+    found, the same entities from Hyperscan and from `re`."""
+    from bench.pii import evasion
+
+    hs, rx = PatternDetector(memo=0), PatternDetector(use_hyperscan=False, memo=0)
+    for s in evasion.generate(per_class=12, negatives=6, seed=5):
+        found = hs.detect(s.text)
+        assert found == rx.detect(s.text), s.text
+        kept = [e for e in found if e.type in evasion.TYPES]
+        if s.kind == "negative":
+            assert not kept, (s.evasion, s.lookalike, s.text)
+        for gold in s.entities:
+            assert any(e.type == gold["type"] and e.start < gold["end"] and gold["start"] < e.end for e in kept), (
+                s.evasion,
+                s.text,
+            )
