@@ -10,10 +10,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-import yaml
 
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.leaks import leaked, written
+from tests.support.leaks import leaked, writing_everywhere, written
 from tests.support.procs import Gateway, RedisServer
 
 pytestmark = pytest.mark.integration
@@ -38,29 +37,14 @@ def setup(session_tmp: Path, upstream: FakeUpstream):  # type: ignore[no-untyped
     r = RedisServer()
     tmp = session_tmp / "nopii"
     tmp.mkdir()
-    shared = {"url": r.url, "timeout_ms": 500}
-    config = {
-        "models": [
-            {"name": "echo", "cache": {"mode": "always"},
-             "deployments": [{"id": "echo", "backend": "openai", "api_base": upstream.base("echo"), "max_class": "restricted"}]},
-        ],
-        "server": {"request_log": "redacted", "log_level": "debug"},
-        "cache": {"redis": shared},
-        "limits": {"redis": shared, "models": {"echo": {"rpm": 100000, "tpm": 100000000}}},
-        "audit": {"sqlite_path": "audit.db"},
-        "dlp": {
-            "tokenization_key": "t" * 40,
-            "vault": {"redis": shared},
-            "policies": {"default": {
-                "actions": {"EMAIL": "tokenize", "PHONE": "tokenize", "CREDIT_CARD": "mask", "IBAN": "redact",
-                            "US_SSN": "tokenize", "SECRET": "block"},
-                "classify": {"US_SSN": "restricted"},
-            }},
-        },
+    policy = {
+        "actions": {"EMAIL": "tokenize", "PHONE": "tokenize", "CREDIT_CARD": "mask", "IBAN": "redact",
+                    "US_SSN": "tokenize", "SECRET": "block"},
+        "classify": {"US_SSN": "restricted"},
     }  # fmt: skip
-    path = tmp / "interlock.yaml"
-    path.write_text(yaml.safe_dump(config))
-    gw = Gateway(tmp, config)
+    gw, path = writing_everywhere(
+        tmp, upstream.base("echo"), r.url, {"tokenization_key": "t" * 40, "policies": {"default": policy}}
+    )
     yield gw, r, path, tmp
     gw.stop()
     r.stop()

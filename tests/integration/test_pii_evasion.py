@@ -18,11 +18,10 @@ from pathlib import Path
 
 import openai
 import pytest
-import yaml
 from bench.pii import evasion
 
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.leaks import leaked, written
+from tests.support.leaks import leaked, writing_everywhere, written
 from tests.support.procs import Gateway, RedisServer
 
 pytestmark = pytest.mark.integration
@@ -39,25 +38,10 @@ def values(sentences: list[evasion.Sentence]) -> list[str]:
 def gateway(session_tmp: Path, upstream: FakeUpstream, redis_server: RedisServer) -> Iterator[tuple[Gateway, Path]]:
     tmp = session_tmp / "evasion"
     tmp.mkdir()
-    shared = {"url": redis_server.url, "timeout_ms": 500}
-    config = {
-        "models": [
-            {"name": "echo", "cache": {"mode": "always"},
-             "deployments": [{"id": "echo", "backend": "openai", "api_base": upstream.base("echo"), "max_class": "restricted"}]},
-        ],
-        "server": {"request_log": "redacted", "log_level": "debug"},
-        "cache": {"redis": shared},
-        "limits": {"redis": shared, "models": {"echo": {"rpm": 100000, "tpm": 100000000}}},
-        "audit": {"sqlite_path": "audit.db"},
-        "dlp": {
-            "tokenization_key": "e" * 40,
-            "vault": {"redis": shared},
-            "policies": {"default": {"default_action": "tokenize", "ner": True}},
-        },
-    }  # fmt: skip
-    path = tmp / "interlock.yaml"
-    path.write_text(yaml.safe_dump(config))
-    gw = Gateway(tmp, config)
+    policy = {"default_action": "tokenize", "ner": True}  # every type, names and places too
+    gw, path = writing_everywhere(
+        tmp, upstream.base("echo"), redis_server.url, {"tokenization_key": "e" * 40, "policies": {"default": policy}}
+    )
     yield gw, path
     gw.stop()
 

@@ -1,7 +1,7 @@
-"""Everything a running gateway wrote, as text to search for raw values: its log, /metrics, the
-audit trail (exported by the CLI) and its spool, every key and string value in Redis. And the
-search itself, which also looks through JSON escapes and through the ways a value can be written
-(invisible characters, fullwidth forms, separators)."""
+"""A gateway that writes everywhere it can (a redacted request log at debug level, metrics, the
+audit trail, the cache, limits and the token vault in Redis), everything it wrote as text to search
+for raw values, and the search itself, which also looks through JSON escapes and through the ways a
+value can be written (invisible characters, fullwidth forms, separators)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,36 @@ import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import redis
+import yaml
 
 from interlock.security.pii.normalize import normalize
 from tests.support.procs import ROOT, Gateway, http_get
 
 _JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 _SEPARATORS = re.compile(r"[\s.,/()+-]")
+
+
+def writing_everywhere(tmp: Path, api_base: str, redis_url: str, dlp: dict[str, Any]) -> tuple[Gateway, Path]:
+    """The gateway, with one model group `echo` at `api_base` and the DLP section `dlp`, and the
+    path of its config (for `interlock audit export`)."""
+    shared = {"url": redis_url, "timeout_ms": 500}
+    config = {
+        "models": [
+            {"name": "echo", "cache": {"mode": "always"},
+             "deployments": [{"id": "echo", "backend": "openai", "api_base": api_base, "max_class": "restricted"}]},
+        ],
+        "server": {"request_log": "redacted", "log_level": "debug"},
+        "cache": {"redis": shared},
+        "limits": {"redis": shared, "models": {"echo": {"rpm": 100000, "tpm": 100000000}}},
+        "audit": {"sqlite_path": "audit.db"},
+        "dlp": {"vault": {"redis": shared}, **dlp},
+    }  # fmt: skip
+    path = tmp / "interlock.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return Gateway(tmp, config), path
 
 
 def written(gw: Gateway, config: Path, tmp: Path, redis_url: str) -> dict[str, str]:
