@@ -50,10 +50,12 @@ lint: setup
 bench: setup
 	bench/run.sh
 
-# PII detection against Presidio's pattern recognizers; Faker and Presidio are only needed here.
+# PII detection against Presidio's pattern recognizers, on the corpus and the evasion corpus; Faker
+# and Presidio are only needed here (evasion.py needs neither).
 bench-pii: setup
 	$(BIN)/pip install -q faker presidio-analyzer
 	$(BIN)/python bench/pii/corpus.py
+	$(BIN)/python bench/pii/evasion.py
 	$(BIN)/python bench/pii/run.py
 
 clean:

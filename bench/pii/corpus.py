@@ -24,12 +24,15 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import phonenumbers
-from faker import Faker
 from stdnum import iban as std_iban
 from stdnum import luhn
 from stdnum.us import ssn as std_ssn
+
+if TYPE_CHECKING:  # imported where a corpus is generated: evasion.py, which imports this module, needs no Faker
+    from faker import Faker
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "corpus.jsonl"
@@ -94,16 +97,25 @@ _US_FORMATS = (
 _INTL_REGIONS = ("GB", "DE", "FR", "IN", "BR", "JP", "AU", "ES", "IT", "NL", "CH", "SE", "MX", "SG", "ZA", "IE")
 
 
+def us_phone(rnd: random.Random) -> tuple[int, int, int]:
+    """A valid US number: (area code, exchange, line)."""
+    while True:
+        a, e, n = rnd.choice(_US_AREA), rnd.randint(200, 999), rnd.randint(0, 9999)
+        if e == 555 or e % 100 == 11:  # fictional range, N11 service codes
+            continue
+        if phonenumbers.is_valid_number(phonenumbers.parse(f"+1{a}{e}{n:04d}")):
+            return a, e, n
+
+
 def phone(fake: Faker, rnd: random.Random) -> tuple[str, str]:
     if rnd.random() < 0.5:
-        while True:
-            a, e, n = rnd.choice(_US_AREA), rnd.randint(200, 999), rnd.randint(0, 9999)
-            if e == 555 or e % 100 == 11:  # fictional range, N11 service codes
-                continue
-            number = phonenumbers.parse(f"+1{a}{e}{n:04d}")
-            if phonenumbers.is_valid_number(number):
-                template, label = rnd.choice(_US_FORMATS)
-                return template.format(a=a, e=e, n=f"{n:04d}"), label
+        a, e, n = us_phone(rnd)
+        template, label = rnd.choice(_US_FORMATS)
+        return template.format(a=a, e=e, n=f"{n:04d}"), label
+    return intl_phone(rnd)
+
+
+def intl_phone(rnd: random.Random) -> tuple[str, str]:
     region = rnd.choice(_INTL_REGIONS)
     kind = rnd.choice((phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE))
     example = phonenumbers.example_number_for_type(region, kind) or phonenumbers.example_number(region)
@@ -127,7 +139,7 @@ def phone(fake: Faker, rnd: random.Random) -> tuple[str, str]:
 
 
 # (brand, prefixes, lengths, grouping for separators)
-_BRANDS: tuple[tuple[str, tuple[str, ...], tuple[int, ...], tuple[int, ...]], ...] = (
+BRANDS: tuple[tuple[str, tuple[str, ...], tuple[int, ...], tuple[int, ...]], ...] = (
     ("visa", ("4",), (16, 16, 16, 13, 19), (4, 4, 4, 4, 3)),
     ("mastercard", ("51", "52", "53", "54", "55", "2221", "2500", "2720"), (16,), (4, 4, 4, 4)),
     ("amex", ("34", "37"), (15,), (4, 6, 5)),
@@ -137,12 +149,12 @@ _BRANDS: tuple[tuple[str, tuple[str, ...], tuple[int, ...], tuple[int, ...]], ..
 )
 
 
-def _luhn_number(rnd: random.Random, prefix: str, length: int) -> str:
+def luhn_number(rnd: random.Random, prefix: str, length: int) -> str:
     body = prefix + "".join(rnd.choice(string.digits) for _ in range(length - len(prefix) - 1))
     return body + luhn.calc_check_digit(body)
 
 
-def _group(digits: str, groups: tuple[int, ...], sep: str) -> str:
+def grouped(digits: str, groups: tuple[int, ...], sep: str) -> str:
     if len(digits) not in (16, 15, 14) or sum(groups) != len(digits):
         groups = tuple([4] * (len(digits) // 4) + ([len(digits) % 4] if len(digits) % 4 else []))
     out, i = [], 0
@@ -153,11 +165,11 @@ def _group(digits: str, groups: tuple[int, ...], sep: str) -> str:
 
 
 def credit_card(fake: Faker, rnd: random.Random) -> tuple[str, str]:
-    brand, prefixes, lengths, groups = rnd.choice(_BRANDS)
-    digits = _luhn_number(rnd, rnd.choice(prefixes), rnd.choice(lengths))
+    brand, prefixes, lengths, groups = rnd.choice(BRANDS)
+    digits = luhn_number(rnd, rnd.choice(prefixes), rnd.choice(lengths))
     assert luhn.is_valid(digits)
     sep = rnd.choice(("", " ", "-"))
-    text = digits if not sep else _group(digits, groups, sep)
+    text = digits if not sep else grouped(digits, groups, sep)
     return text, f"{brand}-{len(digits)}-{ {'': 'plain', ' ': 'spaces', '-': 'dashes'}[sep] }"
 
 
@@ -175,12 +187,16 @@ def iban(fake: Faker, rnd: random.Random) -> tuple[str, str]:
     return " ".join(value[i : i + 4] for i in range(0, len(value), 4)), f"spaced-{value[:2]}"
 
 
-def us_ssn(fake: Faker, rnd: random.Random) -> tuple[str, str]:
+def ssn_digits(rnd: random.Random) -> str:
     while True:
         area, group, serial = rnd.randint(1, 899), rnd.randint(1, 99), rnd.randint(1, 9999)
         digits = f"{area:03d}{group:02d}{serial:04d}"
         if std_ssn.is_valid(digits):
-            break
+            return digits
+
+
+def us_ssn(fake: Faker, rnd: random.Random) -> tuple[str, str]:
+    digits = ssn_digits(rnd)
     sep = rnd.choice(("-", "-", " ", ""))
     label = {"-": "dashes", " ": "spaces", "": "digits"}[sep]
     return f"{digits[:3]}{sep}{digits[3:5]}{sep}{digits[5:]}", label
@@ -264,14 +280,14 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _not_luhn(rnd: random.Random, prefix: str, length: int) -> str:
+def not_luhn(rnd: random.Random, prefix: str, length: int) -> str:
     while True:
         digits = prefix + "".join(rnd.choice(string.digits) for _ in range(length - len(prefix)))
         if not luhn.is_valid(digits):
             return digits
 
 
-def _bad_ssn(rnd: random.Random) -> str:
+def bad_ssn(rnd: random.Random, sep: str = "-") -> str:
     while True:
         kind = rnd.randrange(5)
         area = (0, 666, rnd.randint(900, 999), rnd.randint(1, 665), rnd.randint(1, 665))[kind]
@@ -279,7 +295,7 @@ def _bad_ssn(rnd: random.Random) -> str:
         serial = 0 if kind == 4 else rnd.randint(1, 9999)
         digits = f"{area:03d}{group:02d}{serial:04d}"
         if not std_ssn.is_valid(digits):
-            return f"{digits[:3]}-{digits[3:5]}-{digits[5:]}"
+            return f"{digits[:3]}{sep}{digits[3:5]}{sep}{digits[5:]}"
 
 
 def _bad_iban(fake: Faker, rnd: random.Random) -> str:
@@ -314,12 +330,12 @@ def negative(fake: Faker, rnd: random.Random) -> tuple[str, str]:
         )
     if kind == 6:
         prefix = rnd.choice(("4", "51", "55", "37", "6011"))
-        digits = _not_luhn(rnd, prefix, 15 if prefix == "37" else 16)
-        return f"The card {_group(digits, (4, 4, 4, 4), ' ')} was declined as invalid.", "card-bad-luhn"
+        digits = not_luhn(rnd, prefix, 15 if prefix == "37" else 16)
+        return f"The card {grouped(digits, (4, 4, 4, 4), ' ')} was declined as invalid.", "card-bad-luhn"
     if kind == 7:
-        return f"Reference {_not_luhn(rnd, rnd.choice(('4', '5')), 16)} is not a card.", "16-digits-bad-luhn"
+        return f"Reference {not_luhn(rnd, rnd.choice(('4', '5')), 16)} is not a card.", "16-digits-bad-luhn"
     if kind == 8:
-        return f"The form rejected {_bad_ssn(rnd)} as malformed.", "ssn-invalid"
+        return f"The form rejected {bad_ssn(rnd)} as malformed.", "ssn-invalid"
     if kind == 9:
         return f"The IBAN {_bad_iban(fake, rnd)} failed its checksum.", "iban-bad-check"
     if kind == 10:
@@ -352,6 +368,7 @@ class Sentence:
     text: str = ""
     entities: list[dict[str, object]] = field(default_factory=list)
     lookalike: str | None = None
+    evasion: str | None = None  # evasion.py: the class of evasion (or of look-alike) it holds
 
     def add(self, piece: str) -> None:
         self.text = f"{self.text} {piece}" if self.text else piece
@@ -380,6 +397,8 @@ def _positive(i: int, fake: Faker, rnd: random.Random, counts: dict[str, int]) -
 
 
 def generate(sentences: int, seed: int) -> list[Sentence]:
+    from faker import Faker
+
     fake = Faker(["en_US", *(loc for loc in _IBAN_LOCALES if loc != "en_US")])
     Faker.seed(seed)
     rnd = random.Random(seed)
@@ -403,6 +422,8 @@ def write(path: Path, corpus: list[Sentence]) -> None:
             row = {"id": s.id, "kind": s.kind, "text": s.text, "entities": s.entities}
             if s.lookalike:
                 row["lookalike"] = s.lookalike
+            if s.evasion:
+                row["evasion"] = s.evasion
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 

@@ -1,10 +1,14 @@
 """PII detection benchmark: Interlock's PatternDetector against Presidio's pattern recognizers, on
-the labelled corpus of corpus.py, in one process and one run. Prints one markdown table (per entity
-type precision and recall, false positives on look-alike sentences), the detection time per KB for
-both, and, for each type where Interlock's recall is below Presidio's, the values it missed.
+the labelled corpus of corpus.py and the evasion corpus of evasion.py, in one process and one run.
+Prints markdown tables: per entity type precision and recall with false positives on look-alike
+sentences (corpus.py); the same per type and per evasion class (evasion.py: zero-width characters,
+fullwidth digits, dates of birth in words, separators, ...); the detection time per KB for both;
+for each type where Interlock's recall is below Presidio's, the values it missed; and for each
+evasion class below its targets (recall >= 99 %, precision >= Presidio's), what it missed or found
+wrongly.
 
     .venv/bin/pip install faker presidio-analyzer      # once; Presidio's spaCy models are not needed
-    PYTHONPATH=/tmp/snap/src .venv/bin/python bench/pii/run.py [--corpus FILE] [--misses 8]
+    PYTHONPATH=/tmp/snap/src .venv/bin/python bench/pii/run.py [--corpus FILE] [--evasion FILE] [--misses 8]
 
 Interlock: `PatternDetector(memo=0)`, otherwise its defaults (Hyperscan, threshold 0.5, as the DLP
 stage builds it with `dlp.threshold` at its default; without the memo of recent texts, which would
@@ -17,13 +21,20 @@ Without NLP artifacts Presidio's context words can raise scores but never add or
 at threshold 0, so its detections are what the full engine would return for these types; only the
 time differs (spaCy's pipeline is what costs about 9 ms per KB with a model loaded).
 
+Presidio has no date-of-birth type. On the evasion corpus its DateRecognizer (DATE_TIME) is added
+to the six and counted as DATE_OF_BIRTH: a date it finds is what a Presidio user would have to act
+on. Every date that is not a birthday is then a false positive for it, as it would be for a DLP
+policy acting on DATE_TIME. The times are of the six recognizers only, as before (more recognizers
+only make Presidio slower).
+
 Matching: a gold entity is found when a prediction of the same type overlaps its span; a
-prediction is correct when it overlaps a gold entity of its type. Types other than the six
-(Interlock's SECRET, DATE_OF_BIRTH, ...) are ignored. Time: wall clock of the detection calls
+prediction is correct when it overlaps a gold entity of its type. Types other than those of the
+corpus (corpus.py: the six; evasion.py: the six less IP_ADDRESS, plus DATE_OF_BIRTH) are ignored. Time: wall clock of the detection calls
 only, the best of several passes over the corpus, per KB of UTF-8 text; "sentences" calls the
 detector once per sentence (about 90 bytes, like a short chat message), "4 KB documents" once per
 block of consecutive sentences joined by newlines, "4 KB prose" once per 4 KB of the corpus's
-filler sentences only (no digits, no @: what most prompts look like).
+filler sentences only (no digits, no @: what most prompts look like), "evasion sentences" once per
+sentence of the evasion corpus (nearly every one has characters to fold: the slow path).
 """
 
 from __future__ import annotations
@@ -42,8 +53,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import corpus as corpus_mod  # noqa: E402
+import evasion as evasion_mod  # noqa: E402
 
 TYPES = corpus_mod.TYPES
+EVASION_TYPES = evasion_mod.TYPES
 PRESIDIO_TYPES = {
     "EMAIL_ADDRESS": "EMAIL",
     "PHONE_NUMBER": "PHONE",
@@ -51,8 +64,10 @@ PRESIDIO_TYPES = {
     "IBAN_CODE": "IBAN",
     "US_SSN": "US_SSN",
     "IP_ADDRESS": "IP_ADDRESS",
+    "DATE_TIME": "DATE_OF_BIRTH",  # only with dates=True: Presidio has no date-of-birth type
 }
 DOC_BYTES = 4096
+RECALL_TARGET = 0.99
 
 Span = tuple[str, int, int]  # type, start, end
 Detect = Callable[[str], list[Span]]
@@ -66,18 +81,19 @@ def interlock_detector(use_hyperscan: bool) -> tuple[Detect, str]:
     detector = PatternDetector(use_hyperscan=use_hyperscan, memo=0)
 
     def detect(text: str) -> list[Span]:
-        return [(e.type, e.start, e.end) for e in detector.detect(text) if e.type in TYPES]
+        return [(e.type, e.start, e.end) for e in detector.detect(text)]
 
     return detect, detector.engine
 
 
-def presidio_detector() -> Detect:
+def presidio_detector(dates: bool = False) -> Detect:
     import logging
 
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
     from presidio_analyzer.nlp_engine import NoOpNlpEngine
     from presidio_analyzer.predefined_recognizers import (
         CreditCardRecognizer,
+        DateRecognizer,
         EmailRecognizer,
         IbanRecognizer,
         IpRecognizer,
@@ -93,6 +109,7 @@ def presidio_detector() -> Detect:
         IbanRecognizer(),
         UsSsnRecognizer(),
         IpRecognizer(),
+        *([DateRecognizer()] if dates else []),
     ]
     registry = RecognizerRegistry(recognizers=recognizers, supported_languages=["en"])
     engine = AnalyzerEngine(
@@ -100,7 +117,7 @@ def presidio_detector() -> Detect:
         nlp_engine=NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "none"}]),
         supported_languages=["en"],
     )
-    entities = list(PRESIDIO_TYPES)
+    entities = [t for t in PRESIDIO_TYPES if dates or t != "DATE_TIME"]
 
     def detect(text: str) -> list[Span]:
         results = engine.analyze(text, language="en", entities=entities)
@@ -151,14 +168,24 @@ class Score:
         return found / gold if gold else float("nan")
 
 
-def evaluate(rows: list[dict], detect: Detect) -> tuple[Score, list[list[Span]]]:
+def evaluate(rows: list[dict], outputs: Sequence[Sequence[Span]], types: Sequence[str]) -> Score:
+    """The score of predictions already made (one list per row), counting only `types`."""
     score = Score()
-    outputs = []
-    for row in rows:
-        predicted = detect(row["text"])
-        outputs.append(predicted)
-        score.add(row, predicted)
-    return score, outputs
+    for row, predicted in zip(rows, outputs, strict=True):
+        score.add(row, [p for p in predicted if p[0] in types])
+    return score
+
+
+def by_class(rows: list[dict], outputs: list[list[Span]], types: Sequence[str]) -> dict[str, Score]:
+    classes: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        classes[row["evasion"]].append(i)
+    return {name: evaluate([rows[i] for i in idx], [outputs[i] for i in idx], types) for name, idx in classes.items()}
+
+
+def _show(text: str) -> str:
+    """Invisible and non-ASCII characters as escapes: what the evasion was is then visible."""
+    return text.encode("ascii", "backslashreplace").decode()
 
 
 def documents(rows: list[dict]) -> list[str]:
@@ -193,19 +220,63 @@ def _pct(x: float) -> str:
     return "-" if x != x else f"{100 * x:.1f}%"  # NaN: nothing to divide
 
 
+def type_table(il: Score, pr: Score, types: Sequence[str], total: str) -> None:
+    print(
+        "| Type | Gold | Interlock P | Interlock R | Presidio P | Presidio R | FP on look-alikes (I / P) | Recall ≥ Presidio |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for kind in (*types, None):
+        ok = "" if kind is None else ("yes" if il.recall(kind) >= pr.recall(kind) else "**no**")
+        print(f"| {kind or total} | {_row(il, pr, kind)} | {ok} |")
+
+
+def _row(il: Score, pr: Score, kind: str | None = None) -> str:
+    """Gold, both precisions and recalls, false positives on look-alikes; of one type or all."""
+    fp_il = il.fp_lookalike[kind] if kind else sum(il.fp_lookalike.values())
+    fp_pr = pr.fp_lookalike[kind] if kind else sum(pr.fp_lookalike.values())
+    gold = il.gold[kind] if kind else sum(il.gold.values())
+    return (
+        f"{gold} | {_pct(il.precision(kind))} | {_pct(il.recall(kind))}"
+        f" | {_pct(pr.precision(kind))} | {_pct(pr.recall(kind))} | {fp_il} / {fp_pr}"
+    )
+
+
+def meets_targets(il: Score, pr: Score) -> bool:
+    """Recall >= 99 %, and precision no lower than Presidio's (where Presidio predicted anything)."""
+    precision_ok = pr.precision() != pr.precision() or il.precision() >= pr.precision()
+    return il.recall() >= RECALL_TARGET and precision_ok
+
+
+def class_table(il: dict[str, Score], pr: dict[str, Score]) -> None:
+    print(
+        "| Evasion class | Types | Gold | Interlock P | Interlock R | Presidio P | Presidio R"
+        " | FP on look-alikes (I / P) | R ≥ 99 % and P ≥ Presidio |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for name, kinds in evasion_mod.CLASSES.items():
+        ok = "yes" if meets_targets(il[name], pr[name]) else "**no**"
+        print(f"| {name} | {len(kinds)} | {_row(il[name], pr[name])} | {ok} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=corpus_mod.DEFAULT_OUT)
-    parser.add_argument("--misses", type=int, default=8, help="missed examples to list per type")
+    parser.add_argument("--evasion", type=Path, default=evasion_mod.DEFAULT_OUT)
+    parser.add_argument("--misses", type=int, default=8, help="missed examples to list per type or class")
     args = parser.parse_args()
     if not args.corpus.exists():
         corpus_mod.write(args.corpus, corpus_mod.generate(2000, 7))
+    if not args.evasion.exists():
+        corpus_mod.write(args.evasion, evasion_mod.generate())
     rows = corpus_mod.load(args.corpus)
+    ev_rows = corpus_mod.load(args.evasion)
     texts = [r["text"] for r in rows]
+    ev_texts = [r["text"] for r in ev_rows]
     docs = documents(rows)
     filler = " ".join(corpus_mod.FILLERS) + " "
     prose = [(filler * (DOC_BYTES // len(filler) + 1))[:DOC_BYTES]] * 20
     kb = sum(len(t.encode()) for t in texts) / 1024
+    ev_kb = sum(len(t.encode()) for t in ev_texts) / 1024
 
     il_detect, il_engine = interlock_detector(use_hyperscan=True)
     re_detect, _ = interlock_detector(use_hyperscan=False)
@@ -213,28 +284,25 @@ def main() -> int:
     pr_detect = presidio_detector()
     pr_detect("warm up: a@b.com 4111 1111 1111 1111")  # first call loads tldextract's snapshot
     pr_setup = time.perf_counter() - t0
+    pr_dates = presidio_detector(dates=True)
 
-    il, il_out = evaluate(rows, il_detect)
-    _, re_out = evaluate(rows, re_detect)
-    pr, _ = evaluate(rows, pr_detect)
-    engines_differ = sum(1 for a, b in zip(il_out, re_out, strict=True) if sorted(a) != sorted(b))
+    il_out, re_out, pr_out = ([d(t) for t in texts] for d in (il_detect, re_detect, pr_detect))
+    ev_il_out, ev_re_out, ev_pr_out = ([d(t) for t in ev_texts] for d in (il_detect, re_detect, pr_dates))
+    il, pr = evaluate(rows, il_out, TYPES), evaluate(rows, pr_out, TYPES)
+    ev_il, ev_pr = evaluate(ev_rows, ev_il_out, EVASION_TYPES), evaluate(ev_rows, ev_pr_out, EVASION_TYPES)
+    il_classes, pr_classes = by_class(ev_rows, ev_il_out, EVASION_TYPES), by_class(ev_rows, ev_pr_out, EVASION_TYPES)
+    engines_differ = sum(
+        1 for a, b in zip(il_out + ev_il_out, re_out + ev_re_out, strict=True) if sorted(a) != sorted(b)
+    )
 
+    timed = {"sentences": texts, "docs": docs, "prose": prose, "evasion": ev_texts}
     timing = {
-        "sentences": {
-            "interlock": time_per_kb(texts, il_detect, 3.0, 20),
-            "interlock-re": time_per_kb(texts, re_detect, 3.0, 20),
-            "presidio": time_per_kb(texts, pr_detect, 10.0, 3),
-        },
-        "docs": {
-            "interlock": time_per_kb(docs, il_detect, 3.0, 20),
-            "interlock-re": time_per_kb(docs, re_detect, 3.0, 20),
-            "presidio": time_per_kb(docs, pr_detect, 10.0, 3),
-        },
-        "prose": {
-            "interlock": time_per_kb(prose, il_detect, 3.0, 20),
-            "interlock-re": time_per_kb(prose, re_detect, 3.0, 20),
-            "presidio": time_per_kb(prose, pr_detect, 10.0, 3),
-        },
+        key: {
+            "interlock": time_per_kb(batch, il_detect, 3.0, 20),
+            "interlock-re": time_per_kb(batch, re_detect, 3.0, 20),
+            "presidio": time_per_kb(batch, pr_detect, 10.0, 3),
+        }
+        for key, batch in timed.items()
     }
 
     from importlib.metadata import version
@@ -242,38 +310,39 @@ def main() -> int:
     import interlock
 
     positives = sum(1 for r in rows if r["kind"] == "positive")
+    ev_positives = sum(1 for r in ev_rows if r["kind"] == "positive")
     print(
         f"PII detection, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {args.corpus.name}, {len(rows)} sentences"
-        f" ({positives} with entities, {len(rows) - positives} look-alike only), {kb:.1f} KB;"
+        f" ({positives} with entities, {len(rows) - positives} look-alike only), {kb:.1f} KB; {args.evasion.name},"
+        f" {len(ev_rows)} sentences ({ev_positives} with entities, {len(ev_rows) - ev_positives} look-alike only)"
+        f" in {len(il_classes)} evasion classes, {ev_kb:.1f} KB;"
         f" Interlock from {Path(interlock.__file__).parent} ({il_engine}), presidio-analyzer"
         f" {version('presidio-analyzer')} (phonenumbers {version('phonenumbers')}, python-stdnum {version('python-stdnum')})."
     )
     print()
-    print(
-        "| Type | Gold | Interlock P | Interlock R | Presidio P | Presidio R | FP on look-alikes (I / P) | Recall ≥ Presidio |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
-    for kind in (*TYPES, None):
-        label = kind or "all six"
-        ok = "" if kind is None else ("yes" if il.recall(kind) >= pr.recall(kind) else "**no**")
-        fp_il = il.fp_lookalike[kind] if kind else sum(il.fp_lookalike.values())
-        fp_pr = pr.fp_lookalike[kind] if kind else sum(pr.fp_lookalike.values())
-        gold = il.gold[kind] if kind else sum(il.gold.values())
-        print(
-            f"| {label} | {gold} | {_pct(il.precision(kind))} | {_pct(il.recall(kind))}"
-            f" | {_pct(pr.precision(kind))} | {_pct(pr.recall(kind))} | {fp_il} / {fp_pr} | {ok} |"
-        )
+    print(f"{args.corpus.name}:")
+    print()
+    type_table(il, pr, TYPES, "all six")
+    print()
+    print(f"{args.evasion.name}, per type (Presidio's DATE_OF_BIRTH: its DATE_TIME recognizer):")
+    print()
+    type_table(ev_il, ev_pr, EVASION_TYPES, "all")
+    print()
+    print(f"{args.evasion.name}, per evasion class:")
+    print()
+    class_table(il_classes, pr_classes)
     print()
     print(
         "| Detection time | Interlock (Hyperscan) | Interlock (`re` fallback) | Presidio (no NLP) | Presidio / Interlock |"
     )
     print("|---|---:|---:|---:|---:|")
-    rows_timed = (
-        ("sentences", f"corpus, per sentence ({len(texts)} calls)"),
-        ("docs", f"corpus, 4 KB documents ({len(docs)} calls)"),
-        ("prose", f"4 KB prose without candidates ({len(prose)} calls)"),
-    )
-    for key, label in rows_timed:
+    labels = {
+        "sentences": f"corpus, per sentence ({len(texts)} calls)",
+        "docs": f"corpus, 4 KB documents ({len(docs)} calls)",
+        "prose": f"4 KB prose without candidates ({len(prose)} calls)",
+        "evasion": f"evasion corpus, per sentence ({len(ev_texts)} calls)",
+    }
+    for key, label in labels.items():
         t = timing[key]
         ratio = t["presidio"][0] / t["interlock"][0]
         print(
@@ -281,12 +350,15 @@ def main() -> int:
             f" | {t['presidio'][0]:,.0f} µs/KB | {ratio:.1f}x |"
         )
     print()
+    passes = " and ".join(
+        f"{' / '.join(str(timing[key][who][1]) for who in ('interlock', 'interlock-re', 'presidio'))} ({key})"
+        for key in ("sentences", "docs", "evasion")
+    )
     print(
-        f"Best of {timing['sentences']['interlock'][1]} / {timing['sentences']['interlock-re'][1]} /"
-        f" {timing['sentences']['presidio'][1]} passes (sentences) and {timing['docs']['interlock'][1]} /"
-        f" {timing['docs']['interlock-re'][1]} / {timing['docs']['presidio'][1]} passes (documents); per call on 4 KB"
+        f"Best of {passes} passes; per call on 4 KB"
         f" of prose {timing['prose']['interlock'][0] * 4:,.0f} µs (Interlock) and {timing['prose']['presidio'][0] * 4:,.0f} µs (Presidio)."
-        f" Presidio setup {pr_setup:.1f} s. Hyperscan and `re` engines disagree on {engines_differ} sentences."
+        f" Presidio setup {pr_setup:.1f} s. Hyperscan and `re` engines disagree on {engines_differ} sentences"
+        f" of {len(texts) + len(ev_texts)}."
     )
     below = [k for k in TYPES if il.recall(k) < pr.recall(k)]
     for kind in below or ():
@@ -304,10 +376,21 @@ def main() -> int:
     for kind in TYPES:
         hits = il.lookalike_hits[kind]
         if hits:
-            labels = Counter(label for _, label in hits)
+            labels_hit = Counter(label for _, label in hits)
             examples = ", ".join(f"`{v}`" for v, _ in hits[:3])
             print()
-            print(f"Interlock false positives on look-alikes, {kind}: {dict(labels)}, e.g. {examples}")
+            print(f"Interlock false positives on look-alikes, {kind}: {dict(labels_hit)}, e.g. {examples}")
+    for name, score in il_classes.items():
+        if meets_targets(score, pr_classes[name]):
+            continue
+        print()
+        print(f"Evasion class {name} below its targets:")
+        for kind, misses in score.missed.items():
+            for value, fmt, text in misses[: args.misses]:
+                print(f"- missed {kind} `{_show(value)}` ({fmt}), in: {_show(text)}")
+        for kind, hits in score.lookalike_hits.items():
+            for value, label in hits[: args.misses]:
+                print(f"- false {kind} `{_show(value)}` on a look-alike ({label})")
     return 0
 
 

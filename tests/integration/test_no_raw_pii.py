@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
-import redis
-import yaml
 
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.procs import ROOT, Gateway, RedisServer, http_get
+from tests.support.leaks import leaked, writing_everywhere, written
+from tests.support.procs import Gateway, RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -40,29 +37,14 @@ def setup(session_tmp: Path, upstream: FakeUpstream):  # type: ignore[no-untyped
     r = RedisServer()
     tmp = session_tmp / "nopii"
     tmp.mkdir()
-    shared = {"url": r.url, "timeout_ms": 500}
-    config = {
-        "models": [
-            {"name": "echo", "cache": {"mode": "always"},
-             "deployments": [{"id": "echo", "backend": "openai", "api_base": upstream.base("echo"), "max_class": "restricted"}]},
-        ],
-        "server": {"request_log": "redacted", "log_level": "debug"},
-        "cache": {"redis": shared},
-        "limits": {"redis": shared, "models": {"echo": {"rpm": 100000, "tpm": 100000000}}},
-        "audit": {"sqlite_path": "audit.db"},
-        "dlp": {
-            "tokenization_key": "t" * 40,
-            "vault": {"redis": shared},
-            "policies": {"default": {
-                "actions": {"EMAIL": "tokenize", "PHONE": "tokenize", "CREDIT_CARD": "mask", "IBAN": "redact",
-                            "US_SSN": "tokenize", "SECRET": "block"},
-                "classify": {"US_SSN": "restricted"},
-            }},
-        },
+    policy = {
+        "actions": {"EMAIL": "tokenize", "PHONE": "tokenize", "CREDIT_CARD": "mask", "IBAN": "redact",
+                    "US_SSN": "tokenize", "SECRET": "block"},
+        "classify": {"US_SSN": "restricted"},
     }  # fmt: skip
-    path = tmp / "interlock.yaml"
-    path.write_text(yaml.safe_dump(config))
-    gw = Gateway(tmp, config)
+    gw, path = writing_everywhere(
+        tmp, upstream.base("echo"), r.url, {"tokenization_key": "t" * 40, "policies": {"default": policy}}
+    )
     yield gw, r, path, tmp
     gw.stop()
     r.stop()
@@ -105,27 +87,10 @@ def test_no_raw_value_anywhere(setup) -> None:  # type: ignore[no-untyped-def]
     errors = asyncio.run(send_corpus(gw))
     assert len(errors) >= 12  # the bad requests did get errors back
     asyncio.run(asyncio.sleep(0.5))  # audit and cache writes leave the response path
-    places: dict[str, str] = {
-        "gateway log": gw.log(),
-        "metrics": http_get(gw.url + "/metrics")[2].decode(),
-        "error bodies": "\n".join(b.decode() for b in errors),
-    }
-    export = subprocess.run([sys.executable, "-m", "interlock", "audit", "export", "--config", str(path)],
-                            capture_output=True, text=True, cwd=ROOT, check=True)  # fmt: skip
-    places["audit"] = export.stdout
-    assert export.stdout.count("\n") >= 19
-    spool = tmp / "interlock-audit.spool"
-    places["spool"] = spool.read_text() if spool.exists() else ""
-    client = redis.Redis.from_url(r.url)
-    keys = client.keys("*")
-    assert any(k.startswith(b"interlock:cache:") for k in keys) and any(k.startswith(b"interlock:vault:") for k in keys)
-    places["redis"] = "\n".join(
-        repr(k) + " " + repr(client.get(k) if client.type(k) == b"string" else b"") for k in keys
-    )
-    client.close()
+    places = written(gw, path, tmp, r.url)
+    places["error bodies"] = "\n".join(b.decode() for b in errors)
+    assert places["audit"].count("\n") >= 19
+    assert "\ninterlock:cache:" in "\n" + places["redis"] and "\ninterlock:vault:" in "\n" + places["redis"]
     assert '"text"' in places["gateway log"]  # the redacted request log is on, and it was scanned
-    leaks = {
-        where: [v for v in RAW if v in text or v.replace(" ", "") in text.replace(" ", "")]
-        for where, text in places.items()
-    }
+    leaks = {where: leaked(text, RAW) for where, text in places.items()}
     assert all(not found for found in leaks.values()), leaks

@@ -1,6 +1,10 @@
 """Finding PII and secrets in text: every candidate in one pass with Hyperscan (or, where it is not
 installed, each compiled `re` pattern in turn), then validation and context scoring.
 
+The patterns run on the text as `normalize.py` folds it (NFKC, invisible characters dropped), and
+the entities come back in offsets of the text as given: the DLP stage acts on the span it is
+handed, and the span covers every original character of the value, zero-width ones inside too.
+
 Pure and synchronous: text in, entities out. The DLP stage decides where it runs (inline for
 ordinary prompts, on a worker thread for large ones).
 """
@@ -11,10 +15,12 @@ import hashlib
 import re
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from itertools import pairwise
 
+from .normalize import normalize
 from .patterns import CONTEXT_BOOST, CONTEXT_DAMPEN, CONTEXT_WINDOW, PATTERNS, Pattern
-from .validate import VALIDATORS
+from .validate import VALIDATORS, WITH_CONTEXT
 
 try:  # Hyperscan: one pass over the text for every pattern at once
     import hyperscan
@@ -28,7 +34,7 @@ VALIDATED = {
     "US_SSN": 0.6,
     "PHONE": 0.55,
     "IP_ADDRESS": 0.6,
-    "DATE_OF_BIRTH": 0.2,
+    "DATE_OF_BIRTH": 0.25,  # below the threshold unless the words before it speak of a birth
 }
 BOOST, DAMPEN = 0.3, 0.4
 MEMO_ENTRIES = 4096
@@ -77,6 +83,8 @@ class PatternDetector:
         # Without Hyperscan: each pattern compiled once and run in turn. (One alternation of all of
         # them would let the first alternative that matches hide the others: a phone-shaped SSN.)
         self._res = [re.compile(p.regex, re.IGNORECASE if p.case_insensitive else 0) for p in self._patterns]
+        self._boost = _words(CONTEXT_BOOST)
+        self._dampen = _words(CONTEXT_DAMPEN)
 
     @property
     def engine(self) -> str:
@@ -118,33 +126,49 @@ class PatternDetector:
         return list(found)
 
     def _detect(self, text: str, data: bytes) -> list[Entity]:
+        folded = normalize(text)
+        if folded.text is text:  # ASCII, or nothing to fold: offsets are the caller's already
+            return self._find(text, data)
+        found = self._find(folded.text, folded.text.encode("utf-8", "surrogatepass"))
+        return [Entity(e.type, *folded.original_span(e.start, e.end), e.score) for e in found]
+
+    def _find(self, text: str, data: bytes) -> list[Entity]:
         candidates = self._candidates(text, data)
         if not candidates:  # most text: nothing more to do
             return []
         found: list[Entity] = []
-        lowered: str | None = None
         for pid, start, end in candidates:
             pattern = self._patterns[pid]
             kind = pattern.entity
-            score = pattern.score
             if _embedded(text, start, end) or (kind == "US_SSN" and text[max(0, start - 1) : start] == "+"):
                 continue  # a version string; digits that are the tail of an international number
+            window = max(0, start - CONTEXT_WINDOW)
+            boost, dampen = self._boost.get(kind), self._dampen.get(kind)
+            boosted = boost is not None and boost.search(text, window, start) is not None
+            dampened = dampen is not None and dampen.search(text, window, start) is not None
+            context = (BOOST if boosted else 0.0) - (DAMPEN if dampened else 0.0)
             validator = VALIDATORS.get(kind)
+            score = (pattern.score if validator is None else VALIDATED[kind]) + context
+            if round(score, 6) < self._threshold:  # 0.6 + 0.3 - 0.4 is 0.4999... in floats
+                continue  # not even a valid one would count: skip the validator (a date without "born")
             if validator is not None:
-                end = _validated_end(validator, text, start, end)
-                if end < 0:
+                valid_end = _validated_end(validator, text, start, end)
+                relaxed = WITH_CONTEXT.get(kind)
+                if valid_end < 0 and relaxed is not None and boosted and not dampened:
+                    valid_end = _validated_end(relaxed, text, start, end)  # "Card number: ..."
+                if valid_end < 0:
                     continue
-                score = VALIDATED[kind]
-            if kind in CONTEXT_BOOST or kind in CONTEXT_DAMPEN:
-                lowered = lowered if lowered is not None else text.lower()
-                before = lowered[max(0, start - CONTEXT_WINDOW) : start]
-                if any(word in before for word in CONTEXT_BOOST.get(kind, ())):
-                    score += BOOST
-                if any(word in before for word in CONTEXT_DAMPEN.get(kind, ())):
-                    score -= DAMPEN
-            if round(score, 6) >= self._threshold:  # 0.6 + 0.3 - 0.4 is 0.4999... in floats
-                found.append(Entity(kind, start, end, min(score, 1.0)))
+                end = valid_end
+            found.append(Entity(kind, start, end, min(score, 1.0)))
         return without_overlaps(found)
+
+
+def _words(table: dict[str, tuple[str, ...]]) -> dict[str, re.Pattern[str]]:
+    """Per entity type, one pattern for its context words, each at the start of a word."""
+    return {
+        kind: re.compile(r"\b(" + "|".join(re.escape(w) for w in words) + ")", re.IGNORECASE)
+        for kind, words in table.items()
+    }
 
 
 def _validated_end(validator: Callable[[str], bool], text: str, start: int, end: int) -> int:
@@ -170,9 +194,24 @@ def _embedded(text: str, start: int, end: int) -> bool:
 
 
 def without_overlaps(entities: list[Entity]) -> list[Entity]:
-    """Where candidates overlap keep the surest, then the longest."""
+    """Where candidates overlap keep the surest, then the longest; and widen what is kept over
+    the parts of the others that stick out, so that acting on the entities kept leaves no part
+    of any finding in the text. (The DLP stage merges the patterns' findings with the entity
+    model's this way: a PERSON "Jan" of 0.85 beats the date of birth "Jan. 29th, 1961" of 0.55,
+    and the date's "29th, 1961" must not go upstream.) Types and scores are those kept."""
     chosen: list[Entity] = []
+    beaten: list[Entity] = []
     for e in sorted(entities, key=lambda e: (-e.score, -(e.end - e.start), e.start)):
         if all(e.end <= c.start or e.start >= c.end for c in chosen):
             chosen.append(e)
-    return sorted(chosen, key=lambda e: e.start)
+        else:
+            beaten.append(e)
+    chosen.sort(key=lambda e: e.start)
+    for b in beaten:
+        over = [i for i, c in enumerate(chosen) if c.start < b.end and b.start < c.end]
+        first, last = over[0], over[-1]  # kept ones never overlap: b runs from one to the other
+        for i, j in pairwise(over):  # close the gaps between them, if any
+            chosen[i] = replace(chosen[i], end=chosen[j].start)
+        chosen[first] = replace(chosen[first], start=min(chosen[first].start, b.start))
+        chosen[last] = replace(chosen[last], end=max(chosen[last].end, b.end))
+    return chosen
