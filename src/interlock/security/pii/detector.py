@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
+from typing import Any
 
 from .normalize import normalize
 from .patterns import CONTEXT_BOOST, CONTEXT_DAMPEN, CONTEXT_WINDOW, PATTERNS, Pattern
@@ -193,15 +194,20 @@ def _embedded(text: str, start: int, end: int) -> bool:
     )
 
 
-def without_overlaps(entities: list[Entity]) -> list[Entity]:
-    """Where candidates overlap keep the surest, then the longest; and widen what is kept over
+def surest(e: Entity) -> tuple[float, int, int]:
+    return -e.score, -(e.end - e.start), e.start
+
+
+def without_overlaps(entities: list[Entity], rank: Callable[[Entity], tuple[Any, ...]] = surest) -> list[Entity]:
+    """Where candidates overlap keep the first by `rank` (by default the surest, then the longest);
+    and widen what is kept over
     the parts of the others that stick out, so that acting on the entities kept leaves no part
     of any finding in the text. (The DLP stage merges the patterns' findings with the entity
     model's this way: a PERSON "Jan" of 0.85 beats the date of birth "Jan. 29th, 1961" of 0.55,
     and the date's "29th, 1961" must not go upstream.) Types and scores are those kept."""
     chosen: list[Entity] = []
     beaten: list[Entity] = []
-    for e in sorted(entities, key=lambda e: (-e.score, -(e.end - e.start), e.start)):
+    for e in sorted(entities, key=rank):
         if all(e.end <= c.start or e.start >= c.end for c in chosen):
             chosen.append(e)
         else:
