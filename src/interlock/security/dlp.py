@@ -183,10 +183,6 @@ class DlpStage:
         if self._presidio is not None:
             await asyncio.to_thread(self._presidio.load)
 
-    async def close(self) -> None:
-        if self._vault is not None:
-            await self._vault.close()
-
     async def __call__(self, ctx: RequestContext, call_next: Next) -> Result:
         mapping = await self._screen(ctx)
         result = await call_next(ctx)

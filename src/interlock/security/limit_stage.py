@@ -129,9 +129,6 @@ class LimitStage:
         self._plans = plans
         self._metrics = metrics
 
-    async def close(self) -> None:
-        await self._limiter.close()
-
     async def __call__(self, ctx: RequestContext, call_next: Next) -> Result:
         checks = self._plans.of(ctx).requests
         if not checks:
