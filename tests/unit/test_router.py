@@ -4,7 +4,6 @@ and a sleep that only records: retries, Retry-After, fallbacks, circuit breaking
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,68 +18,16 @@ from interlock.errors import (
     UpstreamRejected,
 )
 from interlock.observe.metrics import Metrics
-from interlock.pipeline.context import Endpoint, RequestContext
+from interlock.pipeline.context import RequestContext
 from interlock.pipeline.result import Completion, StreamResult
-from interlock.providers.base import UpstreamAnswer
 from interlock.routing import CircuitBreaker, DeploymentRuntime, GroupRuntime, Router
+from tests.support.clock import SleepingClock
 from tests.support.context import context
-
-
-class Scripted:
-    """Answers from a script: each item is an exception to raise or a body to return."""
-
-    kind = "scripted"
-
-    def __init__(self, id_: str, script: list[Any] | None = None) -> None:
-        self.id = id_
-        self.script = list(script or [])
-        self.calls = 0
-
-    async def start(self) -> None: ...
-    async def close(self) -> None: ...
-    async def ready(self) -> bool:
-        return True
-
-    def queue_depth(self) -> int:
-        return 0
-
-    def _next(self) -> Any:
-        self.calls += 1
-        item = self.script.pop(0) if self.script else b'{"ok":true,"usage":{"prompt_tokens":3,"completion_tokens":2}}'
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> UpstreamAnswer:
-        return UpstreamAnswer(self._next())
-
-    async def open_stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[bytes]:
-        events = self._next()
-
-        async def gen() -> AsyncIterator[bytes]:
-            for e in events:
-                if isinstance(e, BaseException):
-                    raise e
-                yield e
-
-        return gen()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
+from tests.support.providers import Scripted
 
 
 def make_router(groups: dict[str, list[Scripted]], fallbacks: dict[str, list[str]] | None = None, **settings: Any):
-    clock = Clock()
+    clock = SleepingClock()
     runtimes = [
         GroupRuntime(
             name,

@@ -18,8 +18,9 @@ from interlock.rollout.assign import Split
 from interlock.routing import CircuitBreaker, DeploymentRuntime, GroupRuntime, Router
 from interlock.routing.router import sticky_key
 from interlock.security.roles import OPEN
+from tests.support.clock import SleepingClock
 from tests.support.context import context
-from tests.unit.test_router import Clock, Scripted
+from tests.support.providers import Scripted
 
 
 class Rollouts:
@@ -38,7 +39,7 @@ def deployment(id_: str, version: str) -> DeploymentRuntime:
     return DeploymentRuntime(Scripted(id_), 1.0, CircuitBreaker(1, 30.0, 15.0), version=version)
 
 
-def make(weights: dict[str, dict[str, float]], clock: Clock) -> Router:
+def make(weights: dict[str, dict[str, float]], clock: SleepingClock) -> Router:
     deps = [deployment("a1", "v1"), deployment("a2", "v1"), deployment("b1", "v2")]
     settings = RouterSettings(retries=1, backoff_base=0.0)
     return Router([GroupRuntime("chat", deps)], settings, Metrics(), random.Random(3), clock, clock.sleep,
@@ -53,7 +54,7 @@ def ctx(user: str | None) -> RequestContext:
 
 
 async def test_the_same_user_always_gets_the_same_version() -> None:
-    router = make({"chat": {"v1": 50.0, "v2": 50.0}}, Clock())
+    router = make({"chat": {"v1": 50.0, "v2": 50.0}}, SleepingClock())
     landed: dict[str, set[str | None]] = {}
     for u in range(50):
         for _ in range(3):
@@ -65,7 +66,7 @@ async def test_the_same_user_always_gets_the_same_version() -> None:
 
 
 async def test_zero_weight_versions_never_serve_and_no_rollout_means_any_version() -> None:
-    clock = Clock()
+    clock = SleepingClock()
     router = make({"chat": {"v1": 100.0, "v2": 0.0}}, clock)
     for u in range(40):
         c = ctx(f"u{u}")
@@ -81,7 +82,7 @@ async def test_zero_weight_versions_never_serve_and_no_rollout_means_any_version
 
 
 async def test_a_version_without_a_usable_deployment_hands_over_to_the_other_weighted_one() -> None:
-    clock = Clock()
+    clock = SleepingClock()
     router = make({"chat": {"v1": 0.001, "v2": 99.999}}, clock)
     b1 = router.groups["chat"].deployments[2]
     b1.circuit.failure(clock.now)  # opens: one failure in this test's breaker

@@ -44,7 +44,7 @@ from interlock.pipeline.runner import Next
 from interlock.routing import CircuitBreaker, DeploymentRuntime, GroupRuntime, Router
 from tests.support.context import context as make_context
 from tests.support.context import reaches_the_rest
-from tests.unit.test_router import Scripted
+from tests.support.providers import Scripted
 
 LABELS = {"model": "m", "deployment": "d1", "version": "v7"}
 
