@@ -16,7 +16,7 @@ from interlock.observe.drift import (
 )
 from interlock.observe.drift.sketch import OTHER_BUCKET
 
-DATA = Path(__file__).parent / "data" / "drift_reference.jsonl"
+DATA = Path(__file__).parents[2] / "data" / "drift_reference.jsonl"
 
 
 def numeric(values: np.ndarray) -> NumericSketch:
