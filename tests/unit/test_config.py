@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,3 +104,22 @@ def test_no_config_means_the_embedded_model() -> None:
     s = load_settings(None)
     assert [g.name for g in s.models] == ["smollm2"]
     assert isinstance(s.models[0].deployments[0], LocalDeployment)
+
+
+def test_versions_and_sample_ratios_are_validated() -> None:
+    def settings(deployment: dict[str, Any], telemetry: dict[str, Any] | None = None) -> Any:
+        raw: dict[str, Any] = {
+            "models": [{"name": "m", "deployments": [{"id": "d", "backend": "local", **deployment}]}]
+        }
+        if telemetry is not None:
+            raw["telemetry"] = telemetry
+        return parse_settings(raw)
+
+    assert settings({}).models[0].deployments[0].version == "v1"
+    assert settings({"version": "2024-10.canary_b"}).models[0].deployments[0].version == "2024-10.canary_b"
+    with pytest.raises(ConfigError, match=r"deployments\[0\]\.version"):
+        settings({"version": 'v1"} evil'})
+    with pytest.raises(ConfigError, match=r"\$\.telemetry\.logprobs_sample"):
+        settings({}, {"logprobs_sample": 1.5})
+    with pytest.raises(ConfigError, match=r"\$\.telemetry\.trace_sample_ratio"):
+        settings({}, {"trace_sample_ratio": -0.1})

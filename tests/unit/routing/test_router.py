@@ -11,6 +11,7 @@ import pytest
 from interlock.config import RouterSettings
 from interlock.errors import (
     InterlockError,
+    Overloaded,
     RateLimited,
     StreamBroken,
     Unavailable,
@@ -18,7 +19,7 @@ from interlock.errors import (
     UpstreamRejected,
 )
 from interlock.observe.metrics import Metrics
-from interlock.pipeline.context import RequestContext
+from interlock.pipeline.context import Endpoint, RequestContext
 from interlock.pipeline.result import Completion, StreamResult
 from interlock.routing import CircuitBreaker, DeploymentRuntime, GroupRuntime, Router
 from tests.support.clock import SleepingClock
@@ -142,8 +143,6 @@ async def test_unknown_model_is_404() -> None:
 
 
 async def test_a_full_queue_is_retried_but_does_not_open_the_circuit() -> None:
-    from interlock.errors import Overloaded
-
     p = Scripted("a", [Overloaded("full", retry_after=2)] * 9)
     router, _ = make_router({"g": [p]})
     for _ in range(3):
@@ -152,3 +151,45 @@ async def test_a_full_queue_is_retried_but_does_not_open_the_circuit() -> None:
         assert err.value.headers["retry-after"] == "2"
     assert p.calls == 9  # three attempts each time: the circuit never opened
     assert router.groups["g"].deployments[0].circuit.state.name == "CLOSED"
+
+
+class Recording(Scripted):
+    def __init__(self, id_: str, script: list[Any] | None = None) -> None:
+        super().__init__(id_, script)
+        self.bodies: list[dict[str, Any]] = []
+
+    async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> Any:
+        self.bodies.append(body)
+        return await super().complete(endpoint, body)
+
+
+def router_for(provider: Scripted, metrics: Metrics) -> Router:
+    dep = DeploymentRuntime(provider=provider, weight=1, circuit=CircuitBreaker(5, 30, 15), version="canary-2")
+    return Router([GroupRuntime("g", [dep])], RouterSettings(retries=0), metrics, rng=random.Random(0))
+
+
+async def test_the_router_puts_the_version_on_the_context_and_asks_for_sampled_logprobs() -> None:
+    metrics = Metrics()
+    provider = Recording("d")
+    router = router_for(provider, metrics)
+    plain = context({"messages": []}, model="g", request_id="a")
+    await router(plain)
+    assert (plain.routing.deployment, plain.routing.version) == ("d", "canary-2")
+    assert metrics.registry.get_sample_value(
+        "interlock_tokens_total", {"model": "g", "deployment": "d", "version": "canary-2", "direction": "out"}
+    ) == 2  # fmt: skip
+    sampled = context({"messages": []}, model="g", request_id="b")
+    sampled.telemetry.logprobs_sampled = True
+    await router(sampled)
+    assert provider.bodies == [{"messages": []}, {"messages": [], "logprobs": True, "top_logprobs": 0}]
+    assert sampled.body == {"messages": []}  # what the cache keys on is the caller's request
+
+
+async def test_a_backend_that_refuses_logprobs_is_asked_again_without_them() -> None:
+    provider = Recording("d", [UpstreamRejected(400, b'{"error":{"message":"logprobs unsupported"}}')])
+    ctx = context({"messages": []}, model="g", request_id="a")
+    ctx.telemetry.logprobs_sampled = True
+    result = await router_for(provider, Metrics())(ctx)
+    assert isinstance(result, Completion) and result.status == 200
+    assert [("logprobs" in b) for b in provider.bodies] == [True, False]
+    assert not ctx.logprobs_sampled  # nothing to strip
