@@ -123,3 +123,21 @@ def test_versions_and_sample_ratios_are_validated() -> None:
         settings({}, {"logprobs_sample": 1.5})
     with pytest.raises(ConfigError, match=r"\$\.telemetry\.trace_sample_ratio"):
         settings({}, {"trace_sample_ratio": -0.1})
+
+
+def test_rollout_settings_are_checked_against_the_groups_versions(tmp_path: Path) -> None:
+    models = [{"name": "chat", "deployments": [
+        {"id": "a", "backend": "openai", "api_base": "http://x/v1", "version": "v1"},
+        {"id": "b", "backend": "openai", "api_base": "http://x/v1", "version": "v2"}]}]  # fmt: skip
+    rollout = {"model": "chat", "stable": "v1", "candidate": "v2", "steps": [{"set_weight": 10}]}
+    settings = parse_settings({"models": models, "rollouts": [rollout]}, {}, tmp_path)
+    assert settings.rollout is not None and settings.rollout.sqlite_path == str(tmp_path / "interlock-rollouts.db")
+    with pytest.raises(ConfigError, match=r"\$\.rollouts\[0\]\.candidate: no deployment"):
+        parse_settings({"models": models, "rollouts": [{**rollout, "candidate": "v3"}]}, {}, tmp_path)
+    with pytest.raises(ConfigError, match=r"\$\.rollouts\[0\]\.steps\[0\]"):
+        parse_settings({"models": models, "rollouts": [{**rollout, "steps": [{}]}]}, {}, tmp_path)
+    gate = {"interval_s": 0.5, "metrics": [{"condition": "error_rate < 0.1"}]}
+    with pytest.raises(ConfigError, match="bucket"):
+        parse_settings({"models": models, "rollouts": [{**rollout, "templates": {"g": gate},
+                                                         "steps": [{"analysis": "g"}]}]}, {}, tmp_path)  # fmt: skip
+    assert parse_settings({"models": models}, {}, tmp_path).rollout is None  # no rollouts: nothing made
