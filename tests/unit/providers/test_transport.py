@@ -2,30 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from interlock.providers.pool import parse_target
-from interlock.providers.sse import SseDecoder
 from interlock.providers.transport import RequestHeaders, status_error
-
-
-def test_sse_decoder_handles_split_lines_crlf_comments_and_multiline_data() -> None:
-    d = SseDecoder()
-    assert d.feed(b'data: {"a"') == []
-    assert d.feed(b":1}\n\n: keep-alive comment\n\nevent: x\r\ndata: one\r\ndata: two\r\n\r\n") == [
-        b'{"a":1}',
-        b"one\ntwo",
-    ]
-    assert d.feed(b"data: [DONE]") == []
-    assert d.finish() == [b"[DONE]"]  # the last event had no blank line after it
-
-
-def test_targets_are_parsed_once_into_what_goes_on_the_wire() -> None:
-    t = parse_target("https://x.openai.azure.com/openai/deployments/d/chat/completions?api-version=1")
-    assert (t.host, t.port, t.tls) == ("x.openai.azure.com", 443, True)
-    assert t.path == b"/openai/deployments/d/chat/completions?api-version=1"
-    assert t.host_header == b"x.openai.azure.com"
-    assert parse_target("http://10.0.0.5:8000/v1/models").host_header == b"10.0.0.5:8000"
-    with pytest.raises(ValueError):
-        parse_target("ftp://host/x")
 
 
 def test_headers_are_encoded_once_and_reject_line_breaks() -> None:
