@@ -47,14 +47,14 @@ def make_router(groups: dict[str, list[Scripted]], fallbacks: dict[str, list[str
     return router, clock
 
 
-def ctx(model: str = "g", stream: bool = False) -> RequestContext:
+def group_ctx(model: str = "g", stream: bool = False) -> RequestContext:
     return context({"model": model}, model=model, stream=stream)
 
 
 async def test_retries_a_retryable_failure_with_backoff() -> None:
     p = Scripted("a", [UpstreamError("x")])
     router, clock = make_router({"g": [p]})
-    c = ctx()
+    c = group_ctx()
     result = await router(c)
     assert isinstance(result, Completion) and p.calls == 2 and c.routing.retries == 1
     assert len(clock.slept) == 1 and 0 <= clock.slept[0] <= 0.05
@@ -65,7 +65,7 @@ async def test_a_retry_prefers_a_deployment_not_yet_tried() -> None:
     a, b = Scripted("a", [UpstreamError("x")] * 5), Scripted("b")
     router, _ = make_router({"g": [a, b]})
     for _ in range(5):
-        c = ctx()
+        c = group_ctx()
         await router(c)
         assert c.routing.deployment == "b"
     assert a.calls <= 5
@@ -75,14 +75,14 @@ async def test_client_errors_are_not_retried() -> None:
     p = Scripted("a", [UpstreamRejected(400, b"{}")])
     router, _ = make_router({"g": [p]})
     with pytest.raises(UpstreamRejected):
-        await router(ctx())
+        await router(group_ctx())
     assert p.calls == 1
 
 
 async def test_retry_after_is_waited_out_when_nothing_else_can_serve() -> None:
     p = Scripted("a", [RateLimited("slow", retry_after=2)])
     router, clock = make_router({"g": [p]})
-    await router(ctx())
+    await router(group_ctx())
     assert clock.slept == [pytest.approx(2, abs=0.01)] and p.calls == 2
 
 
@@ -90,14 +90,14 @@ async def test_a_long_retry_after_is_passed_to_the_caller() -> None:
     p = Scripted("a", [RateLimited("slow", retry_after=60)])
     router, clock = make_router({"g": [p]})
     with pytest.raises(RateLimited) as err:
-        await router(ctx())
+        await router(group_ctx())
     assert err.value.headers["retry-after"] == "60" and clock.slept == []
 
 
 async def test_falls_back_to_the_next_group_when_retries_run_out() -> None:
     bad, good = Scripted("bad", [UpstreamError("x")] * 3), Scripted("good")
     router, _ = make_router({"g": [bad], "backup": [good]}, {"g": ["backup"]})
-    c = ctx()
+    c = group_ctx()
     await router(c)
     assert (c.routing.deployment, c.routing.served_model, bad.calls) == ("good", "backup", 3)
 
@@ -106,19 +106,19 @@ async def test_open_circuit_short_circuits_to_503() -> None:
     p = Scripted("a", [UpstreamError("x")] * 3)
     router, clock = make_router({"g": [p]})
     with pytest.raises(UpstreamError):
-        await router(ctx())
+        await router(group_ctx())
     with pytest.raises(Unavailable):
-        await router(ctx())
+        await router(group_ctx())
     assert p.calls == 3
     clock.now += 10  # cooldown over: one half-open probe goes through and closes it
-    await router(ctx())
+    await router(group_ctx())
     assert p.calls == 4
 
 
 async def test_stream_open_failures_are_retried_but_not_failures_after_the_first_event() -> None:
     p = Scripted("a", [UpstreamError("connect"), [b"e1", StreamBroken("cut")]])
     router, _ = make_router({"g": [p]})
-    c = ctx(stream=True)
+    c = group_ctx(stream=True)
     result = await router(c)
     assert isinstance(result, StreamResult) and p.calls == 2
     got = []
@@ -133,7 +133,7 @@ async def test_stream_open_failures_are_retried_but_not_failures_after_the_first
 async def test_in_flight_count_is_released_when_a_stream_is_closed_unread() -> None:
     p = Scripted("a", [[b"e1", b"e2"]])
     router, _ = make_router({"g": [p]})
-    result = await router(ctx(stream=True))
+    result = await router(group_ctx(stream=True))
     dep = router.groups["g"].deployments[0]
     assert dep.inflight == 1
     await result.events.aclose()  # type: ignore[union-attr]
@@ -143,7 +143,7 @@ async def test_in_flight_count_is_released_when_a_stream_is_closed_unread() -> N
 async def test_unknown_model_is_404() -> None:
     router, _ = make_router({"g": [Scripted("a")]})
     with pytest.raises(InterlockError) as err:
-        await router(ctx("nope"))
+        await router(group_ctx("nope"))
     assert err.value.status == 404
 
 
@@ -152,7 +152,7 @@ async def test_a_full_queue_is_retried_but_does_not_open_the_circuit() -> None:
     router, _ = make_router({"g": [p]})
     for _ in range(3):
         with pytest.raises(Overloaded) as err:
-            await router(ctx())
+            await router(group_ctx())
         assert err.value.headers["retry-after"] == "2"
     assert p.calls == 9  # three attempts each time: the circuit never opened
     assert router.groups["g"].deployments[0].circuit.state.name == "CLOSED"
@@ -223,7 +223,7 @@ def make(weights: dict[str, dict[str, float]], clock: SleepingClock) -> Router:
                   rollouts=Rollouts(weights))  # fmt: skip
 
 
-def user_ctx(user: str | None) -> RequestContext:
+def ctx(user: str | None) -> RequestContext:
     body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
     if user is not None:
         body["user"] = user
@@ -235,7 +235,7 @@ async def test_the_same_user_always_gets_the_same_version() -> None:
     landed: dict[str, set[str | None]] = {}
     for u in range(50):
         for _ in range(3):
-            c = user_ctx(f"u{u}")
+            c = ctx(f"u{u}")
             await router(c)
             landed.setdefault(f"u{u}", set()).add(c.routing.version)
     assert all(len(v) == 1 for v in landed.values())
@@ -246,13 +246,13 @@ async def test_zero_weight_versions_never_serve_and_no_rollout_means_any_version
     clock = SleepingClock()
     router = make({"chat": {"v1": 100.0, "v2": 0.0}}, clock)
     for u in range(40):
-        c = user_ctx(f"u{u}")
+        c = ctx(f"u{u}")
         await router(c)
         assert c.routing.version == "v1"
     router = make({}, clock)  # no rollout of this group: every deployment serves
     seen = set()
     for u in range(60):
-        c = user_ctx(f"u{u}")
+        c = ctx(f"u{u}")
         await router(c)
         seen.add(c.routing.deployment)
     assert seen == {"a1", "a2", "b1"}
@@ -263,20 +263,20 @@ async def test_a_version_without_a_usable_deployment_hands_over_to_the_other_wei
     router = make({"chat": {"v1": 0.001, "v2": 99.999}}, clock)
     b1 = router.groups["chat"].deployments[2]
     b1.circuit.failure(clock.now)  # opens: one failure in this test's breaker
-    c = user_ctx("someone")
+    c = ctx("someone")
     await router(c)
     assert c.routing.version == "v1"
     # ... but never to a version at zero weight: then the group is unavailable.
     router = make({"chat": {"v1": 0.0, "v2": 100.0}}, clock)
     router.groups["chat"].deployments[2].circuit.failure(clock.now)
     with pytest.raises(Unavailable):
-        await router(user_ctx("someone"))
+        await router(ctx("someone"))
 
 
 def test_sticky_keys() -> None:
-    c = user_ctx("alice")
+    c = ctx("alice")
     assert sticky_key("user", c) == "alice"
-    assert sticky_key("user", user_ctx(None)) is None
+    assert sticky_key("user", ctx(None)) is None
     assert sticky_key("key_id", c) is None  # the open identity is everyone: chosen at random
     keyed = context(c.request.body, model="chat", identity=replace(OPEN, subject="key-1", kind="key"))
     assert sticky_key("key_id", keyed) == "key-1"
