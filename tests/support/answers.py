@@ -10,9 +10,12 @@ import orjson
 from interlock.pipeline import RequestContext, Result
 
 
-def answered_by(result: Result) -> Any:
+def answered_by(result: Result, prompt_tokens: int = 0, completion_tokens: int = 0) -> Any:
+    """A terminal answering `result` as deployment d1 (version v7) of group m, with this usage."""
+
     async def terminal(ctx: RequestContext) -> Result:
         ctx.routing.deployment, ctx.routing.served_model, ctx.routing.version = "d1", "m", "v7"
+        ctx.routing.prompt_tokens, ctx.routing.completion_tokens = prompt_tokens, completion_tokens
         return result
 
     return terminal
