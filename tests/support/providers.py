@@ -1,4 +1,4 @@
-"""A fake provider for router and shadow tests: it answers from a script."""
+"""Fake providers for router and shadow tests: they answer from a script."""
 
 from __future__ import annotations
 
@@ -47,3 +47,15 @@ class Scripted:
                 yield e
 
         return gen()
+
+
+class Recording(Scripted):
+    """A Scripted provider that keeps every body it was sent."""
+
+    def __init__(self, id_: str, script: list[Any] | None = None) -> None:
+        super().__init__(id_, script)
+        self.bodies: list[dict[str, Any]] = []
+
+    async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> Any:
+        self.bodies.append(body)
+        return await super().complete(endpoint, body)

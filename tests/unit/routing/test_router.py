@@ -21,7 +21,7 @@ from interlock.errors import (
     UpstreamRejected,
 )
 from interlock.observe.metrics import Metrics
-from interlock.pipeline.context import Endpoint, RequestContext
+from interlock.pipeline.context import RequestContext
 from interlock.pipeline.result import Completion, StreamResult
 from interlock.rollout.assign import Split
 from interlock.routing import CircuitBreaker, DeploymentRuntime, GroupRuntime, Router
@@ -29,7 +29,7 @@ from interlock.routing.router import sticky_key
 from interlock.security.roles import OPEN
 from tests.support.clock import SleepingClock
 from tests.support.context import context
-from tests.support.providers import Scripted
+from tests.support.providers import Recording, Scripted
 
 
 def make_router(groups: dict[str, list[Scripted]], fallbacks: dict[str, list[str]] | None = None, **settings: Any):
@@ -156,16 +156,6 @@ async def test_a_full_queue_is_retried_but_does_not_open_the_circuit() -> None:
         assert err.value.headers["retry-after"] == "2"
     assert p.calls == 9  # three attempts each time: the circuit never opened
     assert router.groups["g"].deployments[0].circuit.state.name == "CLOSED"
-
-
-class Recording(Scripted):
-    def __init__(self, id_: str, script: list[Any] | None = None) -> None:
-        super().__init__(id_, script)
-        self.bodies: list[dict[str, Any]] = []
-
-    async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> Any:
-        self.bodies.append(body)
-        return await super().complete(endpoint, body)
 
 
 def router_for(provider: Scripted, metrics: Metrics) -> Router:
