@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from interlock import ConfigError, load_settings, parse_settings
-from interlock.cli import main
 from interlock.config import AzureDeployment, LocalDeployment, OpenAIDeployment
 
 GOOD = {
@@ -88,18 +90,145 @@ def test_missing_environment_variable_is_named_but_no_value_leaks() -> None:
     assert "$.security.server_secret" in str(err.value) and "sk-" not in str(err.value)
 
 
-def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    good = tmp_path / "good.yaml"
-    good.write_text("models:\n  - name: m\n    deployments:\n      - {id: a, backend: local}\n")
-    assert main(["check-config", str(good)]) == 0
-    assert "1 model group(s)" in capsys.readouterr().out
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("models:\n  - name: m\n    deployments:\n      - {id: a, backend: local, n_ctx: big}\n")
-    assert main(["check-config", str(bad)]) == 1
-    assert "$.models[0].deployments[0].n_ctx" in capsys.readouterr().err
-
-
 def test_no_config_means_the_embedded_model() -> None:
     s = load_settings(None)
     assert [g.name for g in s.models] == ["smollm2"]
     assert isinstance(s.models[0].deployments[0], LocalDeployment)
+
+
+def test_versions_and_sample_ratios_are_validated() -> None:
+    def settings(deployment: dict[str, Any], telemetry: dict[str, Any] | None = None) -> Any:
+        raw: dict[str, Any] = {
+            "models": [{"name": "m", "deployments": [{"id": "d", "backend": "local", **deployment}]}]
+        }
+        if telemetry is not None:
+            raw["telemetry"] = telemetry
+        return parse_settings(raw)
+
+    assert settings({}).models[0].deployments[0].version == "v1"
+    assert settings({"version": "2024-10.canary_b"}).models[0].deployments[0].version == "2024-10.canary_b"
+    with pytest.raises(ConfigError, match=r"deployments\[0\]\.version"):
+        settings({"version": 'v1"} evil'})
+    with pytest.raises(ConfigError, match=r"\$\.telemetry\.logprobs_sample"):
+        settings({}, {"logprobs_sample": 1.5})
+    with pytest.raises(ConfigError, match=r"\$\.telemetry\.trace_sample_ratio"):
+        settings({}, {"trace_sample_ratio": -0.1})
+
+
+def test_rollout_settings_are_checked_against_the_groups_versions(tmp_path: Path) -> None:
+    models = [{"name": "chat", "deployments": [
+        {"id": "a", "backend": "openai", "api_base": "http://x/v1", "version": "v1"},
+        {"id": "b", "backend": "openai", "api_base": "http://x/v1", "version": "v2"}]}]  # fmt: skip
+    rollout = {"model": "chat", "stable": "v1", "candidate": "v2", "steps": [{"set_weight": 10}]}
+    settings = parse_settings({"models": models, "rollouts": [rollout]}, {}, tmp_path)
+    assert settings.rollout is not None and settings.rollout.sqlite_path == str(tmp_path / "interlock-rollouts.db")
+    with pytest.raises(ConfigError, match=r"\$\.rollouts\[0\]\.candidate: no deployment"):
+        parse_settings({"models": models, "rollouts": [{**rollout, "candidate": "v3"}]}, {}, tmp_path)
+    with pytest.raises(ConfigError, match=r"\$\.rollouts\[0\]\.steps\[0\]"):
+        parse_settings({"models": models, "rollouts": [{**rollout, "steps": [{}]}]}, {}, tmp_path)
+    gate = {"interval_s": 0.5, "metrics": [{"condition": "error_rate < 0.1"}]}
+    with pytest.raises(ConfigError, match="bucket"):
+        parse_settings({"models": models, "rollouts": [{**rollout, "templates": {"g": gate},
+                                                         "steps": [{"analysis": "g"}]}]}, {}, tmp_path)  # fmt: skip
+    assert parse_settings({"models": models}, {}, tmp_path).rollout is None  # no rollouts: nothing made
+
+
+# -- the `alerts:` section: parsed into typed settings, secrets resolved, errors naming the key path
+# and never the webhook URL (which may carry a token).
+SECRET = "tok-3f9a7c1e"
+
+
+CONFIG: dict[str, Any] = {
+    "models": [{"name": "chat", "deployments": [{"id": "l", "backend": "local"}]}],
+    "alerts": {
+        "evaluate_s": 5,
+        "repeat_interval_s": 3600,
+        "webhooks": {
+            "am": {"url": "http://alertmanager:9093/api/v2/alerts", "kind": "alertmanager"},
+            "hook": {"url": f"https://hooks.example/x?token={SECRET}", "headers": {"Authorization": "env:HOOK_AUTH"}},
+        },
+        "retrain": {"url": "https://ml.example/pipelines/run", "token": "env:AML_TOKEN", "cooldown_s": 3600},
+        "rules": [
+            {"name": "errors", "signal": "error_rate", "threshold": 0.05, "for_s": 60, "actions": ["am", "hook"]},
+            {
+                "name": "slow",
+                "signal": "p95_latency_ms",
+                "op": ">=",
+                "threshold": 4000,
+                "model": "chat",
+                "version": "v2",
+            },
+            {"name": "timeouts", "signal": "error_rate:timeout", "threshold": 0.01},
+            {
+                "name": "drift",
+                "signal": "drift_share",
+                "threshold": 0.5,
+                "actions": ["retrain", "am"],
+                "labels": {"team": "ml"},
+            },
+            {"name": "language", "signal": "drift_feature:language", "op": ">=", "threshold": 1},
+        ],
+    },
+}
+
+
+ENV = {"HOOK_AUTH": "Bearer hook-secret", "AML_TOKEN": "aml-secret"}
+
+
+def test_the_alerts_section_parses_with_its_secrets_resolved() -> None:
+    s = parse_settings(CONFIG, environ=ENV)
+    assert s.alerts is not None
+    a = s.alerts
+    assert a.evaluate_s == 5 and a.webhooks["am"].kind == "alertmanager" and a.webhooks["hook"].kind == "json"
+    assert a.webhooks["hook"].headers == {"Authorization": "Bearer hook-secret"}
+    assert a.retrain is not None and a.retrain.token == "aml-secret"
+    slow = a.rules[1]
+    assert (slow.op, slow.model, slow.version, slow.window_s, slow.min_requests) == (">=", "chat", "v2", 300.0, 20)
+    assert parse_settings({"models": CONFIG["models"]}).alerts is None
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def apply(config: dict[str, Any]) -> None:
+        node: Any = config["alerts"]
+        *parents, last = path.split(".")
+        for p in parents:
+            node = node[int(p)] if p.isdigit() else node[p]
+        node[int(last) if last.isdigit() else last] = value
+
+    return apply
+
+
+@pytest.mark.parametrize(
+    ("mutate", "where"),
+    [
+        (_set("rules.0.signal", "latency"), "$.alerts.rules[0].signal"),
+        (_set("rules.0.signal", "drift_feature:"), "$.alerts.rules[0].signal"),
+        (_set("rules.2.signal", "error_rate:network"), "$.alerts.rules[2].signal"),
+        (_set("rules.0.op", "=="), "$.alerts.rules[0].op"),
+        (_set("rules.1.model", "nope"), "$.alerts.rules[1].model"),
+        (_set("rules.0.actions", ["am", "pager"]), "$.alerts.rules[0].actions[1]"),
+        (_set("rules.2.window_s", 7200), "$.alerts.rules[2].window_s"),
+        (_set("rules.2.for_s", -1), "$.alerts.rules[2]"),
+        (_set("rules.4.name", "errors"), "$.alerts.rules[4].name"),
+        (_set("retrain", None), "$.alerts.rules[3].actions[0]"),
+        (_set("webhooks.am.kind", "slack"), "$.alerts.webhooks[...].kind"),  # msgspec does not name dict keys
+        (_set("webhooks.am.max_attempts", 0), "$.alerts.webhooks.am"),
+        (_set("webhooks.hook.url", f"ftp://hooks.example/?token={SECRET}"), "$.alerts.webhooks.hook.url"),
+        (_set("webhooks.retrain", {"url": "http://x"}), "$.alerts.webhooks.retrain"),
+        (_set("retrain.cooldown_s", 0), "$.alerts.retrain"),
+        (_set("evaluate_s", 0), "$.alerts.evaluate_s"),
+        (_set("unknown", 1), "$.alerts"),
+    ],
+)
+def test_errors_name_the_key_path_and_never_the_url(mutate: Callable[[dict[str, Any]], None], where: str) -> None:
+    config = copy.deepcopy(CONFIG)
+    mutate(config)
+    with pytest.raises(ConfigError) as info:
+        parse_settings(config, environ=ENV)
+    assert where in str(info.value)
+    assert SECRET not in str(info.value)
+
+
+def test_an_unset_secret_reference_names_its_path() -> None:
+    with pytest.raises(ConfigError, match=r"\$\.alerts\.retrain\.token"):
+        parse_settings(CONFIG, environ={"HOOK_AUTH": "x"})

@@ -1,4 +1,5 @@
-"""The native pool's connection limits, against a real socket server on this machine."""
+"""The native pool: targets parsed once into what goes on the wire, and its connection limits against
+a real socket server on this machine."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from interlock.config import UpstreamPool
-from interlock.providers.pool import NativeTransport
+from interlock.providers.pool import NativeTransport, parse_target
 from interlock.providers.transport import RequestHeaders, Timeouts
 
 STREAM_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -54,3 +55,13 @@ async def test_a_stream_cancelled_while_waiting_for_its_host_gives_back_its_plac
     for stream in streams:
         await stream.aclose()
     await pool.close()
+
+
+def test_targets_are_parsed_once_into_what_goes_on_the_wire() -> None:
+    t = parse_target("https://x.openai.azure.com/openai/deployments/d/chat/completions?api-version=1")
+    assert (t.host, t.port, t.tls) == ("x.openai.azure.com", 443, True)
+    assert t.path == b"/openai/deployments/d/chat/completions?api-version=1"
+    assert t.host_header == b"x.openai.azure.com"
+    assert parse_target("http://10.0.0.5:8000/v1/models").host_header == b"10.0.0.5:8000"
+    with pytest.raises(ValueError):
+        parse_target("ftp://host/x")

@@ -110,11 +110,6 @@ def exchanges(traffic: Traffic, n: int, rng: np.random.Generator, language: Lang
 
 
 @pytest.fixture(scope="module")
-def language() -> LanguageIdentifier:
-    return LanguageIdentifier()
-
-
-@pytest.fixture(scope="module")
 def reference(language: LanguageIdentifier) -> Profile:
     return exchanges(Traffic(), 2000, np.random.default_rng(1), language)
 

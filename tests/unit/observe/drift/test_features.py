@@ -8,14 +8,11 @@ from interlock.observe.drift import (
     FeatureKind,
     LanguageIdentifier,
     estimate_tokens,
-    is_refusal,
     mean_logprob,
     observe,
     prompt_text,
     topic_text,
 )
-from interlock.observe.drift.language import OTHER, UNKNOWN
-from interlock.observe.drift.refusal import refusal_pattern
 
 CHAT = {
     "model": "m",
@@ -38,11 +35,6 @@ REPLY = {
     ],
     "usage": {"prompt_tokens": 999, "completion_tokens": 999},
 }
-
-
-@pytest.fixture(scope="module")
-def language() -> LanguageIdentifier:
-    return LanguageIdentifier()
 
 
 def test_every_feature_of_a_chat_exchange(language: LanguageIdentifier) -> None:
@@ -111,71 +103,3 @@ def test_confidence_passed_in_wins_and_absent_logprobs_mean_none() -> None:
     assert observe(CHAT, REPLY, latency_ms=1.0, confidence=-1.5)["confidence"] == -1.5
     assert mean_logprob({"choices": [{"message": {"content": "x"}}]}) is None
     assert "confidence" not in observe(CHAT, {"choices": [{"message": {"content": "x"}}]}, latency_ms=1.0)
-
-
-@pytest.mark.parametrize(
-    ("text", "code"),
-    [
-        ("Can you help me write a cover letter for an engineering job?", "en"),
-        ("What is the capital of Australia?", "en"),
-        ("Pouvez-vous m'aider à écrire une lettre de motivation ?", "fr"),
-        ("Quelle est la capitale de l'Australie ?", "fr"),
-        ("Kannst du mir helfen, ein Anschreiben zu verfassen?", "de"),
-        ("Was ist die Hauptstadt von Australien?", "de"),
-        ("¿Puedes ayudarme a escribir una carta de presentación?", "es"),
-        ("¿Cuál es la capital de Australia?", "es"),
-        ("PLEASE SUMMARISE THE FOLLOWING REPORT ABOUT QUARTERLY REVENUE.", "en"),
-        ("这是一个关于季度收入的报告，请帮我总结一下。", "zh"),  # noqa: RUF001 - a Chinese sentence has Chinese commas
-    ],
-)
-def test_language_of_clear_sentences(language: LanguageIdentifier, text: str, code: str) -> None:
-    assert language(text) == code
-
-
-def test_language_outside_the_list_and_unsure_text(language: LanguageIdentifier) -> None:
-    assert language("Hej, kan du hjälpa mig att skriva ett brev till min hyresvärd?") == OTHER  # Swedish
-    assert language("") == UNKNOWN
-    assert language("yes") == UNKNOWN
-    assert language("line one\nline two of an English text about the weather today") == "en"
-    assert LanguageIdentifier(["en"])("Quelle est la capitale de l'Australie ?") == OTHER
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "I'm sorry, but I can't help with that.",
-        "I\u2019m sorry, but I cannot assist with creating malware.",  # curly apostrophe, as models emit it
-        "I can't help with that request.",
-        "As an AI language model, I do not have personal opinions.",
-        "I apologize, but I cannot provide medical dosages.",
-        "Sorry, I can't help with that.",
-        "I must decline to write that.",
-        "Je suis désolé, mais je ne peux pas répondre à cette question.",
-        "Lo siento, pero no puedo ayudarte con eso.",
-        "Es tut mir leid, aber ich kann dabei nicht helfen.",
-    ],
-)
-def test_refusals(text: str) -> None:
-    assert is_refusal(text)
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "Sure! Here is the summary you asked for.",
-        "The capital of Australia is Canberra.",
-        "Cannot is spelled as one word. " * 20 + "I can't help with that.",  # past the opening
-        "As an aside, the function returns None.",
-        "",
-        None,
-    ],
-)
-def test_not_refusals(text: str | None) -> None:
-    assert not is_refusal(text)
-
-
-def test_a_custom_phrase_list() -> None:
-    pattern = refusal_pattern(["computer says no", "computer says"])
-    assert is_refusal("Computer says no.", pattern)
-    assert is_refusal("computer says maybe", pattern)  # the shorter phrase suffices
-    assert not is_refusal("I'm sorry, but I can't help with that.", pattern)

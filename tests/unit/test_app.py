@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+import asyncio
+
+from interlock.app import build
+from interlock.config import parse_settings
+from interlock.observe.tracing import TracedStage, make_tracing
+
+
+def test_without_tracing_configured_no_stage_is_wrapped() -> None:
+    settings = parse_settings({"models": [{"name": "m", "deployments": [{"id": "d", "backend": "openai",
+                                                                           "api_base": "http://127.0.0.1:9/v1"}]}]})  # fmt: skip
+    assert make_tracing(settings.telemetry) is None
+    gateway = build(settings)
+    pipeline = gateway._inference._pipeline  # the hot path as built
+    stages = pipeline.stages
+    assert stages and pipeline.traced_stages is stages and not any(isinstance(s, TracedStage) for s in stages)
+    assert type(stages[-1]).__name__ == "TelemetryStage"  # innermost: inside the cache
+    asyncio.run(gateway._on_shutdown())
