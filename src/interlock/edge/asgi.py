@@ -104,7 +104,9 @@ class Gateway:
 
             return azure, Permission.INVOKE
         match = _MODEL.match(path)
-        if match is not None and method == "GET":
+        if match is not None:
+            if method != "GET":
+                raise MethodNotAllowed(f"Method {method} is not allowed on this path")
             name = match.group(1)
 
             async def model(ex: Exchange) -> None:
@@ -112,7 +114,9 @@ class Gateway:
 
             return model, Permission.INVOKE
         match = _ADMIN_KEY.match(path)
-        if match is not None and method == "DELETE":
+        if match is not None:
+            if method != "DELETE":
+                raise MethodNotAllowed(f"Method {method} is not allowed on this path")
             key_id = match.group(1)
 
             async def revoke(ex: Exchange) -> None:

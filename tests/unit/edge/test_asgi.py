@@ -150,6 +150,8 @@ async def test_every_route_names_the_permission_it_needs(gateway: Running) -> No
         ("GET", "/openai/deployments/d/chat/completions", "Method GET is not allowed on this path"),
         ("POST", "/admin/rollouts/m", "Method POST is not allowed on /admin/rollouts/m"),
         ("GET", "/admin/rollouts/m/pause", "Method GET is not allowed on /admin/rollouts/m/pause"),
+        ("POST", "/v1/models/m", "Method POST is not allowed on this path"),
+        ("GET", "/admin/keys/key_1", "Method GET is not allowed on this path"),
     ],
 )
 async def test_a_known_path_with_another_method_is_405_before_credentials(

@@ -42,3 +42,54 @@ async def test_a_body_screened_clean_is_not_screened_again_and_one_with_findings
     for _ in range(2):
         await reaches_the_rest(stage, ctx("Keep <EMAIL_1> as it is"))  # token-shaped: rewritten, not remembered
     assert Counting.calls == 10
+
+
+class Fixed:
+    """A second detector (as NER is) that finds what it is told to: (type, text, score)."""
+
+    name = "fixed"
+
+    def __init__(self, *found: tuple[str, str, float]) -> None:
+        self.found = found
+
+    def load(self) -> None: ...
+
+    def detect(self, text: str) -> list[Entity]:
+        return [Entity(t, text.index(v), text.index(v) + len(v), s) for t, v, s in self.found if v in text]
+
+
+async def stage_with(policy: Policy, ner: Fixed) -> DlpStage:
+    return DlpStage(PatternDetector(memo=0), {"default": policy}, {}, None, Metrics(CollectorRegistry()), ner)  # type: ignore[arg-type]
+
+
+async def test_where_two_detectors_overlap_the_strictest_action_wins_and_covers_both() -> None:
+    # The entity model's PERSON "Jan" (surer, and allowed) overlaps the date of birth the policy
+    # redacts: were the surer finding kept, its action (allow) would let the date through.
+    text = "Patient born Jan. 29th, 1961 asked about the results."
+    policy = Policy("default", actions={"DATE_OF_BIRTH": "redact"}, ner=True)
+    stage = await stage_with(policy, Fixed(("PERSON", "Jan", 0.85)))
+    ctx = context({"model": "m", "messages": [{"role": "user", "content": text}]})
+    assert await reaches_the_rest(stage, ctx)
+    sent = ctx.body["messages"][0]["content"]
+    assert "1961" not in sent and "29th" not in sent and "Jan" not in sent
+    assert sent == "Patient born [DATE_OF_BIRTH] asked about the results."
+    assert ctx.protection.findings == {"DATE_OF_BIRTH": 1}
+
+
+async def test_a_rewrite_leaves_the_request_as_parsed_untouched() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "Write to jane.doe@example.com"}]}
+    ctx = context(body, raw_body=orjson.dumps(body))
+    stage = DlpStage(PatternDetector(), {"default": Policy("default", actions={"EMAIL": "mask"})}, {}, None,
+                     Metrics(CollectorRegistry()))  # fmt: skip
+    assert await reaches_the_rest(stage, ctx)
+    assert ctx.body["messages"][0]["content"] == "Write to ****.com"  # what leaves the gateway
+    assert ctx.request.body["messages"][0]["content"] == "Write to jane.doe@example.com"  # as parsed
+    assert ctx.body is ctx.protection.body and ctx.request.body is body
+
+
+def test_long_text_that_is_not_ascii_is_scanned_off_the_event_loop() -> None:
+    policy = Policy("default")
+    assert DlpStage._inline(policy, ["a" * 30_000])  # ASCII: inline up to max_inline_chars
+    assert not DlpStage._inline(policy, ["a" * 40_000])
+    assert DlpStage._inline(policy, ["电话" * 1000])  # 2,000 characters: inline still
+    assert not DlpStage._inline(policy, ["电话" * 1500, "ascii"])  # 3,005, some not ASCII: a worker thread
