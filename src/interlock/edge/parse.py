@@ -59,20 +59,11 @@ class RequestParser:
             raise Forbidden(f"This identity may not call the model `{name}`", param="model")
         self._check_sizes(data, ex.identity.max_tokens)
         requested_class, conversation = protection_headers(ex.headers)
-        return Request(
-            request_id=ex.request_id,
-            endpoint=endpoint,
-            model=name,
-            body=data,
-            raw_body=raw,
-            stream=bool(data.get("stream")) and endpoint is not Endpoint.EMBEDDINGS,
-            identity=ex.identity,
-            cache_control=control,
-            started=started,
-            requested_class=requested_class,
-            conversation=conversation,
-            sticky_header=self._sticky_header(name, ex.headers),
-        )
+        stream = bool(data.get("stream")) and endpoint is not Endpoint.EMBEDDINGS
+        sticky = self._sticky_header(name, ex.headers) if self._rollouts is not None else None
+        # Positional, in the order of Request's fields (msgspec builds it fastest so).
+        return Request(ex.request_id, endpoint, name, data, raw, stream, ex.identity, control, started,
+                       requested_class, conversation, sticky)  # fmt: skip
 
     def _check_sizes(self, data: dict[str, Any], cap: int | None) -> None:
         """The message count limit, and the key's cap on tokens to generate (applied when the

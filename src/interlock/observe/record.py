@@ -16,9 +16,9 @@ and shadow traffic each do).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+import msgspec
 import structlog
 
 from ..errors import error_class
@@ -37,8 +37,9 @@ if TYPE_CHECKING:  # not imported at run time: the drift statistics load scipy
 request_log = structlog.get_logger("interlock.requests")
 
 
-@dataclass(slots=True)
-class Finished:
+class Finished(msgspec.Struct):
+    """(A msgspec Struct, as the context is: one is built for every request.)"""
+
     request_id: str
     identity: Identity
     endpoint: Endpoint
@@ -131,19 +132,15 @@ class MetricsRecorder:
         metrics = self._metrics
         model = done.model
         deployment, version = done.labels()
-        kind = done.error_class
-        if kind is not None:
-            metrics.error(model, deployment, version, kind)
+        if done.error is not None:
+            metrics.error(model, deployment, version, error_class(done.error))
         ctx = done.ctx
+        if ctx is None:
+            cache, upstream = "none", 0.0
+        else:
+            cache, upstream = ctx.cache_status or "none", ctx.routing.upstream_seconds
         metrics.request_done(
-            model,
-            done.endpoint.value,
-            done.status,
-            (ctx.cache_status if ctx else None) or "none",
-            done.seconds,
-            ctx.routing.upstream_seconds if ctx else 0.0,
-            deployment,
-            version,
+            model, done.endpoint.value, done.status, cache, done.ended - done.started, upstream, deployment, version
         )
 
 
