@@ -6,6 +6,10 @@
 # noisy machine rather than against figures from another day.
 #
 #   bench/compare.sh BASE [RUNS]       e.g. bench/compare.sh 73f6781 2
+#   BENCH_COMPARE=in-process bench/compare.sh BASE [RUNS]
+#                                      bench/secure_cost.py instead (a cache hit through the ASGI
+#                                      app, no sockets: plain, key, key+limits, key+dlp, secured),
+#                                      pinned to one core; the least disturbed run of each tree
 #
 # The environment passes through to run.sh; the defaults here measure the rows a change of the
 # request path is judged on (cache hit, secured and observed hits, miss at 1, 8 and 64
@@ -33,7 +37,13 @@ for ((run = 1; run <= RUNS; run++)); do
         [[ $side == base ]] && src=$TREE/src
         dir=$OUT/$side-$run
         echo "$(date +%H:%M:%S) compare: run $run, $side ($(git -C "$(dirname "$src")" rev-parse --short HEAD))" >&2
-        PYTHONPATH=$src BENCH_OUT=$dir "$BENCH_DIR/run.sh" >/dev/null
+        if [[ ${BENCH_COMPARE:-wrk} == in-process ]]; then
+            mkdir -p "$dir"
+            PYTHONPATH=$src:$BENCH_DIR taskset -c "$(($(nproc) - 1))" "$ROOT/.venv/bin/python" \
+                "$BENCH_DIR/secure_cost.py" --requests 4000 --rounds 5 >"$dir/costs.txt" 2>/dev/null
+        else
+            PYTHONPATH=$src BENCH_OUT=$dir "$BENCH_DIR/run.sh" >/dev/null
+        fi
         if [[ $side == base ]]; then base_dirs+=("$dir"); else head_dirs+=("$dir"); fi
     done
 done
@@ -43,5 +53,7 @@ done
         "BENCH_DURATION=$BENCH_DURATION BENCH_C1=$BENCH_C1 BENCH_AIOHTTP=$BENCH_AIOHTTP, load average before the last run:" \
         "$(cut -d' ' -f1-3 /proc/loadavg)."
     echo
-    "$ROOT/.venv/bin/python" "$BENCH_DIR/report.py" compare "${base_dirs[@]}" -- "${head_dirs[@]}"
+    command=compare
+    [[ ${BENCH_COMPARE:-wrk} == in-process ]] && command=compare-costs
+    "$ROOT/.venv/bin/python" "$BENCH_DIR/report.py" $command "${base_dirs[@]}" -- "${head_dirs[@]}"
 } | tee "$OUT/table.md"

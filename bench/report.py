@@ -10,6 +10,9 @@ summarise a py-spy profile. Standard library only.
     report.py compare BASE_DIR... -- HEAD_DIR...
                                           two trees' runs side by side (bench/compare.sh): per
                                           row the median over the runs of each, and head / base
+    report.py compare-costs BASE_DIR... -- HEAD_DIR...
+                                          the same for secure_cost.py's figures (DIR/costs.txt):
+                                          the least disturbed run of each tree
     report.py metric URL NAME [LABEL=V]   sum of the samples of a Prometheus metric (sent with
                                           `Authorization: Bearer $BENCH_METRICS_KEY` when set)
     report.py profile FILE [N]            top frames of a py-spy raw (collapsed) profile
@@ -271,6 +274,36 @@ def compare(base_dirs: list[Path], head_dirs: list[Path]) -> str:
     return "\n".join(lines)
 
 
+_COST = re.compile(r"^\s+(\S+)\s+([\d.]+) us/request", re.M)
+
+
+def compare_costs(base_dirs: list[Path], head_dirs: list[Path]) -> str:
+    """secure_cost.py's variants, both trees: the least of each tree's runs (a disturbance only
+    ever adds time), and head / base."""
+
+    def least(dirs: list[Path]) -> dict[str, float]:
+        best: dict[str, float] = {}
+        for folder in dirs:
+            try:
+                text = (folder / "costs.txt").read_text()
+            except OSError:
+                continue
+            for name, us in _COST.findall(text):
+                best[name] = min(best.get(name, float(us)), float(us))
+        return best
+
+    base, head = least(base_dirs), least(head_dirs)
+    lines = [
+        f"| Cache hit through the ASGI app | base µs/request | head µs/request | head / base |"
+        f"  ({len(base_dirs)} + {len(head_dirs)} runs, least of each)",
+        "|---|---:|---:|---:|",
+    ]
+    for name in base:
+        if name in head:
+            lines.append(f"| {name} | {base[name]:.1f} | {head[name]:.1f} | {head[name] / base[name]:.3f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -290,9 +323,10 @@ def main(argv: list[str]) -> int:
             print(sum(r.requests for r in loaded if r))
         else:
             print(sum(r.errors for r in loaded if r) + sum(1 for r in loaded if r is None))
-    elif command == "compare" and "--" in args:
+    elif command in ("compare", "compare-costs") and "--" in args:
         split = args.index("--")
-        print(compare([Path(a) for a in args[:split]], [Path(a) for a in args[split + 1 :]]))
+        report = compare if command == "compare" else compare_costs
+        print(report([Path(a) for a in args[:split]], [Path(a) for a in args[split + 1 :]]))
     elif command == "metric" and len(args) >= 2:
         labels = dict(a.split("=", 1) for a in args[2:])
         print(f"{metric_sum(args[0], args[1], labels):.0f}")
