@@ -50,7 +50,7 @@ done
 {
     echo "bench/compare.sh $BASE $RUNS, $(date -u '+%Y-%m-%d %H:%M UTC'): base $(git -C "$TREE" rev-parse --short HEAD)," \
         "head $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet || echo ' (uncommitted changes)')," \
-        "BENCH_DURATION=$BENCH_DURATION BENCH_C1=$BENCH_C1 BENCH_AIOHTTP=$BENCH_AIOHTTP, load average before the last run:" \
+        "BENCH_COMPARE=${BENCH_COMPARE:-wrk} BENCH_DURATION=$BENCH_DURATION BENCH_C1=$BENCH_C1 BENCH_AIOHTTP=$BENCH_AIOHTTP, load average before the last run:" \
         "$(cut -d' ' -f1-3 /proc/loadavg)."
     echo
     command=compare
