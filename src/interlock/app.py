@@ -196,9 +196,14 @@ def make_providers(settings: Settings, metrics: Metrics, life: Lifecycle) -> lis
     http = make_transport(settings)
     life.add(http, close=http.close)
     providers = [make_provider(spec, http, metrics) for group in settings.models for spec in group.deployments]
-    for provider in providers:
-        life.add(provider, provider.start, provider.close)
-    return providers
+
+    async def start() -> None:  # side by side: loading several local models one after another is slow
+        await asyncio.gather(*(p.start() for p in providers))
+
+    async def close() -> None:
+        await asyncio.gather(*(p.close() for p in providers), return_exceptions=True)
+
+    return life.add(providers, start, close)
 
 
 def make_groups(settings: Settings, providers: list[Provider]) -> list[GroupRuntime]:

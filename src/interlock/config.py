@@ -34,6 +34,13 @@ def _require(ok: bool, key: str, message: str) -> None:
         raise ValueError(f"{key}: {message}" if key else message)
 
 
+def _check_part(where: str, problem: tuple[str, str] | None) -> None:
+    """A part's `problem()` (key within it, message), raised as a check of the section it is in."""
+    if problem is not None:
+        key, message = problem
+        _require(False, f"{where}.{key}" if key else where, message)
+
+
 def _share(value: float) -> bool:
     return 0.0 <= value <= 1.0
 
@@ -417,21 +424,23 @@ class AlertRule(_Frozen, frozen=True, kw_only=True):
     labels: dict[str, str] = {}
     actions: list[str] = []  # webhook names and/or "retrain"; none: it only feeds breaches()
 
-    def __post_init__(self) -> None:
-        _require(bool(self.name), "name", "expected a name")
+    def problem(self) -> tuple[str, str] | None:
+        """(key, message) of what is wrong with it as a configured rule, or None. Checked by
+        `AlertsSettings`: a rule the gateway makes itself (a rollout's abort, app.py) has a
+        signal of its own that no configured rule may name."""
         signal = self.signal
         known = signal in ALERT_SIGNALS or signal in DRIFT_SIGNALS
         prefixed = any(signal.startswith(p) and len(signal) > len(p) for p in ALERT_SIGNAL_PREFIXES)
-        expected = ", ".join((*ALERT_SIGNALS, *DRIFT_SIGNALS, "error_rate:<class>", "drift_feature:<name>"))
-        _require(known or prefixed, "signal", f"expected one of {expected}")
-        if signal.startswith("error_rate:"):
-            classes = ", ".join(ERROR_CLASSES)
-            _require(
-                signal.partition(":")[2] in ERROR_CLASSES,
-                "signal",
-                f"expected error_rate:<class>, a class of {classes}",
-            )
-        _require(self.for_s >= 0 and self.min_requests >= 0, "", "expected for_s >= 0 and min_requests >= 0")
+        if not self.name:
+            return "name", "expected a name"
+        if not (known or prefixed):
+            expected = ", ".join((*ALERT_SIGNALS, *DRIFT_SIGNALS, "error_rate:<class>", "drift_feature:<name>"))
+            return "signal", f"expected one of {expected}"
+        if signal.startswith("error_rate:") and signal.partition(":")[2] not in ERROR_CLASSES:
+            return "signal", f"expected error_rate:<class>, a class of {', '.join(ERROR_CLASSES)}"
+        if self.for_s < 0 or self.min_requests < 0:
+            return "", "expected for_s >= 0 and min_requests >= 0"
+        return None
 
 
 class WebhookSettings(_Frozen, frozen=True, kw_only=True):
@@ -501,12 +510,10 @@ class AlertsSettings(_Frozen, frozen=True, kw_only=True):
             _require(
                 name != RETRAIN_ACTION, f"webhooks.{name}", f"`{RETRAIN_ACTION}` is the name of the retraining action"
             )
-            problem = hook.problem()
-            if problem is not None:
-                key, message = problem
-                _require(False, f"webhooks.{name}" + (f".{key}" if key else ""), message)
+            _check_part(f"webhooks.{name}", hook.problem())
         names: set[str] = set()
         for i, rule in enumerate(self.rules):
+            _check_part(f"rules[{i}]", rule.problem())
             _require(rule.name not in names, f"rules[{i}].name", f"duplicate rule {rule.name!r}")
             names.add(rule.name)
             _require(
@@ -668,7 +675,7 @@ def _check_rollouts(settings: Settings, workers: bool) -> None:
 
 # A section's own check, as msgspec reports it: "key: message - at `$.path`" (no path at the top).
 _LOCATED = re.compile(r"(?s)(?P<message>.*) - at `(?P<path>\$[^`]*)`")
-_KEY = re.compile(r"[A-Za-z_][\w-]*(?:\[\d+\]|\.[\w-]+)*")
+_KEY = re.compile(r"[A-Za-z_][^\s`]*")  # a key path, with dict keys as they were written
 
 
 def _located(text: str) -> str:

@@ -10,7 +10,7 @@ raised; one close failing does not keep the others from running.
 
 `Background` is one task that runs for as long as its owner lives: started once, cancelled and
 awaited on stop. The loop it runs decides which errors of one tick it survives (each loop knows
-its own); a loop that died of an error anyway is logged when it is stopped, never swallowed.
+its own); a loop that dies of an error anyway is logged, with its traceback, the moment it dies.
 """
 
 from __future__ import annotations
@@ -71,15 +71,20 @@ class Background:
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name=self._name)
+            self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("background task %s died", self._name, exc_info=(type(exc), exc, exc.__traceback__))
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
+        task = self._task
         if task is None:
             return
         task.cancel()
         # `wait` rather than `await task`: awaiting it would raise the task's CancelledError here,
-        # indistinguishable from a cancellation of the caller itself, which must propagate.
+        # indistinguishable from a cancellation of the caller itself, which must propagate. The
+        # task stays ours until it has ended: a stop cancelled while it waits leaves the next
+        # stop something to wait for.
         await asyncio.wait((task,))
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            log.error("background task %s had stopped: %s", self._name, type(exc).__name__)
+        self._task = None

@@ -17,3 +17,15 @@ def test_without_tracing_configured_no_stage_is_wrapped() -> None:
     assert stages and pipeline.traced_stages is stages and not any(isinstance(s, TracedStage) for s in stages)
     assert type(stages[-1]).__name__ == "TelemetryStage"  # innermost: inside the cache
     asyncio.run(gateway._on_shutdown())
+
+
+def test_a_rollouts_abort_becomes_an_alert_for_the_webhooks() -> None:
+    from interlock.app import rollout_alert
+    from interlock.observe.alerts import State
+    from interlock.rollout.controller import Event
+
+    event = Event(kind="alert", model="chat", at=100.0, message="error_rate 0.2 > 0.05", severity="critical",
+                  candidate="v2")  # fmt: skip
+    alert = rollout_alert(event)
+    assert (alert.model, alert.version, alert.state, alert.rule.name) == ("chat", "v2", State.FIRING, "RolloutAborted")
+    assert alert.rule.labels["reason"] == "error_rate 0.2 > 0.05" and alert.rule.severity == "critical"

@@ -19,8 +19,8 @@ from .sse import send_stream
 
 class Exchange:
     __slots__ = (
-        "_task", "_watcher", "client_gone", "done", "headers", "identity", "loop", "receive", "request_id",
-        "scope", "send", "started",
+        "_task", "_watcher", "client_gone", "done", "headers", "identity", "loop", "model", "receive",
+        "request_id", "scope", "send", "started",
     )  # fmt: skip
 
     def __init__(
@@ -34,6 +34,7 @@ class Exchange:
     ) -> None:
         self.loop = loop
         self.identity: Identity = OPEN  # set by the gateway once the caller is identified
+        self.model: str | None = None  # set by the parser once the body names a group the caller may call
         self.scope = scope
         self.receive = receive
         self.send = send

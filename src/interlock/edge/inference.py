@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 
 from ..errors import InterlockError
+from ..observe.metrics import UNKNOWN_MODEL
 from ..observe.record import Finished, Recorder
 from ..observe.tracing import Tracing
 from ..pipeline.context import Endpoint, RequestContext
@@ -18,6 +19,7 @@ from ..pipeline.result import Completion, StreamResult
 from ..pipeline.runner import Pipeline
 from ..pipeline.streams import aclose_quietly
 from .exchange import Exchange
+from .http import ClientGone
 from .parse import RequestParser
 from .sse import first_event
 
@@ -59,14 +61,17 @@ class InferenceHandler:
             status, outcome, error = exc.status, exc.code or exc.type, exc
             if not ex.started:
                 await ex.error(exc)
+        except ClientGone:  # it left while we read its body: nothing to answer, nothing of ours failed
+            ex.client_gone = True
+            raise
         except Exception as exc:  # counted as ours, then the edge answers 500 with the request id
             error = exc
             raise
         finally:
             if ex.client_gone:
                 status, outcome, error = CLIENT_CLOSED, "client_closed", None
-            done = Finished(ex.request_id, ex.identity, endpoint, ctx, status, outcome, error, started,
-                            time.perf_counter(), answer, trace)  # fmt: skip
+            done = Finished(ex.request_id, ex.identity, endpoint, ex.model or UNKNOWN_MODEL, ctx, status, outcome,
+                            error, started, time.perf_counter(), answer, trace)  # fmt: skip
             for recorder in self._recorders:
                 recorder.record(done)
             error = done.error = None  # no cycle: exception -> traceback -> this frame -> exception

@@ -58,6 +58,7 @@ class RequestParser:
         if not ex.identity.may_call(name):
             raise Forbidden(f"This identity may not call the model `{name}`", param="model")
         self._check_sizes(data, ex.identity.max_tokens)
+        ex.model = name  # what an error from here on is counted against
         requested_class, conversation = protection_headers(ex.headers)
         stream = bool(data.get("stream")) and endpoint is not Endpoint.EMBEDDINGS
         sticky = self._sticky_header(name, ex.headers) if self._rollouts is not None else None

@@ -25,7 +25,7 @@ from ..errors import error_class
 from ..pipeline.context import Endpoint, RequestContext
 from ..security.roles import Identity
 from . import logs
-from .metrics import NONE, UNKNOWN_MODEL, Metrics
+from .metrics import NONE, Metrics
 from .window import RequestStats
 
 if TYPE_CHECKING:  # not imported at run time: the drift statistics load scipy
@@ -43,6 +43,7 @@ class Finished(msgspec.Struct):
     request_id: str
     identity: Identity
     endpoint: Endpoint
+    model: str  # the group asked for, once the body named one the caller may call; else UNKNOWN_MODEL
     ctx: RequestContext | None  # None: refused before the request was parsed
     status: int
     outcome: str  # "served", the error's code or type, or "client_closed"
@@ -51,11 +52,6 @@ class Finished(msgspec.Struct):
     ended: float
     answer: bytes | None = None  # the JSON body sent with a 200
     trace: RequestTrace | None = None
-
-    @property
-    def model(self) -> str:
-        """The group asked for, once the request was parsed and the caller may call it."""
-        return self.ctx.request.model if self.ctx is not None else UNKNOWN_MODEL
 
     @property
     def seconds(self) -> float:
@@ -104,10 +100,10 @@ def audit_event(done: Finished) -> dict[str, object]:
 
 class RequestRecords:
     """The audit trail's event and the request log line (`server.request_log`): the same record.
-    `redacted` adds the text as DLP left it, only when DLP screened the request and found
-    something in it to act on (or its policy has `log_clean_text`): a request in which the
+    `redacted` adds the text as DLP left it, only when DLP screened the request and acted on every
+    value it found (or found nothing and its policy has `log_clean_text`): a request in which the
     detectors found nothing is logged as metadata, since whatever they missed would be written
-    as it was sent."""
+    as it was sent, and so is one holding a value the policy allows (`Protection.loggable`)."""
 
     def __init__(self, audit: AuditLog | None, request_log_mode: str = "off") -> None:
         self._audit = audit

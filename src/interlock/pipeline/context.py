@@ -79,8 +79,8 @@ class Protection(msgspec.Struct):
     data_class: str | None = None
     findings: dict[str, int] = {}  # entity type -> count (msgspec gives each its own)
     screened: bool = False  # DLP ran to its end: the body's text is what its policy lets out
-    # The `redacted` request log may write the text: DLP found something and acted on it, or the
-    # policy says to log the text of requests it found nothing in (`log_clean_text`).
+    # The `redacted` request log may write the text: DLP found something and acted on every value
+    # it found, or found nothing and the policy says to log such text (`log_clean_text`).
     loggable: bool = False
 
 

@@ -170,6 +170,8 @@ class RolloutDriver:
             except STORE_ERRORS as exc:
                 # Weights stay as last read; the lease lapses if this goes on, and another replica drives.
                 log.warning("rollout driver: store failed (%s); retrying next poll", type(exc).__name__)
+            except Exception:  # the loop outlives a bad tick (an event handler's bug, say): it drives every rollout
+                log.exception("rollout driver: a poll failed; retrying next poll")
 
     async def tick(self) -> list[Event]:
         """One poll: read every state; if this replica holds the lease, advance each rollout once."""
@@ -306,7 +308,11 @@ class RolloutDriver:
     async def _emit(self, events: list[Event]) -> None:
         for event in events:
             log.info("rollout %s: %s %s", event.model, event.kind, event.message)
-            if self._on_event is not None:
+            if self._on_event is None:
+                continue
+            try:
                 result = self._on_event(event)
                 if result is not None:
                     await result
+            except Exception:  # a listener's failure (an alert it cannot post) must not stop a rollout
+                log.exception("rollout %s: the %s event's listener failed", event.model, event.kind)

@@ -220,7 +220,7 @@ class DlpStage:
                 if len(clean) >= MAX_CLEAN_BODIES:
                     del clean[next(iter(clean))]  # the oldest
                 clean[digest] = None
-            self._nothing_found(ctx, policy)
+            self._nothing_found(ctx, policy, scanned=found is not None)
             return None
         counts = Counter(e.type for entities in found for e in entities)
         protection.findings = dict(counts)
@@ -242,18 +242,23 @@ class DlpStage:
         rewritten = [self._apply(policy, text, entities, tokens) for text, entities in zip(texts, found, strict=True)]
         if neutralised or rewritten != texts:
             protection.body = _rewritten(request.body, rewritten)
-        protection.screened = protection.loggable = True
+        protection.screened = True
+        # The text may be logged only when every value found in it was masked, redacted or
+        # tokenized: a value the policy allows stays in it as it was sent.
+        protection.loggable = all(policy.actions.get(t, policy.default_action) != "allow" for t in counts)
         return {token: value for (_, value), token in tokens.items()} if tokens else None
 
-    def _nothing_found(self, ctx: RequestContext, policy: Policy) -> None:
+    def _nothing_found(self, ctx: RequestContext, policy: Policy, scanned: bool = True) -> None:
+        """Nothing to act on; `scanned` false: detection failed and the policy let the request
+        through unscanned (`on_error: allow`), so nothing is known of its text."""
         protection = ctx.protection
         requested = ctx.request.requested_class
         protection.data_class = policy.default_class
         if requested is not None and class_rank(requested) > class_rank(policy.default_class):
             protection.data_class = requested
         self._check_class(ctx)
-        protection.screened = True
-        protection.loggable = policy.log_clean_text
+        protection.screened = scanned
+        protection.loggable = scanned and policy.log_clean_text
 
     @staticmethod
     def _check_class(ctx: RequestContext) -> None:

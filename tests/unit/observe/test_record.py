@@ -13,7 +13,7 @@ from interlock.observe.metrics import Metrics
 from interlock.observe.record import Finished, RequestRecords, audit_event
 from interlock.pipeline.context import Endpoint, RequestContext
 from interlock.security.dlp import DlpStage, Policy
-from interlock.security.pii.detector import PatternDetector
+from interlock.security.pii.detector import Entity, PatternDetector
 from interlock.security.roles import OPEN
 from tests.support.context import context, reaches_the_rest
 
@@ -23,13 +23,14 @@ FOUND = "Write to jane.doe@example.com about the report."
 
 def finished(ctx: RequestContext | None, status: int = 200) -> Finished:
     now = time.perf_counter()
-    return Finished("r", OPEN, Endpoint.CHAT, ctx, status, "served", None, now, now)
+    model = ctx.request.model if ctx is not None else "_unknown"
+    return Finished("r", OPEN, Endpoint.CHAT, model, ctx, status, "served", None, now, now)
 
 
-async def screened(text: str, policy: Policy) -> RequestContext:
+async def screened(text: str, policy: Policy, detector: PatternDetector | None = None) -> RequestContext:
     body = {"model": "m", "messages": [{"role": "user", "content": text}]}
     ctx = context(body, raw_body=orjson.dumps(body))
-    stage = DlpStage(PatternDetector(memo=0), {"default": policy}, {}, None, Metrics(CollectorRegistry()))
+    stage = DlpStage(detector or PatternDetector(memo=0), {"default": policy}, {}, None, Metrics(CollectorRegistry()))
     assert await reaches_the_rest(stage, ctx)
     return ctx
 
@@ -50,6 +51,26 @@ async def test_the_redacted_log_writes_text_only_where_the_policy_found_somethin
     opted_in = Policy("default", actions={"EMAIL": "mask"}, log_clean_text=True)
     [clean_logged] = logged(records, finished(await screened(CLEAN, opted_in)))
     assert clean_logged["text"] == [CLEAN]
+
+
+async def test_the_redacted_log_never_writes_a_value_the_policy_found_and_allowed() -> None:
+    records = RequestRecords(None, "redacted")
+    allowed = Policy("default", classify={"EMAIL": "confidential"})  # found and counted, sent as it is
+    [line] = logged(records, finished(await screened(FOUND, allowed)))
+    assert "text" not in line and line["findings"] == {"EMAIL": 1}
+    assert "jane.doe" not in repr(line)
+
+
+async def test_a_request_let_through_unscanned_is_not_screened_nor_its_text_logged() -> None:
+    class Broken(PatternDetector):
+        def detect(self, text: str) -> list[Entity]:
+            raise RuntimeError("detector down")
+
+    policy = Policy("default", actions={"EMAIL": "mask"}, on_error="allow", log_clean_text=True)
+    ctx = await screened(FOUND, policy, Broken(memo=0))
+    assert not ctx.protection.screened and not ctx.protection.loggable
+    [line] = logged(RequestRecords(None, "redacted"), finished(ctx))
+    assert "text" not in line
 
 
 @pytest.mark.parametrize("mode", ["metadata", "redacted"])
