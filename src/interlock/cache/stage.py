@@ -93,12 +93,7 @@ class CacheStage:
         waiting = self._flights.join(key)
         if waiting is not None:
             self._metrics.coalesce(request.model)
-            try:
-                answer = await asyncio.shield(waiting)  # a waiter going away must not cancel the flight
-            finally:
-                # The flight's future holds the leader's error, whose traceback, raised here, holds
-                # this frame: let go of it, or every failed flight's waiter is a reference cycle.
-                waiting = None
+            answer = await asyncio.shield(waiting)  # a waiter going away must not cancel the flight
             if answer is not None:
                 ctx.cache_status = "hit"
                 return as_result(answer)

@@ -55,3 +55,37 @@ async def test_waiters_call_upstream_themselves_when_the_leader_hit_its_own_limi
                 await waiting
         else:
             assert await waiting and len(stage._flights) == 0  # off to the upstream itself, leading no one
+
+
+async def test_a_failed_flight_leaves_no_reference_cycle_behind() -> None:
+    import gc
+
+    stage = CacheStage({"m": GroupCache()}, MemoryCache(1 << 20, 1 << 16), None, Metrics(CollectorRegistry()))
+    release = asyncio.get_running_loop().create_future()
+
+    async def failing(c: RequestContext) -> Result:
+        await release
+        raise UpstreamError("down")
+
+    async def flight() -> list[BaseException | Result]:
+        leader = asyncio.ensure_future(stage(context(dict(BODY)), failing))
+        await asyncio.sleep(0)
+        waiter = asyncio.ensure_future(reaches_the_rest(stage, context(dict(BODY))))
+        await asyncio.sleep(0)
+        release.set_result(None)
+        return await asyncio.gather(leader, waiter, return_exceptions=True)  # type: ignore[return-value]
+
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        results = await flight()
+        assert all(isinstance(r, UpstreamError) for r in results)  # the waiter shares the backend's error
+        del results
+        gc.collect()
+        frames = [o for o in gc.garbage if type(o).__name__ == "frame" and "cache/stage.py" in o.f_code.co_filename]
+    finally:
+        gc.garbage.clear()
+        gc.set_debug(0)
+        gc.enable()
+    assert frames == []  # only the collector could have freed them: a cycle
