@@ -132,11 +132,10 @@ def build(
 
     parser = RequestParser(router, settings.server.max_body_bytes, settings.server.max_messages, driver)
     inference = InferenceHandler(parser, pipeline, recorders, tracing)
-    readiness = Readiness(groups)
+    readiness = Readiness(router)
     info = InfoHandlers([g.name for g in settings.models], metrics, readiness.check, readiness.ready)
     admin = AdminHandlers(store, (settings.security.server_secret or "").encode(), roles, audit, drift)
-    versions = {g.name: {d.version for d in g.deployments} for g in settings.models}
-    rollout_admin = RolloutHandlers(driver, versions, audit)
+    rollout_admin = RolloutHandlers(driver, settings.versions(), audit)
     return Gateway(inference, info, admin, auth, life.start, life.close, metrics, rollout_admin)
 
 
@@ -167,10 +166,15 @@ def tune_gc(settings: Settings) -> None:
     gc.set_threshold(server.gc_gen0_threshold, gen1, gen2)
 
 
+def section_redis(settings: RedisSettings, min_timeout_ms: int = 0) -> Redis:
+    """A Redis client for one section; the caller closes it. `min_timeout_ms`: sections that
+    move blobs rather than counters (BLOB_TIMEOUT_MS) wait at least this long."""
+    return redis_client(settings.url, max(settings.timeout_ms, min_timeout_ms) / 1000)
+
+
 def make_redis(settings: RedisSettings, life: Lifecycle, min_timeout_ms: int = 0) -> Redis:
-    """A Redis client for one section, closed with the gateway (after everything built on it).
-    `min_timeout_ms`: sections that move blobs rather than counters wait at least this long."""
-    client = redis_client(settings.url, max(settings.timeout_ms, min_timeout_ms) / 1000)
+    """`section_redis`, closed with the gateway (after everything built on it)."""
+    client = section_redis(settings, min_timeout_ms)
     return life.add(client, close=client.aclose)
 
 

@@ -172,9 +172,8 @@ def _drift(args: argparse.Namespace) -> int:
     the live window in Redis) and writes it to a file and/or stores it in Redis, where every
     gateway picks it up; `drift report` compares a reference with the live window and writes the
     self-contained HTML page (or the JSON that GET /admin/drift returns)."""
-    from .app import BLOB_TIMEOUT_MS, drift_monitor
+    from .app import BLOB_TIMEOUT_MS, drift_monitor, section_redis
     from .observe.drift import Profile, compare, to_html
-    from .stores.redis import redis_client
 
     settings = _load(args.config)
     if settings is None:
@@ -185,7 +184,7 @@ def _drift(args: argparse.Namespace) -> int:
     config = settings.drift
     client = None
     if config is not None and config.redis is not None:
-        client = redis_client(config.redis.url, max(config.redis.timeout_ms, BLOB_TIMEOUT_MS) / 1000)
+        client = section_redis(config.redis, BLOB_TIMEOUT_MS)
     monitor = drift_monitor(settings, client) if config is not None else None
     needs_monitor = (args.action == "baseline" and (args.live or args.store)) or args.action == "report"
     if monitor is None and needs_monitor:

@@ -587,6 +587,10 @@ class Settings(_Frozen, frozen=True, kw_only=True):
     def rollouts_enabled(self) -> bool:
         return self.rollout is not None or bool(self.rollouts)
 
+    def versions(self) -> dict[str, set[str]]:
+        """Model group -> the versions its deployments carry."""
+        return {g.name: {d.version for d in g.deployments} for g in self.models}
+
     def group(self, name: str) -> ModelGroup | None:
         for g in self.models:
             if g.name == name:
@@ -661,8 +665,7 @@ def _check_rollouts(settings: Settings, workers: bool) -> None:
         "$.rollout.redis",
         "expected a Redis with server.workers > 1 (workers share rollout state)",
     )
-    versions = {g.name: {d.version for d in g.deployments} for g in settings.models}
-    check_rollouts(settings.rollouts, versions)
+    check_rollouts(settings.rollouts, settings.versions())
     bucket_s = settings.alerts.bucket_s if settings.alerts is not None else r.bucket_s
     for i, spec in enumerate(settings.rollouts):
         for k, step in enumerate(spec.plan()):

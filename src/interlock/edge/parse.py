@@ -61,7 +61,7 @@ class RequestParser:
         ex.model = name  # what an error from here on is counted against
         requested_class, conversation = protection_headers(ex.headers)
         stream = bool(data.get("stream")) and endpoint is not Endpoint.EMBEDDINGS
-        sticky = self._sticky_header(name, ex.headers) if self._rollouts is not None else None
+        sticky = self._sticky_header(name, ex.headers)
         # Positional, in the order of Request's fields (msgspec builds it fastest so).
         return Request(ex.request_id, endpoint, name, data, raw, stream, ex.identity, control, started,
                        requested_class, conversation, sticky)  # fmt: skip

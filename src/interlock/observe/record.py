@@ -15,7 +15,6 @@ and shadow traffic each do).
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Protocol
 
 import msgspec
@@ -93,7 +92,7 @@ def audit_event(done: Finished) -> dict[str, object]:
         "cache": ctx.cache_status if ctx else None,
         "status": status,
         "outcome": done.outcome if status < 500 or done.outcome != "served" else "error",
-        "latency_ms": round((time.perf_counter() - done.started) * 1000, 3),
+        "latency_ms": round(done.seconds * 1000, 3),
     }
     return event
 
@@ -128,15 +127,16 @@ class MetricsRecorder:
         metrics = self._metrics
         model = done.model
         deployment, version = done.labels()
-        if done.error is not None:
-            metrics.error(model, deployment, version, error_class(done.error))
+        kind = done.error_class
+        if kind is not None:
+            metrics.error(model, deployment, version, kind)
         ctx = done.ctx
         if ctx is None:
             cache, upstream = "none", 0.0
         else:
             cache, upstream = ctx.cache_status or "none", ctx.routing.upstream_seconds
         metrics.request_done(
-            model, done.endpoint.value, done.status, cache, done.ended - done.started, upstream, deployment, version
+            model, done.endpoint.value, done.status, cache, done.seconds, upstream, deployment, version
         )
 
 

@@ -132,14 +132,6 @@ class RequestContext(msgspec.Struct):
         return self.request.body if protected is None else protected
 
     @property
-    def model(self) -> str:
-        return self.request.model
-
-    @property
-    def tenant(self) -> str:
-        return self.request.identity.tenant
-
-    @property
     def logprobs_sampled(self) -> bool:
         """Sampled logprobs are asked for, and were not refused by the backend."""
         return self.telemetry.logprobs_sampled and not self.routing.logprobs_refused

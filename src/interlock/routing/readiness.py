@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
-from .router import GroupRuntime
+from .router import Router
 
 
 class Readiness:
-    def __init__(self, groups: Sequence[GroupRuntime]) -> None:
-        self._groups = list(groups)
-        seen = {d.id: d.provider for g in self._groups for d in g.deployments}
-        self._providers = list(seen.values())
+    def __init__(self, router: Router) -> None:
+        self._groups = list(router.groups.values())
+        self._providers = [d.provider for d in router.deployments()]
 
     async def check(self) -> dict[str, bool]:
         """Each deployment's probe, by id, run side by side."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +106,7 @@ class DlpStage:
         self._clean: dict[str, dict[bytes, None]] = {name: {} for name in self._policies}
         # The slower detectors each policy adds to the patterns, worked out once.
         self._extra = {p.name: self._extra_for(p) for p in self._policies.values()}
+        self._rank = {p.name: self._strictest_first(p) for p in self._policies.values()}
 
     def _extra_for(self, policy: Policy) -> list[NerDetector | PresidioDetector]:
         pairs = ((self._ner, policy.ner), (self._presidio, policy.presidio))
@@ -160,7 +161,7 @@ class DlpStage:
         self, policy: Policy, texts: list[str], extra: list[NerDetector | PresidioDetector]
     ) -> list[list[Entity]]:
         found = [self._detector.detect(text) for text in texts]
-        rank = self._strictest_first(policy)
+        rank = self._rank[policy.name]
         for detector in extra:  # merged: where two findings overlap, the one the policy treats strictest wins
             found = [without_overlaps(f + detector.detect(text), rank) for f, text in zip(found, texts, strict=True)]
         return found
@@ -206,9 +207,7 @@ class DlpStage:
                 angled = True
                 texts[i] = neutralise(text)
                 neutralised = neutralised or texts[i] != text
-        extra = self._extra.get(policy.name)
-        if extra is None:
-            extra = self._extra[policy.name] = self._extra_for(policy)
+        extra = self._extra[policy.name]
         if not extra and self._inline(policy, texts):
             found = self._scan_inline(policy, texts)
         else:
@@ -224,13 +223,9 @@ class DlpStage:
             return None
         counts = Counter(e.type for entities in found for e in entities)
         protection.findings = dict(counts)
-        classes = [policy.default_class, *(policy.classify[t] for t in counts if t in policy.classify)]
-        if request.requested_class is not None:
-            classes.append(request.requested_class)
-        protection.data_class = max(classes, key=class_rank)
         for kind, n in counts.items():
             self._metrics.pii_found(kind, n)
-        self._check_class(ctx)
+        self._classify(ctx, policy, counts)
         blocked = sorted(t for t in counts if policy.actions.get(t, policy.default_action) == "block")
         if blocked:
             self._metrics.dlp_blocked(policy.name)
@@ -251,20 +246,22 @@ class DlpStage:
     def _nothing_found(self, ctx: RequestContext, policy: Policy, scanned: bool = True) -> None:
         """Nothing to act on; `scanned` false: detection failed and the policy let the request
         through unscanned (`on_error: allow`), so nothing is known of its text."""
+        self._classify(ctx, policy, ())
         protection = ctx.protection
-        requested = ctx.request.requested_class
-        protection.data_class = policy.default_class
-        if requested is not None and class_rank(requested) > class_rank(policy.default_class):
-            protection.data_class = requested
-        self._check_class(ctx)
         protection.screened = scanned
         protection.loggable = scanned and policy.log_clean_text
 
     @staticmethod
-    def _check_class(ctx: RequestContext) -> None:
-        data_class = ctx.protection.data_class
-        assert data_class is not None
-        if class_rank(data_class) > class_rank(ctx.request.identity.max_class):
+    def _classify(ctx: RequestContext, policy: Policy, found: Iterable[str]) -> None:
+        """The request's data class: the highest of the policy's default, the classes of the
+        entity types found and the class the caller asked for; refused when it is above what the
+        caller may send."""
+        classes = [policy.default_class, *(policy.classify[t] for t in found if t in policy.classify)]
+        request = ctx.request
+        if request.requested_class is not None:
+            classes.append(request.requested_class)
+        data_class = ctx.protection.data_class = max(classes, key=class_rank)
+        if class_rank(data_class) > class_rank(request.identity.max_class):
             raise Forbidden(f"This identity may not send {data_class} data", code="data_class_forbidden")
 
     async def _tokenize(
