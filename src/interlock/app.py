@@ -419,7 +419,7 @@ def drift_monitor(settings: Settings, redis: Redis | None, metrics: Metrics | No
     """The drift monitor of `settings.drift` over `redis` (the caller's to close). Imported
     here: the statistics pull in scipy (about 1.7 s at start), which a gateway without drift
     monitoring should not pay for."""
-    from .embed import MiniLmEmbedder
+    from .embeddings.minilm import MiniLmEmbedder
     from .observe.monitor import DriftMonitor, MonitorSettings
 
     drift = settings.drift
@@ -562,7 +562,7 @@ def make_shadow_runner(
     config = settings.rollout or RolloutSettings()
     embed = None
     if config.shadow_embeddings or (settings.drift is not None and settings.drift.embeddings):
-        from .embed import MiniLmEmbedder
+        from .embeddings.minilm import MiniLmEmbedder
 
         embed = MiniLmEmbedder().embed
     shadow = ShadowRunner(driver, router, shadows, metrics, config.shadow_timeout_s, config.shadow_concurrency, embed)

@@ -204,7 +204,7 @@ def _drift(args: argparse.Namespace) -> int:
         if args.jsonl:
             embed = None
             if args.embeddings:
-                from .embed import MiniLmEmbedder
+                from .embeddings.minilm import MiniLmEmbedder
 
                 embed = MiniLmEmbedder().embed
             try:

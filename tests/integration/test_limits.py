@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 import yaml
 
+from interlock.security.limits import FLUSH_S
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.procs import ROOT, Gateway, RedisServer
 
@@ -136,7 +137,9 @@ async def test_token_reservations_are_reconciled_with_reported_usage(setup: dict
         for i in range(30):
             status, headers = await post(session, setup["a" if i % 2 else "b"], key, max_tokens=100)
             statuses.append(status)
-            await asyncio.sleep(0.02)  # the reconciliation leaves the response path
+            # The reconciliation leaves the response path: the other process's adjustment is summed
+            # for FLUSH_S, then sent in one round trip. Wait well past that, on a loaded machine too.
+            await asyncio.sleep(FLUSH_S * 5)
     assert statuses == [200] * 30
     assert 1000 - 30 * 10 - 110 <= int(headers["x-ratelimit-remaining-tokens"]) <= 1000 - 29 * 10 - 110
 
@@ -179,7 +182,9 @@ async def test_a_cache_hit_counts_as_a_request_and_spends_no_tokens(setup: dict[
             if status == 429:
                 refused = headers
                 break
-            await asyncio.sleep(0.02)  # the reconciliation leaves the response path
+            # The reconciliation leaves the response path: the other process's adjustment is summed
+            # for FLUSH_S, then sent in one round trip. Wait well past that, on a loaded machine too.
+            await asyncio.sleep(FLUSH_S * 5)
         assert refused is not None and refused["x-ratelimit-limit-tokens"] == "100"
         assert int(refused["x-ratelimit-remaining-tokens"]) < 30  # less than the call would reserve
         status, headers = await post(session, gw, key, model="cached", temperature=0)

@@ -23,7 +23,7 @@ from typing import Any
 
 from numpy.typing import NDArray
 
-from ..embed import cosine
+from ..embeddings.minilm import cosine
 
 EmbedFn = Callable[[Sequence[str]], NDArray[Any]]
 _WORD = re.compile(r"\w+")

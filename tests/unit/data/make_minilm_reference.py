@@ -1,6 +1,6 @@
 """Make `minilm_reference.json`: all-MiniLM-L6-v2 embeddings computed by sentence-transformers itself.
 
-`tests/unit/test_embed.py` checks `interlock.embed.MiniLmEmbedder` (numpy, no torch) against these
+`tests/unit/embeddings/test_minilm.py` checks `interlock.embeddings.minilm.MiniLmEmbedder` (numpy, no torch) against these
 vectors. Not run in CI: it needs torch, which the project deliberately does not install. Run it in a
 throwaway virtualenv outside the repository:
 

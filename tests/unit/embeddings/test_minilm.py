@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from interlock.embed import DIM, MiniLmEmbedder, cosine, default_model_dir
+from interlock.embeddings.minilm import DIM, MiniLmEmbedder, cosine, default_model_dir
 
-REFERENCE = Path(__file__).parent / "data" / "minilm_reference.json"
+REFERENCE = Path(__file__).parent.parent / "data" / "minilm_reference.json"
 
 
 @pytest.fixture(scope="module")

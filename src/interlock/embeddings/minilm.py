@@ -17,7 +17,7 @@ to 128 from the export; sentence-transformers overrides both when it tokenizes (
 `max_seq_length` from `sentence_bert_config.json`, 256 here, counting [CLS] and [SEP]; padding to
 the longest in the batch). The tokenizer is reconfigured the same way at load, or every text over
 126 word pieces would embed differently. GELU is the exact erf form ("gelu" in `config.json`),
-not the tanh approximation. `tests/unit/test_embed.py` checks the result against vectors that
+not the tanh approximation. `tests/unit/embeddings/test_minilm.py` checks the result against vectors that
 sentence-transformers itself computed (`tests/unit/data/make_minilm_reference.py`).
 
 Threads. The gateway calls `embed` through `asyncio.to_thread`, possibly from several tasks at
@@ -47,7 +47,7 @@ Throughput on the 2-core development machine (AMD EPYC, numpy 2.4 with its bundl
 0.3.31), measured while other work kept its load average between 2 and 3, so these are figures for a
 busy machine; the best of a few rounds, with, from the repository root:
 
-    P="from interlock.embed import MiniLmEmbedder; e = MiniLmEmbedder(); e.load()"
+    P="from interlock.embeddings.minilm import MiniLmEmbedder; e = MiniLmEmbedder(); e.load()"
     P="$P; p = 'please summarise the quarterly report and list the main risks ' * 5"
     export PYTHONPATH=src OPENBLAS_NUM_THREADS=1  # or leave it unset for the default
     python -m timeit -n 1 -r 5 -s "$P; b = [p] * 32; e.embed(b)" "e.embed(b)"
