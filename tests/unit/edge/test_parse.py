@@ -25,3 +25,11 @@ def test_cache_control_from_header_and_body() -> None:
     assert cache_control({b"cache-control": b"max-age=7"}, {}).ttl == 7
     with pytest.raises(BadRequest):
         cache_control({}, {"cache": {"ttl": "soon"}})
+
+
+def test_the_semantic_threshold_header_is_a_similarity_or_a_400() -> None:
+    assert cache_control({b"x-interlock-semantic-threshold": b"0.97"}, {}).semantic_threshold == 0.97
+    assert cache_control({}, {}).semantic_threshold is None
+    for bad in (b"high", b"0", b"1.5", b"nan", b"-0.2"):
+        with pytest.raises(BadRequest):
+            cache_control({b"x-interlock-semantic-threshold": bad}, {})
