@@ -56,9 +56,9 @@ class SemanticMemory:
         return [(part.entries[i], score) for i, score in found if i in part.entries]
 
     def add(self, entry: SemanticEntry, now: float) -> bool:
-        """Keep `entry` (False: it expired already, or is known: a process reads its own entries
-        back from Redis)."""
-        if entry.expires <= now:
+        """Keep `entry` (False: it expired already, its vector is another model's, or it is known:
+        a process reads its own entries back from Redis)."""
+        if entry.expires <= now or len(entry.vector) != self._dimensions * 4:  # float32: another model's
             return False
         part = self._partitions.get(entry.partition)
         if part is None:

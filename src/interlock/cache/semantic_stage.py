@@ -54,14 +54,20 @@ def has_tool_calls(answer: CachedAnswer) -> bool:
             data = orjson.loads(payload)
         except orjson.JSONDecodeError:
             return True  # cannot tell: never cache it
-        for choice in data.get("choices") or () if isinstance(data, dict) else ():
+        choices = data.get("choices") if isinstance(data, dict) else None
+        for choice in choices if isinstance(choices, list) else ():
+            if not isinstance(choice, dict):
+                continue
             part = choice.get("message") or choice.get("delta") or {}
-            if part.get("tool_calls") or part.get("function_call") or choice.get("finish_reason") == "tool_calls":
+            calls = isinstance(part, dict) and (part.get("tool_calls") or part.get("function_call"))
+            if calls or choice.get("finish_reason") in ("tool_calls", "function_call"):
                 return True
     return False
 
 
 class SemanticCacheStage:
+    name = "semantic_cache"  # its span's name (observe/tracing.py)
+
     def __init__(
         self,
         policies: Mapping[str, GroupCache],

@@ -47,3 +47,9 @@ def test_the_least_recently_used_partition_goes_first() -> None:
     memory.add(entry("c", "p3"), 0.0)
     assert memory.partitions == 2 and ids(memory, "p1") == {"a"} and ids(memory, "p2") == set()
     assert memory.clear() == 2 and len(memory) == 0
+
+
+def test_a_vector_of_another_size_is_not_kept() -> None:
+    memory = SemanticMemory(4, max_entries=5, max_partitions=10)
+    other = SemanticEntry("x", "m", "p", "q", vector_bytes(np.ones(3)), CachedAnswer("json", b"{}"), 100.0)
+    assert not memory.add(other, 0.0) and len(memory) == 0

@@ -237,3 +237,14 @@ async def test_after_the_exact_cache_a_semantic_hit_is_not_copied_under_the_exac
     again = ctx_for(FRANCE)
     await run(again)
     assert again.cache_result == "hit"  # the identical request is the exact cache's
+
+
+def test_a_stream_or_body_calling_a_tool_is_recognised() -> None:
+    from interlock.cache.entry import CachedAnswer
+    from interlock.cache.semantic_stage import has_tool_calls
+
+    call = b'{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"c","function":{"name":"f"}}]}}]}'
+    assert has_tool_calls(CachedAnswer("sse", events=[EVENTS[0], call, EVENTS[1]]))
+    assert has_tool_calls(CachedAnswer("json", b'{"choices":[{"message":{},"finish_reason":"tool_calls"}]}'))
+    assert not has_tool_calls(CachedAnswer("sse", events=EVENTS))
+    assert not has_tool_calls(CachedAnswer("json", b'{"choices":[{"message":{"content":"no tool_calls here"}}]}'))
