@@ -232,3 +232,17 @@ def test_errors_name_the_key_path_and_never_the_url(mutate: Callable[[dict[str, 
 def test_an_unset_secret_reference_names_its_path() -> None:
     with pytest.raises(ConfigError, match=r"\$\.alerts\.retrain\.token"):
         parse_settings(CONFIG, environ={"HOOK_AUTH": "x"})
+
+
+def test_the_semantic_cache_is_opt_in_and_its_keys_are_checked() -> None:
+    def group(cache: dict[str, Any]) -> Any:
+        raw = {"models": [{"name": "m", "deployments": [{"id": "d", "backend": "local"}], "cache": cache}]}
+        return parse_settings(raw).models[0].cache
+
+    assert group({}).semantic is None
+    semantic = group({"semantic": {"threshold": 0.95}}).semantic
+    assert semantic is not None and semantic.threshold == 0.95 and semantic.timeout_ms == 50
+    with pytest.raises(ConfigError, match=r"\$\.models\[0\]\.cache\.semantic\.threshold"):
+        group({"semantic": {"threshold": 1.5}})
+    with pytest.raises(ConfigError, match=r"\$\.models\[0\]\.cache\.semantic\.timeout_ms"):
+        group({"semantic": {"timeout_ms": 0}})
