@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 import yaml
 
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.procs import ROOT, Gateway, RedisServer
+from tests.support.procs import ROOT, Gateway, RedisServer, json_request
 
 pytestmark = pytest.mark.integration
 
@@ -59,25 +58,12 @@ def pair(session_tmp: Path, upstream: FakeUpstream) -> Iterator[dict[str, Any]]:
     admin = json.loads(boot.stdout)["key"]
     a, b = Gateway(tmp, config, env=env), Gateway(tmp, config, env=env)
     try:
-        acme = admin_call(a, "POST", "/admin/keys", admin, {"name": "acme", "tenant": "acme"})[1]["key"]
+        acme = json_request(a, "POST", "/admin/keys", admin, {"name": "acme", "tenant": "acme"})[1]["key"]
         yield {"a": a, "b": b, "admin": admin, "acme": acme}
     finally:
         a.stop()
         b.stop()
         redis.stop()
-
-
-def admin_call(gw: Gateway, method: str, path: str, key: str, body: Any = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(gw.url + path, data=data, method=method)
-    req.add_header("Authorization", f"Bearer {key}")
-    if data:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
 
 
 def ask(gw: Gateway, key: str, text: str, temperature: float = 0, **headers: str) -> dict[str, str]:
@@ -132,12 +118,12 @@ def test_an_invalidation_through_one_process_reaches_the_other(pair: dict[str, A
     a, b, key = pair["a"], pair["b"], pair["admin"]
     ask(a, key, FRANCE)
     assert until_semantic(b, key, PARAPHRASE)["x-interlock-cache"] == "semantic"
-    assert admin_call(a, "DELETE", "/admin/cache/semantic/m", pair["acme"])[0] == 403  # a user key
-    status, body = admin_call(a, "DELETE", "/admin/cache/semantic/m", key)
+    assert json_request(a, "DELETE", "/admin/cache/semantic/m", pair["acme"])[0] == 403  # a user key
+    status, body = json_request(a, "DELETE", "/admin/cache/semantic/m", key)
     assert status == 200 and body["dropped"] >= 1
     assert ask(a, key, PARAPHRASE, **{"Cache-Control": "no-store"})["x-interlock-cache"] == "miss"
     deadline = time.monotonic() + 10
     while ask(b, key, PARAPHRASE, **{"Cache-Control": "no-store"})["x-interlock-cache"] == "semantic":
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    assert admin_call(a, "DELETE", "/admin/cache/semantic/nope", key)[0] == 404
+    assert json_request(a, "DELETE", "/admin/cache/semantic/nope", key)[0] == 404
