@@ -8,14 +8,14 @@
 #
 #   flock /tmp/interlock-bench.lock bench/semantic.sh
 #
-# Environment: BENCH_DURATION=5 (seconds per run), BENCH_CONNS=8, BENCH_GATEWAY_PORT=14000,
+# Environment: BENCH_DURATION=5 (seconds per run), BENCH_CONNS=4 (the embedder takes 4 calls at once), BENCH_GATEWAY_PORT=14000,
 # BENCH_INTERLOCK (as run.sh), BENCH_KEEP=1 (keep the temp dir).
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 DURATION=${BENCH_DURATION:-5}
-CONNS=${BENCH_CONNS:-8}
+CONNS=${BENCH_CONNS:-4}
 export OPENBLAS_NUM_THREADS=1  # see src/interlock/embeddings/minilm.py
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
