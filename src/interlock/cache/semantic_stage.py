@@ -117,11 +117,11 @@ class SemanticCacheStage:
                 entry, similarity = found
                 ctx.semantic = SemanticMatch(entry.id, similarity)
                 return as_result(entry.answer)
-        result_ = await call_next(ctx)
+        answer = await call_next(ctx)
         if control.no_store:
-            return result_
+            return answer
         ttl = control.ttl if control.ttl is not None else policy.ttl
-        return self._stored(ctx, result_, partition, turn, vector, ttl)
+        return self._stored(ctx, answer, partition, turn, vector, ttl)
 
     async def _embed(self, turn: str, timeout: float) -> NDArray[Any] | None:
         try:
