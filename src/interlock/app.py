@@ -210,12 +210,14 @@ def embedding_service(
     from .embeddings.store import Embedded, EmbeddingStore
     from .embeddings.warm import read_queries
 
-    embedder = MiniLmEmbedder(Path(config.model_dir) if config.model_dir else None, batch_size=config.max_batch)
+    model_dir = Path(config.model_dir) if config.model_dir else None
+    embedder = MiniLmEmbedder(model_dir, batch_size=config.max_batch, concurrency=config.threads)
     batcher = MicroBatcher(
         embedder.embed_counted,
         max_batch=config.max_batch,
         max_wait_ms=config.max_wait_ms,
         max_queue=config.max_queue,
+        threads=config.threads,
         on_batch=metrics.embedding_pass,
     )
     store = None

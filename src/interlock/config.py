@@ -199,6 +199,7 @@ class EmbeddingsSettings(_Frozen, frozen=True, kw_only=True):
     max_batch: int = 32  # texts in one forward pass at most
     max_wait_ms: float = 2.0  # how long the first text of a batch may wait for others
     max_queue: int = 4096  # texts waiting at most; more get 503
+    threads: int = 1  # worker threads a pass of 16+ texts is split across (2 takes both cores here)
     timeout_s: float = 30.0
     store: EmbeddingStoreSettings | None = EmbeddingStoreSettings()
     warm_file: str | None = None  # common queries, one per line (or JSONL with "text"), embedded at start
@@ -208,6 +209,7 @@ class EmbeddingsSettings(_Frozen, frozen=True, kw_only=True):
         _require(self.max_wait_ms >= 0, "max_wait_ms", "expected a number >= 0")
         _require(self.max_queue >= self.max_batch, "max_queue", "expected a number >= max_batch")
         _require(self.timeout_s > 0, "timeout_s", "expected a number > 0")
+        _require(self.threads >= 1, "threads", "expected a number >= 1")
 
 
 class RateSettings(_Frozen, frozen=True, kw_only=True):

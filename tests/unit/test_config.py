@@ -233,3 +233,14 @@ def test_errors_name_the_key_path_and_never_the_url(mutate: Callable[[dict[str, 
 def test_an_unset_secret_reference_names_its_path() -> None:
     with pytest.raises(ConfigError, match=r"\$\.alerts\.retrain\.token"):
         parse_settings(CONFIG, environ={"HOOK_AUTH": "x"})
+
+
+def test_the_embeddings_section_is_validated_where_it_is() -> None:
+    models = [{"name": "e", "deployments": [{"id": "e", "backend": "minilm"}]}]
+    with pytest.raises(ConfigError, match=r"\$\.embeddings\.max_queue"):
+        parse_settings({"models": models, "embeddings": {"max_batch": 64, "max_queue": 8}})
+    with pytest.raises(ConfigError, match=r"\$\.embeddings\.store\.ttl"):
+        parse_settings({"models": models, "embeddings": {"store": {"ttl": 0}}})
+    s = parse_settings({"models": models})
+    assert isinstance(s.models[0].deployments[0], MiniLmDeployment)
+    assert s.models[0].deployments[0].max_class == "restricted"

@@ -11,7 +11,11 @@ When a pass starts. As soon as the worker is free and there is work, after waiti
 pass runs, newcomers gather for the next one, so under load batches form without any waiting
 and at one caller the only cost over running the model directly is that wait (0 turns it off).
 
-A job is never split: a caller's texts stay in one pass, so a job larger than `max_batch` runs
+Threads. One by default: on 2 cores the other is the event loop's. With `threads` N, a pass of
+at least 8 texts a thread is split across N worker threads (the model must allow N passes at
+once: `MiniLmEmbedder(concurrency=N)`, and one BLAS thread each, OPENBLAS_NUM_THREADS=1).
+
+A job is never split across passes: a caller's texts stay in one pass, so a job larger than `max_batch` runs
 alone (the model pads by length inside it). Jobs are taken in arrival order.
 
 Bounds. `max_queue` texts may wait; beyond that `embed` raises Unavailable at once rather than
@@ -38,6 +42,7 @@ from ..errors import Overloaded, Unavailable
 
 Encode = Callable[[list[str]], tuple[NDArray[np.float32], list[int]]]  # texts -> (vectors, tokens per text)
 OnBatch = Callable[[int, float], None]  # texts in the pass, seconds it took
+MIN_PART = 8  # texts per thread at least when a pass is split: below that, one thread is as fast
 
 
 @dataclass(slots=True)
@@ -55,10 +60,11 @@ class MicroBatcher:
         max_batch: int = 32,
         max_wait_ms: float = 2.0,
         max_queue: int = 4096,
+        threads: int = 1,
         on_batch: OnBatch | None = None,
     ) -> None:
-        if max_batch < 1 or max_queue < 1 or max_wait_ms < 0:
-            raise ValueError("max_batch and max_queue must be at least 1, max_wait_ms at least 0")
+        if max_batch < 1 or max_queue < 1 or max_wait_ms < 0 or threads < 1:
+            raise ValueError("max_batch, max_queue and threads must be at least 1, max_wait_ms at least 0")
         self._encode = encode
         self._max_batch = max_batch
         self._max_wait = max_wait_ms / 1000
@@ -68,7 +74,8 @@ class MicroBatcher:
         self._queued = 0  # texts in self._jobs
         self._work = asyncio.Event()  # set when a job arrives
         self._full = asyncio.Event()  # set when max_batch texts wait
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="interlock-embed")
+        self._threads = threads
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="interlock-embed")
         self._worker: asyncio.Task[None] | None = None
 
     @property
@@ -120,7 +127,7 @@ class MicroBatcher:
                 texts = [t for job in batch for t in job.texts]
                 started = time.perf_counter()
                 try:
-                    vectors, tokens = await loop.run_in_executor(self._pool, self._encode, texts)
+                    vectors, tokens = await self._pass(loop, texts)
                 except asyncio.CancelledError:
                     for job in batch:
                         job.future.cancel()
@@ -138,6 +145,17 @@ class MicroBatcher:
                     if not job.future.done():
                         job.future.set_result((vectors[at : at + n], tokens[at : at + n]))
                     at += n
+
+    async def _pass(self, loop: asyncio.AbstractEventLoop, texts: list[str]) -> tuple[NDArray[np.float32], list[int]]:
+        """One forward pass; with `threads` > 1 and enough texts, split across the threads (numpy
+        lets go of the GIL in its kernels, so the parts run on separate cores)."""
+        parts = min(self._threads, len(texts) // MIN_PART)
+        if parts <= 1:
+            return await loop.run_in_executor(self._pool, self._encode, texts)
+        size = -(-len(texts) // parts)
+        slices = [texts[i : i + size] for i in range(0, len(texts), size)]
+        done = await asyncio.gather(*(loop.run_in_executor(self._pool, self._encode, part) for part in slices))
+        return np.concatenate([v for v, _ in done]), [n for _, counts in done for n in counts]
 
     async def _gather(self) -> None:
         """Wait, at most max_wait from the oldest job's arrival, for a full batch."""
