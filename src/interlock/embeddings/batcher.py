@@ -58,7 +58,7 @@ class MicroBatcher:
         encode: Encode,
         *,
         max_batch: int = 32,
-        max_wait_ms: float = 2.0,
+        max_wait_ms: float = 0.0,
         max_queue: int = 4096,
         threads: int = 1,
         on_batch: OnBatch | None = None,
