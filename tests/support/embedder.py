@@ -1,7 +1,9 @@
 """The real MiniLM embedder behind `TextEmbedder` (on worker threads), for tests of its callers.
 
 One model per test session: loading it takes about a second. `Slow` is the same embedder made
-to answer late, the way a loaded machine or a queue in front of the model would."""
+to answer late, the way a loaded machine or a long queue in front of the model would. (The
+gateway embeds through `interlock.embeddings.service.EmbeddingService`; these tests want the
+model alone, without its batcher's wait or its store.)"""
 
 from __future__ import annotations
 
@@ -12,15 +14,32 @@ from typing import Any
 
 from numpy.typing import NDArray
 
-from interlock.embeddings.minilm import MiniLmEmbedder
-from interlock.embeddings.threaded import ThreadedEmbedder
+from interlock.embeddings.minilm import DIM, MiniLmEmbedder
+
+
+class Threaded:
+    """MiniLM's `embed` on a worker thread."""
+
+    def __init__(self, model: MiniLmEmbedder) -> None:
+        self._model = model
+
+    @property
+    def model(self) -> str:
+        return "all-minilm-l6-v2"
+
+    @property
+    def dimensions(self) -> int:
+        return DIM
+
+    async def embed(self, texts: Sequence[str]) -> NDArray[Any]:
+        return await asyncio.to_thread(self._model.embed, list(texts))
 
 
 @functools.cache
-def minilm() -> ThreadedEmbedder:
+def minilm() -> Threaded:
     model = MiniLmEmbedder()
     model.load()
-    return ThreadedEmbedder(model)
+    return Threaded(model)
 
 
 class Slow:

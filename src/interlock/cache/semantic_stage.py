@@ -9,9 +9,10 @@ the first it accepts answers. "What is the capital of France?" and "...of German
 in embedding space; the guard is what keeps one from being served the other's answer.
 
 An embedder that does not answer within `timeout_ms` makes the request a miss (counted as
-`timeout`), never an error. On a miss the answer is stored when it is a 200 without tool calls;
-a stream is stored only when it completed, and a hit for a streamed request is replayed as a
-stream (the partition includes `stream`, so a stream is only ever served a stream).
+`timeout`), never an error; so does an embedding service too loaded to take the turn (`busy`).
+On a miss the answer is stored when it is a 200 without tool calls; a stream is stored only
+when it completed, and a hit for a streamed request is replayed as a stream (the partition
+includes `stream`, so a stream is only ever served a stream).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from numpy.typing import NDArray
 
 from ..config import GroupCache, SemanticCacheSettings
 from ..embeddings.types import TextEmbedder
+from ..errors import Unavailable
 from ..observe.metrics import Metrics
 from ..pipeline.context import RequestContext, SemanticMatch
 from ..pipeline.result import Completion, Result, StreamResult
@@ -105,9 +107,9 @@ class SemanticCacheStage:
         semantic = policy.semantic
         assert semantic is not None  # only such policies are kept
         started = time.perf_counter()
-        vector = await self._embed(turn, semantic.timeout_ms / 1000)
+        vector, failure = await self._embed(turn, semantic.timeout_ms / 1000)
         if vector is None:
-            self._metrics.semantic_lookup(request.model, "timeout", time.perf_counter() - started)
+            self._metrics.semantic_lookup(request.model, failure, time.perf_counter() - started)
             return await call_next(ctx)
         if not control.no_cache:
             threshold = max(semantic.threshold, control.semantic_threshold or 0.0)
@@ -123,14 +125,18 @@ class SemanticCacheStage:
         ttl = control.ttl if control.ttl is not None else policy.ttl
         return self._stored(ctx, answer, partition, turn, vector, ttl)
 
-    async def _embed(self, turn: str, timeout: float) -> NDArray[Any] | None:
+    async def _embed(self, turn: str, timeout: float) -> tuple[NDArray[Any] | None, str]:
+        """The turn's vector, or None and why not: `timeout` (too slow) or `busy` (the embedding
+        service's queue is full, or it is shutting down). Either is a miss, never an error."""
         try:
             async with asyncio.timeout(timeout):
                 rows = await self._embedder.embed([turn])
         except TimeoutError:
-            return None
+            return None, "timeout"
+        except Unavailable:
+            return None, "busy"
         row: NDArray[Any] = rows[0]
-        return row
+        return row, "miss"
 
     def _match(
         self,

@@ -131,13 +131,26 @@ class Metrics:
         )  # fmt: skip
         self.semantic = Counter(
             "interlock_semantic_cache", "Semantic cache lookups: hit, miss, guarded (a neighbour the guard "
-            "refused), timeout (the embedder was too slow: a miss)", ["model", "result"], registry=r,
+            "refused), timeout (the embedder was too slow), busy (its queue was full): both misses",
+            ["model", "result"], registry=r,
         )  # fmt: skip
         self.semantic_seconds = Histogram(
             "interlock_semantic_lookup_seconds", "Semantic cache lookups: embedding the last user turn and the search",
             ["model"], buckets=SEMANTIC_BUCKETS, registry=r,
         )  # fmt: skip
         self.retries = Counter("interlock_retries", "Upstream retries", ["model", "deployment"], registry=r)
+        self.embedding_store = Counter(
+            "interlock_embedding_store", "Texts looked up in the precomputed embeddings", ["tier", "result"],
+            registry=r,
+        )  # fmt: skip
+        self.embedding_batch = Histogram(
+            "interlock_embedding_batch_texts", "Texts embedded in one forward pass", registry=r,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+        )  # fmt: skip
+        self.embedding_pass_seconds = Histogram(
+            "interlock_embedding_pass_seconds", "Time of one embedding forward pass", registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )  # fmt: skip
         self.fallbacks = Counter(
             "interlock_fallbacks", "Fallbacks to another model group", ["model", "to_model"], registry=r
         )
@@ -272,6 +285,17 @@ class Metrics:
     def semantic_lookup(self, model: str, result: str, seconds: float) -> None:
         self._child(self.semantic, model, result).inc()
         self._child(self.semantic_seconds, model).observe(seconds)
+
+    # -- embeddings ------------------------------------------------------------------------------
+    def embedding_lookups(self, tier: str, hits: int, misses: int) -> None:
+        if hits:
+            self._child(self.embedding_store, tier, "hit").inc(hits)
+        if misses:
+            self._child(self.embedding_store, tier, "miss").inc(misses)
+
+    def embedding_pass(self, texts: int, seconds: float) -> None:
+        self.embedding_batch.observe(texts)
+        self.embedding_pass_seconds.observe(seconds)
 
     # -- limits --------------------------------------------------------------------------------
     def rate_limited(self, scope: str, unit: str) -> None:
