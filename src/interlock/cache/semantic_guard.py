@@ -37,6 +37,9 @@ from types import MappingProxyType
 _TOKEN = re.compile(r"[\w][\w'+#\-./]*[\w+#]|[\w]")
 _QUOTED = re.compile(r"\"([^\"]+)\"|“([^”]+)”|`([^`]+)`|(?<![\w])'([^']+)'(?![\w])")
 _NUMBER = re.compile(r"^\d+(?:[.,]\d+)*$")
+_LETTER = re.compile(r"[^\W\d_]")
+_CODE_LIKE = re.compile(r"\d|.[_./#+]")
+_SENTENCE_ENDS = frozenset(".?!:;\n")
 
 
 def _words(text: str) -> list[str]:
@@ -186,7 +189,7 @@ class _Text:
         raw: list[tuple[str, bool]] = []  # (token, at a sentence start)
         end = 0
         for m in _TOKEN.finditer(text):
-            initial = end == 0 or any(c in ".?!:;\n" for c in text[end : m.start()])
+            initial = end == 0 or not _SENTENCE_ENDS.isdisjoint(text[end : m.start()])
             end = m.end()
             token = m.group().rstrip(".'")
             if token.lower().endswith("'s"):
@@ -245,15 +248,13 @@ def _number(token: str) -> bool:
 
 
 def _looks_named(token: str, initial: bool, capitals_mean_names: bool) -> bool:
-    letters = [c for c in token if c.isalpha()]
-    if not letters:
+    if not _LETTER.search(token):
         return False
-    if any(c.isdigit() for c in token) or any(c in "_./#+" for c in token[1:]):
+    if _CODE_LIKE.search(token):
         return True  # 2FA, S3, python3.11, snake_case, a.b.c, /etc/hosts, C#
-    if len(letters) >= 2 and all(c.isupper() for c in letters):
-        return True  # AWS, SQL
-    if any(c.isupper() for c in token[1:]):
-        return True  # iPhone, macOS, PostgreSQL
+    rest = token[1:]
+    if rest != rest.lower():
+        return True  # AWS, iPhone, macOS, PostgreSQL
     return capitals_mean_names and token[0].isupper() and not initial
 
 
