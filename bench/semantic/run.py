@@ -41,6 +41,7 @@ from interlock.embeddings.minilm import MiniLmEmbedder
 
 HERE = Path(__file__).resolve().parent
 TARGET = 0.99
+FIXED = (0.85, 0.9, 0.92, 0.95)  # thresholds reported beside the chosen one
 K = 4
 
 
@@ -152,6 +153,14 @@ def quality(embedder: MiniLmEmbedder) -> tuple[dict[str, Any], list[dict[str, fl
             if p["same"] and r
         ],
         "near_misses_the_guard_passes": int((~same & guard).sum()),
+        "fixed": [
+            {
+                "t": t,
+                "dev": sweep_at(cos[dev], same[dev], guard[dev], t),
+                "held": sweep_at(cos[held], same[held], guard[held], t),
+            }
+            for t in FIXED
+        ],
     }
     return out, rows
 
@@ -292,7 +301,15 @@ def main() -> None:
         f"{q['near_misses_the_guard_passes']} near misses through; it costs {q['guard_us_per_pair']} us a pair. "
         f"Errors at the default: {len(q['errors_at_default'])} (listed in quality.json).",
         "",
+        "Other thresholds, with the guard (precision / recall / served):",
+        "",
+        "| threshold | dev | held-out |",
+        "| ---: | --- | --- |",
     ]
+    for f in q["fixed"]:
+        cells = [f"{m['guard_p']:.3f} / {m['guard_r']:.3f} / {m['guard_n']:.0f}" for m in (f["dev"], f["held"])]
+        lines.append(f"| {f['t']:.2f} | {cells[0]} | {cells[1]} |")
+    lines.append("")
     lines += [
         "Lookup per request (search k=4 plus the guard on candidates at or above the threshold), one query at a time:",
         "",
