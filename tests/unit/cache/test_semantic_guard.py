@@ -29,6 +29,10 @@ DIFFERENT = [
     ("Convert Celsius to Fahrenheit", "Convert Fahrenheit to Celsius", "direction"),
     ("Is Python faster than Java?", "Is Java faster than Python?", "direction"),
     ("Translate this from English to French", "Translate this from French to English", "direction"),
+    ("How do I convert uppercase to lowercase?", "How do I convert lowercase to uppercase?", "direction"),
+    ("Who wrote Hamlet?", "When was Hamlet written?", "question"),
+    ("How do I maximise a window?", "How do I minimise a window?", "antonym"),
+    ("How do I pin a message?", "How do I unpin a message?", "antonym"),
 ]
 
 SAME = [
@@ -44,6 +48,8 @@ SAME = [
     ("How To Reset My Password", "how to reset my password"),
     ("Paris is the capital of which country?", "Which country has Paris as its capital?"),
     ("Summarise this article for me.", "Please give me a summary of this article."),
+    ("Where is the Eiffel Tower?", "In which city is the Eiffel Tower?"),
+    ("How to start and stop nginx", "How to stop and start nginx"),
 ]
 
 

@@ -107,10 +107,10 @@ def test_the_graph_is_fed_gradually_and_used_only_once_complete() -> None:
         index.add(f"e{i}", v[i], FOREVER)
     assert index._graph is None
     index.add("e49", v[49], FOREVER)  # half the limit: the graph starts with the newest entry
-    assert index._graph is not None and len(index._graph) == 1 + 2 and len(index._backlog) == 47
+    assert index._graph is not None and index._graph.get_current_count() == 1 + 2 and len(index._backlog) == 47
     for i in range(50, 74):
         index.add(f"e{i}", v[i], FOREVER)
-    assert not index._backlog and len(index._graph) == 74
+    assert not index._backlog and index._graph.get_current_count() == 74
     # Every entry is found, before and after the switch to the graph.
     for i in range(74):
         assert index.search(v[i], 1, now=0)[0][0] == f"e{i}"
@@ -126,7 +126,7 @@ def test_graph_removal_eviction_and_expiry() -> None:
     v = unit(rng, 400)
     for i in range(400):  # twice the capacity: every add past 200 evicts the oldest
         index.add(f"e{i}", v[i], expires=1000 if i % 2 else 50)
-    assert len(index) == 200 and index._graph is not None and len(index._graph) == 200
+    assert len(index) == 200 and index._graph is not None and index._graph.get_current_count() == 200
     assert index._rows == 200
     assert index.search(v[10], 1, now=0)[0][0] != "e10"  # evicted
     assert index.search(v[300], 1, now=0)[0][0] == "e300"
