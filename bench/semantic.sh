@@ -2,20 +2,20 @@
 # The semantic cache's hit path next to the exact cache's, in one run: nginx as the canned
 # upstream, one gateway (one worker, OPENBLAS_NUM_THREADS=1) with the `hit` group (exact cache)
 # and a `semantic` group (cache.semantic on, the embedding timeout raised to 5 s so that queueing
-# for the one embedding at a time shows as latency, not as misses); wrk -t1 against each:
+# for the model shows as latency, not as misses); wrk -t1 against each:
 # exact hits (bench/wrk/hit.json), then semantic hits (bench/wrk/semantic.lua). Prints both rates,
 # their ratio and the gateway's own count of semantic hits, misses and timeouts.
 #
 #   flock /tmp/interlock-bench.lock bench/semantic.sh
 #
-# Environment: BENCH_DURATION=5 (seconds per run), BENCH_CONNS=4 (the embedder takes 4 calls at once), BENCH_GATEWAY_PORT=14000,
+# Environment: BENCH_DURATION=5 (seconds per run), BENCH_CONNS=8, BENCH_GATEWAY_PORT=14000,
 # BENCH_INTERLOCK (as run.sh), BENCH_KEEP=1 (keep the temp dir).
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 DURATION=${BENCH_DURATION:-5}
-CONNS=${BENCH_CONNS:-4}
+CONNS=${BENCH_CONNS:-8}
 export OPENBLAS_NUM_THREADS=1  # see src/interlock/embeddings/minilm.py
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
