@@ -248,3 +248,26 @@ def test_a_stream_or_body_calling_a_tool_is_recognised() -> None:
     assert has_tool_calls(CachedAnswer("json", b'{"choices":[{"message":{},"finish_reason":"tool_calls"}]}'))
     assert not has_tool_calls(CachedAnswer("sse", events=EVENTS))
     assert not has_tool_calls(CachedAnswer("json", b'{"choices":[{"message":{"content":"no tool_calls here"}}]}'))
+
+
+async def test_an_embedding_service_too_busy_to_take_the_turn_is_a_miss_not_an_error() -> None:
+    import asyncio
+
+    from interlock.app import embedding_service
+    from interlock.config import EmbeddingsSettings
+    from interlock.lifecycle import Lifecycle
+
+    life = Lifecycle()
+    service, start, close = embedding_service(
+        EmbeddingsSettings(max_batch=1, max_queue=1, store=None), Metrics(CollectorRegistry()), life
+    )
+    await start()
+    try:
+        stage, metrics = make(embedder=service)
+        upstream = Upstream()
+        # Both turns reach the service before its worker runs: the second finds the queue full.
+        await asyncio.gather(ask(stage, upstream, ctx_for(FRANCE)), ask(stage, upstream, ctx_for(BREAD)))
+        assert sorted(upstream.asked) == sorted([FRANCE, BREAD])  # both answered
+        assert count(metrics, "busy") == 1
+    finally:
+        await close()
