@@ -325,6 +325,37 @@ def _rollout(args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    from .migrate import MigrationError, migrate
+    from .security.secrets import SecretError, SecretResolver, is_reference
+
+    dsns: list[str] = []
+    if args.dsn:
+        try:
+            dsns = [SecretResolver().resolve(args.dsn) if is_reference(args.dsn) else args.dsn]
+        except SecretError as exc:
+            print(f"interlock: --dsn: {exc}", file=sys.stderr)
+            return 2
+    else:
+        settings = _load(args.config)
+        if settings is None:
+            return 2
+        audit = settings.audit.postgres_dsn if settings.audit else None
+        keys = settings.security.keys.postgres_dsn if settings.security.keys else None
+        dsns = list(dict.fromkeys(d for d in (keys, audit) if d))
+        if not dsns:
+            print("interlock: the config names no PostgreSQL database (security.keys, audit)", file=sys.stderr)
+            return 2
+    for dsn in dsns:
+        try:
+            tables = asyncio.run(migrate(dsn, args.wait))
+        except MigrationError as exc:
+            print(f"interlock: migration failed: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps({"migrated": list(tables)}))
+    return 0
+
+
 def _check_config(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.file)
@@ -416,6 +447,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--key", help="an API key with admin_rollouts (default: $INTERLOCK_KEY)")
         p.add_argument("--json", action="store_true", help="print the status JSON")
     rollout.set_defaults(func=_rollout)
+    mig = sub.add_parser("migrate", help="create the PostgreSQL tables (keys, audit) if missing, waiting for it")
+    target = mig.add_mutually_exclusive_group(required=True)
+    target.add_argument("--dsn", help="a DSN or a reference to one (os.environ/NAME, file:/path)")
+    target.add_argument("--config", "-c", help="the config file naming the databases")
+    mig.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the database (default 60)")
+    mig.set_defaults(func=_migrate)
     check = sub.add_parser("check-config", help="validate a config file without starting")
     check.add_argument("file")
     check.set_defaults(func=_check_config)
