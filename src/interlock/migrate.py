@@ -38,6 +38,7 @@ async def wait_for_database(
     """
     deadline = clock() + wait_s
     attempt = 0
+    last: Exception
     while True:
         attempt += 1
         try:
