@@ -356,6 +356,30 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    import msgspec
+    import yaml
+
+    from .capacity import Costs, Prices, Workload, format_plan, plan
+
+    try:
+        costs = msgspec.json.decode(Path(args.costs).read_bytes(), type=Costs)
+        raw: dict[str, Any] = yaml.safe_load(Path(args.prices).read_text(encoding="utf-8")) if args.prices else {}
+        for item in args.price or []:
+            key, _, value = item.partition("=")
+            raw[key.strip().replace("-", "_")] = float(value)
+        prices = msgspec.convert(raw, Prices)
+        workload = Workload(
+            qps=args.qps, hit_rate=args.hit_rate, prompt_tokens=args.prompt_tokens, answer_tokens=args.answer_tokens
+        )
+    except (OSError, ValueError, yaml.YAMLError, msgspec.ValidationError, msgspec.DecodeError) as exc:
+        print(f"interlock: plan: {exc}", file=sys.stderr)
+        return 2
+    result = plan(workload, costs, prices)
+    print(msgspec.json.encode(result).decode() if args.json else format_plan(workload, costs, prices, result))
+    return 0
+
+
 def _check_config(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.file)
@@ -453,6 +477,16 @@ def main(argv: list[str] | None = None) -> int:
     target.add_argument("--config", "-c", help="the config file naming the databases")
     mig.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the database (default 60)")
     mig.set_defaults(func=_migrate)
+    pl = sub.add_parser("plan", help="replicas, CPU, memory, GPUs and cost per hour on AKS and Container Apps")
+    pl.add_argument("--qps", type=float, required=True, help="requests per second to serve")
+    pl.add_argument("--hit-rate", type=float, default=0.0, help="share answered from the cache, 0..1")
+    pl.add_argument("--prompt-tokens", type=int, default=500)
+    pl.add_argument("--answer-tokens", type=int, default=200)
+    pl.add_argument("--costs", default="bench/costs.json", help="measured costs (bench/scaleout.py writes it)")
+    pl.add_argument("--prices", help="a YAML file of prices (deploy/prices.example.yaml)")
+    pl.add_argument("--price", action="append", metavar="KEY=VALUE", help="one price, over the file; repeatable")
+    pl.add_argument("--json", action="store_true")
+    pl.set_defaults(func=_plan)
     check = sub.add_parser("check-config", help="validate a config file without starting")
     check.add_argument("file")
     check.set_defaults(func=_check_config)
