@@ -17,7 +17,8 @@ Writes bench/costs.json (what `interlock plan` reads) and BENCH_OUT/table.md. Ru
     flock /tmp/interlock-bench.lock .venv/bin/python bench/scaleout.py
 
 Environment: BENCH_DURATION=8 (seconds per measured run), BENCH_WARMUP=2, BENCH_OUT=bench/out/scaleout,
-BENCH_REPLICAS=1,2,3, BENCH_LIMIT=60.
+BENCH_SEQUENCE=1,2,1,2,3 (replica counts, measured in this order: each 2-replica run is predicted
+from the 1-replica run just before it), BENCH_LIMIT=60.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ UPSTREAM = "http://127.0.0.1:18080/v1"
 DURATION = int(os.environ.get("BENCH_DURATION", "8"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))
 OUT = Path(os.environ.get("BENCH_OUT", BENCH / "out" / "scaleout"))
-REPLICAS = [int(n) for n in os.environ.get("BENCH_REPLICAS", "1,2,3").split(",")]
+SEQUENCE = [int(n) for n in os.environ.get("BENCH_SEQUENCE", "1,2,1,2,3").split(",")]
 LIMIT = int(os.environ.get("BENCH_LIMIT", "60"))
 TICK = os.sysconf("SC_CLK_TCK")
 LB_CONF = """worker_processes 1;
@@ -98,9 +99,11 @@ def tree(pid: int) -> list[int]:
     return pids
 
 
-def idle_seconds() -> float:
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    return (int(fields[3]) + int(fields[4])) / TICK  # idle + iowait, all cores
+def box_seconds() -> tuple[float, float]:
+    """(idle + iowait, irq + softirq) seconds of all cores. Loopback traffic is processed in softirq
+    time that /proc/PID/stat charges to no process: it is counted with our processes."""
+    f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:8]]
+    return (f[3] + f[4]) / TICK, (f[5] + f[6]) / TICK
 
 
 def rss_mib(pid: int) -> float:
@@ -170,17 +173,18 @@ def measure(mode: str, url: str, gateways: list[int], others: list[int]) -> dict
     time.sleep(0.5)
     g0 = sum(cpu_seconds(p) for p in gateways)
     o0 = sum(cpu_seconds(p) for p in others)
-    idle0, wall0 = idle_seconds(), time.monotonic()
+    (idle0, irq0), wall0 = box_seconds(), time.monotonic()
     before = os.times()
     done = wrk(mode, url, DURATION)
     after = os.times()
     wall = time.monotonic() - wall0
-    idle = idle_seconds() - idle0
+    idle1, irq1 = box_seconds()
+    idle, irq = idle1 - idle0, irq1 - irq0
     result = parse_wrk(done.stdout)
     p95 = float(re.search(r"p95_ms ([0-9.]+)", done.stdout).group(1))  # type: ignore[union-attr]
     gcpu = sum(cpu_seconds(p) for p in gateways) - g0
     wrk_cpu = (after.children_user + after.children_system) - (before.children_user + before.children_system)
-    ocpu = sum(cpu_seconds(p) for p in others) - o0 + wrk_cpu
+    ocpu = sum(cpu_seconds(p) for p in others) - o0 + wrk_cpu + irq
     if result.errors:
         raise RuntimeError(f"{mode}: {result.errors} errors or non-2xx:\n{done.stdout}")
     n = result.requests
@@ -248,7 +252,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="interlock-scaleout."))
     os.chmod(work, 0o755)
     procs: list[Process] = []
-    results: dict[str, Any] = {"runs": {}}
+    results: dict[str, Any] = {"runs": []}
     try:
         upstream = start_nginx(BENCH / "nginx.conf", work / "upstream", "http://127.0.0.1:18080/v1/models")
         procs.append(upstream)
@@ -258,7 +262,7 @@ def main() -> int:
         results["start"] = cold_starts(work, redis_url)
         lb_port = free_port()
         lb_url = f"http://127.0.0.1:{lb_port}/v1/chat/completions"
-        for n in REPLICAS:
+        for n in SEQUENCE:
             ports = [free_port() for _ in range(n)]
             gateways = [start_gateway(gateway_config(p, redis_url, work), p, work)[0] for p in ports]
             conf = work / f"lb-{n}.conf"
@@ -268,18 +272,18 @@ def main() -> int:
             lb = start_nginx(conf, work / f"lb-{n}", f"http://127.0.0.1:{lb_port}/healthz")
             others = tree(lb.pid) + tree(upstream.pid) + [redis.pid]
             gpids = [g.pid for g in gateways]
-            run: dict[str, Any] = {}
+            run: dict[str, Any] = {"replicas": n}
             for mode in ("hit", "miss"):
                 log(f"{n} replica(s), {mode}")
                 run[mode] = measure(mode, lb_url, gpids, others)
             run["rss_load_mib"] = max(rss_mib(p) for p in gpids)
             if n > 1:
                 run["cross_replica_cache"] = asyncio.run(cross_replica_cache(ports))
-            results["runs"][str(n)] = run
+            results["runs"].append(run)
             lb.stop()
             for g in gateways:
                 g.stop()
-        if 3 in REPLICAS:
+        if 3 in SEQUENCE:
             log(f"rate limit across 3 replicas: {LIMIT} rpm, {3 * LIMIT} requests")
             ports = [free_port() for _ in range(3)]
             configs = [gateway_config(p, redis_url, work, secured=True) for p in ports]
@@ -312,50 +316,62 @@ def commit() -> str:
 def report(results: dict[str, Any]) -> None:
     stamp = f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {commit()}, {os.cpu_count()} cores"
     runs, start = results["runs"], results["start"]
-    lines = [f"Scale-out, {stamp}, wrk -t1 -c64 -d{DURATION}s through nginx (1 worker), Redis shared.", "",
-             "| replicas | hit req/s | hit p95 ms | miss req/s | miss p95 ms | gateway CPU us/req hit/miss | RSS under load MiB |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
-    for n, r in runs.items():
+    ncpu = os.cpu_count() or 1
+    lines = [f"Scale-out, {stamp}, wrk -t1 -c64 -d{DURATION}s through nginx (1 worker), Redis shared, in this order.", "",
+             "| run | replicas | hit req/s | hit p95 ms | miss req/s | miss p95 ms | gateway CPU us/req hit / miss"
+             " | cores used by others hit / miss | RSS under load MiB |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    for i, r in enumerate(runs, 1):
+        h, m = r["hit"], r["miss"]
         lines.append(
-            f"| {n} | {r['hit']['rps']:.0f} | {r['hit']['p95_ms']:.2f} | {r['miss']['rps']:.0f} | {r['miss']['p95_ms']:.2f}"
-            f" | {r['hit']['gateway_cpu_s'] * 1e6:.0f} / {r['miss']['gateway_cpu_s'] * 1e6:.0f} | {r['rss_load_mib']:.0f} |"
+            f"| {i} | {r['replicas']} | {h['rps']:.0f} | {h['p95_ms']:.2f} | {m['rps']:.0f} | {m['p95_ms']:.2f}"
+            f" | {h['gateway_cpu_s'] * 1e6:.0f} / {m['gateway_cpu_s'] * 1e6:.0f}"
+            f" | {ncpu - h['cores']:.2f} / {ncpu - m['cores']:.2f} | {r['rss_load_mib']:.0f} |"
         )
     lines += ["", f"Cold start to the first 200 on /readyz (least of 3 / 2): remote backends {start['cold_start_s']:.2f} s,"
               f" embedded model {start['cold_start_embedded_s']:.2f} s. RSS idle: {start['rss_idle_mib']:.0f} MiB"
               f" (remote), {start['rss_idle_embedded_mib']:.0f} MiB (embedded)."]  # fmt: skip
-    for n, r in runs.items():
+    for r in runs:
         if "cross_replica_cache" in r:
-            lines.append(
-                f"Cache entry written through replica 1, x-interlock-cache on replicas 1..{n}: {r['cross_replica_cache']}."
-            )
+            lines.append(f"Cache entry written through replica 1 ({r['replicas']} replicas), x-interlock-cache on each:"
+                         f" {r['cross_replica_cache']}.")  # fmt: skip
     if "limit" in results:
         lines.append(f"Rate limit {results['limit']['rpm']} rpm over 3 replicas, {3 * results['limit']['rpm']} requests"
                      f" at once through the balancer: statuses {results['limit']['statuses']}.")  # fmt: skip
-    if "1" in runs and "2" in runs:
-        lines += ["", "| path | predicted 2-replica req/s | measured | error | predicted p95 ms | measured | error | bound |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]  # fmt: skip
-        for mode in ("hit", "miss"):
-            one = runs["1"][mode]
-            pred = predict_scaleout(OneReplicaRun(rps=one["rps"], p95_ms=one["p95_ms"], gateway_cpu_s=one["gateway_cpu_s"],
-                                                  other_cpu_s=one["other_cpu_s"], cores=one["cores"]), 2)  # fmt: skip
-            two = runs["2"][mode]
-            lines.append(
-                f"| {mode} | {pred.rps:.0f} | {two['rps']:.0f} | {(pred.rps / two['rps'] - 1):+.1%} | {pred.p95_ms:.2f}"
-                f" | {two['p95_ms']:.2f} | {(pred.p95_ms / two['p95_ms'] - 1):+.1%} | {pred.bound} |"
-            )
-        lines.append(f"1-replica inputs: {json.dumps({m: runs['1'][m] for m in ('hit', 'miss')})}")
+    pairs = [(runs[i - 1], r) for i, r in enumerate(runs) if r["replicas"] == 2 and i and runs[i - 1]["replicas"] == 1]
+    if pairs:
+        lines += ["", "Prediction of each 2-replica run from the 1-replica run before it (interlock.capacity.predict_scaleout;"
+                  " cores: the 1-replica run's, or the 2-replica run's own, i.e. corrected for the others' load then):", "",
+                  "| runs | path | predicted req/s | measured | error | with its own cores | error | predicted p95 ms"
+                  " | measured | error | bound |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]  # fmt: skip
+        for one_run, two_run in pairs:
+            tag = f"{runs.index(one_run) + 1} -> {runs.index(two_run) + 1}"
+            for mode in ("hit", "miss"):
+                one, two = one_run[mode], two_run[mode]
+                args = {k: one[k] for k in ("rps", "p95_ms", "gateway_cpu_s", "other_cpu_s", "cores")}
+                pred = predict_scaleout(OneReplicaRun(**args), 2)
+                own = predict_scaleout(OneReplicaRun(**{**args, "cores": two["cores"]}), 2)
+                lines.append(
+                    f"| {tag} | {mode} | {pred.rps:.0f} | {two['rps']:.0f} | {pred.rps / two['rps'] - 1:+.1%}"
+                    f" | {own.rps:.0f} | {own.rps / two['rps'] - 1:+.1%} | {pred.p95_ms:.2f} | {two['p95_ms']:.2f}"
+                    f" | {pred.p95_ms / two['p95_ms'] - 1:+.1%} | {pred.bound} |"
+                )
     text = "\n".join(lines)
     print(text)
     (OUT / "table.md").write_text(text + "\n")
     (OUT / "results.json").write_text(json.dumps(results, indent=1))
-    if "1" in runs:
-        one = runs["1"]
+    ones = [r for r in runs if r["replicas"] == 1]
+    if ones:
+
+        def mean(mode: str, key: str) -> float:
+            return sum(r[mode][key] for r in ones) / len(ones)
+
         costs = {
-            "hit": {"cpu_s": one["hit"]["gateway_cpu_s"], "rps_one": one["hit"]["rps"]},
-            "miss": {"cpu_s": one["miss"]["gateway_cpu_s"], "rps_one": one["miss"]["rps"]},
-            "rss_idle_mib": start["rss_idle_mib"], "rss_load_mib": one["rss_load_mib"],
+            "hit": {"cpu_s": mean("hit", "gateway_cpu_s"), "rps_one": mean("hit", "rps")},
+            "miss": {"cpu_s": mean("miss", "gateway_cpu_s"), "rps_one": mean("miss", "rps")},
+            "rss_idle_mib": start["rss_idle_mib"], "rss_load_mib": max(r["rss_load_mib"] for r in ones),
             "cold_start_s": start["cold_start_s"], "cold_start_embedded_s": start["cold_start_embedded_s"],
-            "measured": f"bench/scaleout.py, {stamp}",
+            "measured": f"bench/scaleout.py, {stamp}, the mean of {len(ones)} one-replica runs",
         }  # fmt: skip
         (BENCH / "costs.json").write_text(json.dumps(costs, indent=2) + "\n")
 
