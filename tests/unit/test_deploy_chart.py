@@ -199,3 +199,15 @@ def test_no_secret_value_is_rendered() -> None:
     assert not any(d["kind"] == "Secret" for d in rendered)
     text = repr(rendered)
     assert "postgresql://" not in text and "redis://" not in text
+
+
+def test_keda_fallback_is_refused_beside_cpu_and_value_triggers_and_kept_on_the_pool() -> None:
+    # KEDA's admission check: fallback only when every trigger is an AverageValue and none is CPU.
+    rendered = docs("aks-gpu.yaml")
+    gateway = one(rendered, "ScaledObject")
+    assert "fallback" not in gateway["spec"]
+    assert deploy_check.check_document(gateway) == []
+    gateway["spec"]["fallback"] = {"failureThreshold": 3, "replicas": 4}
+    assert deploy_check.check_document(gateway)
+    pool = one(rendered, "ScaledObject", "interlock-vllm")
+    assert pool["spec"]["fallback"]["replicas"] == 1 and deploy_check.check_document(pool) == []
