@@ -190,6 +190,11 @@ class MiniLmEmbedder:
 
         CPU-bound for tens of milliseconds per text: call it off the event loop.
         """
+        return self.embed_counted(texts)[0]
+
+    def embed_counted(self, texts: Sequence[str]) -> tuple[F32, list[int]]:
+        """`embed`, and the word pieces the model read of each text ([CLS] and [SEP] not counted,
+        truncation applied): what `/v1/embeddings` reports as usage."""
         if isinstance(texts, str):
             raise TypeError("embed takes a sequence of texts, not one string")
         self.load()
@@ -197,7 +202,7 @@ class MiniLmEmbedder:
         assert model is not None  # set by load(), never unset
         out = np.empty((len(texts), DIM), dtype=np.float32)
         if not texts:
-            return out
+            return out, []
         encodings = model.tokenizer.encode_batch(list(texts))
         lengths = [len(encoding.ids) for encoding in encodings]
         for chunk in _chunks(lengths, self._batch_size):
@@ -209,7 +214,7 @@ class MiniLmEmbedder:
                 mask[row, : lengths[i]] = True
             with self._passes:
                 out[chunk] = _encode(model, ids, mask)
-        return out
+        return out, [max(0, n - 2) for n in lengths]
 
     def _read(self, model_dir: Path) -> _Model:
         config = _read_json(model_dir / "config.json")
@@ -318,7 +323,21 @@ def _layer_norm(x: F32, g: F32, b: F32, eps: float) -> F32:
     return x
 
 
+GELU_ROWS = 32  # rows of the (tokens, 1536) activations per block: a block's temporaries stay in L2
+
+
 def _gelu(x: F32) -> F32:
+    """Exact GELU in place, over blocks of rows. Its dozen passes over the array and their
+    temporaries are memory-bound once the array outgrows the cache: for 16 short texts (224 rows)
+    one pass over the whole array took 6.3-10.7 ms here, in blocks of 32 rows 3.1-5.3 ms, more
+    than the matrix product before it."""
+    rows = x.shape[0]
+    for start in range(0, rows, GELU_ROWS):
+        _gelu_block(x[start : start + GELU_ROWS])
+    return x
+
+
+def _gelu_block(x: F32) -> F32:
     """Exact GELU, x * (1 + erf(x / sqrt 2)) / 2, in place.
 
     numpy has no erf, so erf is Abramowitz and Stegun 7.1.26 (absolute error below 1.5e-7, the
