@@ -364,7 +364,9 @@ def make_semantic_stage(
     if not policies:
         return None
     memories = {
-        name: SemanticMemory(embedder.dimensions, p.semantic.max_entries, p.semantic.max_partitions)
+        name: SemanticMemory(
+            embedder.dimensions, p.semantic.max_entries, p.semantic.max_partitions, p.semantic.max_bytes
+        )
         for name, p in policies.items()
         if p.semantic is not None
     }

@@ -140,6 +140,7 @@ class SemanticCacheSettings(_Frozen, frozen=True, kw_only=True):
     timeout_ms: int = 50  # embedding the turn; past it the request is a miss, never an error
     max_entries: int = 1000  # per partition; the oldest goes first
     max_partitions: int = 10000  # per process; the least recently used goes first
+    max_bytes: int = 64 * 1024 * 1024  # per process, over all partitions: answers, texts and vectors
     candidates: int = 4  # nearest entries the guard is asked about, best first
 
     def __post_init__(self) -> None:
@@ -147,6 +148,7 @@ class SemanticCacheSettings(_Frozen, frozen=True, kw_only=True):
         _require(self.timeout_ms > 0, "timeout_ms", "expected a whole number > 0")
         _require(self.max_entries > 0, "max_entries", "expected a whole number > 0")
         _require(self.max_partitions > 0, "max_partitions", "expected a whole number > 0")
+        _require(self.max_bytes > 0, "max_bytes", "expected a whole number > 0")
         _require(self.candidates > 0, "candidates", "expected a whole number > 0")
 
 

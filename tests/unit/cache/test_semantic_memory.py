@@ -6,7 +6,7 @@ import numpy as np
 
 from interlock.cache.entry import CachedAnswer
 from interlock.cache.semantic_entry import SemanticEntry, vector_bytes
-from interlock.cache.semantic_memory import SemanticMemory
+from interlock.cache.semantic_memory import SemanticMemory, entry_bytes
 
 
 def entry(entry_id: str, partition: str = "p", expires: float = 100.0, axis: int = 0) -> SemanticEntry:
@@ -53,3 +53,22 @@ def test_a_vector_of_another_size_is_not_kept() -> None:
     memory = SemanticMemory(4, max_entries=5, max_partitions=10)
     other = SemanticEntry("x", "m", "p", "q", vector_bytes(np.ones(3)), CachedAnswer("json", b"{}"), 100.0)
     assert not memory.add(other, 0.0) and len(memory) == 0
+
+
+def test_the_bytes_over_all_partitions_are_bounded_least_recently_used_first() -> None:
+    size = entry_bytes(entry("a"))
+    memory = SemanticMemory(4, max_entries=100, max_partitions=100, max_bytes=3 * size)
+    memory.add(entry("a", partition="old"), 0.0)
+    memory.add(entry("b", partition="used"), 0.0)
+    memory.add(entry("c", partition="used"), 0.0)
+    ids(memory, "old")  # a search makes "old" the most recently used
+    memory.add(entry("d", partition="new"), 0.0)  # one entry too many: "used"'s oldest goes
+    assert memory.bytes == 3 * size and len(memory) == 3
+    assert ids(memory, "used") == {"c"} and ids(memory, "old") == {"a"} and ids(memory, "new") == {"d"}
+    memory.add(entry("e", partition="new"), 0.0)  # "used" is emptied and forgotten
+    assert memory.partitions == 2 and ids(memory, "new") == {"d", "e"}
+    assert not memory.add(
+        SemanticEntry("huge", "m", "p", "q" * (4 * size), entry("x").vector, CachedAnswer("json", b"{}"), 100.0), 0.0
+    )  # larger than the whole bound: not kept
+    memory.clear()
+    assert memory.bytes == 0
