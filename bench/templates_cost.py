@@ -7,14 +7,16 @@ The template: a system part of about 1.5 KB naming two variables, a user part of
 characters naming two more (the ticket text is the request's own).
 
 1. `TemplateBook.render`: the system part kept by its variables (the same values as the last
-   request), the same with the LRU off (`cache_entries=0`: rendered every time), and a system part
-   without variables (rendered once at start).
+   request), the same with the LRU off (`cache_entries=0`: rendered every time), both for a system
+   part of plain `{{ name }}` substitutions (joined, without Jinja) and for the same part with a
+   filter in it (rendered by Jinja), and a system part without variables (rendered once at start);
+   and Jinja's own `Template.render` of the plain part, for comparison.
 2. `parse_body`: the templated body against the same request written out, as the edge pays it.
 3. A whole cache hit through the ASGI app, the templated body against the written-out one (the two
    are one request to the cache), in alternating rounds, each keeping its least disturbed round.
 4. What a precomputed digest of the system prefix could save the exact cache's key: `cache_key`
    of the rendered body against the same body with the system text replaced by a 32-character
-   digest, and BLAKE2b of the system text alone.
+   digest, and BLAKE2b of the system text alone; for the 1.5 KB system part and one of 16 KB.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from interlock.cache.keys import cache_key
 from interlock.config import TemplateSettings, parse_settings
 from interlock.edge.parse import parse_body
 from interlock.pipeline.context import Endpoint
-from interlock.prompts.templates import TemplateBook
+from interlock.prompts.templates import TemplateBook, environment
 
 RULES = (
     "Read the ticket below and write a summary for the {{ team }} team of at most five sentences. "
@@ -47,6 +49,7 @@ SYSTEM = "You are the support desk's summariser. " + RULES * 4  # about 1.5 KB r
 USER = "Ticket {{ ticket_id }} from a customer on the {{ plan }} plan:\n{{ ticket }}"
 TEMPLATES = {
     "summary": TemplateSettings(system=SYSTEM, user=USER),
+    "filtered": TemplateSettings(system=SYSTEM.replace("{{ team }}", "{{ team | title }}"), user=USER),
     "fixed": TemplateSettings(system=SYSTEM.replace("{{ team }}", "billing").replace("{{ language }}", "English"),
                               user=USER),
 }  # fmt: skip
@@ -72,12 +75,16 @@ def written_out(book: TemplateBook) -> dict[str, Any]:
 
 def render_costs() -> dict[str, float]:
     kept, every, fixed = TemplateBook(TEMPLATES), TemplateBook(TEMPLATES, cache_entries=0), TemplateBook(TEMPLATES)
+    jinja = environment().from_string(SYSTEM)
     figures = {
-        "render, system kept by its variables": per_call_us(lambda: kept.render("summary", VARIABLES)),
-        "render, system rendered every time": per_call_us(lambda: every.render("summary", VARIABLES)),
+        "render, plain system kept": per_call_us(lambda: kept.render("summary", VARIABLES)),
+        "render, plain system every time": per_call_us(lambda: every.render("summary", VARIABLES)),
+        "render, filtered system kept": per_call_us(lambda: kept.render("filtered", VARIABLES)),
+        "render, filtered system every time": per_call_us(lambda: every.render("filtered", VARIABLES)),
         "render, system without variables": per_call_us(lambda: fixed.render("fixed", FIXED_VARIABLES)),
+        "jinja Template.render of the plain system": per_call_us(lambda: jinja.render(VARIABLES)),
     }
-    assert kept.stats.system_rendered == 1 and every.stats.system_rendered == every.stats.rendered
+    assert kept.stats.system_rendered == 2 and every.stats.system_rendered == every.stats.rendered
     return figures
 
 
@@ -92,15 +99,20 @@ def parse_costs() -> dict[str, float]:
 
 
 def key_costs() -> dict[str, float]:
-    body = written_out(TemplateBook(TEMPLATES))
-    system = body["messages"][0]["content"]
-    digest = hashlib.blake2b(system.encode(), digest_size=16).hexdigest()
-    prefixed = {**body, "messages": [{"role": "system", "content": digest}, body["messages"][1]]}
-    return {
-        "cache_key, rendered body": per_call_us(lambda: cache_key("t", Endpoint.CHAT, body)),
-        "cache_key, system text as a digest": per_call_us(lambda: cache_key("t", Endpoint.CHAT, prefixed)),
-        "blake2b of the system text": per_call_us(lambda: hashlib.blake2b(system.encode(), digest_size=16).digest()),
-    }
+    figures = {}
+    for label, repeat in (("1.5 KB", 1), ("16 KB", 11)):
+        body = written_out(TemplateBook({"summary": TemplateSettings(system=SYSTEM * repeat, user=USER)}))
+        system = body["messages"][0]["content"]
+        digest = hashlib.blake2b(system.encode(), digest_size=16).hexdigest()
+        prefixed = {**body, "messages": [{"role": "system", "content": digest}, body["messages"][1]]}
+        figures |= {
+            f"cache_key, {label} system": per_call_us(lambda b=body: cache_key("t", Endpoint.CHAT, b)),
+            f"cache_key, {label} system as a digest": per_call_us(lambda b=prefixed: cache_key("t", Endpoint.CHAT, b)),
+            f"blake2b of the {label} system": per_call_us(
+                lambda t=system: hashlib.blake2b(t.encode(), digest_size=16).digest()
+            ),
+        }
+    return figures
 
 
 async def hit_costs(requests: int, rounds: int) -> dict[str, float]:
@@ -145,7 +157,7 @@ def main() -> None:
     figures = {**render_costs(), **parse_costs(), **key_costs()}
     figures.update(uvloop.run(hit_costs(args.requests, args.rounds)))
     for name, us in figures.items():
-        print(f"  {name:<40} {us:7.2f} us")
+        print(f"  {name:<44} {us:7.2f} us")
 
 
 if __name__ == "__main__":

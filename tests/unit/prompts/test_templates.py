@@ -4,10 +4,11 @@ templates and variables, never values), and the system part kept by its variable
 from __future__ import annotations
 
 import pytest
+from jinja2 import meta
 
 from interlock.config import TemplateSettings
 from interlock.errors import BadRequest
-from interlock.prompts.templates import TemplateBook, template_problem
+from interlock.prompts.templates import TemplateBook, _Part, environment, template_problem
 
 SECRET = "jane.doe@example.com"
 BOOK = {
@@ -151,3 +152,26 @@ def test_template_problem_names_the_line_of_a_syntax_error() -> None:
         template_problem("a\n{{ x | no_such_filter }}") == "does not compile: line 2: No filter named 'no_such_filter'."
     )
     assert template_problem("{{ 1 / 0 }}") == "does not render: ZeroDivisionError"
+
+
+PLAIN = [
+    "Hello {{ name }}!",
+    "{{ name }}{{ n }}",
+    "Line one\n  {{ name }}\n\nlast line {{ flag }}\n",  # Jinja drops one trailing newline
+    "Grüße, {{ name }} — {{ n }} € 😀",
+    "{{name}} and {{   n   }} {# a comment #} {{ flag }}",
+    "{% raw %}{{ literal }}{% endraw %} {{ name }}",
+]
+NOT_PLAIN = ["{{ name | upper }} {{ n + 1 }}", "{% if flag %}{{ name }}{% endif %}", "{{ name ~ '!' }} {{ 'x' }}"]
+
+
+@pytest.mark.parametrize("source", PLAIN + NOT_PLAIN)
+@pytest.mark.parametrize(
+    "values", [{"name": "Ada", "n": 3, "flag": True}, {"name": "<b>&amp;", "n": -0.0, "flag": False}]
+)
+def test_plain_substitutions_render_as_jinja_does(source: str, values: dict[str, object]) -> None:
+    env = environment()
+    used = {k: v for k, v in values.items() if k in meta.find_undeclared_variables(env.parse(source))}
+    assert (_Part(env, source).pieces is not None) == (source in PLAIN)  # which way it renders
+    book = TemplateBook({"t": TemplateSettings(user=source)})
+    assert book.render("t", used).user == env.from_string(source).render(used)
