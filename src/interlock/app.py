@@ -15,19 +15,21 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from redis.asyncio import Redis
 
-from .cache import CacheStage, MemoryCache, RedisTier
+from .cache import CachedAnswer, CacheStage, MemoryCache, RedisTier
 from .config import (
     AlertRule,
     AzureDeployment,
     Deployment,
     DlpSettings,
+    EmbeddingsSettings,
     LocalDeployment,
+    MiniLmDeployment,
     OpenAIDeployment,
     RedisSettings,
     RolloutSettings,
@@ -90,8 +92,9 @@ from .security.roles import DEFAULT_ROLES, Permission, class_rank
 from .stores.redis import redis_client
 
 if TYPE_CHECKING:
+    from .embeddings.service import EmbeddingService
     from .observe.drift import DriftReport
-    from .observe.monitor import DriftMonitor
+    from .observe.monitor import DriftMonitor, Embedder
     from .prompts.templates import TemplateBook
 
 CONFIG_ENV = "INTERLOCK_CONFIG"
@@ -113,14 +116,15 @@ def build(
     tracing = tracing or make_tracing(settings.telemetry)
     if tracing is not None:  # closed last: flushes the spans of everything else
         life.add(tracing, close=functools.partial(asyncio.to_thread, tracing.shutdown))
-    providers = make_providers(settings, metrics, life)
+    embeddings = make_embeddings(settings, metrics, life)
+    providers = make_providers(settings, metrics, life, embeddings)
     groups = make_groups(settings, providers)
-    drift = make_drift_monitor(settings, life, metrics)
+    drift = make_drift_monitor(settings, life, metrics, embeddings)
     stats = make_request_stats(settings)
     alerts = make_alert_engine(settings, metrics, stats, drift, life) if stats is not None else None
     driver, shadows = make_rollout_driver(settings, stats, alerts, life) if stats is not None else (None, None)
     router = Router(groups, settings.router, metrics, rollouts=driver)
-    shadow = make_shadow_runner(settings, driver, router, shadows, metrics, life)
+    shadow = make_shadow_runner(settings, driver, router, shadows, metrics, life, embeddings)
     pipeline = make_pipeline(settings, router, metrics, tracing, life)
     roles = roles_table(settings.security)
     store, auth = make_access(settings.security, roles, life)
@@ -191,6 +195,65 @@ def make_redis(settings: RedisSettings, life: Lifecycle, min_timeout_ms: int = 0
     return life.add(client, close=client.aclose)
 
 
+# -- embeddings --------------------------------------------------------------------------------------
+def uses_embeddings(settings: Settings) -> bool:
+    """Whether anything configured embeds: a MiniLM deployment, drift topics, shadow similarity."""
+    serves = any(isinstance(d, MiniLmDeployment) for g in settings.models for d in g.deployments)
+    drift = settings.drift is not None and settings.drift.embeddings
+    shadow = settings.rollout is not None and settings.rollout.shadow_embeddings
+    return serves or drift or shadow
+
+
+def make_embeddings(settings: Settings, metrics: Metrics, life: Lifecycle) -> EmbeddingService | None:
+    """The one embedding service (model, batcher, precomputed store), when anything embeds;
+    started before the providers that serve it and closed after them."""
+    if not uses_embeddings(settings):
+        return None
+    return life.add(*embedding_service(settings.embeddings, metrics, life))
+
+
+def embedding_service(
+    config: EmbeddingsSettings, metrics: Metrics, life: Lifecycle
+) -> tuple[EmbeddingService, Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]:
+    """The service and its start and close (the CLI's warm command runs it outside a gateway).
+    Imported here: numpy and the tokenizer are not loaded by a gateway that never embeds."""
+    from .embeddings.batcher import MicroBatcher
+    from .embeddings.minilm import DIM, MiniLmEmbedder
+    from .embeddings.service import EmbeddingService
+    from .embeddings.store import Embedded, EmbeddingStore
+    from .embeddings.warm import read_queries
+
+    model_dir = Path(config.model_dir) if config.model_dir else None
+    embedder = MiniLmEmbedder(model_dir, batch_size=config.max_batch, concurrency=config.threads)
+    batcher = MicroBatcher(
+        embedder.embed_counted,
+        max_batch=config.max_batch,
+        max_wait_ms=config.max_wait_ms,
+        max_queue=config.max_queue,
+        threads=config.threads,
+        on_batch=metrics.embedding_pass,
+    )
+    store = None
+    if config.store is not None:
+        tier = None
+        if config.store.redis is not None:
+            redis = RedisTier(
+                make_redis(config.store.redis, life), config.store.redis, metrics, tier="embeddings-redis"
+            )
+            tier = life.add(redis, close=redis.close)
+        memory = MemoryCache[Embedded](config.store.memory_bytes, config.store.memory_bytes)
+        store = EmbeddingStore(DIM, memory, tier, metrics, config.store.ttl)
+    service = EmbeddingService(embedder, batcher, store, timeout_s=config.timeout_s)
+
+    async def start() -> None:
+        await service.start()
+        if config.warm_file is not None:
+            stored, failed = await service.warm(read_queries(Path(config.warm_file)))
+            log.info("embeddings: %d common queries warmed (%d not stored in Redis)", stored, failed)
+
+    return service, start, service.close
+
+
 # -- models: providers, groups, the request path ---------------------------------------------------
 def make_transport(settings: Settings) -> Transport:
     if settings.upstream.client == "aiohttp":
@@ -198,7 +261,14 @@ def make_transport(settings: Settings) -> Transport:
     return NativeTransport(settings.upstream)
 
 
-def make_provider(spec: Deployment, http: Transport, metrics: Metrics) -> Provider:
+def make_provider(
+    spec: Deployment, http: Transport, metrics: Metrics, embeddings: EmbeddingService | None = None
+) -> Provider:
+    if isinstance(spec, MiniLmDeployment):
+        from .providers.minilm import MiniLmProvider  # numpy: only for a gateway that embeds
+
+        assert embeddings is not None  # make_embeddings builds it when a MiniLM deployment is configured
+        return MiniLmProvider(spec, embeddings)
     if isinstance(spec, OpenAIDeployment):
         return OpenAIProvider(spec, http)
     if isinstance(spec, AzureDeployment):
@@ -208,11 +278,15 @@ def make_provider(spec: Deployment, http: Transport, metrics: Metrics) -> Provid
     raise TypeError(f"unknown deployment kind {type(spec).__name__}")  # unreachable: config is validated
 
 
-def make_providers(settings: Settings, metrics: Metrics, life: Lifecycle) -> list[Provider]:
+def make_providers(
+    settings: Settings, metrics: Metrics, life: Lifecycle, embeddings: EmbeddingService | None = None
+) -> list[Provider]:
     """One provider per deployment, over one pooled HTTP client for the process."""
     http = make_transport(settings)
     life.add(http, close=http.close)
-    providers = [make_provider(spec, http, metrics) for group in settings.models for spec in group.deployments]
+    providers = [
+        make_provider(spec, http, metrics, embeddings) for group in settings.models for spec in group.deployments
+    ]
 
     async def start() -> None:  # side by side: loading several local models one after another is slow
         await asyncio.gather(*(p.start() for p in providers))
@@ -259,7 +333,7 @@ def make_pipeline(
     if settings.cache.redis is not None:
         tier = RedisTier(make_redis(settings.cache.redis, life), settings.cache.redis, metrics)
         redis = life.add(tier, close=tier.close)
-    memory = MemoryCache(settings.cache.memory_bytes, settings.cache.max_entry_bytes)
+    memory = MemoryCache[CachedAnswer](settings.cache.memory_bytes, settings.cache.max_entry_bytes)
     stages.append(CacheStage({g.name: g.cache for g in settings.models}, memory, redis, metrics))
     # Budgets and tokens per minute only for what reaches a model: a cache hit spends neither.
     if spend_stage is not None:
@@ -418,21 +492,26 @@ def _export_drift(metrics: Metrics, model: str, version: str, report: DriftRepor
     metrics.drift(model, version, report.drifted_share, tested)
 
 
-def make_drift_monitor(settings: Settings, life: Lifecycle, metrics: Metrics | None = None) -> DriftMonitor | None:
-    """The drift monitor, when configured, started and closed with the gateway."""
+def make_drift_monitor(
+    settings: Settings, life: Lifecycle, metrics: Metrics | None = None, embeddings: EmbeddingService | None = None
+) -> DriftMonitor | None:
+    """The drift monitor, when configured, started and closed with the gateway. Its topic
+    embeddings go through the gateway's embedding service (from the monitor's own thread)."""
     drift = settings.drift
     if drift is None:
         return None
     redis = make_redis(drift.redis, life, BLOB_TIMEOUT_MS) if drift.redis is not None else None
-    monitor = drift_monitor(settings, redis, metrics)
+    monitor = drift_monitor(settings, redis, metrics, embeddings.blocking() if embeddings is not None else None)
     return life.add(monitor, monitor.start, monitor.close)
 
 
-def drift_monitor(settings: Settings, redis: Redis | None, metrics: Metrics | None = None) -> DriftMonitor:
-    """The drift monitor of `settings.drift` over `redis` (the caller's to close). Imported
+def drift_monitor(
+    settings: Settings, redis: Redis | None, metrics: Metrics | None = None, embedder: Embedder | None = None
+) -> DriftMonitor:
+    """The drift monitor of `settings.drift` over `redis` (the caller's to close); `embedder`
+    for the topic feature, else (the CLI) a model of its own when `drift.embeddings` asks. Imported
     here: the statistics pull in scipy (about 1.7 s at start), which a gateway without drift
     monitoring should not pay for."""
-    from .embeddings.minilm import MiniLmEmbedder
     from .observe.monitor import DriftMonitor, MonitorSettings
 
     drift = settings.drift
@@ -449,7 +528,10 @@ def drift_monitor(settings: Settings, redis: Redis | None, metrics: Metrics | No
     prefix = "interlock:drift:"
     if drift.redis is not None and drift.redis.prefix != RedisSettings().prefix:
         prefix = drift.redis.prefix
-    embedder = MiniLmEmbedder() if drift.embeddings else None
+    if drift.embeddings and embedder is None:
+        from .embeddings.minilm import MiniLmEmbedder
+
+        embedder = MiniLmEmbedder()
     on_report = functools.partial(_export_drift, metrics) if metrics is not None else None
     on_dropped = metrics.drift_dropped.inc if metrics is not None else None
     return DriftMonitor(monitor_settings, redis, prefix, embedder, on_report=on_report, on_dropped=on_dropped)
@@ -569,14 +651,14 @@ def make_shadow_runner(
     shadows: ShadowLog | None,
     metrics: Metrics,
     life: Lifecycle,
+    embeddings: EmbeddingService | None = None,
 ) -> ShadowRunner | None:
     if driver is None or shadows is None:
         return None
     config = settings.rollout or RolloutSettings()
-    embed = None
-    if config.shadow_embeddings or (settings.drift is not None and settings.drift.embeddings):
-        from .embeddings.minilm import MiniLmEmbedder
-
-        embed = MiniLmEmbedder().embed
+    # Shadow answers are compared by meaning (through the embedding service) when asked, or when
+    # drift embeds anyway; else by word overlap.
+    by_meaning = config.shadow_embeddings or (settings.drift is not None and settings.drift.embeddings)
+    embed = embeddings.embed_blocking if embeddings is not None and by_meaning else None
     shadow = ShadowRunner(driver, router, shadows, metrics, config.shadow_timeout_s, config.shadow_concurrency, embed)
     return life.add(shadow, close=shadow.close)  # closed first: its calls use the providers

@@ -325,6 +325,54 @@ def _rollout(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embeddings(args: argparse.Namespace) -> int:
+    """Warm the precomputed embeddings in Redis, where every gateway process finds them."""
+    import msgspec
+
+    from .app import embedding_service
+    from .embeddings.warm import read_queries
+    from .lifecycle import Lifecycle
+    from .observe.metrics import Metrics
+
+    settings = _load(args.config)
+    if settings is None:
+        return 2
+    config = settings.embeddings
+    if config.store is None or config.store.redis is None:
+        print(
+            "interlock: warming needs embeddings.store.redis in the config (the gateways read the vectors from "
+            "there); without Redis, set embeddings.warm_file and each gateway warms itself at start",
+            file=sys.stderr,
+        )
+        return 2
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"interlock: no such file: {path}", file=sys.stderr)
+        return 2
+
+    async def run() -> tuple[int, int]:
+        life = Lifecycle()
+        service = life.add(*embedding_service(msgspec.structs.replace(config, warm_file=None), Metrics(), life))
+        await life.start()
+        try:
+            return await service.warm(read_queries(path))
+        finally:
+            await life.close()
+
+    started = time.perf_counter()
+    try:
+        stored, failed = asyncio.run(run())
+    except ValueError as exc:  # a malformed line: read_queries names it
+        print(f"interlock: {exc}", file=sys.stderr)
+        return 1
+    seconds = time.perf_counter() - started
+    print(f"warmed {stored} distinct queries in {seconds:.1f} s into {config.store.redis.url}")
+    if failed:
+        print(f"interlock: Redis did not take {failed} of them", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _check_config(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.file)
@@ -416,6 +464,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--key", help="an API key with admin_rollouts (default: $INTERLOCK_KEY)")
         p.add_argument("--json", action="store_true", help="print the status JSON")
     rollout.set_defaults(func=_rollout)
+    embeddings = sub.add_parser("embeddings", help="precomputed embeddings")
+    embeddings_sub = embeddings.add_subparsers(dest="action", required=True)
+    warm = embeddings_sub.add_parser("warm", help="embed a file of common queries into the shared store (Redis)")
+    warm.add_argument("file", help="one query per line, or JSON Lines with a text field")
+    warm.add_argument("--config", default=os.environ.get("INTERLOCK_CONFIG"), help="the gateway's config")
+    embeddings.set_defaults(func=_embeddings)
     check = sub.add_parser("check-config", help="validate a config file without starting")
     check.add_argument("file")
     check.set_defaults(func=_check_config)

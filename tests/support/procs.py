@@ -168,3 +168,12 @@ class LlamaServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self._log.close()
+
+
+def metric(gw: Gateway, sample: str) -> float:
+    """The value of one Prometheus sample of a running gateway (`name{label="v",...}` exactly as
+    exported), 0 when it is not there yet."""
+    for line in http_get(gw.url + "/metrics")[2].decode().splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from interlock import ConfigError, load_settings, parse_settings
-from interlock.config import AzureDeployment, LocalDeployment, OpenAIDeployment
+from interlock.config import AzureDeployment, LocalDeployment, MiniLmDeployment, OpenAIDeployment
 
 GOOD = {
     "models": [
@@ -90,10 +90,11 @@ def test_missing_environment_variable_is_named_but_no_value_leaks() -> None:
     assert "$.security.server_secret" in str(err.value) and "sk-" not in str(err.value)
 
 
-def test_no_config_means_the_embedded_model() -> None:
+def test_no_config_means_the_embedded_model_and_the_embeddings_model() -> None:
     s = load_settings(None)
-    assert [g.name for g in s.models] == ["smollm2"]
+    assert [g.name for g in s.models] == ["smollm2", "all-minilm-l6-v2"]
     assert isinstance(s.models[0].deployments[0], LocalDeployment)
+    assert isinstance(s.models[1].deployments[0], MiniLmDeployment)
 
 
 def test_versions_and_sample_ratios_are_validated() -> None:
@@ -250,3 +251,14 @@ def test_templates_compile_at_load_and_their_errors_name_the_key_path() -> None:
         with_templates({"a b": {"user": "x"}})
     with pytest.raises(ConfigError, match=r"Object contains unknown field `prompt`"):
         with_templates({"t": {"prompt": "x"}})
+
+
+def test_the_embeddings_section_is_validated_where_it_is() -> None:
+    models = [{"name": "e", "deployments": [{"id": "e", "backend": "minilm"}]}]
+    with pytest.raises(ConfigError, match=r"\$\.embeddings\.max_queue"):
+        parse_settings({"models": models, "embeddings": {"max_batch": 64, "max_queue": 8}})
+    with pytest.raises(ConfigError, match=r"\$\.embeddings\.store\.ttl"):
+        parse_settings({"models": models, "embeddings": {"store": {"ttl": 0}}})
+    s = parse_settings({"models": models})
+    assert isinstance(s.models[0].deployments[0], MiniLmDeployment)
+    assert s.models[0].deployments[0].max_class == "restricted"

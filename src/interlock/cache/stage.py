@@ -67,7 +67,7 @@ class CacheStage:
     def __init__(
         self,
         policies: Mapping[str, GroupCache],
-        memory: MemoryCache,
+        memory: MemoryCache[CachedAnswer],
         redis: RedisTier | None,
         metrics: Metrics,
     ) -> None:

@@ -190,6 +190,11 @@ class MiniLmEmbedder:
 
         CPU-bound for tens of milliseconds per text: call it off the event loop.
         """
+        return self.embed_counted(texts)[0]
+
+    def embed_counted(self, texts: Sequence[str]) -> tuple[F32, list[int]]:
+        """`embed`, and the word pieces the model read of each text ([CLS] and [SEP] not counted,
+        truncation applied): what `/v1/embeddings` reports as usage."""
         if isinstance(texts, str):
             raise TypeError("embed takes a sequence of texts, not one string")
         self.load()
@@ -197,7 +202,7 @@ class MiniLmEmbedder:
         assert model is not None  # set by load(), never unset
         out = np.empty((len(texts), DIM), dtype=np.float32)
         if not texts:
-            return out
+            return out, []
         encodings = model.tokenizer.encode_batch(list(texts))
         lengths = [len(encoding.ids) for encoding in encodings]
         for chunk in _chunks(lengths, self._batch_size):
@@ -209,7 +214,7 @@ class MiniLmEmbedder:
                 mask[row, : lengths[i]] = True
             with self._passes:
                 out[chunk] = _encode(model, ids, mask)
-        return out
+        return out, [max(0, n - 2) for n in lengths]
 
     def _read(self, model_dir: Path) -> _Model:
         config = _read_json(model_dir / "config.json")

@@ -128,6 +128,18 @@ class Metrics:
             registry=r,
         )  # fmt: skip
         self.retries = Counter("interlock_retries", "Upstream retries", ["model", "deployment"], registry=r)
+        self.embedding_store = Counter(
+            "interlock_embedding_store", "Texts looked up in the precomputed embeddings", ["tier", "result"],
+            registry=r,
+        )  # fmt: skip
+        self.embedding_batch = Histogram(
+            "interlock_embedding_batch_texts", "Texts embedded in one forward pass", registry=r,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+        )  # fmt: skip
+        self.embedding_pass_seconds = Histogram(
+            "interlock_embedding_pass_seconds", "Time of one embedding forward pass", registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )  # fmt: skip
         self.fallbacks = Counter(
             "interlock_fallbacks", "Fallbacks to another model group", ["model", "to_model"], registry=r
         )
@@ -258,6 +270,17 @@ class Metrics:
 
     def coalesce(self, model: str) -> None:
         self._child(self.coalesced, model).inc()
+
+    # -- embeddings ------------------------------------------------------------------------------
+    def embedding_lookups(self, tier: str, hits: int, misses: int) -> None:
+        if hits:
+            self._child(self.embedding_store, tier, "hit").inc(hits)
+        if misses:
+            self._child(self.embedding_store, tier, "miss").inc(misses)
+
+    def embedding_pass(self, texts: int, seconds: float) -> None:
+        self.embedding_batch.observe(texts)
+        self.embedding_pass_seconds.observe(seconds)
 
     # -- limits --------------------------------------------------------------------------------
     def rate_limited(self, scope: str, unit: str) -> None:
