@@ -17,6 +17,10 @@ its variables in a small LRU bounded in entries and characters: applications sen
 prompt with the same few values on request after request, and the same text comes back (the very
 same `str` object, so whatever hashes it downstream reuses Python's cached hash of it). The user
 part is the per-request part and is rendered every time.
+
+The templates do not change while the process runs, so the same request bytes always render the
+same body: DLP's memory of bodies it found clean, kept by a digest of the bytes as they arrived,
+stays right for templated requests.
 """
 
 from __future__ import annotations
