@@ -202,17 +202,15 @@ class TemplateBook:
 
     @staticmethod
     def _check(name: str, template: _Compiled, variables: Mapping[str, object]) -> None:
-        missing = [n for n in template.ordered if n not in variables]
-        if missing:
-            listed = ", ".join(f"`{n}`" for n in missing)
-            raise BadRequest(f"Template `{name}` is missing variables: {listed}", param="template.variables")
-        unknown = [n for n in variables if n not in template.names]
-        if unknown:
-            raise BadRequest(
-                f"Template `{name}` has no variables named {_shown(sorted(unknown))}", param="template.variables"
-            )
-        for n in template.ordered:
-            if type(variables[n]) not in _SCALARS:
+        if variables.keys() != template.names:  # one comparison of sets in the common case
+            missing = [n for n in template.ordered if n not in variables]
+            if missing:
+                listed = ", ".join(f"`{n}`" for n in missing)
+                raise BadRequest(f"Template `{name}` is missing variables: {listed}", param="template.variables")
+            unknown = sorted(n for n in variables if n not in template.names)
+            raise BadRequest(f"Template `{name}` has no variables named {_shown(unknown)}", param="template.variables")
+        for n, value in variables.items():
+            if type(value) not in _SCALARS:
                 raise BadRequest(
                     f"Template variable `{n}` must be a string, a number or a boolean", param=f"template.variables.{n}"
                 )
