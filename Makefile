@@ -12,7 +12,7 @@ LLAMA_SPEC := llama-cpp-python>=0.3.16,<0.4
 LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 LLAMA_WHEELS ?= $(HOME)/.cache/interlock-wheels/llama-avx2
 
-.PHONY: setup run test test-unit lint services bench bench-pii clean
+.PHONY: setup run test test-unit lint services bench bench-pii deploy-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ lint: setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+
+# The Helm chart rendered for every example values file and validated offline with the Container
+# Apps manifests; the Dockerfile linted (scripts/deploy_check.py says what is checked and how).
+deploy-check: setup
+	$(BIN)/python scripts/deploy_check.py
 
 bench: setup
 	bench/run.sh

@@ -11,6 +11,12 @@ if ! command -v promtool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 &
     apt-get install -y -qq --no-install-recommends prometheus >/dev/null || echo "services: promtool not installed" >&2
 fi
 
+# bubblewrap runs the gateway on a read-only root filesystem in tests/integration/test_chart_pod.py.
+if ! command -v bwrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bubblewrap >/dev/null ||
+    echo "services: bubblewrap not installed" >&2
+fi
+
 if ! redis-cli -p 6379 ping >/dev/null 2>&1; then
   redis-server --daemonize yes --port 6379 --save ""
   for _ in $(seq 50); do redis-cli -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done

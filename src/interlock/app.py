@@ -43,6 +43,7 @@ from .edge.inference import InferenceHandler
 from .edge.info import InfoHandlers
 from .edge.parse import RequestParser
 from .edge.rollouts import RolloutHandlers
+from .embeddings.types import TextEmbedder
 from .lifecycle import Lifecycle
 from .observe.alerting import AlertEngine, AlertGauges, AlertMetrics, Lease, WindowSignals
 from .observe.alerts import Alert, SignalProvider, State
@@ -92,6 +93,7 @@ from .security.roles import DEFAULT_ROLES, Permission, class_rank
 from .stores.redis import redis_client
 
 if TYPE_CHECKING:
+    from .cache.semantic_stage import SemanticCacheStage
     from .embeddings.service import EmbeddingService
     from .observe.drift import DriftReport
     from .observe.monitor import DriftMonitor, Embedder
@@ -99,6 +101,7 @@ if TYPE_CHECKING:
 
 CONFIG_ENV = "INTERLOCK_CONFIG"
 BLOB_TIMEOUT_MS = 1000  # Redis clients that move blobs (drift windows, rollout state), not counters
+MAX_SHARED_SEMANTIC = 100_000  # semantic cache entries the Redis stream retains, at most
 log = logging.getLogger("interlock")
 
 
@@ -107,10 +110,12 @@ def build(
     metrics: Metrics | None = None,
     reload: Callable[[], Settings] | None = None,
     tracing: Tracing | None = None,
+    embedder: TextEmbedder | None = None,
 ) -> Gateway:
     """Wire everything. `reload` re-reads the config, secrets included; with it, upstream API
     keys are refreshed every `secrets.refresh_s` seconds. `tracing` replaces the one the
-    settings describe (tests pass one exporting to memory)."""
+    settings describe (tests pass one exporting to memory). `embedder` replaces the embedding
+    service for the semantic cache."""
     life = Lifecycle()
     metrics = metrics or Metrics()
     tracing = tracing or make_tracing(settings.telemetry)
@@ -125,7 +130,7 @@ def build(
     driver, shadows = make_rollout_driver(settings, stats, alerts, life) if stats is not None else (None, None)
     router = Router(groups, settings.router, metrics, rollouts=driver)
     shadow = make_shadow_runner(settings, driver, router, shadows, metrics, life, embeddings)
-    pipeline = make_pipeline(settings, router, metrics, tracing, life)
+    pipeline, semantic = make_pipeline(settings, router, metrics, tracing, life, embedder or embeddings)
     roles = roles_table(settings.security)
     store, auth = make_access(settings.security, roles, life)
     audit = make_audit_log(settings, life)
@@ -141,7 +146,8 @@ def build(
     inference = InferenceHandler(parser, pipeline, recorders, tracing)
     readiness = Readiness(router)
     info = InfoHandlers([g.name for g in settings.models], metrics, readiness.check, readiness.ready)
-    admin = AdminHandlers(store, (settings.security.server_secret or "").encode(), roles, audit, drift)
+    secret = (settings.security.server_secret or "").encode()
+    admin = AdminHandlers(store, secret, roles, audit, drift, semantic=semantic)
     rollout_admin = RolloutHandlers(driver, settings.versions(), audit)
     return Gateway(inference, info, admin, auth, life.start, life.close, metrics, rollout_admin)
 
@@ -197,11 +203,13 @@ def make_redis(settings: RedisSettings, life: Lifecycle, min_timeout_ms: int = 0
 
 # -- embeddings --------------------------------------------------------------------------------------
 def uses_embeddings(settings: Settings) -> bool:
-    """Whether anything configured embeds: a MiniLM deployment, drift topics, shadow similarity."""
+    """Whether anything configured embeds: a MiniLM deployment, drift topics, shadow similarity,
+    a semantic cache."""
     serves = any(isinstance(d, MiniLmDeployment) for g in settings.models for d in g.deployments)
     drift = settings.drift is not None and settings.drift.embeddings
     shadow = settings.rollout is not None and settings.rollout.shadow_embeddings
-    return serves or drift or shadow
+    semantic = any(g.cache.semantic is not None for g in settings.models)
+    return serves or drift or shadow or semantic
 
 
 def make_embeddings(settings: Settings, metrics: Metrics, life: Lifecycle) -> EmbeddingService | None:
@@ -321,9 +329,15 @@ def make_groups(settings: Settings, providers: list[Provider]) -> list[GroupRunt
 
 
 def make_pipeline(
-    settings: Settings, router: Router, metrics: Metrics, tracing: Tracing | None, life: Lifecycle
-) -> Pipeline:
-    """The stages, outermost first, around the router."""
+    settings: Settings,
+    router: Router,
+    metrics: Metrics,
+    tracing: Tracing | None,
+    life: Lifecycle,
+    embedder: TextEmbedder | None = None,
+) -> tuple[Pipeline, SemanticCacheStage | None]:
+    """The stages, outermost first, around the router; and the semantic cache stage, when a
+    group has one (the admin route invalidates through it)."""
     limit_stage, spend_stage = make_limit_stages(settings, metrics, life)
     stages: list[Stage] = [limit_stage]
     if settings.dlp is not None:
@@ -335,6 +349,10 @@ def make_pipeline(
         redis = life.add(tier, close=tier.close)
     memory = MemoryCache[CachedAnswer](settings.cache.memory_bytes, settings.cache.max_entry_bytes)
     stages.append(CacheStage({g.name: g.cache for g in settings.models}, memory, redis, metrics))
+    # After the exact cache: an identical request is answered there, for less than an embedding.
+    semantic = make_semantic_stage(settings, embedder, metrics, life) if embedder is not None else None
+    if semantic is not None:
+        stages.append(semantic)
     # Budgets and tokens per minute only for what reaches a model: a cache hit spends neither.
     if spend_stage is not None:
         stages.append(spend_stage)
@@ -342,7 +360,36 @@ def make_pipeline(
     # cache stores the answer (observe/stage.py says why that order matters).
     stages.append(TelemetryStage(metrics, settings.telemetry.logprobs_sample, random.Random()))
     # Traced copies of the stages only when tracing is on, run only for sampled requests.
-    return Pipeline(stages, router, traced(stages) if tracing is not None else None)
+    return Pipeline(stages, router, traced(stages) if tracing is not None else None), semantic
+
+
+def make_semantic_stage(
+    settings: Settings, embedder: TextEmbedder, metrics: Metrics, life: Lifecycle
+) -> SemanticCacheStage | None:
+    """The semantic cache of the groups that configure one, shared through the cache's Redis
+    (its own client: the follower blocks on a read longer than the cache's timeout). Imported
+    here: numpy and the index are for gateways that configure a semantic cache."""
+    from .cache.semantic_memory import SemanticMemory
+    from .cache.semantic_share import SemanticShare
+    from .cache.semantic_stage import SemanticCacheStage
+
+    policies = {g.name: g.cache for g in settings.models if g.cache.semantic is not None}
+    if not policies:
+        return None
+    memories = {
+        name: SemanticMemory(embedder.dimensions, p.semantic.max_entries, p.semantic.max_partitions)
+        for name, p in policies.items()
+        if p.semantic is not None
+    }
+    share = None
+    redis = settings.cache.redis
+    if redis is not None:
+        retained = sum(p.semantic.max_entries * p.semantic.max_partitions for p in policies.values() if p.semantic)
+        client = make_redis(redis, life, BLOB_TIMEOUT_MS)
+        share = SemanticShare(client, redis, memories, metrics, min(retained, MAX_SHARED_SEMANTIC))
+        life.add(share, share.start, share.close)
+    max_entry = settings.cache.max_entry_bytes
+    return SemanticCacheStage(policies, memories, embedder, metrics, share, max_entry)
 
 
 def make_limit_stages(settings: Settings, metrics: Metrics, life: Lifecycle) -> tuple[LimitStage, SpendStage | None]:

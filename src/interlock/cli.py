@@ -325,6 +325,61 @@ def _rollout(args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    from .migrate import MigrationError, migrate
+    from .security.secrets import SecretError, SecretResolver, is_reference
+
+    dsns: list[str] = []
+    if args.dsn:
+        try:
+            dsns = [SecretResolver().resolve(args.dsn) if is_reference(args.dsn) else args.dsn]
+        except SecretError as exc:
+            print(f"interlock: --dsn: {exc}", file=sys.stderr)
+            return 2
+    else:
+        settings = _load(args.config)
+        if settings is None:
+            return 2
+        audit = settings.audit.postgres_dsn if settings.audit else None
+        keys = settings.security.keys.postgres_dsn if settings.security.keys else None
+        dsns = list(dict.fromkeys(d for d in (keys, audit) if d))
+        if not dsns:
+            print("interlock: the config names no PostgreSQL database (security.keys, audit)", file=sys.stderr)
+            return 2
+    for dsn in dsns:
+        try:
+            tables = asyncio.run(migrate(dsn, args.wait))
+        except MigrationError as exc:
+            print(f"interlock: migration failed: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps({"migrated": list(tables)}))
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    import msgspec
+    import yaml
+
+    from .capacity import Costs, Prices, Workload, format_plan, plan
+
+    try:
+        costs = msgspec.json.decode(Path(args.costs).read_bytes(), type=Costs)
+        raw: dict[str, Any] = yaml.safe_load(Path(args.prices).read_text(encoding="utf-8")) if args.prices else {}
+        for item in args.price or []:
+            key, _, value = item.partition("=")
+            raw[key.strip().replace("-", "_")] = float(value)
+        prices = msgspec.convert(raw, Prices)
+        workload = Workload(
+            qps=args.qps, hit_rate=args.hit_rate, prompt_tokens=args.prompt_tokens, answer_tokens=args.answer_tokens
+        )
+    except (OSError, ValueError, yaml.YAMLError, msgspec.ValidationError, msgspec.DecodeError) as exc:
+        print(f"interlock: plan: {exc}", file=sys.stderr)
+        return 2
+    result = plan(workload, costs, prices)
+    print(msgspec.json.encode(result).decode() if args.json else format_plan(workload, costs, prices, result))
+    return 0
+
+
 def _embeddings(args: argparse.Namespace) -> int:
     """Warm the precomputed embeddings in Redis, where every gateway process finds them."""
     import msgspec
@@ -464,6 +519,22 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--key", help="an API key with admin_rollouts (default: $INTERLOCK_KEY)")
         p.add_argument("--json", action="store_true", help="print the status JSON")
     rollout.set_defaults(func=_rollout)
+    mig = sub.add_parser("migrate", help="create the PostgreSQL tables (keys, audit) if missing, waiting for it")
+    target = mig.add_mutually_exclusive_group(required=True)
+    target.add_argument("--dsn", help="a DSN or a reference to one (os.environ/NAME, file:/path)")
+    target.add_argument("--config", "-c", help="the config file naming the databases")
+    mig.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the database (default 60)")
+    mig.set_defaults(func=_migrate)
+    pl = sub.add_parser("plan", help="replicas, CPU, memory, GPUs and cost per hour on AKS and Container Apps")
+    pl.add_argument("--qps", type=float, required=True, help="requests per second to serve")
+    pl.add_argument("--hit-rate", type=float, default=0.0, help="share answered from the cache, 0..1")
+    pl.add_argument("--prompt-tokens", type=int, default=500)
+    pl.add_argument("--answer-tokens", type=int, default=200)
+    pl.add_argument("--costs", default="bench/costs.json", help="measured costs (bench/scaleout.py writes it)")
+    pl.add_argument("--prices", help="a YAML file of prices (deploy/prices.example.yaml)")
+    pl.add_argument("--price", action="append", metavar="KEY=VALUE", help="one price, over the file; repeatable")
+    pl.add_argument("--json", action="store_true")
+    pl.set_defaults(func=_plan)
     embeddings = sub.add_parser("embeddings", help="precomputed embeddings")
     embeddings_sub = embeddings.add_subparsers(dest="action", required=True)
     warm = embeddings_sub.add_parser("warm", help="embed a file of common queries into the shared store (Redis)")

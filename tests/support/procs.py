@@ -49,6 +49,22 @@ def http_get(url: str, timeout: float = 10.0) -> tuple[int, dict[str, str], byte
         return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
 
 
+def json_request(gw: Gateway, method: str, path: str, key: str | None, body: Any = None) -> tuple[int, Any]:
+    """A JSON request to the gateway with `Authorization: Bearer key`: (status, decoded body)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(gw.url + path, data=data, method=method)
+    if key:
+        req.add_header("Authorization", f"Bearer {key}")
+    if data:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            raw = resp.read()
+            return resp.status, json.loads(raw) if raw.startswith((b"{", b"[")) else raw
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
 class Gateway:
     """`interlock serve` in a subprocess, with a config written to a temporary file."""
 

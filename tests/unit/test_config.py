@@ -253,6 +253,20 @@ def test_templates_compile_at_load_and_their_errors_name_the_key_path() -> None:
         with_templates({"t": {"prompt": "x"}})
 
 
+def test_the_semantic_cache_is_opt_in_and_its_keys_are_checked() -> None:
+    def group(cache: dict[str, Any]) -> Any:
+        raw = {"models": [{"name": "m", "deployments": [{"id": "d", "backend": "local"}], "cache": cache}]}
+        return parse_settings(raw).models[0].cache
+
+    assert group({}).semantic is None
+    semantic = group({"semantic": {"threshold": 0.95}}).semantic
+    assert semantic is not None and semantic.threshold == 0.95 and semantic.timeout_ms == 50
+    with pytest.raises(ConfigError, match=r"\$\.models\[0\]\.cache\.semantic\.threshold"):
+        group({"semantic": {"threshold": 1.5}})
+    with pytest.raises(ConfigError, match=r"\$\.models\[0\]\.cache\.semantic\.timeout_ms"):
+        group({"semantic": {"timeout_ms": 0}})
+
+
 def test_the_embeddings_section_is_validated_where_it_is() -> None:
     models = [{"name": "e", "deployments": [{"id": "e", "backend": "minilm"}]}]
     with pytest.raises(ConfigError, match=r"\$\.embeddings\.max_queue"):

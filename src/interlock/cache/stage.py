@@ -138,7 +138,9 @@ class CacheStage:
     def _settle(self, ctx: RequestContext, key: str, policy: GroupCache, answer: CachedAnswer | None) -> None:
         self._flights.finish(key, answer)
         control = ctx.request.cache_control
-        if answer is None or control.no_store:
+        # A semantic hit is not copied under this request's exact key: it would outlive an
+        # invalidation of the semantic cache, and be served as an exact hit it never was.
+        if answer is None or control.no_store or ctx.semantic is not None:
             return
         ttl = control.ttl if control.ttl is not None else policy.ttl
         self._memory.put(key, answer, ttl)

@@ -1,11 +1,12 @@
 """/admin/keys: create, list and revoke API keys (permission `admin_keys`); /admin/drift: the
-drift reports of the live window against each reference (permission `read_metrics`)."""
+drift reports of the live window against each reference (permission `read_metrics`);
+/admin/cache/semantic/{group}: drop a group's semantic cache entries (permission `admin_config`)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 import orjson
@@ -24,6 +25,10 @@ if TYPE_CHECKING:  # the drift statistics load scipy: imported only where drift 
 MAX_ADMIN_BODY = 64 * 1024
 
 
+class SemanticInvalidation(Protocol):
+    def invalidate(self, model: str) -> int | None: ...
+
+
 class AdminHandlers:
     def __init__(
         self,
@@ -33,7 +38,9 @@ class AdminHandlers:
         audit: AuditLog | None = None,
         drift: DriftMonitor | None = None,
         clock: Callable[[], float] = time.time,
+        semantic: SemanticInvalidation | None = None,
     ) -> None:
+        self._semantic = semantic
         self._audit = audit
         self._drift = drift
         self._store = store
@@ -88,3 +95,12 @@ class AdminHandlers:
             for (model, version), report in sorted(self._drift.reports.items())
         ]
         await ex.json(200, orjson.dumps({"object": "list", "data": data}))
+
+    async def drop_semantic(self, ex: Exchange, model: str) -> None:
+        """Every entry of the group's semantic cache, in this process now and in the others as
+        soon as they read the drop from Redis."""
+        dropped = self._semantic.invalidate(model) if self._semantic is not None else None
+        if dropped is None:
+            raise NotFound(f"The model group `{model}` has no semantic cache")
+        self._record(ex, "cache.semantic.drop", model)
+        await ex.json(200, orjson.dumps({"model": model, "dropped": dropped}))

@@ -33,6 +33,7 @@ _AZURE = re.compile(r"^/openai/deployments/([^/]+)/(chat/completions|completions
 _MODEL = re.compile(r"^/(?:v1/)?models/([^/]+)$")
 _ADMIN_KEY = re.compile(r"^/admin/keys/([A-Za-z0-9_-]+)$")
 _ROLLOUT = re.compile(r"^/admin/rollouts/([^/]+)(?:/([a-z]+))?$")
+_SEMANTIC = re.compile(r"^/admin/cache/semantic/([^/]+)$")
 
 
 class Gateway:
@@ -123,6 +124,16 @@ class Gateway:
                 await self._admin.revoke_key(ex, key_id)
 
             return revoke, Permission.ADMIN_KEYS
+        match = _SEMANTIC.match(path)
+        if match is not None:
+            if method != "DELETE":
+                raise MethodNotAllowed(f"Method {method} is not allowed on this path")
+            group = match.group(1)
+
+            async def drop_semantic(ex: Exchange) -> None:
+                await self._admin.drop_semantic(ex, group)
+
+            return drop_semantic, Permission.ADMIN_CONFIG
         match = _ROLLOUT.match(path)
         if match is not None:
             return self._rollout_route(method, path, match.group(1), match.group(2)), Permission.ADMIN_ROLLOUTS

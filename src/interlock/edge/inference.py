@@ -92,7 +92,12 @@ async def _send_stream(
 
 def answer_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
     extra = ctx.response_headers
-    if ctx.cache_status is not None:
+    semantic = ctx.semantic
+    if semantic is not None:
+        extra.append((b"x-interlock-cache", b"semantic"))
+        extra.append((b"x-interlock-similarity", f"{semantic.similarity:.4f}".encode()))
+        extra.append((b"x-interlock-semantic-entry", semantic.entry_id.encode()))
+    elif ctx.cache_status is not None:
         extra.append((b"x-interlock-cache", ctx.cache_status.encode()))
     routing = ctx.routing
     if routing.deployment is not None:

@@ -182,9 +182,24 @@ def cache_control(headers: dict[bytes, bytes], data: dict[str, Any]) -> CacheCon
         no_store = no_store or bool(field.get("no-store"))
         if field.get("ttl") is not None:
             ttl = _ttl(field["ttl"])
-    if not (no_cache or no_store) and ttl is None:
+    threshold = _threshold(headers.get(b"x-interlock-semantic-threshold"))
+    if not (no_cache or no_store) and ttl is None and threshold is None:
         return NO_CACHE_CONTROL
-    return CacheControl(no_cache, no_store, ttl)
+    return CacheControl(no_cache, no_store, ttl, threshold)
+
+
+def _threshold(raw: bytes | None) -> float | None:
+    """`x-interlock-semantic-threshold`: a similarity in (0, 1]. Whether it applies (only when it
+    is stricter than the group's) is the semantic cache's to decide."""
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 < value <= 1.0:  # NaN fails this too
+        raise BadRequest("x-interlock-semantic-threshold must be a number in (0, 1]")
+    return value
 
 
 def _ttl(value: object) -> int:

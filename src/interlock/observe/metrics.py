@@ -30,6 +30,8 @@ LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0,
     20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0,
 )  # fmt: skip
+# Semantic cache lookups: embedding one turn (a few ms to tens of ms) and a search (well under one).
+SEMANTIC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 # Gaps between tokens: 1000 tokens/s down to stalls of half a minute.
 ITL_BUCKETS = (
@@ -126,6 +128,15 @@ class Metrics:
         self.coalesced = Counter(
             "interlock_coalesced", "Requests answered by an identical request already in flight", ["model"],
             registry=r,
+        )  # fmt: skip
+        self.semantic = Counter(
+            "interlock_semantic_cache", "Semantic cache lookups: hit, miss, guarded (a neighbour the guard "
+            "refused), timeout (the embedder was too slow), busy (its queue was full): both misses",
+            ["model", "result"], registry=r,
+        )  # fmt: skip
+        self.semantic_seconds = Histogram(
+            "interlock_semantic_lookup_seconds", "Semantic cache lookups: embedding the last user turn and the search",
+            ["model"], buckets=SEMANTIC_BUCKETS, registry=r,
         )  # fmt: skip
         self.retries = Counter("interlock_retries", "Upstream retries", ["model", "deployment"], registry=r)
         self.embedding_store = Counter(
@@ -270,6 +281,10 @@ class Metrics:
 
     def coalesce(self, model: str) -> None:
         self._child(self.coalesced, model).inc()
+
+    def semantic_lookup(self, model: str, result: str, seconds: float) -> None:
+        self._child(self.semantic, model, result).inc()
+        self._child(self.semantic_seconds, model).observe(seconds)
 
     # -- embeddings ------------------------------------------------------------------------------
     def embedding_lookups(self, tier: str, hits: int, misses: int) -> None:

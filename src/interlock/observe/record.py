@@ -89,11 +89,14 @@ def audit_event(done: Finished) -> dict[str, object]:
         "version": ctx.routing.version if ctx else None,
         "data_class": ctx.protection.data_class if ctx else None,
         "findings": ctx.protection.findings if ctx else {},
-        "cache": ctx.cache_status if ctx else None,
+        "cache": ctx.cache_result if ctx else None,
         "status": status,
         "outcome": done.outcome if status < 500 or done.outcome != "served" else "error",
         "latency_ms": round(done.seconds * 1000, 3),
     }
+    if ctx is not None and ctx.semantic is not None:  # a semantic hit: which entry, how close
+        event["similarity"] = round(ctx.semantic.similarity, 4)
+        event["semantic_entry"] = ctx.semantic.entry_id
     return event
 
 
@@ -134,7 +137,7 @@ class MetricsRecorder:
         if ctx is None:
             cache, upstream = "none", 0.0
         else:
-            cache, upstream = ctx.cache_status or "none", ctx.routing.upstream_seconds
+            cache, upstream = ctx.cache_result or "none", ctx.routing.upstream_seconds
         metrics.request_done(
             model, done.endpoint.value, done.status, cache, done.seconds, upstream, deployment, version
         )

@@ -118,7 +118,7 @@ class RequestTrace:
             attributes["interlock.request_id"] = request.request_id
             attributes["interlock.endpoint"] = request.endpoint.value
             attributes["interlock.stream"] = request.stream
-            attributes["interlock.cache"] = ctx.cache_status or "none"
+            attributes["interlock.cache"] = ctx.cache_result or "none"
             for key, value in (
                 ("interlock.served_model", routing.served_model),
                 ("interlock.deployment", routing.deployment),

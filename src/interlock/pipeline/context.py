@@ -9,7 +9,9 @@ stages fill in, each part written by one owner.
   time upstream, retries, token usage.
 - `Telemetry` is the telemetry stage's (`observe/stage.py`): finish reason, time to first token,
   confidence, whether logprobs were sampled.
-- `cache_status` is the cache stage's; `response_headers` the limit stages' (they only append).
+- `cache_status` is the exact cache stage's, `semantic` the semantic cache stage's (the entry
+  that answered); `cache_result` reads the two. `response_headers` are the limit stages' (they
+  only append).
 
 A field with two writers is a bug to fix, not a convention to follow.
 """
@@ -40,6 +42,9 @@ class CacheControl(msgspec.Struct, frozen=True):
     no_cache: bool = False  # do not answer from cache (still store the fresh answer)
     no_store: bool = False  # do not store this answer
     ttl: int | None = None
+    # `x-interlock-semantic-threshold`: a stricter similarity for the semantic cache (a lower
+    # value than the group's is ignored: a caller may tighten, never loosen).
+    semantic_threshold: float | None = None
 
 
 NO_CACHE_CONTROL = CacheControl()
@@ -108,6 +113,13 @@ class Telemetry(msgspec.Struct):
     confidence: Confidence | None = None
 
 
+class SemanticMatch(msgspec.Struct, frozen=True):
+    """Written by the semantic cache stage only: the entry that answered, and how close it was."""
+
+    entry_id: str
+    similarity: float
+
+
 def _unwatched() -> None:
     pass
 
@@ -122,6 +134,7 @@ class RequestContext(msgspec.Struct):
     routing: Routing = msgspec.field(default_factory=Routing)
     telemetry: Telemetry = msgspec.field(default_factory=Telemetry)
     cache_status: str | None = None  # "hit" or "miss"; None when the cache was not consulted
+    semantic: SemanticMatch | None = None  # a semantic cache hit
     # Headers for the answer (x-ratelimit-*), as bytes ready for the wire.
     response_headers: list[tuple[bytes, bytes]] = []
 
@@ -131,6 +144,12 @@ class RequestContext(msgspec.Struct):
         nothing to change."""
         protected = self.protection.body
         return self.request.body if protected is None else protected
+
+    @property
+    def cache_result(self) -> str | None:
+        """What the caches made of the request: "semantic" for a semantic hit, else the exact
+        cache's status ("hit", "miss"), None when no cache was consulted."""
+        return "semantic" if self.semantic is not None else self.cache_status
 
     @property
     def logprobs_sampled(self) -> bool:

@@ -85,7 +85,9 @@ class ShadowRunner:
         request, routing = ctx.request, ctx.routing
         model = request.model
         percent = self._rollouts.shadow_percent(model)
-        if percent <= 0 or request.endpoint is not Endpoint.CHAT or request.stream or ctx.cache_status == "hit":
+        if percent <= 0 or request.endpoint is not Endpoint.CHAT or request.stream:
+            return
+        if ctx.cache_result in ("hit", "semantic"):
             return
         state = self._rollouts.state(model)
         if state is None or routing.version != state.stable or routing.served_model != model:

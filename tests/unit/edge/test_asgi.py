@@ -39,6 +39,7 @@ ROUTES = [
     ("GET", "/metrics", READ_METRICS), ("GET", "/admin/drift", READ_METRICS),
     ("POST", "/admin/keys", ADMIN_KEYS), ("GET", "/admin/keys", ADMIN_KEYS), ("DELETE", "/admin/keys/k_1-a", ADMIN_KEYS),
     ("POST", "/admin/rollouts", ADMIN_ROLLOUTS), ("GET", "/admin/rollouts/m", ADMIN_ROLLOUTS),
+    ("DELETE", "/admin/cache/semantic/m", Permission.ADMIN_CONFIG),
     *(("POST", f"/admin/rollouts/m/{action}", ADMIN_ROLLOUTS) for action in ACTIONS),
 ]  # fmt: skip
 CHAT = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
@@ -152,6 +153,7 @@ async def test_every_route_names_the_permission_it_needs(gateway: Running) -> No
         ("GET", "/admin/rollouts/m/pause", "Method GET is not allowed on /admin/rollouts/m/pause"),
         ("POST", "/v1/models/m", "Method POST is not allowed on this path"),
         ("GET", "/admin/keys/key_1", "Method GET is not allowed on this path"),
+        ("GET", "/admin/cache/semantic/m", "Method GET is not allowed on this path"),
     ],
 )
 async def test_a_known_path_with_another_method_is_405_before_credentials(
@@ -202,6 +204,7 @@ async def test_each_route_admits_only_the_identities_with_its_permission(gateway
         ("auditor", "POST", "/v1/chat/completions", "invoke"),
         ("auditor", "GET", "/v1/models/m", "invoke"),
         ("operator", "DELETE", f"/admin/keys/{gateway.ids['user']}", "admin_keys"),
+        ("operator", "DELETE", "/admin/cache/semantic/m", "admin_config"),
     ]
     for role, method, path, permission in refused:
         answer = await call(method, path, CHAT if method == "POST" else b"", role)

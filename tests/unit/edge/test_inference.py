@@ -53,3 +53,18 @@ async def test_a_bad_header_is_counted_against_the_model_the_body_named() -> Non
     sent = await run(app, [{"type": "http.request", "body": body}], [(b"x-interlock-data-class", b"secret")])
     assert sent[0]["status"] == 400
     assert requests(metrics, "400", "m") == 1
+
+
+def test_a_semantic_hit_names_itself_its_similarity_and_its_entry() -> None:
+    from interlock.edge.inference import answer_headers
+    from interlock.pipeline.context import SemanticMatch
+    from tests.support.context import context
+
+    ctx = context({"model": "m"})
+    ctx.cache_status = "miss"
+    assert dict(answer_headers(ctx))[b"x-interlock-cache"] == b"miss"
+    ctx = context({"model": "m"})
+    ctx.cache_status, ctx.semantic = "miss", SemanticMatch("abc123", 0.94163)
+    headers = dict(answer_headers(ctx))
+    assert headers[b"x-interlock-cache"] == b"semantic"
+    assert headers[b"x-interlock-similarity"] == b"0.9416" and headers[b"x-interlock-semantic-entry"] == b"abc123"

@@ -103,3 +103,11 @@ def test_without_templates_configured_a_template_field_is_refused() -> None:
     with pytest.raises(BadRequest) as err:
         parse_body(b'{"model":"m","template":{"name":"ask","variables":{}}}', Endpoint.CHAT, None)
     assert err.value.param == "template.name"
+
+
+def test_the_semantic_threshold_header_is_a_similarity_or_a_400() -> None:
+    assert cache_control({b"x-interlock-semantic-threshold": b"0.97"}, {}).semantic_threshold == 0.97
+    assert cache_control({}, {}).semantic_threshold is None
+    for bad in (b"high", b"0", b"1.5", b"nan", b"-0.2"):
+        with pytest.raises(BadRequest):
+            cache_control({b"x-interlock-semantic-threshold": bad}, {})

@@ -10,8 +10,8 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from interlock.observe.metrics import Metrics
-from interlock.observe.record import Finished, RequestRecords, audit_event
-from interlock.pipeline.context import Endpoint, RequestContext
+from interlock.observe.record import Finished, MetricsRecorder, RequestRecords, audit_event
+from interlock.pipeline.context import Endpoint, RequestContext, SemanticMatch
 from interlock.security.dlp import DlpStage, Policy
 from interlock.security.pii.detector import Entity, PatternDetector
 from interlock.security.roles import OPEN
@@ -78,3 +78,16 @@ async def test_a_request_refused_before_it_was_parsed_is_logged_as_metadata(mode
     [line] = logged(RequestRecords(None, mode), finished(None, 400))
     assert line["model"] == "_unknown" and line["status"] == 400 and "text" not in line
     assert set(audit_event(finished(None, 400))) == set(line) - {"event", "log_level"}
+
+
+def test_a_semantic_hit_is_audited_and_counted_as_one_with_its_similarity() -> None:
+    ctx = context({"model": "m"})
+    ctx.cache_status = "miss"  # the exact cache missed first
+    ctx.semantic = SemanticMatch("e1", 0.951234)
+    event = audit_event(finished(ctx))
+    assert event["cache"] == "semantic" and event["similarity"] == 0.9512 and event["semantic_entry"] == "e1"
+    assert "similarity" not in audit_event(finished(context({"model": "m"})))
+    metrics = Metrics(CollectorRegistry())
+    MetricsRecorder(metrics).record(finished(ctx))
+    labels = {"model": "m", "endpoint": "chat/completions", "status": "200", "cache": "semantic"}
+    assert metrics.registry.get_sample_value("interlock_requests_total", labels) == 1
