@@ -97,6 +97,7 @@ if TYPE_CHECKING:
     from .embeddings.service import EmbeddingService
     from .observe.drift import DriftReport
     from .observe.monitor import DriftMonitor, Embedder
+    from .prompts.templates import TemplateBook
 
 CONFIG_ENV = "INTERLOCK_CONFIG"
 BLOB_TIMEOUT_MS = 1000  # Redis clients that move blobs (drift windows, rollout state), not counters
@@ -139,7 +140,9 @@ def build(
         life.add(rotation, rotation.start, rotation.close)
     life.add(None, start=functools.partial(_started, settings, auth))
 
-    parser = RequestParser(router, settings.server.max_body_bytes, settings.server.max_messages, driver)
+    parser = RequestParser(
+        router, settings.server.max_body_bytes, settings.server.max_messages, driver, make_templates(settings)
+    )
     inference = InferenceHandler(parser, pipeline, recorders, tracing)
     readiness = Readiness(router)
     info = InfoHandlers([g.name for g in settings.models], metrics, readiness.check, readiness.ready)
@@ -165,6 +168,16 @@ def create_app() -> Gateway:
     if path is not None and any(s in Path(path).read_text() for s in ("vault://", "azure-keyvault://", "file:")):
         reload = functools.partial(load_settings, path)  # references that can change while we run
     return build(settings, reload=reload)
+
+
+def make_templates(settings: Settings) -> TemplateBook | None:
+    """The configured prompt templates, compiled once (None without any: a gateway that has none
+    does not import Jinja2)."""
+    if not settings.templates:
+        return None
+    from .prompts.templates import TemplateBook
+
+    return TemplateBook(settings.templates)
 
 
 def tune_gc(settings: Settings) -> None:

@@ -21,7 +21,8 @@ from .security.secrets import SecretError, SecretResolver, resolve_all
 
 DEFAULT_LOCAL_MODEL = "smollm2"
 DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
-_VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# Versions and template names: safe in a metric label, a key path and an error message.
+LABEL = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class _Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -72,7 +73,7 @@ class _DeploymentBase(_Frozen, frozen=True, kw_only=True):
     version: str = "v1"  # a label on every metric and span; canary rollouts group deployments by it
 
     def __post_init__(self) -> None:
-        _require(bool(_VERSION.fullmatch(self.version)), "version", "expected 1-64 letters, digits or . _ -")
+        _require(bool(LABEL.fullmatch(self.version)), "version", "expected 1-64 letters, digits or . _ -")
         _require(self.weight >= 0, "weight", "expected a number >= 0")
 
 
@@ -628,6 +629,28 @@ class RolloutSettings(_Frozen, frozen=True, kw_only=True):
         )
 
 
+class TemplateSettings(_Frozen, frozen=True, kw_only=True):
+    """A named prompt template (`prompts/templates.py`): Jinja2, sandboxed, every `{{ variable }}`
+    given by the request. On chat completions `system` becomes the first message and `user` the
+    last; on completions the two, a blank line between them, are the prompt."""
+
+    system: str | None = None
+    user: str | None = None
+
+    def problem(self) -> tuple[str, str] | None:
+        """(key, message) of what is wrong with it, or None; checked by `Settings`, which knows
+        the template's name. Jinja2 is imported here, when a config has templates, not before."""
+        from .prompts.templates import template_problem
+
+        if self.system is None and self.user is None:
+            return "", "expected `system`, `user` or both"
+        for key, source in (("system", self.system), ("user", self.user)):
+            problem = template_problem(source) if source is not None else None
+            if problem is not None:
+                return key, problem
+        return None
+
+
 class Settings(_Frozen, frozen=True, kw_only=True):
     models: list[ModelGroup]
     server: ServerSettings = ServerSettings()
@@ -645,6 +668,14 @@ class Settings(_Frozen, frozen=True, kw_only=True):
     rollout: RolloutSettings | None = None
     rollouts: list[RolloutSpec] = []
     embeddings: EmbeddingsSettings = EmbeddingsSettings()
+    templates: dict[str, TemplateSettings] = {}
+
+    def __post_init__(self) -> None:
+        for name, template in self.templates.items():
+            _require(
+                bool(LABEL.fullmatch(name)), "templates", f"{name!r}: expected a name of 1-64 letters, digits or . _ -"
+            )
+            _check_part(f"templates.{name}", template.problem())
 
     @property
     def rollouts_enabled(self) -> bool:

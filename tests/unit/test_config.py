@@ -235,6 +235,24 @@ def test_an_unset_secret_reference_names_its_path() -> None:
         parse_settings(CONFIG, environ={"HOOK_AUTH": "x"})
 
 
+def test_templates_compile_at_load_and_their_errors_name_the_key_path() -> None:
+    def with_templates(templates: dict[str, Any]) -> Any:
+        return parse_settings({**GOOD, "templates": templates}, environ={"K": "x"})
+
+    ok = with_templates({"support-summary": {"system": "For {{ team }}.", "user": "{{ ticket }}"}})
+    assert ok.templates["support-summary"].user == "{{ ticket }}"
+    with pytest.raises(ConfigError, match=r"^\$\.templates\.support-summary\.user: does not compile: line 2"):
+        with_templates({"support-summary": {"system": "ok", "user": "Ticket:\n{{ ticket "}})
+    with pytest.raises(ConfigError, match=r"^\$\.templates\.t\.system: does not render: ZeroDivisionError"):
+        with_templates({"t": {"system": "{{ 1 / 0 }}"}})
+    with pytest.raises(ConfigError, match=r"^\$\.templates\.t: expected `system`, `user` or both"):
+        with_templates({"t": {}})
+    with pytest.raises(ConfigError, match=r"^\$\.templates: 'a b': expected a name"):
+        with_templates({"a b": {"user": "x"}})
+    with pytest.raises(ConfigError, match=r"Object contains unknown field `prompt`"):
+        with_templates({"t": {"prompt": "x"}})
+
+
 def test_the_semantic_cache_is_opt_in_and_its_keys_are_checked() -> None:
     def group(cache: dict[str, Any]) -> Any:
         raw = {"models": [{"name": "m", "deployments": [{"id": "d", "backend": "local"}], "cache": cache}]}

@@ -13,6 +13,7 @@ ENV = {
     "VLLM_API_KEY": "x", "AZURE_CLIENT_ID": "x", "AOAI_WESTEUROPE_KEY": "x", "OPENAI_API_KEY": "x",
     "ONCALL_URL": "https://oncall.example/integrations/v1/alertmanager/x/", "CHATOPS_TOKEN": "x", "AML_TOKEN": "x",
     "INTERLOCK_SECRET": "a-secret-of-16-characters-or-more",
+    "INTERLOCK_TOKEN_KEY": "a-tokenization-key-of-32-characters-or-more",
 }  # fmt: skip
 
 

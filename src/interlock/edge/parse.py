@@ -3,13 +3,15 @@ fields the gateway relies on checked, the caller's right to the model group, and
 steer protection, caching and rollouts.
 
 The body is decoded with orjson into plain data; that data is what gets forwarded, so fields we
-do not model pass through. msgspec checks the fields the gateway relies on.
+do not model pass through. msgspec checks the fields the gateway relies on. A `template` field
+is rendered into the body first (`apply_template`), so everything after the edge, the schema check
+included, sees the rendered prompt as if the caller had sent it.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 import orjson
@@ -20,6 +22,9 @@ from ..protocol import ChatRequest, CompletionRequest, EmbeddingRequest
 from ..security.roles import DATA_CLASSES
 from .exchange import Exchange
 from .http import read_body
+
+if TYPE_CHECKING:
+    from ..prompts.templates import TemplateBook
 
 SCHEMAS: dict[Endpoint, type[msgspec.Struct]] = {
     Endpoint.CHAT: ChatRequest,
@@ -41,16 +46,22 @@ class StickySource(Protocol):
 
 class RequestParser:
     def __init__(
-        self, groups: ModelGroups, max_body: int, max_messages: int = 2048, rollouts: StickySource | None = None
+        self,
+        groups: ModelGroups,
+        max_body: int,
+        max_messages: int = 2048,
+        rollouts: StickySource | None = None,
+        templates: TemplateBook | None = None,
     ) -> None:
         self._groups = groups
         self._max_body = max_body
         self._max_messages = max_messages
         self._rollouts = rollouts
+        self._templates = templates
 
     async def parse(self, ex: Exchange, endpoint: Endpoint, deployment: str | None, started: float) -> Request:
         raw = await read_body(ex.receive, ex.headers, self._max_body)
-        data = parse_body(raw, endpoint, deployment)
+        data = parse_body(raw, endpoint, deployment, self._templates)
         control = cache_control(ex.headers, data)
         name = data["model"]
         if not self._groups.has(name):
@@ -89,7 +100,9 @@ class RequestParser:
         return value.decode("latin-1") if value else None
 
 
-def parse_body(raw: bytes, endpoint: Endpoint, deployment: str | None) -> dict[str, Any]:
+def parse_body(
+    raw: bytes, endpoint: Endpoint, deployment: str | None, templates: TemplateBook | None = None
+) -> dict[str, Any]:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -100,6 +113,8 @@ def parse_body(raw: bytes, endpoint: Endpoint, deployment: str | None) -> dict[s
         raise BadRequest("The request body must be a JSON object.")
     if deployment is not None:
         data["model"] = deployment  # Azure style: the deployment in the path names the model
+    if "template" in data:
+        apply_template(data, endpoint, templates)
     try:
         msgspec.convert(data, SCHEMAS[endpoint])
     except msgspec.ValidationError as exc:
@@ -109,6 +124,38 @@ def parse_body(raw: bytes, endpoint: Endpoint, deployment: str | None) -> dict[s
         # msgspec quotes a bad value ("Invalid enum value 'x'"): never echo what a client sent.
         raise BadRequest(f"Invalid request: {_QUOTED.sub('<value>', text)}", param=param) from None
     return data
+
+
+def apply_template(data: dict[str, Any], endpoint: Endpoint, templates: TemplateBook | None) -> None:
+    """Render the `template` field (`{"name": ..., "variables": {...}}`) into the body, and remove
+    it: on chat completions the system part becomes the first message and the user part the last,
+    after any `messages` the caller sent; on completions the parts, a blank line between them, are
+    the `prompt`, which the caller then sends empty or not at all. (The official `openai` client
+    requires `messages` and `prompt`: `messages=[]` and `prompt=""` work with it.)"""
+    field = data.pop("template")
+    if not isinstance(field, dict) or not isinstance(field.get("name"), str) or field.keys() - {"name", "variables"}:
+        raise BadRequest("`template` must be an object with a `name` and `variables`", param="template")
+    variables = field.get("variables", {})
+    if not isinstance(variables, dict):
+        raise BadRequest("`template.variables` must be an object", param="template.variables")
+    if endpoint is Endpoint.EMBEDDINGS:
+        raise BadRequest("Templates apply to chat completions and completions, not embeddings", param="template")
+    if endpoint is Endpoint.COMPLETIONS and data.get("prompt") not in (None, ""):
+        raise BadRequest("Send `prompt` or `template`, not both", param="prompt")
+    if templates is None:
+        raise BadRequest("No templates are configured", param="template.name")
+    rendered = templates.render(field["name"], variables)
+    if endpoint is Endpoint.COMPLETIONS:
+        data["prompt"] = "\n\n".join(p for p in (rendered.system, rendered.user) if p is not None)
+        return
+    messages = data.get("messages") or []
+    if not isinstance(messages, list):
+        return  # the schema check names it
+    if rendered.system is not None:
+        messages.insert(0, {"role": "system", "content": rendered.system})
+    if rendered.user is not None:
+        messages.append({"role": "user", "content": rendered.user})
+    data["messages"] = messages
 
 
 def cache_control(headers: dict[bytes, bytes], data: dict[str, Any]) -> CacheControl:

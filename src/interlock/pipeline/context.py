@@ -58,7 +58,8 @@ class Request(msgspec.Struct, frozen=True):
     endpoint: Endpoint
     model: str  # the public model group the caller asked for
     # The body as the caller sent it, unknown fields included (and the edge's own adjustments:
-    # the Azure path's model, the key's token cap, the `cache` field removed). Never forwarded
+    # the Azure path's model, the key's token cap, the `cache` field removed, a `template` rendered
+    # into `messages` or `prompt` and removed). Never forwarded
     # as it is: what leaves the gateway is `RequestContext.body`, after DLP.
     body: dict[str, Any]
     raw_body: bytes = b""  # the bytes as they arrived (DLP remembers digests of clean ones)

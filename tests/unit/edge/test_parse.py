@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 import pytest
 
+from interlock.config import TemplateSettings
 from interlock.edge.parse import cache_control, parse_body
 from interlock.errors import BadRequest
 from interlock.pipeline import Endpoint
+from interlock.prompts.templates import TemplateBook
 
 
 def test_parse_body_keeps_unknown_fields_and_names_bad_params() -> None:
@@ -25,6 +30,79 @@ def test_cache_control_from_header_and_body() -> None:
     assert cache_control({b"cache-control": b"max-age=7"}, {}).ttl == 7
     with pytest.raises(BadRequest):
         cache_control({}, {"cache": {"ttl": "soon"}})
+
+
+TEMPLATES = {
+    "summary": TemplateSettings(system="You help {{ team }}.", user="Summarise: {{ ticket }}"),
+    "ask": TemplateSettings(user="Q: {{ q }}"),
+}
+
+
+def templated(
+    body: dict[str, Any], endpoint: Endpoint = Endpoint.CHAT, book: TemplateBook | None = None
+) -> dict[str, Any]:
+    return parse_body(orjson.dumps(body), endpoint, None, book or TemplateBook(TEMPLATES))
+
+
+def test_a_template_becomes_the_first_system_and_last_user_message() -> None:
+    call = {"name": "summary", "variables": {"team": "billing", "ticket": "refund"}}
+    alone = templated({"model": "m", "template": call})
+    assert alone == {
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": "You help billing."},
+            {"role": "user", "content": "Summarise: refund"},
+        ],
+    }  # the `template` field is gone: it does not travel upstream
+    sent = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    around = templated({"model": "m", "messages": sent, "template": call, "temperature": 0})
+    assert [m["content"] for m in around["messages"]] == ["You help billing.", "Be brief.", "Hi", "Summarise: refund"]
+    assert "template" not in around and around["temperature"] == 0
+
+
+def test_a_template_is_the_prompt_of_a_completion() -> None:
+    call = {"name": "summary", "variables": {"team": "billing", "ticket": "refund"}}
+    assert (
+        templated({"model": "m", "template": call}, Endpoint.COMPLETIONS)["prompt"]
+        == "You help billing.\n\nSummarise: refund"
+    )
+    assert (
+        templated({"model": "m", "template": {"name": "ask", "variables": {"q": "why"}}}, Endpoint.COMPLETIONS)[
+            "prompt"
+        ]
+        == "Q: why"
+    )
+    with pytest.raises(BadRequest) as err:
+        templated({"model": "m", "prompt": "x", "template": call}, Endpoint.COMPLETIONS)
+    assert err.value.param == "prompt"
+
+
+@pytest.mark.parametrize(
+    ("body", "endpoint", "param"),
+    [
+        ({"template": "summary"}, Endpoint.CHAT, "template"),
+        ({"template": {"variables": {}}}, Endpoint.CHAT, "template"),
+        ({"template": {"name": "ask", "variables": {"q": "x"}, "extra": 1}}, Endpoint.CHAT, "template"),
+        ({"template": {"name": "ask", "variables": ["x"]}}, Endpoint.CHAT, "template.variables"),
+        ({"template": {"name": "ask", "variables": {"q": "x"}}, "input": "x"}, Endpoint.EMBEDDINGS, "template"),
+        ({"template": {"name": "nope", "variables": {}}}, Endpoint.CHAT, "template.name"),
+        ({"template": {"name": "ask"}}, Endpoint.CHAT, "template.variables"),
+        ({"template": {"name": "ask", "variables": {"q": None}}}, Endpoint.CHAT, "template.variables.q"),
+        # Rendered, the body is checked like any other.
+        ({"template": {"name": "ask", "variables": {"q": "x"}}, "messages": "hi"}, Endpoint.CHAT, "messages"),
+        ({"template": {"name": "ask", "variables": {"q": "x"}}, "temperature": 9}, Endpoint.CHAT, "temperature"),
+    ],
+)
+def test_bad_template_fields_are_400s_naming_the_param(body: dict[str, Any], endpoint: Endpoint, param: str) -> None:
+    with pytest.raises(BadRequest) as err:
+        templated({"model": "m", **body}, endpoint)
+    assert err.value.param == param
+
+
+def test_without_templates_configured_a_template_field_is_refused() -> None:
+    with pytest.raises(BadRequest) as err:
+        parse_body(b'{"model":"m","template":{"name":"ask","variables":{}}}', Endpoint.CHAT, None)
+    assert err.value.param == "template.name"
 
 
 def test_the_semantic_threshold_header_is_a_similarity_or_a_400() -> None:
