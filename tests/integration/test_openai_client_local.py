@@ -1,5 +1,5 @@
 """The official openai client, sync and async, against `interlock serve` with no config: the
-embedded SmolLM2 model, run in-process by llama.cpp."""
+embedded SmolLM2 model, run in-process by llama.cpp, and the all-MiniLM-L6-v2 embeddings model."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import openai
 import pytest
 
@@ -19,7 +20,7 @@ HELLO = [{"role": "user", "content": "Say hello."}]
 
 @pytest.fixture(scope="module")
 def gateway(session_tmp: Path) -> Iterator[Gateway]:
-    gw = Gateway(session_tmp, None)  # no --config: the embedded model alone
+    gw = Gateway(session_tmp, None)  # no --config: the embedded models
     yield gw
     gw.stop()
 
@@ -29,8 +30,16 @@ def client(gateway: Gateway) -> openai.OpenAI:
     return openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0)
 
 
-def test_models_lists_the_embedded_model(client: openai.OpenAI) -> None:
-    assert [m.id for m in client.models.list()] == [MODEL]
+def test_models_lists_the_embedded_models(client: openai.OpenAI) -> None:
+    assert [m.id for m in client.models.list()] == [MODEL, "all-minilm-l6-v2"]
+
+
+def test_the_default_embeddings_model_gives_sentence_vectors(client: openai.OpenAI) -> None:
+    out = client.embeddings.create(
+        model="all-minilm-l6-v2", input=["how do I reset my password", "I forgot my password", "capital of France"]
+    )
+    a, b, c = (np.array(d.embedding) for d in out.data)
+    assert a.shape == (384,) and float(a @ b) > float(a @ c) + 0.3  # a paraphrase is nearer than another topic
 
 
 def test_chat_completion_honours_max_tokens_and_reports_usage(client: openai.OpenAI) -> None:
@@ -127,7 +136,7 @@ async def test_async_client_chat_and_stream(gateway: Gateway) -> None:
 def test_health_ready_and_metrics(gateway: Gateway) -> None:
     assert json.loads(http_get(gateway.url + "/healthz")[2]) == {"status": "ok"}
     status, _, body = http_get(gateway.url + "/readyz")
-    assert status == 200 and json.loads(body)["deployments"] == {"local": True}
+    assert status == 200 and json.loads(body)["deployments"] == {"local": True, "minilm": True}
     metrics = http_get(gateway.url + "/metrics")[2].decode()
     assert 'interlock_requests_total{cache="miss",endpoint="chat/completions",model="smollm2",status="200"}' in metrics
     assert "interlock_tokens_total" in metrics
