@@ -111,6 +111,8 @@ class ShadowSummary:
         answered = self.requests - self.errors
         return {
             "shadow_requests": float(self.requests),
+            "shadow_answered": float(answered),
+            "shadow_json_requests": float(self.json_requests),
             "shadow_error_rate": self.error_share,
             "shadow_similarity": self.similarity_mean,
             "shadow_latency_ratio": self.latency_ratio_mean,

@@ -72,6 +72,15 @@ SIGNALS = (
     "shadow_json_invalid_rate",
 )
 SHADOW_SIGNALS = frozenset(s for s in SIGNALS if s.startswith("shadow_"))
+# Signals that are rates, with the count they are a share of: the sequential test (`sequential.py`)
+# can fail these before `min_requests` answers have arrived.
+RATE_DENOMINATORS = {
+    "error_rate": "requests",
+    "shadow_error_rate": "shadow_requests",
+    "shadow_refusal_rate": "shadow_answered",
+    "shadow_unfinished_rate": "shadow_answered",
+    "shadow_json_invalid_rate": "shadow_json_requests",
+}
 # Signals that need no traffic to be judged: a breach count is meaningful even when quiet.
 UNCOUNTED_SIGNALS = frozenset({"drift_breaches", "requests"})
 OPS = ("<=", ">=", "==", "!=", "<", ">")
@@ -180,6 +189,8 @@ class AnalysisTemplate(_Frozen, frozen=True, kw_only=True):
     inconclusive_limit: int = 0
     consecutive_error_limit: int = 4  # measurements that could not be taken, in a row
     min_requests: int = 20
+    # Below min_requests, a rate already shown bad by a sequential test fails the measurement.
+    early_failure: bool = True
 
 
 class Pause(_Frozen, frozen=True, kw_only=True):

@@ -226,3 +226,28 @@ def test_relative_shadow_conditions_read_the_stable_baseline() -> None:
     assert run(t, low).phase == an.RUNNING  # 0.45 > 0.4: passed, two more to go
     high = Measurement(start=0.0, end=10.0, candidate=sig, stable={"shadow_requests": 12.0, "shadow_similarity": 0.9})
     assert run(t, high).phase == an.FAILED
+
+
+def test_below_min_requests_a_rate_already_shown_bad_fails_and_says_on_what_evidence() -> None:
+    t = template("shadow_refusal_rate <= stable + 0.05", min_requests=20)
+    base = {"shadow_requests": 30.0, "shadow_refusal_rate": 0.0}
+
+    def refusing(n: float) -> Measurement:
+        cand = {"shadow_requests": n, "shadow_answered": n, "shadow_refusal_rate": 1.0}
+        return Measurement(start=0.0, end=10.0, candidate=cand, stable=base)
+
+    assert run(t, refusing(6)).phase == an.INCONCLUSIVE  # 6 ln 2 = 4.2 < 4.55: not yet
+    r = run(t, refusing(8))
+    assert r.phase == an.FAILED and "SPRT: 8 of 8" in r.message and "before min_requests" in r.message
+    off = AnalysisTemplate(metrics=t.metrics, min_requests=20, early_failure=False)
+    assert run(off, refusing(8)).phase == an.INCONCLUSIVE
+    # Not a rate, or not kept under its threshold: no early verdict.
+    sim = template("shadow_similarity > 0.5", min_requests=20)
+    few = Measurement(start=0.0, end=10.0, candidate={"shadow_requests": 8.0, "shadow_similarity": 0.0})
+    assert run(sim, few).phase == an.INCONCLUSIVE
+    # No stable baseline to put the threshold on: no early verdict either.
+    alone = Measurement(start=0.0, end=10.0, candidate=refusing(8).candidate)
+    assert run(t, alone).phase == an.INCONCLUSIVE
+    # The candidate's own errors, before min_requests: 7 failures in 8 requests.
+    errors = Measurement(start=0.0, end=10.0, candidate={"requests": 8.0, "error_rate": 7 / 8})
+    assert run(template("error_rate < 0.05", min_requests=20), errors).phase == an.FAILED
