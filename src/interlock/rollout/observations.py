@@ -10,6 +10,9 @@ three sources the gateway already has:
   the lease holder judges all replicas' traffic, not only its own. A replica's share is as old as
   its last publish (at most `poll_s`); a bucket that began inside the interval counts whole.
 - the alert engine's `breaches(model, candidate)`: `drift_breaches` (0 without an engine);
+- with a drift monitor, the candidate's live drift window tested against the stable version's
+  (`DriftMonitor.compare_versions`): `drift_share`, the share of features that differ, over the
+  same window of the same traffic (None when no feature had enough observations);
 - the shadow comparisons of the interval (`ShadowLog`): the candidate's `shadow_*` signals, and
   the stable version's from its self-consistency baseline (stable shadowed against itself), which
   is what a relative condition such as `shadow_similarity > stable * 0.8` compares with.
@@ -32,6 +35,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from ..lifecycle import Background
+from ..observe.drift import DriftReport, Status
 from ..observe.window import RequestStats, merged, publish
 from .analysis import Measurement, signals_from_stats
 from .driver import ObservationError
@@ -43,6 +47,16 @@ MAX_SHADOWS = 10_000  # comparisons kept per model group (in memory, or in the R
 
 class BreachSource(Protocol):
     def breaches(self, model: str, version: str) -> Sequence[object]: ...
+
+
+class DriftSource(Protocol):
+    async def compare_versions(self, model: str, reference_version: str, version: str) -> DriftReport: ...
+
+
+def drift_share(report: DriftReport) -> float | None:
+    """The share of features that drifted, or None when none had enough observations to test."""
+    tested = any(f.status is not Status.INSUFFICIENT for f in report.features)
+    return report.drifted_share if tested else None
 
 
 class _Row(msgspec.Struct, array_like=True, frozen=True):
@@ -116,8 +130,10 @@ class GatewayObservations:
         redis: Redis | None = None,
         prefix: str = "interlock:rollout:",
         publish_s: float = 1.0,
+        drift: DriftSource | None = None,
     ) -> None:
         self._stats = stats
+        self._drift = drift
         self._shadows = shadows
         self._alerts = alerts
         self._redis = redis
@@ -172,6 +188,8 @@ class GatewayObservations:
         cand = signals_from_stats(view.stats(model, candidate, first, end))
         cand["drift_breaches"] = float(len(self._alerts.breaches(model, candidate))) if self._alerts else 0.0
         cand.update(shadow.signals())
+        if self._drift is not None:
+            cand["drift_share"] = drift_share(await self._drift.compare_versions(model, stable, candidate))
         stab = signals_from_stats(view.stats(model, stable, first, end))
         stab.update(baseline.signals())
         return Measurement(start=start, end=end, candidate=cand, stable=stab)

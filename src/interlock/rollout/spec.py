@@ -63,6 +63,7 @@ SIGNALS = (
     "confidence_mean",
     "requests",
     "drift_breaches",
+    "drift_share",
     "shadow_similarity",
     "shadow_error_rate",
     "shadow_latency_ratio",

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import msgspec
 
-from interlock.rollout.observations import _DECODER, _ENCODER, ShadowLog, _Row
+from interlock.observe.drift import DriftReport, Profile
+from interlock.observe.drift import compare as compare_profiles
+from interlock.observe.window import RequestStats
+from interlock.rollout.observations import _DECODER, _ENCODER, GatewayObservations, ShadowLog, _Row, drift_share
 from interlock.rollout.shadow import compare
 
 
@@ -28,3 +31,32 @@ def test_rows_written_before_the_quality_fields_decode() -> None:
     assert row == _Row(5.0, False, 1.2, 0.9, 0.5) and row.comparison().json_invalid is None
     new = _Row(5.0, False, 1.2, 0.9, 0.5, True, True, False)
     assert _DECODER.decode(_ENCODER.encode(new)) == new
+
+
+def test_drift_share_is_unknown_when_no_feature_could_be_tested() -> None:
+    assert drift_share(compare_profiles(Profile(), Profile())) is None
+
+
+class Versions:
+    """A drift source that tests one version's profile against another's, as DriftMonitor does."""
+
+    def __init__(self, profiles: dict[str, Profile]) -> None:
+        self.profiles = profiles
+        self.asked: list[tuple[str, str, str]] = []
+
+    async def compare_versions(self, model: str, reference_version: str, version: str) -> DriftReport:
+        self.asked.append((model, reference_version, version))
+        return compare_profiles(self.profiles[reference_version], self.profiles[version])
+
+
+async def test_the_measurement_carries_the_candidates_drift_against_stable_and_the_baseline() -> None:
+    log = ShadowLog(None)
+    await log.add("m", 5.0, compare("a b", 1.0, "a b", 1.0), baseline=True)
+    drift = Versions({"v1": Profile(), "v2": Profile()})
+    observations = GatewayObservations(RequestStats(bucket_s=1.0), log, drift=drift)
+    m = await observations.measure("m", "v2", "v1", 0.0, 10.0)
+    assert drift.asked == [("m", "v1", "v2")]  # the candidate tested against stable, not a reference
+    assert "drift_share" in m.candidate and m.candidate["drift_share"] is None  # nothing observed yet
+    assert m.stable["shadow_requests"] == 1 and m.stable["shadow_similarity"] == 1.0  # stable's baseline
+    without = await GatewayObservations(RequestStats(bucket_s=1.0), log).measure("m", "v2", "v1", 0.0, 10.0)
+    assert "drift_share" not in without.candidate
