@@ -13,7 +13,7 @@ The self-consistency baseline: for a further `baseline_percent` of those request
 state's, set by the shadow step) the copy goes to a stable deployment instead, as another sample
 (a `seed` in the request is changed, so a seeded request is not answered from the same draw), and
 the comparison is logged as the baseline: how well stable agrees with itself, which is what
-`shadow_similarity > stable * 0.8` and the other relative shadow conditions compare with.
+`shadow_similarity > stable * 0.7` and the other relative shadow conditions compare with.
 
 What a shadow never does: change or delay the caller's answer (it starts after it was sent),
 fail the caller (every failure ends in the task), count as a caller's request (no request

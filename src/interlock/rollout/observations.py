@@ -15,7 +15,7 @@ three sources the gateway already has:
   same window of the same traffic (None when no feature had enough observations);
 - the shadow comparisons of the interval (`ShadowLog`): the candidate's `shadow_*` signals, and
   the stable version's from its self-consistency baseline (stable shadowed against itself), which
-  is what a relative condition such as `shadow_similarity > stable * 0.8` compares with.
+  is what a relative condition such as `shadow_similarity > stable * 0.7` compares with.
 
 Errors reading Redis become `ObservationError`, which the driver records as an Error measurement.
 """

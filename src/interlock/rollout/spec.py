@@ -42,7 +42,7 @@ kind of plan. `keep_previous_s` keeps the previous version ready after promotion
 an abort within that time switches back at once.
 
 Conditions are `<signal> <op> <value>` where the value is a number or relative to the stable
-version: `stable`, `stable * 1.2`, `stable + 100`. Signals: see `SIGNALS`.
+version: `stable`, `stable * 1.2`, `stable + 100`, `stable * 1.5 + 50`. Signals: see `SIGNALS`.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ _VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _CONDITION = re.compile(
     rf"^\s*(?P<signal>[a-z_0-9]+)\s*(?P<op><=|>=|==|!=|<|>)\s*"
-    rf"(?:(?P<number>{_NUMBER})|stable(?:\s*(?P<arith>[*+-])\s*(?P<k>{_NUMBER}))?)\s*$"
+    rf"(?:(?P<number>{_NUMBER})|stable(?:\s*\*\s*(?P<factor>{_NUMBER}))?(?:\s*(?P<sign>[+-])\s*(?P<offset>{_NUMBER}))?)\s*$"
 )
 
 
@@ -128,21 +128,19 @@ class Condition(msgspec.Struct, frozen=True):
 
 
 def parse_condition(text: str) -> Condition:
-    """`error_rate < 0.05`, `p95_latency_ms < stable * 1.2`; ValueError says what is wrong."""
+    """`error_rate < 0.05`, `p95_latency_ms < stable * 1.2`, `p95_latency_ms < stable * 1.5 + 50`;
+    ValueError says what is wrong."""
     m = _CONDITION.match(text)
     if m is None:
-        raise ValueError(f"expected `<signal> <op> <number | stable [* + -] number>`, got {text!r}")
+        raise ValueError(f"expected `<signal> <op> <number | stable [* number] [+ - number]>`, got {text!r}")
     signal = m["signal"]
     if signal not in SIGNALS:
         raise ValueError(f"unknown signal {signal!r}; expected one of {', '.join(SIGNALS)}")
     if m["number"] is not None:
         return Condition(signal, m["op"], value=float(m["number"]))
-    arith, k = m["arith"], m["k"]
-    if arith is None:
-        return Condition(signal, m["op"], relative=True)
-    if arith == "*":
-        return Condition(signal, m["op"], relative=True, factor=float(k))
-    return Condition(signal, m["op"], relative=True, offset=float(k) if arith == "+" else -float(k))
+    factor = float(m["factor"]) if m["factor"] is not None else 1.0
+    offset = 0.0 if m["offset"] is None else float(m["offset"]) * (1 if m["sign"] == "+" else -1)
+    return Condition(signal, m["op"], relative=True, factor=factor, offset=offset)
 
 
 class Metric(_Frozen, frozen=True, kw_only=True):
@@ -161,14 +159,18 @@ class Metric(_Frozen, frozen=True, kw_only=True):
 # The analysis a rollout gets when it names none (and a template that leaves out `metrics`).
 # Every condition is relative to the stable version over the same interval, so it adapts to the
 # model: the stable side of a `shadow_*` signal is the stable version shadowed against itself (the
-# self-consistency baseline, `Shadow.baseline_percent`), so `shadow_similarity > stable * 0.8`
-# reads "the candidate agrees with stable at least 80 % as well as stable agrees with itself".
-# The offsets on the rates allow one bad answer in 20 when stable has none.
+# self-consistency baseline, `Shadow.baseline_percent`), so `shadow_similarity > stable * 0.7`
+# reads "the candidate agrees with stable at least 70 % as well as stable agrees with itself".
+# 0.7, not 0.9: both means are over a few dozen pairs at most (bench/rollout/ at a 60 % weight has
+# about 12 baseline pairs an interval), and an identical candidate must pass every time; an
+# off-topic or refusing one scores a tenth of stable. The offsets on the rates allow one bad
+# answer in 20 when stable has none; the 50 ms on P95 keeps the jitter of a fast backend (a P95
+# of a few ms, over a handful of requests) from failing it.
 DEFAULT_METRICS = (
     Metric(condition="error_rate < stable + 0.05"),
-    Metric(condition="p95_latency_ms < stable * 1.5"),
+    Metric(condition="p95_latency_ms < stable * 1.5 + 50"),
     Metric(condition="shadow_error_rate < stable + 0.05"),
-    Metric(condition="shadow_similarity > stable * 0.8"),
+    Metric(condition="shadow_similarity > stable * 0.7"),
     Metric(name="shadow_length_ratio_max", condition="shadow_length_ratio < stable * 2"),
     Metric(name="shadow_length_ratio_min", condition="shadow_length_ratio > stable * 0.5"),
     Metric(condition="shadow_refusal_rate <= stable + 0.05"),

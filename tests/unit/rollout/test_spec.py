@@ -116,6 +116,11 @@ def test_conditions() -> None:
     assert parse_condition("ttft_p95_ms <= stable - 10").threshold(50.0) == 40.0
     assert parse_condition("drift_breaches == 0").holds(0.0, 0.0)
     assert parse_condition("error_rate <= stable").threshold(None) is None
+    both = parse_condition("p95_latency_ms < stable*1.5+50")
+    assert (both.factor, both.offset) == (1.5, 50.0) and both.threshold(100.0) == 200.0
+    assert parse_condition("p95_latency_ms < stable * 2 - 5").threshold(10.0) == 15.0
+    with pytest.raises(ValueError, match="stable"):
+        parse_condition("p95_latency_ms < stable + 5 * 2")
 
 
 def test_a_canary_that_names_no_analysis_gets_the_default_one_after_each_partial_weight() -> None:
