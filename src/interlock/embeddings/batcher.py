@@ -6,10 +6,11 @@ one, not sixteen (`bench/embeddings.py`). So callers do not run the model themse
 its texts to a queue and awaits a future, and one task on the event loop takes from the queue
 whatever has gathered and runs it as one pass on a worker thread.
 
-When a pass starts. As soon as the worker is free and there is work, after waiting at most
-`max_wait_ms` from the oldest job's arrival for the batch to fill to `max_batch` texts. While a
-pass runs, newcomers gather for the next one, so under load batches form without any waiting
-and at one caller the only cost over running the model directly is that wait (0 turns it off).
+When a pass starts. As soon as the worker is free and there is work. While a pass runs,
+newcomers gather for the next one, so under load batches form without anyone waiting on
+purpose. `max_wait_ms` (0 by default) makes an idle worker wait that long from the oldest job's
+arrival for `max_batch` texts: it pays only for a burst arriving at an idle model, and every
+lone caller pays it (`bench/embeddings/run.py` measures both).
 
 Threads. One by default: on 2 cores the other is the event loop's. With `threads` N, a pass of
 at least 8 texts a thread is split across N worker threads (the model must allow N passes at
@@ -58,7 +59,7 @@ class MicroBatcher:
         encode: Encode,
         *,
         max_batch: int = 32,
-        max_wait_ms: float = 2.0,
+        max_wait_ms: float = 0.0,
         max_queue: int = 4096,
         threads: int = 1,
         on_batch: OnBatch | None = None,

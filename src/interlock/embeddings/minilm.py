@@ -323,7 +323,21 @@ def _layer_norm(x: F32, g: F32, b: F32, eps: float) -> F32:
     return x
 
 
+GELU_ROWS = 32  # rows of the (tokens, 1536) activations per block: a block's temporaries stay in L2
+
+
 def _gelu(x: F32) -> F32:
+    """Exact GELU in place, over blocks of rows. Its dozen passes over the array and their
+    temporaries are memory-bound once the array outgrows the cache: for 16 short texts (224 rows)
+    one pass over the whole array took 6.3-10.7 ms here, in blocks of 32 rows 3.1-5.3 ms, more
+    than the matrix product before it."""
+    rows = x.shape[0]
+    for start in range(0, rows, GELU_ROWS):
+        _gelu_block(x[start : start + GELU_ROWS])
+    return x
+
+
+def _gelu_block(x: F32) -> F32:
     """Exact GELU, x * (1 + erf(x / sqrt 2)) / 2, in place.
 
     numpy has no erf, so erf is Abramowitz and Stegun 7.1.26 (absolute error below 1.5e-7, the
