@@ -288,9 +288,12 @@ class Timeline:
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis, self._key = redis, f"{prefix}rollout:{MODEL}"
         self.entries: list[Entry] = []
+        self.stopped = False
 
     async def run(self) -> None:
-        while True:
+        # A flag, not only cancel(): redis-py can turn a cancelled read into a ConnectionError, which
+        # the loop suppresses, and a timeline that outlived its run went on recording the next runs.
+        while not self.stopped:
             with contextlib.suppress(OSError, ConnectionError):
                 blob = await self._redis.hget(self._key, "blob")
                 if blob is not None:
@@ -381,7 +384,8 @@ async def run_one(args: argparse.Namespace, candidate: str, ctx: dict[str, Any])
             tasks[1].cancel()
     await load.drain()
     await asyncio.sleep(1.5)  # shadow copies still in flight
-    tasks[0].cancel()
+    timeline.stopped = True
+    await tasks[0]
     _, run.status_output = await cli("rollout", "status", MODEL, "--url", urls[0])
     blob = await redis.hget(f"{prefix}rollout:{MODEL}", "blob")
     state = decode(blob).state
