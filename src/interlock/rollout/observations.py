@@ -15,7 +15,11 @@ three sources the gateway already has:
   same window of the same traffic (None when no feature had enough observations);
 - the shadow comparisons of the interval (`ShadowLog`): the candidate's `shadow_*` signals, and
   the stable version's from its self-consistency baseline (stable shadowed against itself), which
-  is what a relative condition such as `shadow_similarity > stable * 0.7` compares with.
+  is what a relative condition such as `shadow_similarity > stable * 0.7` compares with. The
+  baseline is read over the last `baseline_window_s` (300 s; the interval when longer): how well
+  stable agrees with itself does not depend on the candidate's weight, and at a high weight few
+  stable requests are left to copy (in bench/rollout/, at 60 %, about 12 an interval: one interval
+  in ten had fewer than `min_requests` 10 and paused the rollout).
 
 Errors reading Redis become `ObservationError`, which the driver records as an Error measurement.
 """
@@ -42,6 +46,7 @@ from .driver import ObservationError
 from .shadow import ShadowComparison, ShadowSummary, summarize
 
 log = logging.getLogger("interlock.rollout")
+BASELINE_WINDOW_S = 300.0  # the stable baseline is read over this long (or the interval, if longer)
 MAX_SHADOWS = 10_000  # comparisons kept per model group (in memory, or in the Redis list)
 
 
@@ -131,8 +136,10 @@ class GatewayObservations:
         prefix: str = "interlock:rollout:",
         publish_s: float = 1.0,
         drift: DriftSource | None = None,
+        baseline_window_s: float = BASELINE_WINDOW_S,
     ) -> None:
         self._stats = stats
+        self._baseline_window_s = baseline_window_s
         self._drift = drift
         self._shadows = shadows
         self._alerts = alerts
@@ -182,7 +189,8 @@ class GatewayObservations:
         try:
             view = await self._view()
             shadow = await self._shadows.summary(model, start, end)
-            baseline = await self._shadows.summary(model, start, end, baseline=True)
+            since = min(start, end - self._baseline_window_s)
+            baseline = await self._shadows.summary(model, since, end, baseline=True)
         except (RedisError, OSError, msgspec.DecodeError) as exc:
             raise ObservationError(type(exc).__name__) from None
         cand = signals_from_stats(view.stats(model, candidate, first, end))

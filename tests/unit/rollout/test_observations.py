@@ -51,12 +51,16 @@ class Versions:
 
 async def test_the_measurement_carries_the_candidates_drift_against_stable_and_the_baseline() -> None:
     log = ShadowLog(None)
-    await log.add("m", 5.0, compare("a b", 1.0, "a b", 1.0), baseline=True)
+    # Baseline copies before the interval count (the last 300 s); the candidate's do not.
+    await log.add("m", 15.0, compare("a b", 1.0, "a b", 1.0), baseline=True)
+    await log.add("m", 15.0, compare("a b", 1.0, "a b", 1.0))
     drift = Versions({"v1": Profile(), "v2": Profile()})
     observations = GatewayObservations(RequestStats(bucket_s=1.0), log, drift=drift)
-    m = await observations.measure("m", "v2", "v1", 0.0, 10.0)
+    m = await observations.measure("m", "v2", "v1", 300.0, 310.0)
     assert drift.asked == [("m", "v1", "v2")]  # the candidate tested against stable, not a reference
     assert "drift_share" in m.candidate and m.candidate["drift_share"] is None  # nothing observed yet
     assert m.stable["shadow_requests"] == 1 and m.stable["shadow_similarity"] == 1.0  # stable's baseline
-    without = await GatewayObservations(RequestStats(bucket_s=1.0), log).measure("m", "v2", "v1", 0.0, 10.0)
+    assert m.candidate["shadow_requests"] == 0
+    without = await GatewayObservations(RequestStats(bucket_s=1.0), log).measure("m", "v2", "v1", 320.0, 330.0)
     assert "drift_share" not in without.candidate
+    assert without.stable["shadow_requests"] == 0  # the baseline copy at 15 s is more than 300 s old
