@@ -41,6 +41,7 @@ import orjson
 import yaml
 from redis.asyncio import Redis
 
+from interlock.rollout.spec import DEFAULT_METRICS
 from interlock.rollout.store import decode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: the shared helpers (servers.py uses them too)
@@ -50,6 +51,10 @@ from upstream import VERSIONS, Call, FakeUpstream
 MODEL = "chat"
 STABLE = "v1"
 CANDIDATES = VERSIONS[1:]
+GATE_CANDIDATES = ("v2-healthy", "v2-flaky", "v2-slow")
+# Issue 17: worse models that answer HTTP 200 at the stable latency, under the default analysis.
+QUALITY_CANDIDATES = ("v2-offtopic", "v2-refusal", "v2-rambling", "v2-json", "v2-identical")
+PROMOTED = ("v2-healthy", "v2-identical")  # the rest must be aborted (Degraded)
 TERMINAL = ("Healthy", "Degraded", "Aborted")
 PROMPTS = (
     "How do I reset my password for the billing portal?",
@@ -73,7 +78,18 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--shadow-percent", type=float, default=float(env("ROLLOUT_SHADOW_PERCENT", "20")))
     p.add_argument("--error-condition", default=env("ROLLOUT_ERROR_CONDITION", "error_rate < 0.05"))
     p.add_argument("--latency-condition", default=env("ROLLOUT_LATENCY_CONDITION", "p95_latency_ms < stable * 1.5"))
-    p.add_argument("--candidates", default=env("ROLLOUT_CANDIDATES", ",".join(CANDIDATES)), help="in order")
+    p.add_argument("--analysis", choices=("gate", "default"), default=env("ROLLOUT_ANALYSIS", "gate"),
+                   help="gate: an analysis step after each weight with --error-condition and --latency-condition;\n"
+                   "default: no analysis step, so the default analysis (issue 17) after each weight (ROLLOUT_ANALYSIS)")  # fmt: skip
+    p.add_argument("--baseline-percent", type=float, default=float(env("ROLLOUT_BASELINE_PERCENT", "10")),
+                   help="the shadow step's baseline_percent: stable shadowed against itself")  # fmt: skip
+    p.add_argument("--json-share", type=float, default=float(env("ROLLOUT_JSON_SHARE", "0.3")),
+                   help="share of requests asking for response_format json_object")  # fmt: skip
+    p.add_argument("--identical-runs", type=int, default=int(env("ROLLOUT_IDENTICAL_RUNS", "10")),
+                   help="with --analysis default: runs of v2-identical (each must be promoted)")  # fmt: skip
+    p.add_argument("--candidates", default=env("ROLLOUT_CANDIDATES"),
+                   help="in order; default: v2-healthy,v2-flaky,v2-slow (gate) or\n"
+                   "v2-offtopic,v2-refusal,v2-rambling,v2-json and v2-identical --identical-runs times (default)")  # fmt: skip
     p.add_argument("--users", type=int, default=int(env("ROLLOUT_USERS", "100000")), help="distinct user values")
     p.add_argument("--settle-s", type=float, default=float(env("ROLLOUT_SETTLE_S", "2")),
                    help="the canary's first step: a pause at 0%% while traffic starts")  # fmt: skip
@@ -90,7 +106,12 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path(env("ROLLOUT_OUT", str(ROOT / "bench/out/rollout"))))
     args = p.parse_args(argv)
     args.weights = [float(w) for w in args.weights.split(",") if w]
-    args.candidates = [c for c in args.candidates.split(",") if c]
+    if args.candidates:
+        args.candidates = [c for c in args.candidates.split(",") if c]
+    elif args.analysis == "gate":
+        args.candidates = list(GATE_CANDIDATES)
+    else:
+        args.candidates = [*QUALITY_CANDIDATES[:-1], *[QUALITY_CANDIDATES[-1]] * args.identical_runs]
     if set(args.candidates) - set(CANDIDATES):
         p.error(f"candidates are some of {', '.join(CANDIDATES)}")
     return args
@@ -146,6 +167,17 @@ def gateway_config(args: argparse.Namespace, upstream: FakeUpstream, redis_url: 
 
 
 def canary(args: argparse.Namespace, candidate: str) -> dict[str, Any]:
+    if args.analysis == "default":
+        # No analysis step: the default analysis follows each weight. Its template is tuned to the
+        # bench's time scale by name; `metrics` left out, so the default conditions.
+        default = {"interval_s": args.interval_s, "count": 1, "min_requests": args.min_requests}
+        steps: list[dict[str, Any]] = [
+            {"pause": {"duration_s": args.settle_s}},
+            {"shadow": {"percent": args.shadow_percent, "baseline_percent": args.baseline_percent}},
+            *({"set_weight": w} for w in args.weights),
+        ]
+        return {"model": MODEL, "stable": STABLE, "candidate": candidate, "sticky": "user",
+                "templates": {"default": default}, "steps": steps}  # fmt: skip
     gate = {
         "interval_s": args.interval_s,
         "count": 1,
@@ -153,7 +185,7 @@ def canary(args: argparse.Namespace, candidate: str) -> dict[str, Any]:
         "min_requests": args.min_requests,
         "metrics": [{"condition": args.error_condition}, {"condition": args.latency_condition}],
     }
-    steps: list[dict[str, Any]] = [
+    steps = [
         {"pause": {"duration_s": args.settle_s}},
         {"shadow": {"percent": args.shadow_percent}},
     ]
@@ -179,8 +211,17 @@ class Answer:
 class Load:
     """Open loop: request i is due at start + i / rate, whether or not earlier ones were answered."""
 
-    def __init__(self, session: aiohttp.ClientSession, urls: list[str], rate: float, users: int, seed: int) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        urls: list[str],
+        rate: float,
+        users: int,
+        seed: int,
+        json_share: float = 0.0,
+    ) -> None:
         self._session, self._urls, self._rate, self._users = session, urls, rate, users
+        self._json_share = json_share
         self._rng = random.Random(seed)
         self.answers: list[Answer] = []
         self.next_tag = 0
@@ -196,12 +237,14 @@ class Load:
             sent += 1
             tag, self.next_tag = self.next_tag, self.next_tag + 1
             a = Answer(tag, time.time(), tag % len(self._urls), f"user-{self._rng.randrange(self._users)}")
-            body = {
+            body: dict[str, Any] = {
                 "model": MODEL,
                 "user": a.user,
                 "max_tokens": 64,
                 "messages": [{"role": "user", "content": f"[req {tag}] {self._rng.choice(PROMPTS)}"}],
             }
+            if self._json_share > 0 and self._rng.random() < self._json_share:
+                body["response_format"] = {"type": "json_object"}
             self.answers.append(a)
             task = loop.create_task(self._post(a, orjson.dumps(body)))
             self._pending.add(task)
@@ -245,9 +288,12 @@ class Timeline:
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis, self._key = redis, f"{prefix}rollout:{MODEL}"
         self.entries: list[Entry] = []
+        self.stopped = False
 
     async def run(self) -> None:
-        while True:
+        # A flag, not only cancel(): redis-py can turn a cancelled read into a ConnectionError, which
+        # the loop suppresses, and a timeline that outlived its run went on recording the next runs.
+        while not self.stopped:
             with contextlib.suppress(OSError, ConnectionError):
                 blob = await self._redis.hget(self._key, "blob")
                 if blob is not None:
@@ -306,7 +352,7 @@ async def run_one(args: argparse.Namespace, candidate: str, ctx: dict[str, Any])
     spec_path = args.out / "work" / f"canary-{candidate}.json"
     spec_path.write_text(json.dumps(canary(args, candidate), indent=2))
     timeline = Timeline(redis, prefix)
-    load = Load(session, urls, args.rate, args.users, args.seed + len(ctx["runs"]))
+    load = Load(session, urls, args.rate, args.users, args.seed + len(ctx["runs"]), args.json_share)
     load.next_tag = ctx["next_tag"]
     loop = asyncio.get_running_loop()
     tasks = [loop.create_task(timeline.run())]
@@ -338,7 +384,8 @@ async def run_one(args: argparse.Namespace, candidate: str, ctx: dict[str, Any])
             tasks[1].cancel()
     await load.drain()
     await asyncio.sleep(1.5)  # shadow copies still in flight
-    tasks[0].cancel()
+    timeline.stopped = True
+    await tasks[0]
     _, run.status_output = await cli("rollout", "status", MODEL, "--url", urls[0])
     blob = await redis.hget(f"{prefix}rollout:{MODEL}", "blob")
     state = decode(blob).state
@@ -442,7 +489,12 @@ def _rel(t: float | None, t0: float) -> str:
 
 
 def render(args: argparse.Namespace, runs: list[Run], extra: dict[str, str]) -> str:
-    gate = f"`{args.error_condition}` and `{args.latency_condition}`"
+    if args.analysis == "default":
+        gate = (f"the default analysis ({len(DEFAULT_METRICS)} conditions: "
+                + ", ".join(f"`{m.condition}`" for m in DEFAULT_METRICS)
+                + f"); shadow baseline {args.baseline_percent:g} %; {args.json_share:.0%} of requests ask for JSON")  # fmt: skip
+    else:
+        gate = f"`{args.error_condition}` and `{args.latency_condition}`"
     lines = [
         f"Canary: pause {args.settle_s:g} s, shadow {args.shadow_percent:g} %, then "
         + ", ".join(f"set_weight {w:g} + analysis" for w in args.weights)
@@ -525,6 +577,10 @@ def _ms(v: float | None) -> str:
     return f"{v:.0f}" if v is not None else "-"
 
 
+def expected(candidate: str) -> str:
+    return "Healthy" if candidate in PROMOTED else "Degraded"
+
+
 # -- main -------------------------------------------------------------------------------------------
 async def main(args: argparse.Namespace) -> int:
     started = time.monotonic()
@@ -559,6 +615,10 @@ async def main(args: argparse.Namespace) -> int:
         extra = {
             "Run time": f"{elapsed / 60:.1f} min, finished {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         }
+        for candidate in dict.fromkeys(run.candidate for run in runs):
+            mine = [run for run in runs if run.candidate == candidate]
+            good = sum(run.phase == expected(candidate) and not run.timed_out for run in mine)
+            extra[candidate] = f"{expected(candidate)} as expected in {good} of {len(mine)} runs"
         table = render(args, runs, extra)
         print("\n" + table)
         (out / "table.md").write_text(table)
@@ -570,8 +630,7 @@ async def main(args: argparse.Namespace) -> int:
             for run in runs:
                 for e in run.timeline:
                     f.write(orjson.dumps({"run": run.candidate, **asdict(e)}) + b"\n")
-        expected = {"v2-healthy": "Healthy", "v2-flaky": "Degraded", "v2-slow": "Degraded"}
-        ok = all(run.phase == expected[run.candidate] and not run.timed_out for run in runs)
+        ok = all(run.phase == expected(run.candidate) and not run.timed_out for run in runs)
         ok = ok and all(analyse(run, args)["stable_failed"] == 0 for run in runs)
         return 0 if ok else 1
     finally:

@@ -127,7 +127,7 @@ def build(
     drift = make_drift_monitor(settings, life, metrics, embeddings)
     stats = make_request_stats(settings)
     alerts = make_alert_engine(settings, metrics, stats, drift, life) if stats is not None else None
-    driver, shadows = make_rollout_driver(settings, stats, alerts, life) if stats is not None else (None, None)
+    driver, shadows = make_rollout_driver(settings, stats, alerts, life, drift) if stats is not None else (None, None)
     router = Router(groups, settings.router, metrics, rollouts=driver)
     shadow = make_shadow_runner(settings, driver, router, shadows, metrics, life, embeddings)
     pipeline, semantic = make_pipeline(settings, router, metrics, tracing, life, embedder or embeddings)
@@ -666,7 +666,11 @@ class RolloutAlerts:
 
 
 def make_rollout_driver(
-    settings: Settings, stats: RequestStats, alerts: AlertEngine | None, life: Lifecycle
+    settings: Settings,
+    stats: RequestStats,
+    alerts: AlertEngine | None,
+    life: Lifecycle,
+    drift: DriftMonitor | None = None,
 ) -> tuple[RolloutDriver | None, ShadowLog | None]:
     """The rollout driver and the shadow comparisons it reads, when `rollout` or `rollouts` is
     configured. With `rollout.redis` the state, the lease, the windows the analyses read and the
@@ -684,7 +688,7 @@ def make_rollout_driver(
         store = SqliteRolloutStore(config.sqlite_path)
     life.add(store, close=store.close)
     shadows = ShadowLog(redis, config.prefix)
-    observations = GatewayObservations(stats, shadows, alerts, redis, config.prefix, config.poll_s)
+    observations = GatewayObservations(stats, shadows, alerts, redis, config.prefix, config.poll_s, drift)
     life.add(observations, observations.start, observations.close)
     driver = RolloutDriver(
         store, observations, specs=settings.rollouts, owner=replica_id(), poll_s=config.poll_s,

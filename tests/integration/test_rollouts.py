@@ -63,7 +63,8 @@ def config(upstream: FakeUpstream, redis_url: str) -> dict[str, Any]:
         "rollouts": [
             {"model": "good", **rollout, "templates": {"gate": GATE}, "steps": CANARY},
             {"model": "bad", **rollout, "templates": {"gate": GATE}, "steps": CANARY},
-            {"model": "sticky", **rollout, "steps": [{"set_weight": 50}, {"pause": {}}]},
+            # Held at 50 % by hand, without the default analysis a rollout that names none gets.
+            {"model": "sticky", **rollout, "default_analysis": False, "steps": [{"set_weight": 50}, {"pause": {}}]},
             {"model": "shadow", **rollout, "steps": [{"shadow": {"percent": 100}}, {"pause": {}}]},
         ],
     }  # fmt: skip

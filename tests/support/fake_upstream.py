@@ -11,7 +11,8 @@ went away first), slow-stream (a 5 s stream that records the same), unavailable 
 logprobs in OpenAI's wire format when asked, `"logprobs": null` otherwise, in JSON and in every
 stream chunk), length (finish_reason "length"), reject-logprobs (400 when logprobs are asked for, as
 Azure's reasoning models answer; otherwise as logprobs), flaky (500 on three calls in ten, the
-3rd, 6th and 9th of every ten to this scenario: a canary candidate that fails 30% of requests). Azure: `/azure/openai/deployments/{name}/...`
+3rd, 6th and 9th of every ten to this scenario: a canary candidate that fails 30% of requests), refuse
+(HTTP 200 with a refusal: a canary candidate worse in quality only). Azure: `/azure/openai/deployments/{name}/...`
 checks the api-version query and the api-key or bearer token.
 """
 
@@ -247,6 +248,8 @@ class FakeUpstream:
             return web.json_response({"error": {"message": "boom", "type": "server_error"}}, status=500)
         if scenario == "unavailable":
             return web.json_response({"error": {"message": "overloaded"}}, status=503)
+        if scenario == "refuse":
+            return await self._answer(request, body, scenario, text="I'm sorry, but I can't help with that request.")
         if scenario == "ratelimit-once" and n == 1:
             return web.json_response(
                 {"error": {"message": "slow down", "type": "rate_limit"}},

@@ -319,6 +319,13 @@ class DriftMonitor:
         live = await self.live(model, version)
         return await self._off(compare, reference, live, self._config)
 
+    async def compare_versions(self, model: str, reference_version: str, version: str) -> DriftReport:
+        """One version's live window tested against another's (a rollout's candidate against its
+        stable version): the same window, so the same traffic, whatever the reference file holds."""
+        reference = await self.live(model, reference_version)
+        live = await self.live(model, version)
+        return await self._off(compare, reference, live, self._config)
+
     # -- evaluation -------------------------------------------------------------------------
 
     async def evaluate(self) -> None:

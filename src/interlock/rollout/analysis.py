@@ -20,7 +20,11 @@ Progressive Delivery", and its analysis controller), applied to every metric of 
 
 One deliberate difference: an Error measurement does not count towards `count` (Argo counts it),
 so a run cannot pass on measurements that were never taken. And "too little traffic" is an
-Inconclusive measurement, never a Successful one: a quiet candidate is not a healthy one.
+Inconclusive measurement, never a Successful one: a quiet candidate is not a healthy one. But it
+may be a Failed one: for a condition that keeps a rate under a threshold (`RATE_DENOMINATORS`),
+an interval with fewer than `min_requests` answers fails when a sequential probability ratio test
+on those answers already shows the rate is bad (`sequential.py`, `early_failure`, on by default),
+and the message says how much evidence it took.
 
 A `Measurement` holds plain dicts of signals for the candidate and the stable version over one
 interval (`signals_from_stats` builds one from `observe.window.Stats`), so tests are data.
@@ -34,7 +38,8 @@ from typing import Final, Literal
 import msgspec
 
 from ..observe.window import Stats
-from .spec import SHADOW_SIGNALS, UNCOUNTED_SIGNALS, AnalysisTemplate, Metric
+from .sequential import Evidence, rate_evidence
+from .spec import RATE_DENOMINATORS, SHADOW_SIGNALS, UNCOUNTED_SIGNALS, AnalysisTemplate, Condition, Metric
 
 Phase = Literal["Running", "Successful", "Failed", "Inconclusive", "Error"]
 RUNNING: Final = "Running"
@@ -98,21 +103,45 @@ def measure(metric: Metric, template: AnalysisTemplate, m: Measurement) -> tuple
     if signal not in UNCOUNTED_SIGNALS:
         n = m.candidate.get(counted) or 0.0
         if n < template.min_requests:
+            early = _early_evidence(cond, template, m) if template.early_failure else None
+            if early is not None and early.failed:
+                return FAILED, m.candidate.get(signal), f"{signal} {early} (before min_requests)"
             return INCONCLUSIVE, None, f"{int(n)} {counted.replace('_', ' ')} < min_requests {template.min_requests}"
     value = m.candidate.get(signal)
     if value is None:
         return INCONCLUSIVE, None, f"no {signal} observed"
-    stable_value = None
-    if cond.relative:
-        if signal not in UNCOUNTED_SIGNALS and (m.stable.get(counted) or 0.0) < template.min_requests:
-            return INCONCLUSIVE, value, f"stable: fewer than {template.min_requests} {counted.replace('_', ' ')}"
-        stable_value = m.stable.get(signal)
-        if stable_value is None:
-            return INCONCLUSIVE, value, f"stable: no {signal} observed"
-    threshold = cond.threshold(stable_value)
-    assert threshold is not None  # absolute, or relative with a stable value
+    threshold, why = _threshold(cond, template, m)
+    if threshold is None:
+        return INCONCLUSIVE, value, why
     verdict: Phase = SUCCESSFUL if cond.holds(value, threshold) else FAILED
     return verdict, value, f"{signal} {value:.6g} {cond.op} {threshold:.6g}"
+
+
+def _threshold(cond: Condition, template: AnalysisTemplate, m: Measurement) -> tuple[float | None, str]:
+    """The condition's threshold for this interval, or None and why (no stable value to compare with)."""
+    if not cond.relative:
+        return cond.value, ""
+    signal = cond.signal
+    counted = "shadow_requests" if signal in SHADOW_SIGNALS else "requests"
+    if signal not in UNCOUNTED_SIGNALS and (m.stable.get(counted) or 0.0) < template.min_requests:
+        return None, f"stable: fewer than {template.min_requests} {counted.replace('_', ' ')}"
+    stable_value = m.stable.get(signal)
+    if stable_value is None:
+        return None, f"stable: no {signal} observed"
+    return cond.threshold(stable_value), ""
+
+
+def _early_evidence(cond: Condition, template: AnalysisTemplate, m: Measurement) -> Evidence | None:
+    """For a rate that must stay under its threshold, the sequential test on the candidate's
+    answers of the interval (`sequential.py`); None when it does not apply."""
+    denominator = RATE_DENOMINATORS.get(cond.signal)
+    if denominator is None or cond.op not in ("<", "<="):
+        return None
+    value, n = m.candidate.get(cond.signal), m.candidate.get(denominator)
+    if value is None or not n:
+        return None
+    threshold, _ = _threshold(cond, template, m)
+    return None if threshold is None else rate_evidence(round(value * n), int(n), threshold)
 
 
 def new_run(template: AnalysisTemplate, started_at: float) -> AnalysisRun:

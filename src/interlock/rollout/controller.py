@@ -73,6 +73,7 @@ class RolloutState(msgspec.Struct, frozen=True, kw_only=True):
     step_started_at: float
     weights: dict[str, float]
     shadow_percent: float = 0.0
+    baseline_percent: float = 0.0  # of stable's requests shadowed to stable itself (the baseline)
     analysis: AnalysisRun | None = None  # the analysis step under way
     verdicts: list[Verdict] = []  # the latest MAX_VERDICTS, oldest first
     previous: str | None = None  # kept ready after promotion, until previous_until
@@ -156,8 +157,9 @@ def _advance(
             s = _next(s, now, events)
         elif kind == "shadow":
             assert step.shadow is not None
-            s = _replace(s, shadow_percent=step.shadow.percent)
-            events.append(_event("shadow", s, now, f"shadow {step.shadow.percent:g}% to {s.candidate}"))
+            s = _replace(s, shadow_percent=step.shadow.percent, baseline_percent=step.shadow.baseline())
+            message = f"shadow {step.shadow.percent:g}% to {s.candidate}, {s.baseline_percent:g}% to {s.stable}"
+            events.append(_event("shadow", s, now, message))
             s = _next(s, now, events)
         elif kind == "pause":
             assert step.pause is not None
@@ -255,14 +257,15 @@ def _promote(s: RolloutState, spec: RolloutSpec, now: float, events: list[Event]
         s = _replace(s, weights=weights, previous=s.stable, previous_until=now + spec.keep_previous_s)
     else:
         s = _replace(s, weights={s.candidate: 100.0})
-    s = _replace(s, phase=HEALTHY, reason="", shadow_percent=0.0, analysis=None, step=len(spec.plan()))
+    s = _replace(s, phase=HEALTHY, reason="", shadow_percent=0.0, baseline_percent=0.0, analysis=None,
+                 step=len(spec.plan()))  # fmt: skip
     events.append(_event("promoted", s, now, f"{s.candidate} at 100% ({why})"))
     return s
 
 
 def _to_stable(s: RolloutState, phase: RolloutPhase, reason: str) -> RolloutState:
     weights = {s.stable: 100.0, s.candidate: 0.0}
-    return _replace(s, weights=weights, shadow_percent=0.0, phase=phase, reason=reason)
+    return _replace(s, weights=weights, shadow_percent=0.0, baseline_percent=0.0, phase=phase, reason=reason)
 
 
 def _replace(s: RolloutState, **changes: object) -> RolloutState:

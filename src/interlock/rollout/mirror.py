@@ -9,6 +9,12 @@ deployments cleared for its data class, with its own timeout (`shadow_timeout_s`
 the two answers with `shadow.compare` (MiniLM embeddings on a worker thread when configured,
 otherwise word overlap) and adds the comparison to the `ShadowLog` the analysis reads.
 
+The self-consistency baseline: for a further `baseline_percent` of those requests (the rollout
+state's, set by the shadow step) the copy goes to a stable deployment instead, as another sample
+(a `seed` in the request is changed, so a seeded request is not answered from the same draw), and
+the comparison is logged as the baseline: how well stable agrees with itself, which is what
+`shadow_similarity > stable * 0.7` and the other relative shadow conditions compare with.
+
 What a shadow never does: change or delay the caller's answer (it starts after it was sent),
 fail the caller (every failure ends in the task), count as a caller's request (no request
 metrics, windows, rate limits, audit or circuit breaker verdicts; it has its own counter
@@ -20,6 +26,7 @@ queued.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -35,6 +42,7 @@ from ..routing.router import DeploymentRuntime, Router
 from ..security.roles import class_rank
 from .controller import RolloutState
 from .observations import ShadowLog
+from .quality import wants_json
 from .shadow import EmbedFn, compare
 
 log = logging.getLogger("interlock.rollout.shadow")
@@ -48,12 +56,26 @@ class ShadowSource(Protocol):
 
 def answer_text(body: bytes) -> str | None:
     """The first choice's message text of a chat completion, or None if it has none."""
+    return answer_parts(body)[0]
+
+
+def answer_parts(body: bytes) -> tuple[str | None, str | None]:
+    """The first choice's message text (None if it has none) and its finish reason."""
     try:
-        data = orjson.loads(body)
-        content = data["choices"][0]["message"]["content"]
+        choice = orjson.loads(body)["choices"][0]
+        content = choice["message"]["content"]
     except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
-        return None
-    return content if isinstance(content, str) else None
+        return None, None
+    finish = choice.get("finish_reason")
+    return (content if isinstance(content, str) else None), (finish if isinstance(finish, str) else None)
+
+
+def resampled(body: dict[str, Any]) -> dict[str, Any]:
+    """The request for a baseline copy: the same, but another draw when it names a `seed`."""
+    seed = body.get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        return {**body, "seed": seed + 1}
+    return body
 
 
 class ShadowRunner:
@@ -92,18 +114,22 @@ class ShadowRunner:
         state = self._rollouts.state(model)
         if state is None or routing.version != state.stable or routing.served_model != model:
             return
-        if self._rng.random() * 100.0 >= percent:
+        draw = self._rng.random() * 100.0
+        if draw >= percent + state.baseline_percent:
             return
+        baseline = draw >= percent
+        target = state.stable if baseline else state.candidate
         if len(self._tasks) >= self._concurrency:
-            self._metrics.shadow(model, state.candidate, "dropped")
+            self._metrics.shadow(model, target, "dropped")
             return
         stable_text = answer_text(body)
         if stable_text is None:
             return
         data_class = ctx.protection.data_class
         sensitivity = class_rank(data_class) if data_class else 0
-        work = self._run(model, state.candidate, request.request_id, dict(ctx.body), request.endpoint, sensitivity,
-                         stable_text, routing.upstream_seconds)  # fmt: skip
+        copy = resampled(dict(ctx.body)) if baseline else dict(ctx.body)
+        work = self._run(model, target, request.request_id, copy, request.endpoint, sensitivity,
+                         stable_text, routing.upstream_seconds, baseline)  # fmt: skip
         task = asyncio.get_running_loop().create_task(work, name=f"shadow {request.request_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -130,10 +156,13 @@ class ShadowRunner:
         sensitivity: int,
         stable_text: str,
         stable_latency_s: float,
+        baseline: bool = False,
     ) -> None:
+        """`candidate` is the version the copy goes to: the candidate, or stable for the baseline."""
         try:
             dep = self._deployment(model, candidate, sensitivity)
             text: str | None = None
+            finish: str | None = None
             latency: float | None = None
             why = ""
             if dep is None:
@@ -144,22 +173,23 @@ class ShadowRunner:
                     async with asyncio.timeout(self._timeout_s):
                         answer = await dep.provider.complete(endpoint, body)
                     latency = time.perf_counter() - started
-                    text = answer_text(answer.body)
+                    text, finish = answer_parts(answer.body)
                     if text is None:
                         why = "no message text in the answer"
                 except InterlockError as exc:
                     why = f"{type(exc).__name__} {exc.status}"
                 except TimeoutError:
                     why = f"timed out after {self._timeout_s:g} s"
-            if self._embed is not None and text is not None:
-                result = await asyncio.to_thread(compare, stable_text, stable_latency_s, text, latency, self._embed)
+            embed = self._embed if text is not None else None
+            judge = functools.partial(compare, shadow_finish=finish, wants_json=wants_json(body))
+            if embed is not None:
+                result = await asyncio.to_thread(judge, stable_text, stable_latency_s, text, latency, embed)
             else:
-                result = compare(stable_text, stable_latency_s, text, latency)
+                result = judge(stable_text, stable_latency_s, text, latency)
             self._metrics.shadow(model, candidate, "error" if result.error else "ok")
-            log.debug(
-                "shadow %s of %s to %s: %s", request_id, model, candidate, why or f"similarity {result.similarity:.3f}"
-            )
-            await self._shadows.add(model, self._clock(), result)
+            log.debug("shadow %s of %s to %s%s: %s", request_id, model, candidate, " (baseline)" if baseline else "",
+                      why or f"similarity {result.similarity:.3f}")  # fmt: skip
+            await self._shadows.add(model, self._clock(), result, baseline=baseline)
         except asyncio.CancelledError:
             raise
         except Exception:  # a shadow must never take anything down with it: log and forget

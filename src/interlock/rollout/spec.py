@@ -42,7 +42,7 @@ kind of plan. `keep_previous_s` keeps the previous version ready after promotion
 an abort within that time switches back at once.
 
 Conditions are `<signal> <op> <value>` where the value is a number or relative to the stable
-version: `stable`, `stable * 1.2`, `stable + 100`. Signals: see `SIGNALS`.
+version: `stable`, `stable * 1.2`, `stable + 100`, `stable * 1.5 + 50`. Signals: see `SIGNALS`.
 """
 
 from __future__ import annotations
@@ -63,12 +63,25 @@ SIGNALS = (
     "confidence_mean",
     "requests",
     "drift_breaches",
+    "drift_share",
     "shadow_similarity",
     "shadow_error_rate",
     "shadow_latency_ratio",
     "shadow_length_ratio",
+    "shadow_refusal_rate",
+    "shadow_unfinished_rate",
+    "shadow_json_invalid_rate",
 )
 SHADOW_SIGNALS = frozenset(s for s in SIGNALS if s.startswith("shadow_"))
+# Signals that are rates, with the count they are a share of: the sequential test (`sequential.py`)
+# can fail these before `min_requests` answers have arrived.
+RATE_DENOMINATORS = {
+    "error_rate": "requests",
+    "shadow_error_rate": "shadow_requests",
+    "shadow_refusal_rate": "shadow_answered",
+    "shadow_unfinished_rate": "shadow_answered",
+    "shadow_json_invalid_rate": "shadow_json_requests",
+}
 # Signals that need no traffic to be judged: a breach count is meaningful even when quiet.
 UNCOUNTED_SIGNALS = frozenset({"drift_breaches", "requests"})
 OPS = ("<=", ">=", "==", "!=", "<", ">")
@@ -76,7 +89,7 @@ _VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _CONDITION = re.compile(
     rf"^\s*(?P<signal>[a-z_0-9]+)\s*(?P<op><=|>=|==|!=|<|>)\s*"
-    rf"(?:(?P<number>{_NUMBER})|stable(?:\s*(?P<arith>[*+-])\s*(?P<k>{_NUMBER}))?)\s*$"
+    rf"(?:(?P<number>{_NUMBER})|stable(?:\s*\*\s*(?P<factor>{_NUMBER}))?(?:\s*(?P<sign>[+-])\s*(?P<offset>{_NUMBER}))?)\s*$"
 )
 
 
@@ -115,21 +128,19 @@ class Condition(msgspec.Struct, frozen=True):
 
 
 def parse_condition(text: str) -> Condition:
-    """`error_rate < 0.05`, `p95_latency_ms < stable * 1.2`; ValueError says what is wrong."""
+    """`error_rate < 0.05`, `p95_latency_ms < stable * 1.2`, `p95_latency_ms < stable * 1.5 + 50`;
+    ValueError says what is wrong."""
     m = _CONDITION.match(text)
     if m is None:
-        raise ValueError(f"expected `<signal> <op> <number | stable [* + -] number>`, got {text!r}")
+        raise ValueError(f"expected `<signal> <op> <number | stable [* number] [+ - number]>`, got {text!r}")
     signal = m["signal"]
     if signal not in SIGNALS:
         raise ValueError(f"unknown signal {signal!r}; expected one of {', '.join(SIGNALS)}")
     if m["number"] is not None:
         return Condition(signal, m["op"], value=float(m["number"]))
-    arith, k = m["arith"], m["k"]
-    if arith is None:
-        return Condition(signal, m["op"], relative=True)
-    if arith == "*":
-        return Condition(signal, m["op"], relative=True, factor=float(k))
-    return Condition(signal, m["op"], relative=True, offset=float(k) if arith == "+" else -float(k))
+    factor = float(m["factor"]) if m["factor"] is not None else 1.0
+    offset = 0.0 if m["offset"] is None else float(m["offset"]) * (1 if m["sign"] == "+" else -1)
+    return Condition(signal, m["op"], relative=True, factor=factor, offset=offset)
 
 
 class Metric(_Frozen, frozen=True, kw_only=True):
@@ -145,16 +156,44 @@ class Metric(_Frozen, frozen=True, kw_only=True):
         return self.name or self.parsed.signal
 
 
-class AnalysisTemplate(_Frozen, frozen=True, kw_only=True):
-    """Argo Rollouts' AnalysisTemplate, in one place for all its metrics (see `analysis.py`)."""
+# The analysis a rollout gets when it names none (and a template that leaves out `metrics`).
+# Every condition is relative to the stable version over the same interval, so it adapts to the
+# model: the stable side of a `shadow_*` signal is the stable version shadowed against itself (the
+# self-consistency baseline, `Shadow.baseline_percent`), so `shadow_similarity > stable * 0.7`
+# reads "the candidate agrees with stable at least 70 % as well as stable agrees with itself".
+# 0.7, not 0.9: both means are over a few dozen pairs at most (bench/rollout/ at a 60 % weight has
+# about 12 baseline pairs an interval), and an identical candidate must pass every time; an
+# off-topic or refusing one scores a tenth of stable. The offsets on the rates allow one bad
+# answer in 20 when stable has none; the 50 ms on P95 keeps the jitter of a fast backend (a P95
+# of a few ms, over a handful of requests) from failing it.
+DEFAULT_METRICS = (
+    Metric(condition="error_rate < stable + 0.05"),
+    Metric(condition="p95_latency_ms < stable * 1.5 + 50"),
+    Metric(condition="shadow_error_rate < stable + 0.05"),
+    Metric(condition="shadow_similarity > stable * 0.7"),
+    Metric(name="shadow_length_ratio_max", condition="shadow_length_ratio < stable * 2"),
+    Metric(name="shadow_length_ratio_min", condition="shadow_length_ratio > stable * 0.5"),
+    Metric(condition="shadow_refusal_rate <= stable + 0.05"),
+    Metric(condition="shadow_unfinished_rate <= stable + 0.05"),
+    Metric(condition="shadow_json_invalid_rate <= stable + 0.05"),
+)
+DEFAULT_TEMPLATE = "default"  # the built-in template's name; `templates: {default: ...}` overrides it
+DEFAULT_SHADOW_PERCENT = 20.0  # shadow share turned on for the default analysis when the rollout has none
 
-    metrics: list[Metric]
+
+class AnalysisTemplate(_Frozen, frozen=True, kw_only=True):
+    """Argo Rollouts' AnalysisTemplate, in one place for all its metrics (see `analysis.py`).
+    Without `metrics`, the default ones (`DEFAULT_METRICS`)."""
+
+    metrics: list[Metric] = msgspec.field(default_factory=lambda: list(DEFAULT_METRICS))
     interval_s: float = 60.0
     count: int = 3
     failure_limit: int = 0
     inconclusive_limit: int = 0
     consecutive_error_limit: int = 4  # measurements that could not be taken, in a row
     min_requests: int = 20
+    # Below min_requests, a rate already shown bad by a sequential test fails the measurement.
+    early_failure: bool = True
 
 
 class Pause(_Frozen, frozen=True, kw_only=True):
@@ -164,6 +203,15 @@ class Pause(_Frozen, frozen=True, kw_only=True):
 class Shadow(_Frozen, frozen=True, kw_only=True):
     percent: float  # of the stable version's requests copied to the candidate
     duration_s: float = 0.0  # blue/green: how long to watch the shadow before the analysis or switch
+    # Of the stable version's requests, the share copied to the stable version itself (another
+    # sample: a request's `seed` is changed) for the self-consistency baseline that relative
+    # `shadow_*` conditions compare with. None: half of `percent`. Never more than 100 - percent.
+    baseline_percent: float | None = None
+
+    def baseline(self) -> float:
+        """The baseline share in effect: as given or half of `percent`, capped at 100 - percent."""
+        want = self.percent / 2 if self.baseline_percent is None else self.baseline_percent
+        return max(0.0, min(want, 100.0 - self.percent)) if self.percent > 0 else 0.0
 
 
 class Step(_Frozen, frozen=True, kw_only=True):
@@ -205,25 +253,45 @@ class RolloutSpec(_Frozen, frozen=True, kw_only=True):
     switch: Switch = Switch()  # blue/green
     keep_previous_s: float = 0.0
 
+    default_analysis: bool = True  # a rollout that names no analysis gets the default one
+
     def template(self, step: Step) -> AnalysisTemplate:
         ref = step.analysis
         if isinstance(ref, AnalysisTemplate):
             return ref
-        if ref is None or ref not in self.templates:
-            raise KeyError(f"no analysis template {ref!r}")
-        return self.templates[ref]
+        if ref is not None and ref in self.templates:
+            return self.templates[ref]
+        if ref == DEFAULT_TEMPLATE:
+            return AnalysisTemplate()
+        raise KeyError(f"no analysis template {ref!r}")
 
     def plan(self) -> tuple[Step, ...]:
-        """The steps the controller runs: a canary's own, or blue/green's spelled out as steps."""
-        if self.strategy == "canary":
-            return tuple(self.steps)
+        """The steps the controller runs: a canary's own, or blue/green's spelled out as steps.
+
+        A rollout that names no analysis (and has not turned `default_analysis` off) gets the
+        default one: a canary after each `set_weight` between 0 and 100 (with shadow traffic at
+        `DEFAULT_SHADOW_PERCENT` from the start unless a shadow step comes first), blue/green
+        after its shadow phase."""
         out: list[Step] = []
+        if self.strategy == "canary":
+            if not self._defaulted:
+                return tuple(self.steps)
+            for step in self.steps:
+                out.append(step)
+                if step.set_weight is not None and 0 < step.set_weight < 100:
+                    out.append(Step(analysis=DEFAULT_TEMPLATE))
+            first = next((s.kind for s in out if s.kind in ("shadow", "analysis")), None)
+            if first == "analysis":  # the default analysis reads shadow traffic: on from the start
+                out.insert(0, Step(shadow=Shadow(percent=DEFAULT_SHADOW_PERCENT)))
+            return tuple(out)
         if self.shadow is not None:
             out.append(Step(shadow=self.shadow))
             if self.shadow.duration_s > 0:
                 out.append(Step(pause=Pause(duration_s=self.shadow.duration_s)))
         if self.analysis is not None:
             out.append(Step(analysis=self.analysis))
+        elif self._defaulted and self.shadow is not None and self.shadow.percent > 0:
+            out.append(Step(analysis=DEFAULT_TEMPLATE))
         if self.shadow is not None:
             out.append(Step(shadow=Shadow(percent=0.0)))
         for i, w in enumerate(self.switch.weights):
@@ -231,6 +299,13 @@ class RolloutSpec(_Frozen, frozen=True, kw_only=True):
                 out.append(Step(pause=Pause(duration_s=self.switch.interval_s)))
             out.append(Step(set_weight=w))
         return tuple(out)
+
+    @property
+    def _defaulted(self) -> bool:
+        """True when the default analysis applies: turned on, and no step names an analysis."""
+        if not self.default_analysis:
+            return False
+        return self.analysis is None if self.strategy == "bluegreen" else all(s.analysis is None for s in self.steps)
 
     @property
     def sticky_header(self) -> str | None:
@@ -337,11 +412,13 @@ def _check_shadow(shadow: Shadow, where: str) -> None:
         raise ConfigError(f"{where}.percent: expected a percent from 0 to 100")
     if shadow.duration_s < 0:
         raise ConfigError(f"{where}.duration_s: expected a number >= 0")
+    if shadow.baseline_percent is not None and not 0 <= shadow.baseline_percent <= 100:
+        raise ConfigError(f"{where}.baseline_percent: expected a percent from 0 to 100")
 
 
 def _check_analysis_ref(spec: RolloutSpec, ref: str | AnalysisTemplate, where: str) -> None:
     if isinstance(ref, str):
-        if ref not in spec.templates:
+        if ref not in spec.templates and ref != DEFAULT_TEMPLATE:
             raise ConfigError(f"{where}: unknown analysis template {ref!r}")
     else:
         _check_template(ref, where)

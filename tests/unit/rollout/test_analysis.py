@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import random
+import re
+
+import orjson
+import pytest
+
 from interlock.observe.window import RequestStats
 from interlock.rollout import analysis as an
 from interlock.rollout.analysis import Measurement
+from interlock.rollout.shadow import compare, summarize
 from interlock.rollout.spec import AnalysisTemplate, Metric
 
 
@@ -127,3 +134,120 @@ def test_signals_from_window_stats() -> None:
     signals = an.signals_from_stats(stats.stats("chat", "v2", now - 60, now + 5))
     assert signals["requests"] == 100 and signals["error_rate"] == 0.05
     assert signals["p95_latency_ms"] is not None and 190 < signals["p95_latency_ms"] < 210
+
+
+# -- the default analysis, on shadow comparisons of made-up answers -----------------------------------
+SUPPORT = tuple(re.findall(r"\S+", "the request was handled and the account settings were updated as asked the "
+                           "change applies at the next sign-in and a confirmation was sent to the address on file"))  # fmt: skip
+ELSEWHERE = tuple(re.findall(r"\S+", "bananas ripen faster beside apples because ethylene gas speeds their "
+                             "softening in a warm kitchen bowl overnight"))  # fmt: skip
+
+
+def answer(rng: random.Random, words: tuple[str, ...] | list[str], scale: int = 1) -> str:
+    return " ".join(rng.choice(words) for _ in range(rng.randint(8, 30) * scale)).capitalize() + "."
+
+
+def as_json(text: str) -> str:
+    return orjson.dumps({"answer": text}).decode()
+
+
+def scenario(kind: str, seed: int, pairs: int = 40, baseline_pairs: int = 20) -> Measurement:
+    """One interval: `pairs` shadow comparisons of a candidate of this kind against stable, and
+    `baseline_pairs` of stable against itself; a third of the requests ask for JSON."""
+    rng = random.Random(seed)
+
+    def stable(asks_json: bool) -> str:
+        text = answer(rng, SUPPORT)
+        return as_json(text) if asks_json else text
+
+    def candidate(asks_json: bool) -> tuple[str, str]:
+        if kind == "off-topic":
+            text = answer(rng, ELSEWHERE)
+        elif kind == "refusal":
+            return "I'm sorry, but I can't help with that request.", "stop"
+        elif kind == "rambling":
+            return answer(rng, SUPPORT, scale=7), "length"
+        else:
+            text = answer(rng, SUPPORT)
+        return (as_json(text) if asks_json and kind != "json-breaking" else text), "stop"
+
+    shadows = []
+    for i in range(pairs):
+        asks = i % 3 == 0
+        text, finish = candidate(asks)
+        shadows.append(compare(stable(asks), 0.05, text, 0.05, shadow_finish=finish, wants_json=asks))
+    baseline = []
+    for i in range(baseline_pairs):
+        asks = i % 3 == 0
+        baseline.append(compare(stable(asks), 0.05, stable(asks), 0.05, wants_json=asks))
+    windows = {"error_rate": 0.0, "p95_latency_ms": 60.0}
+    return Measurement(
+        start=0.0,
+        end=10.0,
+        candidate={"requests": 40.0, **windows, **summarize(shadows).signals()},
+        stable={"requests": 360.0, **windows, **summarize(baseline).signals()},
+    )
+
+
+DEFAULT = AnalysisTemplate(interval_s=10.0, count=1, min_requests=10)
+
+
+def test_the_default_analysis_promotes_an_identical_candidate() -> None:
+    for seed in range(10):
+        r = run(DEFAULT, scenario("identical", seed))
+        assert r.phase == an.SUCCESSFUL, (seed, r.message)
+
+
+@pytest.mark.parametrize(
+    ("kind", "failing"),
+    [
+        ("off-topic", {"shadow_similarity"}),
+        ("refusal", {"shadow_similarity", "shadow_refusal_rate"}),
+        ("rambling", {"shadow_length_ratio_max", "shadow_unfinished_rate"}),
+        ("json-breaking", {"shadow_json_invalid_rate"}),
+    ],
+)
+def test_the_default_analysis_fails_a_worse_candidate_at_its_first_measurement(kind: str, failing: set[str]) -> None:
+    for seed in range(5):
+        r = run(DEFAULT, scenario(kind, seed))
+        assert r.phase == an.FAILED and r.taken == 1
+        failed = {x.name for x in r.metrics if x.phase == an.FAILED}
+        # Each fails on what is wrong with it (and on nothing an identical candidate could trip); the
+        # refusing and rambling ones give no JSON when asked, so they also fail that signal.
+        assert failing <= failed <= failing | {"shadow_json_invalid_rate", "shadow_length_ratio_min"}, seed
+
+
+def test_relative_shadow_conditions_read_the_stable_baseline() -> None:
+    t = template("shadow_similarity > stable * 0.8", min_requests=10)
+    sig = {"shadow_requests": 30.0, "shadow_similarity": 0.45}
+    no_baseline = Measurement(start=0.0, end=10.0, candidate=sig, stable={"requests": 300.0})
+    assert run(t, no_baseline).phase == an.INCONCLUSIVE  # without a baseline: nothing to compare with
+    low = Measurement(start=0.0, end=10.0, candidate=sig, stable={"shadow_requests": 12.0, "shadow_similarity": 0.5})
+    assert run(t, low).phase == an.RUNNING  # 0.45 > 0.4: passed, two more to go
+    high = Measurement(start=0.0, end=10.0, candidate=sig, stable={"shadow_requests": 12.0, "shadow_similarity": 0.9})
+    assert run(t, high).phase == an.FAILED
+
+
+def test_below_min_requests_a_rate_already_shown_bad_fails_and_says_on_what_evidence() -> None:
+    t = template("shadow_refusal_rate <= stable + 0.05", min_requests=20)
+    base = {"shadow_requests": 30.0, "shadow_refusal_rate": 0.0}
+
+    def refusing(n: float) -> Measurement:
+        cand = {"shadow_requests": n, "shadow_answered": n, "shadow_refusal_rate": 1.0}
+        return Measurement(start=0.0, end=10.0, candidate=cand, stable=base)
+
+    assert run(t, refusing(6)).phase == an.INCONCLUSIVE  # 6 ln 2 = 4.2 < 4.55: not yet
+    r = run(t, refusing(8))
+    assert r.phase == an.FAILED and "SPRT: 8 of 8" in r.message and "before min_requests" in r.message
+    off = AnalysisTemplate(metrics=t.metrics, min_requests=20, early_failure=False)
+    assert run(off, refusing(8)).phase == an.INCONCLUSIVE
+    # Not a rate, or not kept under its threshold: no early verdict.
+    sim = template("shadow_similarity > 0.5", min_requests=20)
+    few = Measurement(start=0.0, end=10.0, candidate={"shadow_requests": 8.0, "shadow_similarity": 0.0})
+    assert run(sim, few).phase == an.INCONCLUSIVE
+    # No stable baseline to put the threshold on: no early verdict either.
+    alone = Measurement(start=0.0, end=10.0, candidate=refusing(8).candidate)
+    assert run(t, alone).phase == an.INCONCLUSIVE
+    # The candidate's own errors, before min_requests: 7 failures in 8 requests.
+    errors = Measurement(start=0.0, end=10.0, candidate={"requests": 8.0, "error_rate": 7 / 8})
+    assert run(template("error_rate < 0.05", min_requests=20), errors).phase == an.FAILED

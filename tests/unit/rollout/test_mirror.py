@@ -11,6 +11,7 @@ import logging
 import random
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
@@ -30,7 +31,7 @@ from interlock.security.roles import class_rank
 from tests.support.answers import chat
 from tests.support.clock import Clock
 from tests.support.context import context
-from tests.support.providers import Recording, Scripted
+from tests.support.providers import Recording
 
 STABLE_ANSWER = chat(None)  # "hi there"
 CANDIDATE_ANSWER = orjson.dumps(
@@ -42,10 +43,11 @@ class Rollout:
     """What the rollout driver tells the runner: `chat` rolls out from v1 to v2, copying `percent`
     of the stable version's answers."""
 
-    def __init__(self, percent: float) -> None:
+    def __init__(self, percent: float, baseline: float = 0.0) -> None:
         self.percent = percent
-        self._state = initial_state(parse_spec({"model": "chat", "stable": "v1", "candidate": "v2",
-                                                "steps": [{"set_weight": 10}]}), 0.0)  # fmt: skip
+        state = initial_state(parse_spec({"model": "chat", "stable": "v1", "candidate": "v2",
+                                          "steps": [{"set_weight": 10}]}), 0.0)  # fmt: skip
+        self._state = msgspec.structs.replace(state, baseline_percent=baseline)
 
     def shadow_percent(self, model: str) -> float:
         return self.percent if model == "chat" else 0.0
@@ -82,8 +84,10 @@ class Candidate(Recording):
 class Shadows:
     """A runner over a router whose group `chat` has a stable (v1) and a candidate (v2) deployment."""
 
-    def __init__(self, percent: float = 100.0, candidate: Candidate | None = None, **runner: Any) -> None:
-        self.stable = Scripted("stable-1")
+    def __init__(
+        self, percent: float = 100.0, candidate: Candidate | None = None, baseline: float = 0.0, **runner: Any
+    ) -> None:
+        self.stable = Recording("stable-1")
         self.candidate = candidate or Candidate()
         deployments = [
             DeploymentRuntime(self.stable, 1.0, CircuitBreaker(3, 30, 10), version="v1"),
@@ -94,7 +98,9 @@ class Shadows:
         self.log = ShadowLog(None, "test:rollout:")
         self.metrics = Metrics(CollectorRegistry())
         runner.setdefault("rng", random.Random(0))
-        self.runner = ShadowRunner(Rollout(percent), router, self.log, self.metrics, clock=Clock(1000.0), **runner)
+        self.runner = ShadowRunner(
+            Rollout(percent, baseline), router, self.log, self.metrics, clock=Clock(1000.0), **runner
+        )
 
     async def done(self) -> ShadowSummary:
         """Wait for the shadows `offer` started (it names their tasks `shadow <request id>`); what
@@ -240,3 +246,35 @@ async def test_close_cancels_the_shadows_in_flight() -> None:
     assert candidate.cancelled == 3
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("shadow ")]
     assert (await shadows.log.summary("chat", 0.0, 2000.0)).requests == 0 and shadows.counted("ok") is None
+
+
+async def test_a_baseline_share_goes_to_the_stable_version_as_another_sample_and_is_logged_apart() -> None:
+    shadows = Shadows(percent=50.0, baseline=50.0, rng=random.Random(3))
+    shadows.stable.script = [STABLE_ANSWER] * 200  # stable answers the same again
+    for i in range(200):
+        ctx = answered(request_id=f"r{i}")
+        ctx.protection.body = {"model": "chat", "seed": 7, "messages": [{"role": "user", "content": "hi"}]}
+        shadows.runner.offer(ctx, STABLE_ANSWER)
+        candidate = await shadows.done()  # one at a time, under the concurrency cap
+    baseline = await shadows.log.summary("chat", 0.0, 2000.0, baseline=True)
+    # Every offer drew one of the two (50 + 50 %); each went to one version and was logged under it.
+    assert shadows.candidate.calls + shadows.stable.calls == 200 and 60 <= shadows.stable.calls <= 140
+    assert (candidate.requests, baseline.requests) == (shadows.candidate.calls, shadows.stable.calls)
+    assert {b["seed"] for b in shadows.stable.bodies} == {8} and {b["seed"] for b in shadows.candidate.bodies} == {7}
+    assert baseline.similarity_mean == 1.0 and baseline.errors == 0
+    assert candidate.similarity_mean == pytest.approx(2 / 3)
+    stable_counted = shadows.metrics.registry.get_sample_value(
+        "interlock_shadow_requests_total", {"model": "chat", "version": "v1", "outcome": "ok"}
+    )
+    assert stable_counted == shadows.stable.calls
+
+
+async def test_a_shadow_answer_is_judged_on_its_own_refusal_finish_and_json() -> None:
+    refusal = orjson.dumps({"choices": [{"index": 0, "finish_reason": "length",
+                                         "message": {"role": "assistant", "content": "I'm sorry, but I can't help"}}]})  # fmt: skip
+    shadows = Shadows(candidate=Candidate(script=[refusal]))
+    ctx = answered()
+    ctx.protection.body = {"model": "chat", "response_format": {"type": "json_object"}, "messages": []}
+    shadows.runner.offer(ctx, STABLE_ANSWER)
+    summary = await shadows.done()
+    assert (summary.refusals, summary.unfinished, summary.json_requests, summary.json_invalid) == (1, 1, 1, 1)

@@ -40,3 +40,20 @@ def test_summary_signals() -> None:
     sig = s.signals()
     assert sig["shadow_requests"] == 3 and sig["shadow_similarity"] == s.similarity_mean
     assert summarize([]).signals()["shadow_similarity"] is None
+
+
+def test_a_shadow_answer_on_its_own_refusal_finish_and_json() -> None:
+    refusal = compare("Open Settings.", 1.0, "I'm sorry, but I can't help with that.", 1.0, shadow_finish="stop")
+    assert refusal.refusal and not refusal.unfinished and refusal.json_invalid is None
+    cut = compare("Open Settings.", 1.0, '{"answer": "Open Sett', 1.0, shadow_finish="length", wants_json=True)
+    assert cut.unfinished and cut.json_invalid and not cut.refusal
+    fine = compare('{"a": 1}', 1.0, '{"a": 2}', 1.0, wants_json=True)
+    assert not (fine.refusal or fine.unfinished or fine.json_invalid)
+    s = summarize([refusal, cut, fine, compare("x", 1.0, None, None, wants_json=True)])
+    assert (s.refusals, s.unfinished, s.json_requests, s.json_invalid) == (1, 1, 2, 1)  # a failed shadow: none
+    sig = s.signals()
+    assert sig["shadow_refusal_rate"] == pytest.approx(1 / 3) and sig["shadow_unfinished_rate"] == pytest.approx(1 / 3)
+    assert sig["shadow_json_invalid_rate"] == 0.5
+    # No request asked for JSON: nothing was broken (0), not unknown; no answer at all: unknown.
+    assert summarize([refusal]).signals()["shadow_json_invalid_rate"] == 0.0
+    assert summarize([compare("x", 1.0, None, None)]).signals()["shadow_json_invalid_rate"] is None

@@ -6,7 +6,16 @@ import pytest
 import yaml
 
 from interlock.errors import ConfigError
-from interlock.rollout.spec import Condition, parse_condition, parse_rollouts, parse_spec
+from interlock.rollout.spec import (
+    DEFAULT_METRICS,
+    DEFAULT_SHADOW_PERCENT,
+    AnalysisTemplate,
+    Condition,
+    Shadow,
+    parse_condition,
+    parse_rollouts,
+    parse_spec,
+)
 
 CONFIG = """
 rollouts:
@@ -107,3 +116,53 @@ def test_conditions() -> None:
     assert parse_condition("ttft_p95_ms <= stable - 10").threshold(50.0) == 40.0
     assert parse_condition("drift_breaches == 0").holds(0.0, 0.0)
     assert parse_condition("error_rate <= stable").threshold(None) is None
+    both = parse_condition("p95_latency_ms < stable*1.5+50")
+    assert (both.factor, both.offset) == (1.5, 50.0) and both.threshold(100.0) == 200.0
+    assert parse_condition("p95_latency_ms < stable * 2 - 5").threshold(10.0) == 15.0
+    with pytest.raises(ValueError, match="stable"):
+        parse_condition("p95_latency_ms < stable + 5 * 2")
+
+
+def test_a_canary_that_names_no_analysis_gets_the_default_one_after_each_partial_weight() -> None:
+    spec = parse_spec({"model": "m", "stable": "a", "candidate": "b",
+                       "steps": [{"set_weight": 10}, {"pause": {"duration_s": 60}}, {"set_weight": 50}, {"pause": {}},
+                                 {"set_weight": 100}]})  # fmt: skip
+    kinds = [s.kind for s in spec.plan()]
+    assert kinds == ["shadow", "set_weight", "analysis", "pause", "set_weight", "analysis", "pause", "set_weight"]
+    assert spec.plan()[0].shadow == Shadow(percent=DEFAULT_SHADOW_PERCENT)
+    t = spec.template(spec.plan()[2])
+    assert [m.condition for m in t.metrics] == [m.condition for m in DEFAULT_METRICS]
+    assert t == AnalysisTemplate()  # the built-in template: the defaults of every key
+
+
+def test_the_default_analysis_keeps_a_shadow_step_given_and_can_be_tuned_or_turned_off() -> None:
+    base = {"model": "m", "stable": "a", "candidate": "b"}
+    given = parse_spec({**base, "steps": [{"shadow": {"percent": 5}}, {"set_weight": 10}]})
+    assert [s.kind for s in given.plan()] == ["shadow", "set_weight", "analysis"]
+    tuned = parse_spec({**base, "templates": {"default": {"interval_s": 5, "count": 1}}, "steps": [{"set_weight": 10}]})
+    t = tuned.template(tuned.plan()[2])
+    assert (t.interval_s, t.count, len(t.metrics)) == (5, 1, len(DEFAULT_METRICS))  # metrics left out: the defaults
+    off = parse_spec({**base, "default_analysis": False, "steps": [{"set_weight": 10}]})
+    assert [s.kind for s in off.plan()] == ["set_weight"]
+    named = parse_spec({**base, "steps": [{"set_weight": 10}, {"analysis": "default"}, {"set_weight": 50}]})
+    assert [s.kind for s in named.plan()] == ["set_weight", "analysis", "set_weight"]  # its own: nothing added
+    no_weight = parse_spec({**base, "steps": [{"pause": {}}]})
+    assert [s.kind for s in no_weight.plan()] == ["pause"]  # nothing to analyse, no shadow turned on
+    bluegreen = parse_spec({**base, "strategy": "bluegreen", "shadow": {"percent": 20, "duration_s": 60}})
+    assert [s.kind for s in bluegreen.plan()] == ["shadow", "pause", "analysis", "shadow", "set_weight"]
+
+
+def test_the_baseline_share() -> None:
+    assert Shadow(percent=20).baseline() == 10  # half the shadow share by default
+    assert Shadow(percent=20, baseline_percent=4).baseline() == 4
+    assert Shadow(percent=100).baseline() == 0 and Shadow(percent=80, baseline_percent=50).baseline() == 20
+    assert Shadow(percent=0, baseline_percent=10).baseline() == 0  # no shadow, no baseline
+    with pytest.raises(ConfigError, match=r"shadow.baseline_percent"):
+        parse_spec(
+            {
+                "model": "m",
+                "stable": "a",
+                "candidate": "b",
+                "steps": [{"shadow": {"percent": 5, "baseline_percent": 101}}],
+            }
+        )
