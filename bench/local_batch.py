@@ -3,13 +3,18 @@ streams: today's one-at-a-time path (`parallel: 1`) against the batch scheduler,
 and one run, in process (no HTTP: the provider's open_stream, as the router calls it).
 
     flock /tmp/interlock-bench.lock env PYTHONPATH=src .venv/bin/python bench/local_batch.py \\
-        [--tokens 64] [--rounds 2] [--parallel 4 8]
+        [--tokens 64] [--rounds 2] [--parallel 4 8] [--n-threads N] [--quantize q4_0|q8_0] [--steps]
 
 Each stream is a different chat prompt at temperature 0 asking for a long answer, `max_tokens`
 tokens at most; tokens are counted from the stream's own usage. Aggregate tokens/s is all the
 streams' completion tokens over the wall time from the first open to the last end; TTFT is from
 open_stream to the first content event, p50 over the streams of every round. Modes alternate
 within each round, and each keeps its best round, so a busy machine moves them together.
+
+`--steps` measures what bounds the gain instead: the time of one `llama_decode` of a batch of
+1, 2, 4 and 8 sequences' next tokens (and one sampling each), straight through the C API.
+`--quantize` first requantizes the GGUF (llama_model_quantize, into a temporary file) to see
+whether the weights' type changes that.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -25,7 +32,7 @@ import orjson
 from interlock.config import LocalDeployment
 from interlock.observe.metrics import Metrics
 from interlock.pipeline.context import Endpoint
-from interlock.providers.local import LocalProvider
+from interlock.providers.local import LocalProvider, default_model_path
 
 TOPICS = ["a cat", "the sea", "a lighthouse", "a robot", "winter", "a library", "a train", "the moon"]
 
@@ -58,17 +65,89 @@ async def measure(provider: LocalProvider, streams: int, tokens: int, tag: str) 
     return sum(n for _, n in results) / wall, [t for t, _ in results]
 
 
+def quantize(kind: str, out: Path) -> str:
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = {"q4_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0, "q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0}[kind]
+    params.allow_requantize = True
+    if llama_cpp.llama_model_quantize(str(default_model_path()).encode(), str(out).encode(), params) != 0:
+        raise SystemExit(f"quantizing to {kind} failed")
+    return str(out)
+
+
+def _put(batch: Any, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
+    batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = token, pos, 1, logits
+    batch.seq_id[i][0] = seq
+
+
+def steps(model_path: str, n_threads: int | None, repeat: int = 48) -> None:
+    """ms per decode step of N sequences' next tokens, after a short prompt each."""
+    import llama_cpp as c
+
+    llm = c.Llama(model_path, n_ctx=512, n_threads=n_threads, verbose=False)
+    prompt = llm.tokenize(b"<|im_start|>user\nWrite a long story.<|im_end|>\n<|im_start|>assistant\n", special=True)
+    print("| sequences per step | decode ms/step | sample ms/step | tokens/s |\n|---|---|---|---|")
+    for n in (1, 2, 4, 8):
+        params = type(llm.context_params).from_buffer_copy(llm.context_params)
+        params.n_ctx, params.n_seq_max, params.kv_unified = 512 * n, n, False
+        ctx = c.llama_init_from_model(llm.model, params)
+        batch = c.llama_batch_init(512, 0, 1)
+        samplers = [c.llama_sampler_init_greedy() for _ in range(n)]
+
+        batch.n_tokens = n * len(prompt)
+        for s in range(n):
+            for j, t in enumerate(prompt):
+                _put(batch, s * len(prompt) + j, t, j, s, j == len(prompt) - 1)
+        c.llama_decode(ctx, batch)
+        rows = [(s + 1) * len(prompt) - 1 for s in range(n)]
+        decode = sample = 0.0
+        for k in range(repeat):
+            t0 = time.perf_counter()
+            tokens = [c.llama_sampler_sample(samplers[s], ctx, rows[s]) for s in range(n)]
+            t1 = time.perf_counter()
+            batch.n_tokens = n
+            for s in range(n):
+                _put(batch, s, tokens[s], len(prompt) + k, s, True)
+            rows = list(range(n))
+            c.llama_decode(ctx, batch)
+            decode += time.perf_counter() - t1
+            sample += t1 - t0
+        print(
+            f"| {n} | {decode / repeat * 1000:.1f} | {sample / repeat * 1000:.2f} | {n * repeat / (decode + sample):.0f} |"
+        )
+        for sampler in samplers:
+            c.llama_sampler_free(sampler)
+        c.llama_batch_free(batch)
+        c.llama_free(ctx)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--parallel", type=int, nargs="+", default=[4, 8])
+    parser.add_argument("--n-threads", type=int, default=None)
+    parser.add_argument("--quantize", choices=["q4_0", "q8_0"], default=None)
+    parser.add_argument("--steps", action="store_true")
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        model = quantize(args.quantize, Path(tmp) / "model.gguf") if args.quantize else str(default_model_path())
+        if args.steps:
+            steps(model, args.n_threads)
+        else:
+            await streams(args, model)
+
+
+async def streams(args: argparse.Namespace, model: str) -> None:
     modes = {"single": 1, **{f"parallel {p}": p for p in args.parallel}}
     providers = {}
     for name, parallel in modes.items():
-        spec = LocalDeployment(id=name.replace(" ", "-"), embeddings=False, parallel=parallel, max_queue=64)
+        spec = LocalDeployment(
+            id=name.replace(" ", "-"), model_path=model, embeddings=False, parallel=parallel, max_queue=64,
+            n_threads=args.n_threads,
+        )  # fmt: skip
         providers[name] = LocalProvider(spec, Metrics())
         await providers[name].start()
     for provider in providers.values():  # warm each context once

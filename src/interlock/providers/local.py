@@ -146,7 +146,8 @@ class LocalProvider:
             verbose=False,
         )
         if self._spec.parallel > 1:
-            self._batch = BatchScheduler(self._llm, self._spec.parallel, self._spec.n_ctx, self.id)
+            spec = self._spec
+            self._batch = BatchScheduler(self._llm, spec.parallel, spec.n_ctx, self.id, spec.n_threads)
             self._slots = self._spec.parallel
 
     def _load_embedder(self) -> None:

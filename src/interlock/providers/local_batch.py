@@ -204,7 +204,7 @@ class _Answer:
 class BatchScheduler:
     """One llama.cpp context decoding up to `parallel` sequences per step, on its own thread."""
 
-    def __init__(self, llm: Any, parallel: int, n_ctx: int, name: str) -> None:
+    def __init__(self, llm: Any, parallel: int, n_ctx: int, name: str, n_threads: int | None = None) -> None:
         import llama_cpp
 
         self._c = llama_cpp
@@ -214,9 +214,12 @@ class BatchScheduler:
         self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         # The single path's context parameters (flash attention off, its threads, rope and yarn
-        # settings), so both compute alike; llama.cpp uses n_threads_batch for any batch of more
-        # than one token, so a step of several sequences gets every core.
+        # settings), so both compute alike. llama.cpp uses n_threads_batch for any batch of more
+        # than one token, so a step of several sequences gets every core, unless the deployment
+        # names its threads: then they are the threads of every step.
         params = type(llm.context_params).from_buffer_copy(llm.context_params)
+        if n_threads is not None:
+            params.n_threads = params.n_threads_batch = n_threads
         params.n_ctx = n_ctx * parallel
         params.n_seq_max = parallel
         params.n_batch = params.n_ubatch = self._n_batch = 512
