@@ -291,12 +291,16 @@ class BatchScheduler:
                     job = self._waiting.popleft()
                     if job.future.set_running_or_notify_cancel():
                         admitted.append((job, self._free.pop()))
-            for job, seq_id in admitted:
-                self._admit(job, seq_id)
-            for seq in [s for s in self._active if s.job.cancel.is_set()]:
-                self._end(seq, None)
-            if self._active:
-                self._step()
+            try:
+                for job, seq_id in admitted:
+                    self._admit(job, seq_id)
+                for seq in [s for s in self._active if s.job.cancel.is_set()]:
+                    self._end(seq, None)
+                if self._active:
+                    self._step()
+            except Exception as exc:  # the loop must outlive one bad step: its sequences fail, not hang
+                for seq in list(self._active):
+                    self._end(seq, UpstreamError(f"local model failed ({type(exc).__name__})"))
         for seq in list(self._active):
             self._end(seq, None)
 
