@@ -81,11 +81,13 @@ def _put(batch: Any, i: int, token: int, pos: int, seq: int, logits: bool) -> No
     batch.seq_id[i][0] = seq
 
 
-def steps(model_path: str, n_threads: int | None, repeat: int = 48) -> None:
+def steps(model_path: str, n_threads: int | None, n_threads_batch: int | None = None, repeat: int = 48) -> None:
     """ms per decode step of N sequences' next tokens, after a short prompt each."""
     import llama_cpp as c
 
-    llm = c.Llama(model_path, n_ctx=512, n_threads=n_threads, verbose=False)
+    # n_threads_batch: llama-cpp-python's default is every core, where n_threads defaults to half;
+    # give both the same to compare a step of N sequences with one of 1 at equal threads.
+    llm = c.Llama(model_path, n_ctx=512, n_threads=n_threads, n_threads_batch=n_threads_batch, verbose=False)
     prompt = llm.tokenize(b"<|im_start|>user\nWrite a long story.<|im_end|>\n<|im_start|>assistant\n", special=True)
     print("| sequences per step | decode ms/step | sample ms/step | tokens/s |\n|---|---|---|---|")
     for n in (1, 2, 4, 8):
@@ -129,13 +131,14 @@ async def main() -> None:
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--parallel", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--n-threads", type=int, default=None)
+    parser.add_argument("--n-threads-batch", type=int, default=None, help="with --steps: threads for batches")
     parser.add_argument("--quantize", choices=["q4_0", "q8_0"], default=None)
     parser.add_argument("--steps", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = quantize(args.quantize, Path(tmp) / "model.gguf") if args.quantize else str(default_model_path())
         if args.steps:
-            steps(model, args.n_threads)
+            steps(model, args.n_threads, args.n_threads_batch)
         else:
             await streams(args, model)
 
