@@ -99,7 +99,7 @@ class MicroBatcher:
                 job.future.set_exception(Unavailable("the embedding model is shutting down", retry_after=1))
         self._jobs.clear()
         self._queued = 0
-        self._pool.shutdown(wait=True)
+        await asyncio.to_thread(self._pool.shutdown, wait=True)  # a pass may still run: wait off the loop
 
     async def embed(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], list[int]]:
         """Vectors (len(texts), d) and the word pieces each text took."""

@@ -26,4 +26,6 @@ def redis_client(url: str, timeout_s: float, max_connections: int = MAX_CONNECTI
         # fail closed) within its own time budget.
         retry=Retry(NoBackoff(), 0),
     )
-    return Redis(connection_pool=pool)
+    # from_pool: the client owns the pool, so its aclose() disconnects the sockets too (with
+    # Redis(connection_pool=pool) they stayed open until the process ended).
+    return Redis.from_pool(pool)
