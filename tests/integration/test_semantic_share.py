@@ -49,7 +49,6 @@ class Process:
     async def close(self) -> None:
         await self.share.close()
         await self.client.aclose()
-        await self.client.connection_pool.disconnect()  # a pool passed in is not closed by aclose()
 
 
 @pytest.fixture
