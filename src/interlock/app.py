@@ -550,15 +550,18 @@ def make_drift_monitor(
     if drift is None:
         return None
     redis = make_redis(drift.redis, life, BLOB_TIMEOUT_MS) if drift.redis is not None else None
-    monitor = drift_monitor(settings, redis, metrics, embeddings.blocking() if embeddings is not None else None)
+    embedder = embeddings.blocking() if embeddings is not None else None
+    monitor = drift_monitor(settings, redis, metrics, embedder)
     return life.add(monitor, monitor.start, monitor.close)
 
 
 def drift_monitor(
     settings: Settings, redis: Redis | None, metrics: Metrics | None = None, embedder: Embedder | None = None
 ) -> DriftMonitor:
-    """The drift monitor of `settings.drift` over `redis` (the caller's to close); `embedder`
-    for the topic feature, else (the CLI) a model of its own when `drift.embeddings` asks. Imported
+    """The drift monitor of `settings.drift` over `redis` (the caller's to close). The topic
+    feature only when `drift.embeddings` asks for it: through `embedder` (the gateway's embedding
+    service, which a MiniLM deployment or a semantic cache may have made), else (the CLI) with a
+    model of its own. Imported
     here: the statistics pull in scipy (about 1.7 s at start), which a gateway without drift
     monitoring should not pay for."""
     from .observe.monitor import DriftMonitor, MonitorSettings
@@ -577,7 +580,9 @@ def drift_monitor(
     prefix = "interlock:drift:"
     if drift.redis is not None and drift.redis.prefix != RedisSettings().prefix:
         prefix = drift.redis.prefix
-    if drift.embeddings and embedder is None:
+    if not drift.embeddings:
+        embedder = None
+    elif embedder is None:
         from .embeddings.minilm import MiniLmEmbedder
 
         embedder = MiniLmEmbedder()

@@ -29,3 +29,20 @@ def test_a_rollouts_abort_becomes_an_alert_for_the_webhooks() -> None:
     alert = rollout_alert(event)
     assert (alert.model, alert.version, alert.state, alert.rule.name) == ("chat", "v2", State.FIRING, "RolloutAborted")
     assert alert.rule.labels["reason"] == "error_rate 0.2 > 0.05" and alert.rule.severity == "critical"
+
+
+def test_drift_embeds_prompts_only_when_its_config_asks_even_with_an_embedding_service() -> None:
+    def drift_embedder(embeddings: bool) -> object:
+        settings = parse_settings(
+            {
+                "models": [{"name": "e", "deployments": [{"id": "e", "backend": "minilm"}]}],  # makes the service
+                "drift": {"embeddings": embeddings},
+            }
+        )
+        gateway = build(settings)
+        embedder = gateway._admin._drift._embedder  # the drift monitor as built
+        asyncio.run(gateway._on_shutdown())
+        return embedder
+
+    assert drift_embedder(False) is None
+    assert drift_embedder(True) is not None
