@@ -10,7 +10,7 @@ batcher), on a pool of the same number of threads: 1 (the default, the other cor
 loop's) and 2 (`embeddings.threads: 2`). The four alternate per caller count, so load on the
 machine moves them together. In process, through the real model: HTTP is not in these figures.
 
-Part 2: a text found in the precomputed store: the memory tier's lookup alone, and the whole
+Part 2: a text found in the precomputed store: `EmbeddingStore.get` alone (memory tier, no Redis), and the whole
 `EmbeddingService.embed` call for one stored text (digest, lookup, copy into the answer array).
 """
 
@@ -114,7 +114,7 @@ async def store_hits(model: MiniLmEmbedder) -> None:
     n = 20_000
     began = time.perf_counter()
     for i in range(n):
-        store.get_local(service.model, [stored[i % 1000]])
+        await store.get(service.model, [stored[i % 1000]])
     lookup = (time.perf_counter() - began) / n
     runs = []
     for _ in range(5):
@@ -124,7 +124,7 @@ async def store_hits(model: MiniLmEmbedder) -> None:
         runs.append((time.perf_counter() - began) / n)
     await service.close()
     print()
-    print(f"store hit, memory lookup alone: {lookup * 1e6:.1f} us per text")
+    print(f"store hit, EmbeddingStore.get of one text (memory tier): {lookup * 1e6:.1f} us")
     print(f"store hit, EmbeddingService.embed of one stored text: {statistics.median(runs) * 1e6:.1f} us "
           f"(median of 5 rounds of {n})")  # fmt: skip
 

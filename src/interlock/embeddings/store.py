@@ -77,13 +77,6 @@ class EmbeddingStore:
     def __len__(self) -> int:
         return len(self._memory)
 
-    def get_local(self, model: str, texts: Sequence[str]) -> list[Embedded | None]:
-        """The memory tier only: no await, for callers on a hot path."""
-        found = [self._memory.get(text_key(model, t)) for t in texts]
-        hits = sum(f is not None for f in found)
-        self._metrics.embedding_lookups("memory", hits, len(found) - hits)
-        return found
-
     async def get(self, model: str, texts: Sequence[str]) -> list[Embedded | None]:
         """Each text's stored vector, or None: memory first, then one Redis round trip."""
         keys = [text_key(model, t) for t in texts]

@@ -41,7 +41,7 @@ async def test_memory_is_bounded_in_bytes_and_lookups_count_hits_and_misses() ->
     assert found[0] is None and [f.tokens for f in found[1:] if f is not None] == [2, 3, 4]
     assert metrics.embedding_store.labels("memory", "hit")._value.get() == 3
     assert metrics.embedding_store.labels("memory", "miss")._value.get() == 1
-    assert store.get_local("other-model", ["b"]) == [None]
+    assert await store.get("other-model", ["b"]) == [None]
 
 
 async def test_a_stored_vector_is_a_copy_of_the_batch_row() -> None:
