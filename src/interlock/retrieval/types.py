@@ -137,6 +137,10 @@ class Catalog(Protocol):
 
     async def file_counts(self, tenant: str, store_id: str) -> FileCounts: ...
 
+    async def in_progress(self) -> list[StoreFileRecord]:
+        """Every tenant's store files in status in_progress (ingestion resumes them at start)."""
+        ...
+
     # Chunks
     async def add_chunks(
         self, tenant: str, store_id: str, file_id: str, chunks: Sequence[Chunk], vectors: NDArray[Any]
