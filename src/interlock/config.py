@@ -169,12 +169,30 @@ class GroupCache(_Frozen, frozen=True, kw_only=True):
     semantic: SemanticCacheSettings | None = None  # opt-in: `semantic: {threshold: 0.92}`
 
 
+MAX_SEARCH_RESULTS = 50  # OpenAI's bound on a vector store search's max_num_results
+
+
+class GroupRetrieval(_Frozen, frozen=True, kw_only=True):
+    """A model group that answers with retrieval: every chat request to it searches these stores
+    (of the caller's tenant) with its last user turn, as if it had sent `vector_store_ids`."""
+
+    vector_store_ids: list[str]
+    max_results: int = 4
+    score_threshold: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require(bool(self.vector_store_ids), "vector_store_ids", "expected at least one vector store id")
+        _require(1 <= self.max_results <= MAX_SEARCH_RESULTS, "max_results", f"expected 1..{MAX_SEARCH_RESULTS}")
+        _require(_share(self.score_threshold), "score_threshold", "expected a similarity in [0, 1]")
+
+
 class ModelGroup(_Frozen, frozen=True, kw_only=True):
     name: str
     deployments: list[Deployment]
     strategy: Literal["weighted", "least_inflight", "lowest_latency"] = "weighted"
     fallbacks: list[str] = []
     cache: GroupCache = GroupCache()
+    retrieval: GroupRetrieval | None = None
 
     def __post_init__(self) -> None:
         _require(bool(self.deployments), "deployments", "expected at least one deployment")
@@ -309,6 +327,51 @@ class AuditSettings(_Frozen, frozen=True, kw_only=True):
     sqlite_path: str | None = None
     postgres_dsn: str | None = None
     spool_path: str | None = None  # default: interlock-audit.spool beside the config
+
+
+class ChunkingSettings(_Frozen, frozen=True, kw_only=True):
+    """OpenAI's static chunking strategy, for `retrieval.chunking` (what `auto` means here)."""
+
+    max_chunk_size_tokens: int
+    chunk_overlap_tokens: int
+
+    def __post_init__(self) -> None:
+        _require(100 <= self.max_chunk_size_tokens <= 4096, "max_chunk_size_tokens", "expected 100..4096")
+        _require(
+            0 <= self.chunk_overlap_tokens <= self.max_chunk_size_tokens // 2,
+            "chunk_overlap_tokens",
+            "expected 0 up to half of max_chunk_size_tokens",
+        )
+
+
+class RetrievalSettings(_Frozen, frozen=True, kw_only=True):
+    """Files, vector stores and retrieval (docs/retrieval.md). The catalog is SQLite (default:
+    interlock-vectors.db beside the config, its ANN index beside it) or PostgreSQL with pgvector
+    (`postgres_dsn`, written as a secret reference)."""
+
+    catalog: Literal["sqlite", "postgres"] = "sqlite"
+    sqlite_path: str | None = None
+    postgres_dsn: str | None = None
+    queue_size: int = 256  # files waiting for ingestion; past it an upload is refused with a 503
+    workers: int = 1  # files ingested at once
+    embed_batch: int = 64  # chunks per call to the embedding service
+    chunking: ChunkingSettings | None = None  # `chunking_strategy: auto`; default: retrieval/chunking.py's AUTO
+    max_file_bytes: int = 32 * 1024 * 1024  # the body limit of POST /v1/files
+    dlp_policy: str | None = None  # the DLP policy chunks are screened under; default: `default`
+    token_ttl_s: int = 10 * 365 * 86_400  # how long the vault keeps the values of tokenized chunks
+    template: str | None = None  # a `templates` name to put chunks into the prompt; default: built in
+    default_data_class: DataClassName = "internal"  # of a store created without `data_class`
+    max_results: int = 4  # chunks a chat request with `vector_store_ids` retrieves
+
+    def __post_init__(self) -> None:
+        _require(
+            self.catalog != "postgres" or bool(self.postgres_dsn), "postgres_dsn", "expected a DSN for catalog postgres"
+        )
+        _require(self.queue_size >= 1 and self.workers >= 1, "queue_size", "expected queue_size and workers >= 1")
+        _require(1 <= self.embed_batch <= 1024, "embed_batch", "expected 1..1024")
+        _require(self.max_file_bytes >= 1, "max_file_bytes", "expected a positive size")
+        _require(self.token_ttl_s >= 1, "token_ttl_s", "expected a positive number of seconds")
+        _require(1 <= self.max_results <= MAX_SEARCH_RESULTS, "max_results", f"expected 1..{MAX_SEARCH_RESULTS}")
 
 
 class UpstreamPool(_Frozen, frozen=True, kw_only=True):
@@ -677,6 +740,7 @@ class Settings(_Frozen, frozen=True, kw_only=True):
     rollouts: list[RolloutSpec] = []
     embeddings: EmbeddingsSettings = EmbeddingsSettings()
     templates: dict[str, TemplateSettings] = {}
+    retrieval: RetrievalSettings | None = None
 
     def __post_init__(self) -> None:
         for name, template in self.templates.items():
@@ -758,6 +822,24 @@ def check_across(settings: Settings) -> None:
             f"unknown model group {rule.model!r}",
         )
     _check_rollouts(settings, workers)
+    _check_retrieval(settings)
+
+
+def _check_retrieval(settings: Settings) -> None:
+    r = settings.retrieval
+    for i, group in enumerate(settings.models):
+        _must(
+            group.retrieval is None or r is not None,
+            f"$.models[{i}].retrieval",
+            "expected a `retrieval` section (where the vector stores are)",
+        )
+    if r is None:
+        return
+    dlp = settings.dlp
+    if r.dlp_policy is not None:
+        _must(dlp is not None and r.dlp_policy in dlp.policies, "$.retrieval.dlp_policy", "unknown DLP policy")
+    if r.template is not None:
+        _must(r.template in settings.templates, "$.retrieval.template", "unknown template")
 
 
 def _must(ok: bool, where: str, message: str) -> None:
@@ -844,6 +926,12 @@ def _place_key_store(settings: Settings, base_dir: Path) -> Settings:
                 rollout, sqlite_path=_beside(base_dir, rollout.sqlite_path, "interlock-rollouts.db")
             )
             settings = msgspec.structs.replace(settings, rollout=placed_rollout)
+    retrieval = settings.retrieval
+    if retrieval is not None and retrieval.catalog == "sqlite":
+        placed_vectors = _beside(base_dir, retrieval.sqlite_path, "interlock-vectors.db")
+        settings = msgspec.structs.replace(
+            settings, retrieval=msgspec.structs.replace(retrieval, sqlite_path=placed_vectors)
+        )
     drift = settings.drift
     if drift is not None and drift.references:
         references = {name: _beside(base_dir, path, path) for name, path in drift.references.items()}

@@ -23,6 +23,7 @@ from .exchange import Exchange
 from .http import ClientGone, Receive, RequestIds, Scope, Send, header_map, valid_request_id
 from .inference import InferenceHandler
 from .info import InfoHandlers
+from .retrieval_routes import RetrievalRoutes
 from .rollouts import ACTIONS, RolloutHandlers
 
 log = logging.getLogger("interlock.edge")
@@ -47,6 +48,7 @@ class Gateway:
         on_shutdown: Callable[[], Awaitable[None]],
         metrics: Metrics | None = None,
         rollouts: RolloutHandlers | None = None,
+        retrieval: RetrievalRoutes | None = None,
     ) -> None:
         self._metrics = metrics
         self._rollouts = rollouts or RolloutHandlers(None, {})
@@ -72,6 +74,8 @@ class Gateway:
         routes[("GET", "/admin/keys")] = (admin.list_keys, keys)
         routes[("GET", "/admin/drift")] = (admin.drift_reports, read_metrics)
         routes[("POST", "/admin/rollouts")] = (self._rollouts.start, Permission.ADMIN_ROLLOUTS)
+        self._retrieval = retrieval or RetrievalRoutes(None, None)
+        routes.update(self._retrieval.fixed())
         self._routes = routes
         self._paths = {path for _, path in routes}
 
@@ -94,6 +98,9 @@ class Gateway:
             return found
         if path in self._paths:
             raise MethodNotAllowed(f"Method {method} is not allowed on {path}")
+        routed = self._retrieval.match(method, path)
+        if routed is not None:
+            return routed
         match = _AZURE.match(path)
         if match is not None:
             if method != "POST":

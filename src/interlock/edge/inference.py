@@ -102,7 +102,7 @@ def answer_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
     routing = ctx.routing
     if routing.deployment is not None:
         extra.append((b"x-interlock-deployment", routing.deployment.encode()))
-    data_class = ctx.protection.data_class
+    data_class = ctx.data_class
     if data_class is not None:
         extra.append((b"x-interlock-data-class", data_class.encode()))
     if routing.served_model is not None and routing.served_model != ctx.request.model:

@@ -118,12 +118,17 @@ def parse_body(
     try:
         msgspec.convert(data, SCHEMAS[endpoint])
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        match = _PATH.search(text)
-        param = match.group(1) if match and match.group(1) else None
-        # msgspec quotes a bad value ("Invalid enum value 'x'"): never echo what a client sent.
-        raise BadRequest(f"Invalid request: {_QUOTED.sub('<value>', text)}", param=param) from None
+        raise invalid(exc) from None
     return data
+
+
+def invalid(exc: msgspec.ValidationError) -> BadRequest:
+    """msgspec's validation error as a 400 naming the field: msgspec quotes a bad value
+    ("Invalid enum value 'x'"), and what a client sent is never echoed."""
+    text = str(exc)
+    match = _PATH.search(text)
+    param = match.group(1) if match and match.group(1) else None
+    return BadRequest(f"Invalid request: {_QUOTED.sub('<value>', text)}", param=param)
 
 
 def apply_template(data: dict[str, Any], endpoint: Endpoint, templates: TemplateBook | None) -> None:

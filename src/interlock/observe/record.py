@@ -87,7 +87,7 @@ def audit_event(done: Finished) -> dict[str, object]:
         "model": done.model,
         "deployment": ctx.routing.deployment if ctx else None,
         "version": ctx.routing.version if ctx else None,
-        "data_class": ctx.protection.data_class if ctx else None,
+        "data_class": ctx.data_class if ctx else None,
         "findings": ctx.protection.findings if ctx else {},
         "cache": ctx.cache_result if ctx else None,
         "status": status,

@@ -123,7 +123,7 @@ class RequestTrace:
                 ("interlock.served_model", routing.served_model),
                 ("interlock.deployment", routing.deployment),
                 ("interlock.version", routing.version),
-                ("interlock.data_class", ctx.protection.data_class),
+                ("interlock.data_class", ctx.data_class),
                 ("gen_ai.response.finish_reasons", telemetry.finish_reason),
             ):
                 if value is not None:

@@ -9,6 +9,8 @@ stages fill in, each part written by one owner.
   time upstream, retries, token usage.
 - `Telemetry` is the telemetry stage's (`observe/stage.py`): finish reason, time to first token,
   confidence, whether logprobs were sampled.
+- `retrieval` is the retrieval stage's (`retrieval/stage.py`): the body with the retrieved chunks
+  in its prompt, the least data class the stores it read impose, the citations.
 - `cache_status` is the exact cache stage's, `semantic` the semantic cache stage's (the entry
   that answered); `cache_result` reads the two. `response_headers` are the limit stages' (they
   only append).
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ..observe.confidence import Confidence
-from ..security.roles import OPEN, Identity
+from ..security.roles import OPEN, Identity, class_rank
 
 if TYPE_CHECKING:
     from ..observe.tracing import RequestTrace
@@ -113,6 +115,14 @@ class Telemetry(msgspec.Struct):
     confidence: Confidence | None = None
 
 
+class Retrieval(msgspec.Struct):
+    """Written by the retrieval stage only."""
+
+    body: dict[str, Any] | None = None  # the body with the retrieved chunks in its prompt
+    data_class: str | None = None  # the most sensitive class of the stores searched
+    citations: list[dict[str, Any]] = []  # file_id, filename, chunk_index, score (never text)
+
+
 class SemanticMatch(msgspec.Struct, frozen=True):
     """Written by the semantic cache stage only: the entry that answered, and how close it was."""
 
@@ -135,15 +145,30 @@ class RequestContext(msgspec.Struct):
     telemetry: Telemetry = msgspec.field(default_factory=Telemetry)
     cache_status: str | None = None  # "hit" or "miss"; None when the cache was not consulted
     semantic: SemanticMatch | None = None  # a semantic cache hit
+    retrieval: Retrieval | None = None  # chunks from vector stores went into the prompt
     # Headers for the answer (x-ratelimit-*), as bytes ready for the wire.
     response_headers: list[tuple[bytes, bytes]] = []
 
     @property
     def body(self) -> dict[str, Any]:
-        """The body as it leaves the gateway: DLP's rewrite, or the parsed body when it had
+        """The body as it leaves the gateway: with retrieved chunks when retrieval added them (to
+        DLP's rewrite, or the parsed body), else DLP's rewrite, or the parsed body when it had
         nothing to change."""
+        retrieval = self.retrieval
+        if retrieval is not None and retrieval.body is not None:
+            return retrieval.body
         protected = self.protection.body
         return self.request.body if protected is None else protected
+
+    @property
+    def data_class(self) -> str | None:
+        """The class the request is routed by: the higher of DLP's and that of the stores it
+        retrieved from."""
+        protected = self.protection.data_class
+        retrieved = self.retrieval.data_class if self.retrieval is not None else None
+        if retrieved is None or (protected is not None and class_rank(protected) >= class_rank(retrieved)):
+            return protected
+        return retrieved
 
     @property
     def cache_result(self) -> str | None:

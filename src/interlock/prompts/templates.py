@@ -183,6 +183,11 @@ class TemplateBook:
                 raise ConfigError(f"$.templates.{name}.{key}: does not compile: {type(exc).__name__}") from None
         return _Compiled(*parts)
 
+    def variables(self, name: str) -> frozenset[str] | None:
+        """The variables the template `name` names (every one required), or None without it."""
+        template = self._templates.get(name)
+        return None if template is None else template.names
+
     @property
     def stats(self) -> TemplateStats:
         return TemplateStats(self._rendered, self._system_rendered, self._system_reused)

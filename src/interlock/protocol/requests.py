@@ -48,6 +48,8 @@ class ChatRequest(_Sampling, kw_only=True):
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
+    # Ours (the client's `extra_body`): vector stores to retrieve from (retrieval/stage.py).
+    vector_store_ids: Annotated[list[NonEmptyStr], msgspec.Meta(min_length=1, max_length=16)] | None = None
 
 
 class CompletionRequest(_Sampling, kw_only=True):

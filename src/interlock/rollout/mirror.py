@@ -125,7 +125,7 @@ class ShadowRunner:
         stable_text = answer_text(body)
         if stable_text is None:
             return
-        data_class = ctx.protection.data_class
+        data_class = ctx.data_class
         sensitivity = class_rank(data_class) if data_class else 0
         copy = resampled(dict(ctx.body)) if baseline else dict(ctx.body)
         work = self._run(model, target, request.request_id, copy, request.endpoint, sensitivity,

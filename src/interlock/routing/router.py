@@ -205,7 +205,7 @@ class Router:
         pick = STRATEGIES[group.strategy]
         tried: set[str] = set()
         last: InterlockError | None = None
-        data_class = ctx.protection.data_class
+        data_class = ctx.data_class
         sensitivity = class_rank(data_class) if data_class else 0
         if not any(d.max_class >= sensitivity for d in group.deployments):
             # Fail closed: this data never goes to a deployment not cleared for it, and the

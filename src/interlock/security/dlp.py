@@ -51,6 +51,16 @@ class Policy:
     log_clean_text: bool = False  # the redacted request log writes the text of requests with no findings
 
 
+@dataclass(frozen=True, slots=True)
+class Screened:
+    """`DlpStage.screen_texts`'s outcome: the texts as they may be kept, and what was in them."""
+
+    texts: list[str]
+    findings: dict[str, int]  # entity type -> count
+    data_class: str  # the class the findings make the texts
+    refused: tuple[str, ...]  # entity types the policy blocks that were found: keep none of it
+
+
 def mask(value: str) -> str:
     visible = value[-4:] if len(value) > 8 else ""
     return "****" + visible
@@ -124,6 +134,13 @@ class DlpStage:
         if size > policy.max_inline_chars:
             return False
         return size <= NON_ASCII_INLINE_CHARS or all(t.isascii() for t in texts)
+
+    async def _scan(self, policy: Policy, texts: list[str]) -> list[list[Entity]] | None:
+        """Entities per text: inline for short texts the patterns alone scan, else on a thread."""
+        extra = self._extra[policy.name]
+        if not extra and self._inline(policy, texts):
+            return self._scan_inline(policy, texts)
+        return await self._scan_threaded(policy, texts, extra)
 
     def _scan_inline(self, policy: Policy, texts: list[str]) -> list[list[Entity]] | None:
         """Entities per text, found by the patterns on the event loop: for short texts, which
@@ -207,11 +224,7 @@ class DlpStage:
                 angled = True
                 texts[i] = neutralise(text)
                 neutralised = neutralised or texts[i] != text
-        extra = self._extra[policy.name]
-        if not extra and self._inline(policy, texts):
-            found = self._scan_inline(policy, texts)
-        else:
-            found = await self._scan_threaded(policy, texts, extra)
+        found = await self._scan(policy, texts)
         if found is None or not any(found):  # the common case: nothing to act on
             if neutralised:
                 protection.body = _rewritten(request.body, texts)
@@ -233,7 +246,7 @@ class DlpStage:
                 f"Request blocked by DLP policy `{policy.name}`: it contains {', '.join(blocked)}",
                 code="dlp_blocked",
             )
-        tokens = await self._tokenize(ctx, policy, texts, found)
+        tokens = await self._tokenize(self._scope(ctx), policy, texts, found)
         rewritten = [self._apply(policy, text, entities, tokens) for text, entities in zip(texts, found, strict=True)]
         if neutralised or rewritten != texts:
             protection.body = _rewritten(request.body, rewritten)
@@ -265,7 +278,7 @@ class DlpStage:
             raise Forbidden(f"This identity may not send {data_class} data", code="data_class_forbidden")
 
     async def _tokenize(
-        self, ctx: RequestContext, policy: Policy, texts: list[str], found: list[list[Entity]]
+        self, scope: str, policy: Policy, texts: list[str], found: list[list[Entity]], ttl: int | None = None
     ) -> dict[tuple[str, str], str]:
         """Tokens for the values the policy tokenizes, from the vault: (type, value) -> token."""
         pairs = [
@@ -279,7 +292,7 @@ class DlpStage:
         if self._vault is None:
             raise Unavailable(f"DLP policy `{policy.name}` tokenizes, but no vault is configured")
         try:
-            return await self._vault.tokenize(self._scope(ctx), pairs)
+            return await self._vault.tokenize(scope, pairs, ttl)
         except (RedisError, OSError, TimeoutError):
             self._metrics.dlp_error(policy.name)
             raise Unavailable(
@@ -287,6 +300,33 @@ class DlpStage:
                 code="dlp_unavailable",
                 retry_after=1,
             ) from None
+
+    @property
+    def vault(self) -> TokenVault | None:
+        return self._vault
+
+    async def screen_texts(self, policy_name: str, texts: list[str], scope: str, ttl: int | None = None) -> Screened:
+        """Texts that are not a request (a document's chunks, at ingestion) screened under a
+        policy as a request's are: found, classified, and masked, redacted or tokenized (tokens
+        in the vault under `scope`, kept `ttl` seconds). Nothing is rewritten when an entity type
+        the policy blocks is found: `refused` names the types, and the caller refuses the text.
+        Detection failing raises `Unavailable` unless the policy says `on_error: allow`."""
+        policy = self._policies[policy_name]
+        texts = [neutralise(t) for t in texts]
+        found = await self._scan(policy, texts)
+        if found is None or not any(found):
+            return Screened(texts, {}, policy.default_class, ())
+        counts = Counter(e.type for entities in found for e in entities)
+        for kind, n in counts.items():
+            self._metrics.pii_found(kind, n)
+        classes = [policy.default_class, *(policy.classify[t] for t in counts if t in policy.classify)]
+        data_class = max(classes, key=class_rank)
+        refused = tuple(sorted(t for t in counts if policy.actions.get(t, policy.default_action) == "block"))
+        if refused:
+            return Screened(texts, dict(counts), data_class, refused)
+        tokens = await self._tokenize(scope, policy, texts, found, ttl)
+        rewritten = [self._apply(policy, text, entities, tokens) for text, entities in zip(texts, found, strict=True)]
+        return Screened(rewritten, dict(counts), data_class, ())
 
     @staticmethod
     def _apply(policy: Policy, text: str, entities: list[Entity], tokens: Mapping[tuple[str, str], str]) -> str:

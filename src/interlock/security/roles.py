@@ -14,6 +14,12 @@ class Permission(enum.StrEnum):
     ADMIN_KEYS = "admin_keys"
     ADMIN_ROLLOUTS = "admin_rollouts"
     ADMIN_CONFIG = "admin_config"
+    # Upload and delete files, create, change and delete vector stores, attach and detach files
+    # (reading them and searching is `invoke`).
+    MANAGE_FILES = "manage_files"
+    # See the values DLP tokenized in stored documents: de-tokenized search results and
+    # citations, a file's content as uploaded.
+    READ_PII = "read_pii"
 
 
 ALL = frozenset(Permission)
@@ -22,7 +28,7 @@ DEFAULT_ROLES: Mapping[str, frozenset[Permission]] = {
     "admin": ALL,
     "operator": frozenset({Permission.READ_METRICS, Permission.READ_AUDIT, Permission.ADMIN_ROLLOUTS}),
     "auditor": frozenset({Permission.READ_AUDIT, Permission.READ_METRICS}),
-    "user": frozenset({Permission.INVOKE}),
+    "user": frozenset({Permission.INVOKE, Permission.MANAGE_FILES}),
 }
 
 DATA_CLASSES = ("public", "internal", "confidential", "restricted")

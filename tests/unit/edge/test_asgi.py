@@ -41,6 +41,10 @@ ROUTES = [
     ("POST", "/admin/rollouts", ADMIN_ROLLOUTS), ("GET", "/admin/rollouts/m", ADMIN_ROLLOUTS),
     ("DELETE", "/admin/cache/semantic/m", Permission.ADMIN_CONFIG),
     *(("POST", f"/admin/rollouts/m/{action}", ADMIN_ROLLOUTS) for action in ACTIONS),
+    # The Files and Vector Stores API: without a `retrieval` section each answers 404 saying so.
+    ("POST", "/v1/files", INVOKE), ("GET", "/v1/files", INVOKE), ("POST", "/v1/vector_stores", INVOKE),
+    ("GET", "/v1/vector_stores", INVOKE), ("GET", "/v1/files/file-1", INVOKE),
+    ("GET", "/v1/vector_stores/vs_1/files", INVOKE),
 ]  # fmt: skip
 CHAT = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
 

@@ -9,6 +9,9 @@ from interlock.observe.metrics import Metrics
 from interlock.pipeline.context import RequestContext
 from interlock.security.dlp import DlpStage, Policy
 from interlock.security.pii.detector import Entity, PatternDetector
+from interlock.security.pii.detokenize import TOKEN
+from interlock.security.pii.vault import MemoryVaultStore, TokenVault
+from tests.support.clock import Clock
 from tests.support.context import context, reaches_the_rest
 
 
@@ -93,3 +96,44 @@ def test_long_text_that_is_not_ascii_is_scanned_off_the_event_loop() -> None:
     assert not DlpStage._inline(policy, ["a" * 40_000])
     assert DlpStage._inline(policy, ["电话" * 1000])  # 2,000 characters: inline still
     assert not DlpStage._inline(policy, ["电话" * 1500, "ascii"])  # 3,005, some not ASCII: a worker thread
+
+
+# -- screen_texts: stored documents' chunks ------------------------------------------------------------
+def screening_stage(policy: Policy, clock: Clock | None = None) -> tuple[DlpStage, TokenVault]:
+    vault = TokenVault(b"k" * 32, MemoryVaultStore(clock=clock or Clock(0.0)), ttl=60)
+    return DlpStage(PatternDetector(), {"docs": policy}, {}, vault, Metrics(CollectorRegistry())), vault
+
+
+async def test_screen_texts_tokenizes_under_the_scope_and_the_values_come_back_from_the_vault() -> None:
+    policy = Policy("docs", actions={"EMAIL": "tokenize"}, classify={"EMAIL": "confidential"})
+    stage, vault = screening_stage(policy)
+    screened = await stage.screen_texts("docs", ["Write to alice@example.com today.", "nothing here"], "t:vs:1")
+    assert "alice@example.com" not in screened.texts[0] and screened.texts[1] == "nothing here"
+    assert screened.findings == {"EMAIL": 1} and screened.data_class == "confidential" and not screened.refused
+    token = TOKEN.search(screened.texts[0])
+    assert token is not None
+    assert await vault.recall("t:vs:1", [token.group(0)]) == {token.group(0): "alice@example.com"}
+    assert await vault.recall("t:vs:2", [token.group(0)]) == {}  # another store's scope
+
+
+async def test_screen_texts_keeps_tokens_for_the_ttl_it_is_given_not_the_vaults() -> None:
+    clock = Clock(0.0)
+    stage, vault = screening_stage(Policy("docs", actions={"EMAIL": "tokenize"}), clock)
+    kept = (await stage.screen_texts("docs", ["alice@example.com"], "long", ttl=3600)).texts[0]
+    default = (await stage.screen_texts("docs", ["alice@example.com"], "short")).texts[0]
+    clock.now = 3000.0
+    assert await vault.recall("long", [kept]) == {kept: "alice@example.com"}
+    assert await vault.recall("short", [default]) == {}
+
+
+async def test_screen_texts_refuses_with_the_types_and_rewrites_nothing() -> None:
+    stage, _ = screening_stage(Policy("docs", actions={"EMAIL": "block", "US_SSN": "redact"}))
+    screened = await stage.screen_texts("docs", ["alice@example.com and 078-05-1120"], "s")
+    assert screened.refused == ("EMAIL",)
+    assert screened.texts == ["alice@example.com and 078-05-1120"]
+
+
+async def test_screen_texts_defuses_token_shaped_text_of_the_document() -> None:
+    stage, _ = screening_stage(Policy("docs"))
+    screened = await stage.screen_texts("docs", ["see <EMAIL_abcdefghijkl>"], "s")
+    assert TOKEN.search(screened.texts[0]) is None

@@ -101,8 +101,11 @@ class TokenVault:
         except (InvalidTag, ValueError):
             return None
 
-    async def tokenize(self, scope: str, values: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        """Tokens for (type, value) pairs, their mappings stored. Raises if the store fails."""
+    async def tokenize(
+        self, scope: str, values: Iterable[tuple[str, str]], ttl: int | None = None
+    ) -> dict[tuple[str, str], str]:
+        """Tokens for (type, value) pairs, their mappings stored for `ttl` seconds (the vault's
+        own by default; stored documents keep theirs longer). Raises if the store fails."""
         wanted = {(kind, value): self.token(scope, kind, value) for kind, value in set(values)}
         if not wanted:
             return {}
@@ -116,7 +119,9 @@ class TokenVault:
             if (held is not None and held != value) or claimed.get(token, value) != value:
                 token = wanted[(kind, value)] = self.token(scope, kind, value, LONG)  # a collision
             claimed[token] = value
-        await self._store.put_many({f"{scope}:{t}": self._seal(scope, t, v) for t, v in claimed.items()}, self._ttl)
+        await self._store.put_many(
+            {f"{scope}:{t}": self._seal(scope, t, v) for t, v in claimed.items()}, ttl or self._ttl
+        )
         return wanted
 
     async def close(self) -> None:

@@ -1,0 +1,220 @@
+"""Ingestion: a file attached to a vector store becomes chunks with vectors, in the background.
+
+`Ingestor.submit` puts a job on a bounded queue and returns at once; the store file is
+`in_progress`. When the queue is full the file is refused (`Overloaded`, a 503 with
+`Retry-After`): the API answers it and no link is made, so nothing waits that nobody watches.
+`workers` loops (`lifecycle.Background`) take jobs one at a time and, per file:
+
+    the sealed bytes -> extract (a worker thread) -> chunk by tokens with overlap (a thread)
+    -> DLP on every chunk under the retrieval policy -> embed in batches through the gateway's
+    embedding service -> `catalog.add_chunks` -> `completed`
+
+or `failed` with a reason that names what went wrong, never the document's text:
+`unsupported_file: ...` and `invalid_file: ...` (extract.py's reasons), `pii_refused:
+EMAIL_ADDRESS, PHONE_NUMBER` (the policy blocks those types: nothing of the file is indexed),
+`data_class_exceeded: restricted` (its findings class it above its store), `dlp_unavailable`,
+`server_error: <exception type>`. One file
+failing leaves every other job as it was: the loop catches what one job raises.
+
+After a restart, the store files left `in_progress` (a job queued or running when the process
+stopped) are resumed: `start` queues them again before the workers begin. `add_chunks` replaces
+chunks of the same index, so a file whose chunks were partly written is not duplicated; one that
+does not fit the queue is marked failed (`interrupted`).
+
+A file detached (or its store deleted) while it was being ingested: its chunks are dropped, and
+no status is written back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgspec
+import numpy as np
+
+from ..errors import Overloaded, Unavailable
+from ..lifecycle import Background
+from ..security.roles import class_rank
+from .chunking import ChunkingStrategy
+from .extract import ExtractError
+from .sealed import Seal
+from .types import Catalog, Chunk, FileStatus, StoreFileRecord
+
+log = logging.getLogger("interlock.retrieval")
+
+# (bytes, filename) -> text; raises ExtractError (its code and message name why, never what it says)
+Extract = Callable[[bytes, str], str]
+# (text, strategy) -> chunks in order (chunking.py's Chunker.split)
+ChunkText = Callable[[str, ChunkingStrategy], list[Chunk]]
+
+
+class Embed(Protocol):
+    async def embed(self, texts: Sequence[str]) -> Any: ...
+
+
+class Screen(Protocol):
+    """DLP for stored text (security/dlp.py's `DlpStage.screen_texts`, bound to a policy)."""
+
+    async def __call__(self, texts: list[str], scope: str) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    tenant: str
+    store_id: str
+    file_id: str
+    store_class: str  # the store's data class: findings above it fail the file
+    chunking: ChunkingStrategy
+
+
+class FileFailed(Exception):
+    """One file cannot be ingested; the message is its `last_error` (no document text)."""
+
+
+def token_scope(tenant: str, store_id: str) -> str:
+    """The vault scope of a store's tokens: one value gets one token across the store's files."""
+    return f"{tenant}:vs:{store_id}"
+
+
+class Ingestor:
+    def __init__(
+        self,
+        catalog: Catalog,
+        seal: Seal,
+        extract: Extract,
+        chunk: ChunkText,
+        embedder: Embed,
+        screen: Screen | None,
+        *,
+        workers: int = 1,
+        queue_size: int = 256,
+        batch: int = 64,
+        on_done: Callable[[Job, StoreFileRecord], Awaitable[None]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._catalog = catalog
+        self._seal = seal
+        self._extract = extract
+        self._chunk = chunk
+        self._embedder = embedder
+        self._screen = screen
+        self._batch = batch
+        self._on_done = on_done
+        self._clock = clock
+        self._queue: asyncio.Queue[Job] = asyncio.Queue(queue_size)
+        self._loops = [Background(f"ingest {i}", self._run) for i in range(workers)]
+        self._idle = asyncio.Event()
+        self._busy = 0
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, job: Job) -> None:
+        """Queue a file for ingestion, or refuse it when the queue is full (503, Retry-After)."""
+        try:
+            self._queue.put_nowait(job)
+        except asyncio.QueueFull:
+            raise Overloaded("The ingestion queue is full; attach the file again later", retry_after=5) from None
+        self._idle.clear()
+
+    async def start(self, pending: Sequence[tuple[Job, StoreFileRecord]] = ()) -> None:
+        """Queue `pending` (store files left in_progress by an earlier process), then run."""
+        for job, record in pending:
+            try:
+                self.submit(job)
+            except Overloaded:
+                await self._write(record, "failed", "interrupted")
+        for loop in self._loops:
+            loop.start()
+
+    async def close(self) -> None:
+        for loop in self._loops:
+            await loop.stop()
+
+    async def drained(self) -> None:
+        """Until the queue is empty and no job runs (tests and the command line wait on it)."""
+        while self._queue.qsize() or self._busy:
+            self._idle.clear()
+            await self._idle.wait()
+
+    async def _run(self) -> None:
+        while True:
+            job = await self._queue.get()
+            self._busy += 1
+            try:
+                await self._one(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a loop that must survive one bad file: logged, the file failed
+                log.exception("ingestion of %s failed", job.file_id)
+            finally:
+                self._busy -= 1
+                if not self._queue.qsize() and not self._busy:
+                    self._idle.set()
+
+    async def _one(self, job: Job) -> None:
+        record = await self._catalog.get_store_file(job.tenant, job.store_id, job.file_id)
+        if record is None or record.status != "in_progress":
+            return  # detached meanwhile, or already done
+        try:
+            chunks, vectors = await self._prepare(job)
+        except FileFailed as exc:
+            await self._finish(job, record, "failed", str(exc))
+            return
+        except (OSError, TimeoutError, msgspec.DecodeError) as exc:
+            await self._finish(job, record, "failed", f"server_error: {type(exc).__name__}")
+            return
+        if chunks:
+            await self._catalog.add_chunks(job.tenant, job.store_id, job.file_id, chunks, vectors)
+        if await self._catalog.get_store_file(job.tenant, job.store_id, job.file_id) is None:
+            await self._catalog.delete_store_file(job.tenant, job.store_id, job.file_id)  # detached meanwhile
+            return
+        usage = sum(len(c.text.encode()) + 4 * vectors.shape[1] for c in chunks) if chunks else 0
+        await self._finish(job, msgspec.structs.replace(record, usage_bytes=usage), "completed", None)
+
+    async def _prepare(self, job: Job) -> tuple[list[Chunk], Any]:
+        meta = await self._catalog.get_file(job.tenant, job.file_id)
+        stored = await self._catalog.file_content(job.tenant, job.file_id)
+        if meta is None or stored is None:
+            raise FileFailed("file_not_found")
+        content = self._seal.open(job.tenant, job.file_id, stored)
+        try:
+            text = await asyncio.to_thread(self._extract, content, meta.filename)
+        except ExtractError as exc:  # its message says why, never what the file says
+            raise FileFailed(f"{exc.code}: {exc.message}") from None
+        chunks = await asyncio.to_thread(self._chunk, text, job.chunking)
+        chunks = await self._protect(job, chunks)
+        texts = [c.text for c in chunks]
+        parts = [await self._embedder.embed(texts[i : i + self._batch]) for i in range(0, len(texts), self._batch)]
+        vectors = np.concatenate(parts) if parts else np.empty((0, 0), dtype=np.float32)
+        return chunks, vectors
+
+    async def _protect(self, job: Job, chunks: list[Chunk]) -> list[Chunk]:
+        """Every chunk through DLP before anything of it is embedded or stored."""
+        if self._screen is None or not chunks:
+            return chunks
+        try:
+            screened = await self._screen([c.text for c in chunks], token_scope(job.tenant, job.store_id))
+        except Unavailable:
+            raise FileFailed("dlp_unavailable") from None
+        if screened.refused:
+            raise FileFailed(f"pii_refused: {', '.join(screened.refused)}")
+        if class_rank(screened.data_class) > class_rank(job.store_class):
+            raise FileFailed(f"data_class_exceeded: {screened.data_class}")
+        return [msgspec.structs.replace(c, text=t) for c, t in zip(chunks, screened.texts, strict=True)]
+
+    async def _finish(self, job: Job, record: StoreFileRecord, status: FileStatus, error: str | None) -> None:
+        done = await self._write(record, status, error)
+        if self._on_done is not None:
+            await self._on_done(job, done)
+
+    async def _write(self, record: StoreFileRecord, status: FileStatus, error: str | None) -> StoreFileRecord:
+        done = msgspec.structs.replace(record, status=status, last_error=error)
+        await self._catalog.put_store_file(done)
+        return done
