@@ -154,5 +154,8 @@ class Catalog(Protocol):
         filters: Mapping[str, Any] | None = None, score_threshold: float = 0.0,
     ) -> list[Hit]:  # fmt: skip
         """The `k` chunks closest to the unit `vector` over the named stores, best first, each at
-        least `score_threshold`; `filters` is OpenAI's attribute filter (comparison or compound)."""
+        least `score_threshold`; `filters` is OpenAI's attribute filter (comparison or compound),
+        on the store file's attributes. Only chunks of store files whose status is `completed`
+        are searched (a file still being ingested, or failed part way, is not); stores not the
+        tenant's are skipped. A bad filter raises `BadRequest` naming the field."""
         ...

@@ -1,0 +1,571 @@
+"""The embedded vector store catalog: SQLite in the data directory, an HNSW graph per store beside it.
+
+    <directory>/catalog.sqlite3     files, stores, store files, chunks (text, vector) and attributes
+    <directory>/files/<file id>     each file's bytes, as uploaded
+    <directory>/index/<store id>-<version>.hnsw   the store's graph as of that version of the store
+
+SQLite (the standard library's sqlite3, WAL, `synchronous=NORMAL`) is the truth: every chunk's text
+and float32 vector is a row, so a store's search structure (`vector_index.StoreIndex`) can always be
+rebuilt from it. One worker thread owns the connection and the in-memory indexes: every call of the
+`Catalog` Protocol is a job on that thread, so neither needs a lock, and the event loop never waits
+on disk. A file's bytes are read and written off that thread (`asyncio.to_thread`), so a large
+upload does not hold up searches.
+
+Restarts. A store's index is loaded on first use: its chunks from SQLite, its graph from the
+`.hnsw` file saved at the store's current version (every change to a store's chunks or file
+statuses bumps `stores.version` in the same transaction). A graph saved at another version, or
+none (a crash before the save), means a rebuild from the rows, on all cores, once. Graphs are saved
+when `close` runs and after a change once `save_interval` seconds have passed since the store's
+last save, so a crash costs at most a rebuild, never data. Another process writing the same
+directory bumps the version, and this one reloads that store at its next use: correct, but the
+reload is a rebuild; run one writer per directory (several gateway processes want PostgreSQL).
+
+Why hnswlib, measured by `bench/rag/ann.py` at 100k clustered unit vectors of 384 dimensions, k=10,
+one query at a time on the 2-core machine (bench/RESULTS.md, "Vector stores", has the table):
+hnswlib searched fastest with recall@10 of 1.0 at 10k, built and saved/loaded quickly, and is already
+a dependency (the semantic cache's); usearch was slower to search at the same recall; sqlite-vec
+scans (exact, like numpy but slower) and cannot load into this CPython's sqlite3 at all (built
+without `enable_load_extension`), so it would bring apsw or pysqlite3 with it. See `vector_index.py`
+for exact search in small stores, deletions and how filters combine with k.
+
+Search returns the chunks of files whose store file is `completed`, and so does every catalog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+import orjson
+from numpy.typing import NDArray
+
+from interlock.embeddings.minilm import DIM
+from interlock.errors import NotFound
+from interlock.retrieval.filters import matches, parse_filter
+from interlock.retrieval.types import (
+    Attribute,
+    Chunk,
+    FileCounts,
+    FileRecord,
+    FileStatus,
+    Hit,
+    StoreFileRecord,
+    StoreRecord,
+)
+from interlock.retrieval.vector_index import StoreIndex
+
+_T = TypeVar("_T")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+  id TEXT PRIMARY KEY, tenant TEXT NOT NULL, filename TEXT NOT NULL, purpose TEXT NOT NULL,
+  bytes INTEGER NOT NULL, created_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS files_by_tenant ON files (tenant, created_at, id);
+CREATE TABLE IF NOT EXISTS stores (
+  id TEXT PRIMARY KEY, tenant TEXT NOT NULL, name TEXT NOT NULL, data_class TEXT NOT NULL,
+  created_at INTEGER NOT NULL, metadata TEXT NOT NULL, last_active_at INTEGER,
+  version INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS stores_by_tenant ON stores (tenant, created_at, id);
+CREATE TABLE IF NOT EXISTS store_files (
+  store_id TEXT NOT NULL, file_id TEXT NOT NULL, tenant TEXT NOT NULL, status TEXT NOT NULL,
+  created_at INTEGER NOT NULL, attributes TEXT NOT NULL, chunking TEXT NOT NULL,
+  usage_bytes INTEGER NOT NULL, last_error TEXT, PRIMARY KEY (store_id, file_id));
+CREATE INDEX IF NOT EXISTS store_files_by_file ON store_files (file_id);
+CREATE TABLE IF NOT EXISTS chunks (
+  store_id TEXT NOT NULL, file_id TEXT NOT NULL, idx INTEGER NOT NULL, slot INTEGER NOT NULL,
+  text TEXT NOT NULL, tokens INTEGER NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (store_id, file_id, idx));
+CREATE UNIQUE INDEX IF NOT EXISTS chunks_by_slot ON chunks (store_id, slot);
+"""
+
+
+def _json(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _checked_id(kind: str, value: str) -> str:
+    """Ids become file names here: only the characters OpenAI-style ids are made of."""
+    if not _SAFE_ID.match(value):
+        raise ValueError(f"{kind} id must be 1 to 128 letters, digits, '_' or '-'")
+    return value
+
+
+class SqliteCatalog:
+    """`Catalog` in a directory: SQLite on one worker thread, hnswlib graphs beside it."""
+
+    def __init__(
+        self, directory: Path, *, dimensions: int = DIM, save_interval: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
+        self._dir = Path(directory)
+        self._dimensions = dimensions
+        self._save_interval = save_interval
+        self._clock = clock
+        self._executor: ThreadPoolExecutor | None = None
+        self._db: sqlite3.Connection | None = None
+        # Worker-thread state: the loaded indexes by store, with the store version each reflects.
+        self._indexes: dict[str, tuple[int, StoreIndex]] = {}
+        self._saved_at: dict[str, float] = {}
+        self._dirty: set[str] = set()
+
+    # Lifecycle
+
+    async def start(self) -> None:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-catalog")
+            await self._run(self._open)
+
+    async def close(self) -> None:
+        if self._executor is None:
+            return
+        try:
+            await self._run(self._shutdown)
+        finally:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        if self._executor is None:
+            raise RuntimeError("the catalog is not started")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args))
+
+    def _open(self) -> None:
+        (self._dir / "files").mkdir(parents=True, exist_ok=True)
+        (self._dir / "index").mkdir(exist_ok=True)
+        db = sqlite3.connect(self._dir / "catalog.sqlite3", isolation_level=None, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        self._db = db
+
+    def _shutdown(self) -> None:
+        for store_id in list(self._dirty):
+            self._save(store_id)
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        self._indexes.clear()
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        assert self._db is not None, "used before start"
+        return self._db
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    # Files
+
+    async def put_file(self, record: FileRecord, content: bytes) -> None:
+        _checked_id("file", record.id)
+        await self._run(self._claim_file, record)
+        path = self._dir / "files" / record.id
+        await asyncio.to_thread(_write_atomically, path, content)
+        await self._run(self._insert_file, record)
+
+    def _claim_file(self, record: FileRecord) -> None:
+        row = self._conn.execute("SELECT tenant FROM files WHERE id = ?", (record.id,)).fetchone()
+        if row is not None and row[0] != record.tenant:
+            raise ValueError("file id already in use")
+
+    def _insert_file(self, r: FileRecord) -> None:
+        self._conn.execute(
+            "INSERT INTO files (id, tenant, filename, purpose, bytes, created_at) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET filename = excluded.filename, purpose = excluded.purpose, "
+            "bytes = excluded.bytes WHERE files.tenant = excluded.tenant",
+            (r.id, r.tenant, r.filename, r.purpose, r.bytes, r.created_at),
+        )
+
+    async def get_file(self, tenant: str, file_id: str) -> FileRecord | None:
+        return await self._run(self._get_file, tenant, file_id)
+
+    def _get_file(self, tenant: str, file_id: str) -> FileRecord | None:
+        row = self._conn.execute(
+            "SELECT id, tenant, filename, purpose, bytes, created_at FROM files WHERE id = ? AND tenant = ?",
+            (file_id, tenant),
+        ).fetchone()
+        return None if row is None else _file(row)
+
+    async def file_content(self, tenant: str, file_id: str) -> bytes | None:
+        if await self.get_file(tenant, file_id) is None:
+            return None
+        try:
+            return await asyncio.to_thread((self._dir / "files" / file_id).read_bytes)
+        except FileNotFoundError:  # deleted between the lookup and the read
+            return None
+
+    async def list_files(
+        self, tenant: str, *, purpose: str | None = None, limit: int = 10000, after: str | None = None,
+        order: Literal["asc", "desc"] = "desc",
+    ) -> list[FileRecord]:  # fmt: skip
+        where, params = "tenant = ?", [tenant]
+        if purpose is not None:
+            where, params = where + " AND purpose = ?", [*params, purpose]
+        rows = await self._run(self._page, "files", "id", "id, tenant, filename, purpose, bytes, created_at",
+                               where, params, limit, after, order)  # fmt: skip
+        return [_file(row) for row in rows]
+
+    def _page(
+        self, table: str, key: str, columns: str, where: str, params: list[Any], limit: int, after: str | None,
+        order: Literal["asc", "desc"],
+    ) -> list[Any]:  # fmt: skip
+        """A page of `table` in (created_at, key) order, after the row whose `key` is `after`."""
+        direction = "DESC" if order == "desc" else "ASC"
+        if after is not None:
+            cursor = self._conn.execute(
+                f"SELECT created_at FROM {table} WHERE {where} AND {key} = ?", (*params, after)
+            ).fetchone()
+            if cursor is None:
+                return []
+            compare = "<" if order == "desc" else ">"
+            where += f" AND (created_at, {key}) {compare} (?, ?)"
+            params = [*params, cursor[0], after]
+        sql = f"SELECT {columns} FROM {table} WHERE {where} ORDER BY created_at {direction}, {key} {direction} LIMIT ?"
+        return self._conn.execute(sql, (*params, max(0, limit))).fetchall()
+
+    async def delete_file(self, tenant: str, file_id: str) -> bool:
+        deleted = await self._run(self._delete_file, tenant, file_id)
+        if deleted:
+            with contextlib.suppress(FileNotFoundError):
+                await asyncio.to_thread(os.unlink, self._dir / "files" / file_id)
+        return deleted
+
+    def _delete_file(self, tenant: str, file_id: str) -> bool:
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM files WHERE id = ? AND tenant = ?", (file_id, tenant)).fetchone() is None:
+                return False
+            stores = [r[0] for r in db.execute(
+                "SELECT store_id FROM store_files WHERE file_id = ? AND tenant = ?", (file_id, tenant))]  # fmt: skip
+            changed = [self._unlink_file(db, store_id, file_id) for store_id in stores]
+            db.execute("DELETE FROM files WHERE id = ? AND tenant = ?", (file_id, tenant))
+        for store_id, version in zip(stores, changed, strict=True):
+            self._apply(store_id, version, lambda index: index.drop_file(file_id))
+        return True
+
+    def _unlink_file(self, db: sqlite3.Connection, store_id: str, file_id: str) -> int:
+        """Inside a transaction: the file's link and chunks in one store; the store's new version."""
+        db.execute("DELETE FROM chunks WHERE store_id = ? AND file_id = ?", (store_id, file_id))
+        db.execute("DELETE FROM store_files WHERE store_id = ? AND file_id = ?", (store_id, file_id))
+        return self._bump(db, store_id)
+
+    def _bump(self, db: sqlite3.Connection, store_id: str) -> int:
+        row = db.execute("UPDATE stores SET version = version + 1 WHERE id = ? RETURNING version", (store_id,))
+        return int(row.fetchone()[0])
+
+    # Vector stores
+
+    async def put_store(self, record: StoreRecord) -> None:
+        _checked_id("vector store", record.id)
+        await self._run(self._put_store, record)
+
+    def _put_store(self, r: StoreRecord) -> None:
+        done = self._conn.execute(
+            "INSERT INTO stores (id, tenant, name, data_class, created_at, metadata, last_active_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
+            "metadata = excluded.metadata, last_active_at = excluded.last_active_at, data_class = excluded.data_class "
+            "WHERE stores.tenant = excluded.tenant",
+            (r.id, r.tenant, r.name, r.data_class, r.created_at, _json(r.metadata), r.last_active_at),
+        )
+        if done.rowcount == 0:
+            raise ValueError("vector store id already in use")
+
+    async def get_store(self, tenant: str, store_id: str) -> StoreRecord | None:
+        return await self._run(self._get_store, tenant, store_id)
+
+    def _get_store(self, tenant: str, store_id: str) -> StoreRecord | None:
+        row = self._conn.execute(
+            f"SELECT {_STORE_COLUMNS} FROM stores WHERE id = ? AND tenant = ?", (store_id, tenant)
+        ).fetchone()
+        return None if row is None else _store(row)
+
+    async def list_stores(
+        self, tenant: str, *, limit: int = 20, after: str | None = None, order: Literal["asc", "desc"] = "desc"
+    ) -> list[StoreRecord]:
+        rows = await self._run(self._page, "stores", "id", _STORE_COLUMNS, "tenant = ?", [tenant], limit, after, order)
+        return [_store(row) for row in rows]
+
+    async def delete_store(self, tenant: str, store_id: str) -> bool:
+        return await self._run(self._delete_store, tenant, store_id)
+
+    def _delete_store(self, tenant: str, store_id: str) -> bool:
+        with self._transaction() as db:
+            done = db.execute("DELETE FROM stores WHERE id = ? AND tenant = ?", (store_id, tenant))
+            if done.rowcount == 0:
+                return False
+            db.execute("DELETE FROM chunks WHERE store_id = ?", (store_id,))
+            db.execute("DELETE FROM store_files WHERE store_id = ?", (store_id,))
+        self._indexes.pop(store_id, None)
+        self._dirty.discard(store_id)
+        self._saved_at.pop(store_id, None)
+        for path in (self._dir / "index").glob(f"{store_id}-*.hnsw"):
+            path.unlink(missing_ok=True)
+        return True
+
+    # A store's files
+
+    async def put_store_file(self, record: StoreFileRecord) -> None:
+        await self._run(self._put_store_file, record)
+
+    def _put_store_file(self, r: StoreFileRecord) -> None:
+        with self._transaction() as db:
+            self._owned_store(db, r.tenant, r.store_id)
+            done = db.execute(
+                "INSERT INTO store_files (store_id, file_id, tenant, status, created_at, attributes, chunking, "
+                "usage_bytes, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store_id, file_id) DO UPDATE "
+                "SET status = excluded.status, attributes = excluded.attributes, chunking = excluded.chunking, "
+                "usage_bytes = excluded.usage_bytes, last_error = excluded.last_error "
+                "WHERE store_files.tenant = excluded.tenant",
+                (r.store_id, r.file_id, r.tenant, r.status, r.created_at, _json(r.attributes), _json(r.chunking),
+                 r.usage_bytes, r.last_error),
+            )  # fmt: skip
+            if done.rowcount == 0:
+                raise NotFound("vector store not found")
+            version = self._bump(db, r.store_id)
+        completed, attributes = r.status == "completed", dict(r.attributes)
+        self._apply(r.store_id, version, lambda index: index.set_file(r.file_id, completed, attributes))
+
+    def _owned_store(self, db: sqlite3.Connection, tenant: str, store_id: str) -> None:
+        if db.execute("SELECT 1 FROM stores WHERE id = ? AND tenant = ?", (store_id, tenant)).fetchone() is None:
+            raise NotFound("vector store not found")
+
+    async def get_store_file(self, tenant: str, store_id: str, file_id: str) -> StoreFileRecord | None:
+        rows = await self._run(self._store_files, tenant, store_id, "file_id = ?", [file_id], 1, None, "asc")
+        return rows[0] if rows else None
+
+    async def list_store_files(
+        self, tenant: str, store_id: str, *, status: FileStatus | None = None, limit: int = 20,
+        after: str | None = None, order: Literal["asc", "desc"] = "desc",
+    ) -> list[StoreFileRecord]:  # fmt: skip
+        where, params = ("status = ?", [status]) if status is not None else ("1 = 1", [])
+        return await self._run(self._store_files, tenant, store_id, where, params, limit, after, order)
+
+    def _store_files(
+        self, tenant: str, store_id: str, where: str, params: list[Any], limit: int, after: str | None,
+        order: Literal["asc", "desc"],
+    ) -> list[StoreFileRecord]:  # fmt: skip
+        rows = self._page("store_files", "file_id", _STORE_FILE_COLUMNS, f"tenant = ? AND store_id = ? AND {where}",
+                          [tenant, store_id, *params], limit, after, order)  # fmt: skip
+        return [_store_file(row) for row in rows]
+
+    async def delete_store_file(self, tenant: str, store_id: str, file_id: str) -> bool:
+        return await self._run(self._delete_store_file, tenant, store_id, file_id)
+
+    def _delete_store_file(self, tenant: str, store_id: str, file_id: str) -> bool:
+        with self._transaction() as db:
+            found = db.execute(
+                "SELECT 1 FROM store_files WHERE store_id = ? AND file_id = ? AND tenant = ?",
+                (store_id, file_id, tenant),
+            ).fetchone()
+            if found is None:
+                return False
+            version = self._unlink_file(db, store_id, file_id)
+        self._apply(store_id, version, lambda index: index.drop_file(file_id))
+        return True
+
+    async def file_counts(self, tenant: str, store_id: str) -> FileCounts:
+        rows = await self._run(
+            lambda: self._conn.execute(
+                "SELECT status, count(*) FROM store_files WHERE tenant = ? AND store_id = ? GROUP BY status",
+                (tenant, store_id),
+            ).fetchall()
+        )
+        return FileCounts(**{status: n for status, n in rows if status in FileCounts.__struct_fields__})
+
+    # Chunks
+
+    async def add_chunks(
+        self, tenant: str, store_id: str, file_id: str, chunks: Sequence[Chunk], vectors: NDArray[Any]
+    ) -> None:
+        rows = np.ascontiguousarray(vectors, dtype=np.float32)
+        if rows.ndim != 2 or rows.shape != (len(chunks), self._dimensions):
+            raise ValueError(f"vectors must be {len(chunks)} rows of {self._dimensions}, one per chunk")
+        if not np.isfinite(rows).all():
+            raise ValueError("vectors must be finite")
+        if chunks:
+            await self._run(self._add_chunks, tenant, store_id, file_id, list(chunks), rows)
+
+    def _add_chunks(
+        self, tenant: str, store_id: str, file_id: str, chunks: list[Chunk], rows: NDArray[np.float32]
+    ) -> None:
+        with self._transaction() as db:
+            link = db.execute(
+                "SELECT status, attributes FROM store_files WHERE store_id = ? AND file_id = ? AND tenant = ?",
+                (store_id, file_id, tenant),
+            ).fetchone()
+            if link is None:
+                raise NotFound("file not found in vector store")
+            index = self._index(store_id)  # as of the version this transaction sees
+            indexes = [c.index for c in chunks]
+            replaced = index.slots_of(file_id, indexes)
+            slots = index.take_slots(len(chunks))
+            try:
+                db.executemany(
+                    "DELETE FROM chunks WHERE store_id = ? AND file_id = ? AND idx = ?",
+                    [(store_id, file_id, i) for i in indexes],
+                )
+                db.executemany(
+                    "INSERT INTO chunks (store_id, file_id, idx, slot, text, tokens, vector) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(store_id, file_id, c.index, slot, c.text, c.tokens, row.tobytes())
+                     for c, slot, row in zip(chunks, slots, rows, strict=True)],
+                )  # fmt: skip
+                version = self._bump(db, store_id)
+            except BaseException:
+                index.give_back(slots)
+                raise
+        completed, attributes = link[0] == "completed", orjson.loads(link[1])
+
+        def put(index: StoreIndex) -> None:
+            index.remove(replaced)
+            index.set_file(file_id, completed, attributes)
+            index.put(slots, file_id, indexes, rows)
+
+        self._apply(store_id, version, put)
+
+    async def search(
+        self, tenant: str, store_ids: Sequence[str], vector: NDArray[Any], k: int, *,
+        filters: Mapping[str, Any] | None = None, score_threshold: float = 0.0,
+    ) -> list[Hit]:  # fmt: skip
+        tree = parse_filter(filters) if filters is not None else None
+        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+        if query.shape != (self._dimensions,):
+            raise ValueError(f"the query vector must have {self._dimensions} dimensions")
+        if k < 1 or not store_ids:
+            return []
+        passes = None if tree is None else partial(matches, tree)
+        return await self._run(self._search, tenant, list(dict.fromkeys(store_ids)), query, k, passes, score_threshold)
+
+    def _search(
+        self, tenant: str, store_ids: list[str], query: NDArray[np.float32], k: int,
+        passes: Callable[[Mapping[str, Attribute]], bool] | None, threshold: float,
+    ) -> list[Hit]:  # fmt: skip
+        marks = ",".join("?" * len(store_ids))
+        owned = self._conn.execute(
+            f"SELECT id, version FROM stores WHERE tenant = ? AND id IN ({marks})", (tenant, *store_ids)
+        ).fetchall()
+        found: list[tuple[float, str, int]] = []
+        for store_id, version in owned:
+            index = self._index(store_id, version)
+            found.extend(
+                (score, store_id, slot) for slot, score in index.search(query, k, passes) if score >= threshold
+            )
+        found.sort(key=lambda hit: -hit[0])
+        hits = []
+        for score, store_id, slot in found[:k]:
+            index = self._indexes[store_id][1]
+            file_id, chunk_index = index.chunk(slot)
+            row = self._conn.execute(
+                "SELECT c.text, f.filename FROM chunks c JOIN files f ON f.id = c.file_id "
+                "WHERE c.store_id = ? AND c.file_id = ? AND c.idx = ?",
+                (store_id, file_id, chunk_index),
+            ).fetchone()
+            if row is None:  # changed by another process since this index was loaded
+                continue
+            hits.append(Hit(store_id=store_id, file_id=file_id, filename=row[1], chunk_index=chunk_index,
+                            score=score, text=row[0], attributes=dict(index.attributes(file_id))))  # fmt: skip
+        return hits
+
+    # Indexes (worker thread only)
+
+    def _index(self, store_id: str, version: int | None = None) -> StoreIndex:
+        """The store's index as of `version` (read now when not given), loaded or rebuilt when the
+        one in memory is older (another process wrote) or absent."""
+        if version is None:
+            row = self._conn.execute("SELECT version FROM stores WHERE id = ?", (store_id,)).fetchone()
+            version = int(row[0]) if row is not None else 0
+        loaded = self._indexes.get(store_id)
+        if loaded is not None and loaded[0] == version:
+            return loaded[1]
+        files = {
+            file_id: (status == "completed", orjson.loads(attributes))
+            for file_id, status, attributes in self._conn.execute(
+                "SELECT file_id, status, attributes FROM store_files WHERE store_id = ?", (store_id,)
+            )
+        }
+        chunks = self._conn.execute(
+            "SELECT slot, file_id, idx, vector FROM chunks WHERE store_id = ? ORDER BY slot", (store_id,)
+        ).fetchall()
+        graph = self._graph_path(store_id, version)
+        index = StoreIndex.build(self._dimensions, files, chunks, graph if graph.exists() else None)
+        self._indexes[store_id] = (version, index)
+        if not graph.exists() and len(index):
+            self._dirty.add(store_id)  # rebuilt: save it, so the next start need not
+            self._saved_at.setdefault(store_id, float("-inf"))
+        return index
+
+    def _apply(self, store_id: str, version: int, change: Callable[[StoreIndex], object]) -> None:
+        """After a commit that took the store from `version - 1` to `version`: the same change to the
+        index in memory, if it is loaded at `version - 1`; otherwise it is loaded when next used."""
+        loaded = self._indexes.get(store_id)
+        if loaded is None or loaded[0] != version - 1:
+            self._indexes.pop(store_id, None)
+            return
+        try:
+            change(loaded[1])
+        except BaseException:
+            self._indexes.pop(store_id, None)  # half applied: reload from the rows when next used
+            raise
+        self._indexes[store_id] = (version, loaded[1])
+        self._dirty.add(store_id)
+        if self._clock() - self._saved_at.setdefault(store_id, self._clock()) >= self._save_interval:
+            self._save(store_id)
+
+    def _graph_path(self, store_id: str, version: int) -> Path:
+        return self._dir / "index" / f"{store_id}-{version}.hnsw"
+
+    def _save(self, store_id: str) -> None:
+        loaded = self._indexes.get(store_id)
+        self._dirty.discard(store_id)
+        if loaded is None:
+            return
+        path = self._graph_path(store_id, loaded[0])
+        loaded[1].save(path)
+        self._saved_at[store_id] = self._clock()
+        for old in (self._dir / "index").glob(f"{store_id}-*.hnsw"):
+            if old != path:
+                old.unlink(missing_ok=True)
+
+
+_STORE_COLUMNS = "id, tenant, name, data_class, created_at, metadata, last_active_at"
+_STORE_FILE_COLUMNS = "store_id, file_id, tenant, status, created_at, attributes, chunking, usage_bytes, last_error"
+
+
+def _file(row: Any) -> FileRecord:
+    return FileRecord(id=row[0], tenant=row[1], filename=row[2], purpose=row[3], bytes=row[4], created_at=row[5])
+
+
+def _store(row: Any) -> StoreRecord:
+    return StoreRecord(id=row[0], tenant=row[1], name=row[2], data_class=row[3], created_at=row[4],
+                       metadata=orjson.loads(row[5]), last_active_at=row[6])  # fmt: skip
+
+
+def _store_file(row: Any) -> StoreFileRecord:
+    return StoreFileRecord(store_id=row[0], file_id=row[1], tenant=row[2], status=row[3], created_at=row[4],
+                           attributes=orjson.loads(row[5]), chunking=orjson.loads(row[6]), usage_bytes=row[7],
+                           last_error=row[8])  # fmt: skip
+
+
+def _write_atomically(path: Path, content: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(content)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

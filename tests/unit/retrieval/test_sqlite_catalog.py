@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from interlock.retrieval import vector_index
+from interlock.retrieval.sqlite_catalog import SqliteCatalog
+from interlock.retrieval.types import Catalog, StoreFileRecord
+from tests.support.catalog_suite import A, CatalogSuite, Reopen, add_file, make_store, near, unit
+
+
+@pytest.fixture
+async def state(tmp_path: Path) -> AsyncIterator[dict[str, SqliteCatalog]]:
+    holder = {"catalog": SqliteCatalog(tmp_path / "rag")}
+    await holder["catalog"].start()
+    yield holder
+    await holder["catalog"].close()
+
+
+@pytest.fixture
+def catalog(state: dict[str, SqliteCatalog]) -> Catalog:
+    return state["catalog"]
+
+
+@pytest.fixture
+def reopen(state: dict[str, SqliteCatalog], tmp_path: Path) -> Reopen:
+    async def again() -> Catalog:
+        await state["catalog"].close()
+        state["catalog"] = SqliteCatalog(tmp_path / "rag")
+        await state["catalog"].start()
+        return state["catalog"]
+
+    return again
+
+
+class TestSqliteCatalog(CatalogSuite):
+    pass
+
+
+@pytest.fixture
+def small_exact_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stores past 50 chunks search the HNSW graph, so a few hundred chunks exercise it."""
+    monkeypatch.setattr(vector_index, "EXACT_LIMIT", 50)
+
+
+def clustered(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = np.stack([unit(seed * 1000 + i) for i in range(8)])
+    return np.stack([near(centres[rng.integers(8)], 0.8, seed * 10_000 + i) for i in range(n)])
+
+
+@pytest.mark.usefixtures("small_exact_limit")
+async def test_graph_search_matches_exact(catalog: SqliteCatalog) -> None:
+    await make_store(catalog, A, "vs_g")
+    data = clustered(400, 1)
+    for f in range(4):
+        await add_file(catalog, A, "vs_g", f"file-{f}", data[f * 100 : (f + 1) * 100], attributes={"part": f})
+    queries = clustered(20, 2)
+    hits_found = 0
+    for q in queries:
+        truth = np.argsort(-(data @ q))[:10]
+        got = await catalog.search(A, ["vs_g"], q, 10)
+        assert [h.score for h in got] == sorted((h.score for h in got), reverse=True)
+        hits_found += len({int(h.file_id[-1]) * 100 + h.chunk_index for h in got} & set(truth.tolist()))
+        # A filter letting through more than the exact limit walks the graph with hnswlib's filter.
+        some = await catalog.search(A, ["vs_g"], q, 10, filters={"type": "lte", "key": "part", "value": 2})
+        assert len(some) == 10 and all(h.attributes["part"] <= 2 for h in some)
+        # One letting through fewer is exact over those chunks.
+        one = await catalog.search(A, ["vs_g"], q, 10, filters={"type": "eq", "key": "part", "value": 3})
+        assert [h.chunk_index for h in one] == [int(i) for i in np.argsort(-(data[300:] @ q))[:10]]
+    assert hits_found / (10 * len(queries)) >= 0.95
+
+
+@pytest.mark.usefixtures("small_exact_limit")
+async def test_graph_deletes_and_reuses_slots(catalog: SqliteCatalog) -> None:
+    await make_store(catalog, A, "vs_g")
+    data = clustered(300, 3)
+    for f in range(3):
+        await add_file(catalog, A, "vs_g", f"file-{f}", data[f * 100 : (f + 1) * 100])
+    q = data[150]
+    assert (await catalog.search(A, ["vs_g"], q, 1))[0].file_id == "file-1"
+    await catalog.delete_store_file(A, "vs_g", "file-1")
+    assert all(h.file_id != "file-1" for h in await catalog.search(A, ["vs_g"], q, 50))
+    # The freed slots take a new file's chunks; the graph finds them.
+    await add_file(catalog, A, "vs_g", "file-new", data[100:200])
+    assert (await catalog.search(A, ["vs_g"], q, 1))[0].file_id == "file-new"
+
+
+@pytest.mark.usefixtures("small_exact_limit")
+async def test_restart_loads_the_saved_graph(tmp_path: Path) -> None:
+    catalog = SqliteCatalog(tmp_path / "rag")
+    await catalog.start()
+    await make_store(catalog, A, "vs_g")
+    data = clustered(200, 4)
+    await add_file(catalog, A, "vs_g", "file-0", data)
+    before = await catalog.search(A, ["vs_g"], data[7], 5)
+    await catalog.close()
+    [graph] = (tmp_path / "rag" / "index").glob("vs_g-*.hnsw")
+    stamp = graph.stat().st_mtime_ns
+
+    catalog = SqliteCatalog(tmp_path / "rag")
+    await catalog.start()
+    assert [(h.chunk_index, h.score) for h in await catalog.search(A, ["vs_g"], data[7], 5)] == [
+        (h.chunk_index, h.score) for h in before
+    ]
+    await catalog.close()
+    assert graph.exists() and graph.stat().st_mtime_ns == stamp  # loaded, not rebuilt and saved again
+
+
+@pytest.mark.usefixtures("small_exact_limit")
+async def test_a_crash_before_the_save_rebuilds_from_the_rows(tmp_path: Path) -> None:
+    catalog = SqliteCatalog(tmp_path / "rag")
+    await catalog.start()
+    await make_store(catalog, A, "vs_g")
+    data = clustered(200, 5)
+    await add_file(catalog, A, "vs_g", "file-0", data)
+    await catalog.close()
+    # Changes after the last save, then no close (the process died): the saved graph is stale.
+    crashed = SqliteCatalog(tmp_path / "rag")
+    await crashed.start()
+    await crashed.delete_store_file(A, "vs_g", "file-0")
+    await add_file(crashed, A, "vs_g", "file-1", data[:80])
+    assert crashed._executor is not None
+    crashed._executor.shutdown(wait=True)  # leaves the connection unclosed and the graph unsaved
+
+    catalog = SqliteCatalog(tmp_path / "rag")
+    await catalog.start()
+    hits = await catalog.search(A, ["vs_g"], data[3], 100, score_threshold=-1.0)
+    assert {h.file_id for h in hits} == {"file-1"} and len(hits) == 80
+    assert hits[0].chunk_index == 3
+    await catalog.close()
+
+
+async def test_another_process_writing_is_seen(tmp_path: Path) -> None:
+    first, second = SqliteCatalog(tmp_path / "rag"), SqliteCatalog(tmp_path / "rag")
+    await first.start()
+    await second.start()
+    try:
+        await make_store(first, A, "vs_1")
+        q = unit(1)
+        await add_file(first, A, "vs_1", "file-1", np.stack([near(q, 0.5, 1)]))
+        assert [h.file_id for h in await second.search(A, ["vs_1"], q, 5)] == ["file-1"]
+        await add_file(first, A, "vs_1", "file-2", np.stack([near(q, 0.9, 2)]))
+        await first.put_store_file(
+            StoreFileRecord(store_id="vs_1", file_id="file-1", tenant=A, status="failed", created_at=1)
+        )
+        assert [h.file_id for h in await second.search(A, ["vs_1"], q, 5)] == ["file-2"]
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_file_bytes_live_on_disk_and_go_with_the_file(catalog: SqliteCatalog, tmp_path: Path) -> None:
+    await make_store(catalog, A, "vs_1")
+    await add_file(catalog, A, "vs_1", "file-1", np.stack([unit(1)]))
+    path = tmp_path / "rag" / "files" / "file-1"
+    assert path.read_bytes() == b"abc"
+    await catalog.delete_file(A, "file-1")
+    assert not path.exists()
+
+
+async def test_ids_that_are_not_names_are_refused(catalog: SqliteCatalog) -> None:
+    with pytest.raises(ValueError):
+        await make_store(catalog, A, "../etc")
