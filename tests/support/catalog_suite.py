@@ -285,3 +285,15 @@ class CatalogSuite:
         # And it keeps working after the restart.
         await add_file(catalog, A, "vs_1", "file-3", np.stack([q]))
         assert (await catalog.search(A, ["vs_1"], q, 1))[0].file_id == "file-3"
+
+    async def test_in_progress_lists_every_tenants_unfinished_files(self, catalog: Catalog) -> None:
+        await make_store(catalog, A, "vs_1")
+        await make_store(catalog, B, "vs_2")
+        await add_file(catalog, A, "vs_1", "file-1", np.stack([unit(1)]), status="in_progress")
+        await add_file(catalog, A, "vs_1", "file-2", np.stack([unit(2)]))
+        await add_file(catalog, B, "vs_2", "file-3", np.stack([unit(3)]), status="in_progress")
+        pending = await catalog.in_progress()
+        assert sorted((r.tenant, r.store_id, r.file_id) for r in pending) == [
+            (A, "vs_1", "file-1"), (B, "vs_2", "file-3")
+        ]  # fmt: skip
+        assert all(r.status == "in_progress" for r in pending)

@@ -379,6 +379,14 @@ class SqliteCatalog:
         self._apply(store_id, version, lambda index: index.drop_file(file_id))
         return True
 
+    async def in_progress(self) -> list[StoreFileRecord]:
+        rows = await self._run(
+            lambda: self._conn.execute(
+                f"SELECT {_STORE_FILE_COLUMNS} FROM store_files WHERE status = 'in_progress' ORDER BY created_at"
+            ).fetchall()
+        )
+        return [_store_file(row) for row in rows]
+
     async def file_counts(self, tenant: str, store_id: str) -> FileCounts:
         rows = await self._run(
             lambda: self._conn.execute(
