@@ -264,6 +264,15 @@ class CatalogSuite:
             await catalog.add_chunks(A, "vs_1", "file-1", chunks(1, "x"), np.ones((1, 10), dtype=np.float32))
         with pytest.raises(NotFound):  # no such file in the store
             await catalog.add_chunks(A, "vs_1", "file-none", chunks(1, "x"), np.stack([unit(1)]))
+        with pytest.raises(NotFound):  # a store file needs the tenant's store and file
+            await catalog.put_store_file(
+                StoreFileRecord(store_id="vs_1", file_id="file-none", tenant=A, status="in_progress", created_at=1)
+            )
+        await add_file(catalog, A, "vs_1", "file-1", np.stack([unit(1)]))
+        with pytest.raises(NotFound):
+            await catalog.put_store_file(
+                StoreFileRecord(store_id="vs_1", file_id="file-1", tenant=B, status="completed", created_at=1)
+            )
 
     async def test_restart_keeps_everything(self, catalog: Catalog, reopen: Reopen) -> None:
         await make_store(catalog, A, "vs_1")

@@ -325,7 +325,7 @@ class SqliteCatalog:
 
     def _put_store_file(self, r: StoreFileRecord) -> None:
         with self._transaction() as db:
-            self._owned_store(db, r.tenant, r.store_id)
+            self._owned_store(db, r.tenant, r.store_id, r.file_id)
             done = db.execute(
                 "INSERT INTO store_files (store_id, file_id, tenant, status, created_at, attributes, chunking, "
                 "usage_bytes, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store_id, file_id) DO UPDATE "
@@ -341,9 +341,14 @@ class SqliteCatalog:
         completed, attributes = r.status == "completed", dict(r.attributes)
         self._apply(r.store_id, version, lambda index: index.set_file(r.file_id, completed, attributes))
 
-    def _owned_store(self, db: sqlite3.Connection, tenant: str, store_id: str) -> None:
-        if db.execute("SELECT 1 FROM stores WHERE id = ? AND tenant = ?", (store_id, tenant)).fetchone() is None:
-            raise NotFound("vector store not found")
+    def _owned_store(self, db: sqlite3.Connection, tenant: str, store_id: str, file_id: str) -> None:
+        owned = db.execute(
+            "SELECT (SELECT count(*) FROM stores WHERE id = ? AND tenant = ?) + "
+            "(SELECT count(*) FROM files WHERE id = ? AND tenant = ?)",
+            (store_id, tenant, file_id, tenant),
+        ).fetchone()[0]
+        if owned != 2:
+            raise NotFound("vector store or file not found")
 
     async def get_store_file(self, tenant: str, store_id: str, file_id: str) -> StoreFileRecord | None:
         rows = await self._run(self._store_files, tenant, store_id, "file_id = ?", [file_id], 1, None, "asc")

@@ -1,0 +1,377 @@
+"""The production vector store catalog: PostgreSQL with pgvector (an HNSW index, cosine distance).
+
+Every table lives in one schema named by the constructor (`interlock_rag` by default, so tests and
+tenants of a shared database can be kept apart); `start` creates the extension, the schema, the
+tables and the index when they are missing, under an advisory lock, so several gateway processes
+starting at once do not race. Files keep their bytes in the database (`bytea`), so every process
+sees the same files; chunks keep their text and a `vector(384)`.
+
+Foreign keys do the cascades: deleting a file removes its store files and their chunks, deleting
+a store its store files and chunks, deleting a store file its chunks. Tenancy is checked in SQL
+on every call (a store or file of another tenant is not found).
+
+Search, with the same semantics as the SQLite catalog: only chunks of `completed` store files
+whose attributes pass the filter (`filters.to_sql`, bound parameters) are candidates. How many
+there are is known without touching the chunks (`store_files.chunks`, kept by `add_chunks`):
+
+- at most `EXACT_LIMIT`: an exact scan of those chunks, reached through the store files' keys and
+  ordered by `(embedding <=> q) + 0`, an expression the HNSW index cannot serve, so the planner
+  does not walk the graph and drop most of what it finds;
+- more: the HNSW index with pgvector's iterative scan in strict order (`hnsw.iterative_scan`,
+  pgvector 0.8), which keeps walking until `k` rows pass the filter and the store condition, and
+  `hnsw.ef_search` at least `k`.
+
+Scores are `1 - cosine distance`. The score threshold is applied to the `k` rows found (they come
+best first, so it cuts a prefix), not inside the SQL, where it would make the index walk on.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+from numpy.typing import NDArray
+
+from interlock.embeddings.minilm import DIM
+from interlock.errors import NotFound
+from interlock.retrieval.filters import parse_filter, to_sql
+from interlock.retrieval.types import (
+    Chunk,
+    FileCounts,
+    FileRecord,
+    FileStatus,
+    Hit,
+    StoreFileRecord,
+    StoreRecord,
+)
+
+EXACT_LIMIT = 10_000
+_EF_SEARCH = 64
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_LOCK = 0x494C5247  # advisory lock id serialising schema creation
+
+_DDL = """
+CREATE SCHEMA IF NOT EXISTS {s};
+CREATE TABLE IF NOT EXISTS {s}.files (
+  id text PRIMARY KEY, tenant text NOT NULL, filename text NOT NULL, purpose text NOT NULL,
+  bytes bigint NOT NULL, created_at bigint NOT NULL, content bytea NOT NULL);
+CREATE INDEX IF NOT EXISTS files_by_tenant ON {s}.files (tenant, created_at, id);
+CREATE TABLE IF NOT EXISTS {s}.stores (
+  id text PRIMARY KEY, tenant text NOT NULL, name text NOT NULL, data_class text NOT NULL,
+  created_at bigint NOT NULL, metadata jsonb NOT NULL, last_active_at bigint);
+CREATE INDEX IF NOT EXISTS stores_by_tenant ON {s}.stores (tenant, created_at, id);
+CREATE TABLE IF NOT EXISTS {s}.store_files (
+  store_id text NOT NULL REFERENCES {s}.stores (id) ON DELETE CASCADE,
+  file_id text NOT NULL REFERENCES {s}.files (id) ON DELETE CASCADE,
+  tenant text NOT NULL, status text NOT NULL, created_at bigint NOT NULL, attributes jsonb NOT NULL,
+  chunking jsonb NOT NULL, usage_bytes bigint NOT NULL, last_error text, chunks integer NOT NULL DEFAULT 0,
+  PRIMARY KEY (store_id, file_id));
+CREATE INDEX IF NOT EXISTS store_files_by_file ON {s}.store_files (file_id);
+CREATE TABLE IF NOT EXISTS {s}.chunks (
+  store_id text NOT NULL, file_id text NOT NULL, idx integer NOT NULL, text text NOT NULL,
+  tokens integer NOT NULL, embedding vector({dim}) NOT NULL, PRIMARY KEY (store_id, file_id, idx),
+  FOREIGN KEY (store_id, file_id) REFERENCES {s}.store_files (store_id, file_id) ON DELETE CASCADE);
+CREATE INDEX IF NOT EXISTS chunks_embedding ON {s}.chunks
+  USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64);
+"""
+
+_FILE_COLUMNS = "id, tenant, filename, purpose, bytes, created_at"
+_STORE_COLUMNS = "id, tenant, name, data_class, created_at, metadata, last_active_at"
+_STORE_FILE_COLUMNS = "store_id, file_id, tenant, status, created_at, attributes, chunking, usage_bytes, last_error"
+
+
+def _encode_vector(value: Any) -> bytes:
+    """pgvector's binary format: dimensions and a reserved word (int16 each), then big-endian float4."""
+    row = np.asarray(value, dtype=np.float32).reshape(-1)
+    return struct.pack(">HH", len(row), 0) + row.astype(">f4").tobytes()
+
+
+def _decode_vector(data: bytes) -> NDArray[np.float32]:
+    dim = struct.unpack_from(">H", data)[0]
+    return np.frombuffer(data, dtype=">f4", count=dim, offset=4).astype(np.float32)
+
+
+async def _init_connection(conn: Any) -> None:
+    await conn.set_type_codec(
+        "jsonb", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads, schema="pg_catalog"
+    )
+    schema = await conn.fetchval(
+        "SELECT n.nspname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.typname = 'vector'"
+    )
+    await conn.set_type_codec("vector", encoder=_encode_vector, decoder=_decode_vector, schema=schema, format="binary")
+
+
+class PgCatalog:
+    """`Catalog` in PostgreSQL: `dsn` as asyncpg takes it, tables in `schema`."""
+
+    def __init__(
+        self, dsn: str, *, schema: str = "interlock_rag", dimensions: int = DIM, pool_size: int = 4,
+        command_timeout: float = 30.0,
+    ) -> None:  # fmt: skip
+        if not _SCHEMA_NAME.match(schema):
+            raise ValueError("schema must be a lower-case SQL identifier")
+        self._dsn = dsn
+        self._s = schema
+        self._dimensions = dimensions
+        self._pool_size = pool_size
+        self._timeout = command_timeout
+        self._pool: Any = None  # asyncpg.Pool (untyped)
+
+    async def start(self) -> None:
+        import asyncpg
+
+        if self._pool is not None:
+            return
+        conn = await asyncpg.connect(self._dsn, timeout=self._timeout)
+        try:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+                await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                await conn.execute(_DDL.format(s=self._s, dim=self._dimensions))
+        finally:
+            await conn.close()
+        self._pool = await asyncpg.create_pool(
+            self._dsn, min_size=1, max_size=self._pool_size, command_timeout=self._timeout, init=_init_connection
+        )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @property
+    def _db(self) -> Any:
+        if self._pool is None:
+            raise RuntimeError("the catalog is not started")
+        return self._pool
+
+    # Files
+
+    async def put_file(self, record: FileRecord, content: bytes) -> None:
+        r = record
+        status = await self._db.execute(
+            f"INSERT INTO {self._s}.files ({_FILE_COLUMNS}, content) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+            "ON CONFLICT (id) DO UPDATE SET filename = excluded.filename, purpose = excluded.purpose, "
+            f"bytes = excluded.bytes, content = excluded.content WHERE {self._s}.files.tenant = excluded.tenant",
+            r.id, r.tenant, r.filename, r.purpose, r.bytes, r.created_at, content,
+        )  # fmt: skip
+        if status.endswith(" 0"):
+            raise ValueError("file id already in use")
+
+    async def get_file(self, tenant: str, file_id: str) -> FileRecord | None:
+        row = await self._db.fetchrow(
+            f"SELECT {_FILE_COLUMNS} FROM {self._s}.files WHERE id = $1 AND tenant = $2", file_id, tenant
+        )
+        return None if row is None else FileRecord(**dict(row))
+
+    async def file_content(self, tenant: str, file_id: str) -> bytes | None:
+        content: bytes | None = await self._db.fetchval(
+            f"SELECT content FROM {self._s}.files WHERE id = $1 AND tenant = $2", file_id, tenant
+        )
+        return content
+
+    async def list_files(
+        self, tenant: str, *, purpose: str | None = None, limit: int = 10000, after: str | None = None,
+        order: Literal["asc", "desc"] = "desc",
+    ) -> list[FileRecord]:  # fmt: skip
+        where, params = "tenant = $1", [tenant]
+        if purpose is not None:
+            where, params = where + " AND purpose = $2", [*params, purpose]
+        rows = await self._page("files", "id", _FILE_COLUMNS, where, params, limit, after, order)
+        return [FileRecord(**dict(row)) for row in rows]
+
+    async def _page(
+        self, table: str, key: str, columns: str, where: str, params: list[Any], limit: int, after: str | None,
+        order: Literal["asc", "desc"],
+    ) -> list[Any]:  # fmt: skip
+        """A page of `table` in (created_at, key) order after the row whose `key` is `after`; `where`
+        uses $1..$n for `params`."""
+        direction = "DESC" if order == "desc" else "ASC"
+        n = len(params)
+        if after is not None:
+            cursor = await self._db.fetchval(
+                f"SELECT created_at FROM {self._s}.{table} WHERE {where} AND {key} = ${n + 1}", *params, after
+            )
+            if cursor is None:
+                return []
+            compare = "<" if order == "desc" else ">"
+            where += f" AND (created_at, {key}) {compare} (${n + 1}, ${n + 2})"
+            params = [*params, cursor, after]
+        sql = (
+            f"SELECT {columns} FROM {self._s}.{table} WHERE {where} "
+            f"ORDER BY created_at {direction}, {key} {direction} LIMIT ${len(params) + 1}"
+        )
+        rows: list[Any] = await self._db.fetch(sql, *params, max(0, limit))
+        return rows
+
+    async def delete_file(self, tenant: str, file_id: str) -> bool:
+        status = await self._db.execute(f"DELETE FROM {self._s}.files WHERE id = $1 AND tenant = $2", file_id, tenant)
+        return bool(status != "DELETE 0")
+
+    # Vector stores
+
+    async def put_store(self, record: StoreRecord) -> None:
+        r = record
+        status = await self._db.execute(
+            f"INSERT INTO {self._s}.stores ({_STORE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+            "ON CONFLICT (id) DO UPDATE SET name = excluded.name, metadata = excluded.metadata, "
+            "last_active_at = excluded.last_active_at, data_class = excluded.data_class "
+            f"WHERE {self._s}.stores.tenant = excluded.tenant",
+            r.id, r.tenant, r.name, r.data_class, r.created_at, r.metadata, r.last_active_at,
+        )  # fmt: skip
+        if status.endswith(" 0"):
+            raise ValueError("vector store id already in use")
+
+    async def get_store(self, tenant: str, store_id: str) -> StoreRecord | None:
+        row = await self._db.fetchrow(
+            f"SELECT {_STORE_COLUMNS} FROM {self._s}.stores WHERE id = $1 AND tenant = $2", store_id, tenant
+        )
+        return None if row is None else StoreRecord(**dict(row))
+
+    async def list_stores(
+        self, tenant: str, *, limit: int = 20, after: str | None = None, order: Literal["asc", "desc"] = "desc"
+    ) -> list[StoreRecord]:
+        rows = await self._page("stores", "id", _STORE_COLUMNS, "tenant = $1", [tenant], limit, after, order)
+        return [StoreRecord(**dict(row)) for row in rows]
+
+    async def delete_store(self, tenant: str, store_id: str) -> bool:
+        status = await self._db.execute(f"DELETE FROM {self._s}.stores WHERE id = $1 AND tenant = $2", store_id, tenant)
+        return bool(status != "DELETE 0")
+
+    # A store's files
+
+    async def put_store_file(self, record: StoreFileRecord) -> None:
+        r = record
+        async with self._db.acquire() as conn, conn.transaction():
+            owned = await conn.fetchval(
+                f"SELECT (SELECT count(*) FROM {self._s}.stores WHERE id = $1 AND tenant = $3) "
+                f"+ (SELECT count(*) FROM {self._s}.files WHERE id = $2 AND tenant = $3)",
+                r.store_id, r.file_id, r.tenant,
+            )  # fmt: skip
+            if owned != 2:
+                raise NotFound("vector store or file not found")
+            status = await conn.execute(
+                f"INSERT INTO {self._s}.store_files ({_STORE_FILE_COLUMNS}) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+                "ON CONFLICT (store_id, file_id) DO UPDATE SET status = excluded.status, "
+                "attributes = excluded.attributes, chunking = excluded.chunking, usage_bytes = excluded.usage_bytes, "
+                f"last_error = excluded.last_error WHERE {self._s}.store_files.tenant = excluded.tenant",
+                r.store_id, r.file_id, r.tenant, r.status, r.created_at, r.attributes, r.chunking, r.usage_bytes,
+                r.last_error,
+            )  # fmt: skip
+            if status.endswith(" 0"):
+                raise NotFound("vector store not found")
+
+    async def get_store_file(self, tenant: str, store_id: str, file_id: str) -> StoreFileRecord | None:
+        row = await self._db.fetchrow(
+            f"SELECT {_STORE_FILE_COLUMNS} FROM {self._s}.store_files "
+            "WHERE store_id = $1 AND file_id = $2 AND tenant = $3",
+            store_id, file_id, tenant,
+        )  # fmt: skip
+        return None if row is None else StoreFileRecord(**dict(row))
+
+    async def list_store_files(
+        self, tenant: str, store_id: str, *, status: FileStatus | None = None, limit: int = 20,
+        after: str | None = None, order: Literal["asc", "desc"] = "desc",
+    ) -> list[StoreFileRecord]:  # fmt: skip
+        where, params = "tenant = $1 AND store_id = $2", [tenant, store_id]
+        if status is not None:
+            where, params = where + " AND status = $3", [*params, status]
+        rows = await self._page("store_files", "file_id", _STORE_FILE_COLUMNS, where, params, limit, after, order)
+        return [StoreFileRecord(**dict(row)) for row in rows]
+
+    async def delete_store_file(self, tenant: str, store_id: str, file_id: str) -> bool:
+        status = await self._db.execute(
+            f"DELETE FROM {self._s}.store_files WHERE store_id = $1 AND file_id = $2 AND tenant = $3",
+            store_id, file_id, tenant,
+        )  # fmt: skip
+        return bool(status != "DELETE 0")
+
+    async def file_counts(self, tenant: str, store_id: str) -> FileCounts:
+        rows = await self._db.fetch(
+            f"SELECT status, count(*) AS n FROM {self._s}.store_files WHERE tenant = $1 AND store_id = $2 "
+            "GROUP BY status",
+            tenant, store_id,
+        )  # fmt: skip
+        return FileCounts(**{r["status"]: r["n"] for r in rows if r["status"] in FileCounts.__struct_fields__})
+
+    # Chunks
+
+    async def add_chunks(
+        self, tenant: str, store_id: str, file_id: str, chunks: Sequence[Chunk], vectors: NDArray[Any]
+    ) -> None:
+        rows = np.ascontiguousarray(vectors, dtype=np.float32)
+        if rows.ndim != 2 or rows.shape != (len(chunks), self._dimensions):
+            raise ValueError(f"vectors must be {len(chunks)} rows of {self._dimensions}, one per chunk")
+        if not np.isfinite(rows).all():
+            raise ValueError("vectors must be finite")
+        if not chunks:
+            return
+        async with self._db.acquire() as conn, conn.transaction():
+            link = await conn.fetchval(
+                f"SELECT 1 FROM {self._s}.store_files WHERE store_id = $1 AND file_id = $2 AND tenant = $3 FOR UPDATE",
+                store_id, file_id, tenant,
+            )  # fmt: skip
+            if link is None:
+                raise NotFound("file not found in vector store")
+            await conn.executemany(
+                f"INSERT INTO {self._s}.chunks (store_id, file_id, idx, text, tokens, embedding) "
+                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (store_id, file_id, idx) DO UPDATE "
+                "SET text = excluded.text, tokens = excluded.tokens, embedding = excluded.embedding",
+                [(store_id, file_id, c.index, c.text, c.tokens, row) for c, row in zip(chunks, rows, strict=True)],
+            )
+            await conn.execute(
+                f"UPDATE {self._s}.store_files SET chunks = (SELECT count(*) FROM {self._s}.chunks "
+                "WHERE store_id = $1 AND file_id = $2) WHERE store_id = $1 AND file_id = $2",
+                store_id, file_id,
+            )  # fmt: skip
+
+    async def search(
+        self, tenant: str, store_ids: Sequence[str], vector: NDArray[Any], k: int, *,
+        filters: Mapping[str, Any] | None = None, score_threshold: float = 0.0,
+    ) -> list[Hit]:  # fmt: skip
+        tree = parse_filter(filters) if filters is not None else None
+        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+        if query.shape != (self._dimensions,):
+            raise ValueError(f"the query vector must have {self._dimensions} dimensions")
+        if k < 1 or not store_ids:
+            return []
+        # $1 the tenant, $2 the store ids; the filter's parameters follow.
+        params: list[Any] = [tenant, list(dict.fromkeys(store_ids))]
+        passes = "sf.status = 'completed'"
+        if tree is not None:
+            passes += " AND " + to_sql(tree, "sf.attributes", params)
+        tables = f"{self._s}.store_files sf JOIN {self._s}.stores s ON s.id = sf.store_id"
+        where = f"s.tenant = $1 AND sf.store_id = ANY($2::text[]) AND {passes}"
+        q, limit = f"${len(params) + 1}", f"${len(params) + 2}"
+        select = (
+            "SELECT c.store_id, c.file_id, c.idx, c.text, f.filename, sf.attributes, "
+            f"(c.embedding <=> {q}) AS distance "
+            f"FROM {tables} JOIN {self._s}.chunks c ON c.store_id = sf.store_id AND c.file_id = sf.file_id "
+            f"JOIN {self._s}.files f ON f.id = sf.file_id WHERE {where}"
+        )
+        async with self._db.acquire() as conn, conn.transaction():
+            candidates = await conn.fetchval(f"SELECT coalesce(sum(sf.chunks), 0) FROM {tables} WHERE {where}", *params)
+            if not candidates:
+                return []
+            if candidates <= EXACT_LIMIT:
+                order = f"(c.embedding <=> {q}) + 0"  # not the index's ordering: an exact scan
+            else:
+                order = f"c.embedding <=> {q}"
+                await conn.execute(f"SET LOCAL hnsw.ef_search = {max(_EF_SEARCH, int(k))}")
+                await conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+            rows = await conn.fetch(f"{select} ORDER BY {order} LIMIT {limit}", *params, query, int(k))
+        hits = []
+        for row in rows:
+            score = 1.0 - float(row["distance"])
+            if score < score_threshold:
+                break
+            hits.append(
+                Hit(store_id=row["store_id"], file_id=row["file_id"], filename=row["filename"], chunk_index=row["idx"],
+                    score=score, text=row["text"], attributes=row["attributes"])
+            )  # fmt: skip
+        return hits
