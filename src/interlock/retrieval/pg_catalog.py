@@ -291,6 +291,12 @@ class PgCatalog:
         )  # fmt: skip
         return bool(status != "DELETE 0")
 
+    async def in_progress(self) -> list[StoreFileRecord]:
+        rows = await self._db.fetch(
+            f"SELECT {_STORE_FILE_COLUMNS} FROM {self._s}.store_files WHERE status = 'in_progress' ORDER BY created_at"
+        )
+        return [StoreFileRecord(**dict(row)) for row in rows]
+
     async def file_counts(self, tenant: str, store_id: str) -> FileCounts:
         rows = await self._db.fetch(
             f"SELECT status, count(*) AS n FROM {self._s}.store_files WHERE tenant = $1 AND store_id = $2 "
