@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from redis.asyncio import Redis
 
@@ -32,6 +32,7 @@ from .config import (
     MiniLmDeployment,
     OpenAIDeployment,
     RedisSettings,
+    RetrievalSettings,
     RolloutSettings,
     SecuritySettings,
     Settings,
@@ -42,8 +43,10 @@ from .edge.admin import AdminHandlers
 from .edge.inference import InferenceHandler
 from .edge.info import InfoHandlers
 from .edge.parse import RequestParser
+from .edge.retrieval_routes import RetrievalRoutes
 from .edge.rollouts import RolloutHandlers
 from .embeddings.types import TextEmbedder
+from .errors import ConfigError
 from .lifecycle import Lifecycle
 from .observe.alerting import AlertEngine, AlertGauges, AlertMetrics, Lease, WindowSignals
 from .observe.alerts import Alert, SignalProvider, State
@@ -98,6 +101,9 @@ if TYPE_CHECKING:
     from .observe.drift import DriftReport
     from .observe.monitor import DriftMonitor, Embedder
     from .prompts.templates import TemplateBook
+    from .retrieval.service import VectorStores
+    from .retrieval.stage import RetrievalStage
+    from .retrieval.types import Catalog, FileCounts
 
 CONFIG_ENV = "INTERLOCK_CONFIG"
 BLOB_TIMEOUT_MS = 1000  # Redis clients that move blobs (drift windows, rollout state), not counters
@@ -130,10 +136,13 @@ def build(
     driver, shadows = make_rollout_driver(settings, stats, alerts, life, drift) if stats is not None else (None, None)
     router = Router(groups, settings.router, metrics, rollouts=driver)
     shadow = make_shadow_runner(settings, driver, router, shadows, metrics, life, embeddings)
-    pipeline, semantic = make_pipeline(settings, router, metrics, tracing, life, embedder or embeddings)
+    audit = make_audit_log(settings, life)
+    dlp = make_dlp_stage(settings.dlp, metrics, life) if settings.dlp is not None else None
+    vector_stores = make_vector_stores(settings, life, embeddings, dlp, audit)
+    retrieval = make_retrieval_stage(settings, vector_stores) if vector_stores is not None else None
+    pipeline, semantic = make_pipeline(settings, router, metrics, tracing, life, embedder or embeddings, dlp, retrieval)
     roles = roles_table(settings.security)
     store, auth = make_access(settings.security, roles, life)
-    audit = make_audit_log(settings, life)
     recorders = make_recorders(settings, metrics, audit, stats, tracing, drift, shadow)
     if reload is not None:
         rotation = KeyRotation(settings, reload, providers, settings.secrets.refresh_s)
@@ -149,7 +158,8 @@ def build(
     secret = (settings.security.server_secret or "").encode()
     admin = AdminHandlers(store, secret, roles, audit, drift, semantic=semantic)
     rollout_admin = RolloutHandlers(driver, settings.versions(), audit)
-    return Gateway(inference, info, admin, auth, life.start, life.close, metrics, rollout_admin)
+    routes = retrieval_routes(settings, vector_stores)
+    return Gateway(inference, info, admin, auth, life.start, life.close, metrics, rollout_admin, routes)
 
 
 async def _started(settings: Settings, auth: Authenticator) -> None:
@@ -209,7 +219,7 @@ def uses_embeddings(settings: Settings) -> bool:
     drift = settings.drift is not None and settings.drift.embeddings
     shadow = settings.rollout is not None and settings.rollout.shadow_embeddings
     semantic = any(g.cache.semantic is not None for g in settings.models)
-    return serves or drift or shadow or semantic
+    return serves or drift or shadow or semantic or settings.retrieval is not None
 
 
 def make_embeddings(settings: Settings, metrics: Metrics, life: Lifecycle) -> EmbeddingService | None:
@@ -335,13 +345,20 @@ def make_pipeline(
     tracing: Tracing | None,
     life: Lifecycle,
     embedder: TextEmbedder | None = None,
+    dlp: DlpStage | None = None,
+    retrieval: RetrievalStage | None = None,
 ) -> tuple[Pipeline, SemanticCacheStage | None]:
     """The stages, outermost first, around the router; and the semantic cache stage, when a
     group has one (the admin route invalidates through it)."""
     limit_stage, spend_stage = make_limit_stages(settings, metrics, life)
     stages: list[Stage] = [limit_stage]
-    if settings.dlp is not None:
-        stages.append(make_dlp_stage(settings.dlp, metrics, life))
+    if dlp is not None:
+        stages.append(dlp)
+    # After DLP, before the caches: the turn it searches with is the one DLP left, the chunks it
+    # adds were screened at ingestion, and the caches key on the body with the chunks in it
+    # (retrieval/stage.py says more).
+    if retrieval is not None:
+        stages.append(retrieval)
     # The cache comes after DLP: it keys on, and stores, the protected request and answer.
     redis = None
     if settings.cache.redis is not None:
@@ -439,6 +456,117 @@ def make_dlp_stage(dlp: DlpSettings, metrics: Metrics, life: Lifecycle) -> DlpSt
     )
     stage = DlpStage(PatternDetector(threshold=dlp.threshold), policies, dlp.models, vault, metrics, ner, presidio)
     return life.add(stage, start=stage.start)  # loads the named-entity model before the first request
+
+
+# -- files, vector stores, retrieval --------------------------------------------------------------------
+def make_catalog(config: RetrievalSettings) -> Catalog:
+    """SQLite beside the config (its ANN index beside it), or PostgreSQL with pgvector. Imported
+    here: a gateway without a `retrieval` section loads neither."""
+    if config.catalog == "postgres":
+        from .retrieval.pg_catalog import PgCatalog
+
+        assert config.postgres_dsn is not None  # checked by RetrievalSettings
+        return PgCatalog(config.postgres_dsn, schema=config.postgres_schema)
+    from .retrieval.sqlite_catalog import SqliteCatalog
+
+    assert config.directory is not None  # placed beside the config by load_settings
+    return SqliteCatalog(Path(config.directory))
+
+
+def make_vector_stores(
+    settings: Settings,
+    life: Lifecycle,
+    embeddings: EmbeddingService | None,
+    dlp: DlpStage | None,
+    audit: AuditLog | None,
+) -> VectorStores | None:
+    """The catalog, the ingestion queue and the service over them, when `retrieval` is configured.
+    The catalog starts before the queue (which resumes the files an earlier process left
+    in_progress) and closes after it."""
+    config = settings.retrieval
+    if config is None:
+        return None
+    assert embeddings is not None  # make_embeddings builds it when retrieval is configured
+    from .retrieval.chunking import AUTO, Chunker, static
+    from .retrieval.extract import extract_text
+    from .retrieval.ingest import Ingestor
+    from .retrieval.sealed import Plain, Seal, Sealed
+    from .retrieval.service import VectorStores
+
+    catalog = make_catalog(config)
+    life.add(catalog, catalog.start, catalog.close)
+    key = settings.dlp.tokenization_key if settings.dlp is not None else None
+    seal: Seal = Sealed(key.encode()) if key else Plain()
+    screen = None
+    if dlp is not None:
+        screen = functools.partial(dlp.screen_texts, config.dlp_policy or "default", ttl=config.token_ttl_s)
+    chunker = Chunker(Path(settings.embeddings.model_dir) if settings.embeddings.model_dir else None)
+    ingestor = Ingestor(
+        catalog, seal, extract_text, chunker.split, embeddings, screen,
+        workers=config.workers, queue_size=config.queue_size, batch=config.embed_batch,
+    )  # fmt: skip
+    chunking = config.chunking
+    default = AUTO if chunking is None else static(chunking.max_chunk_size_tokens, chunking.chunk_overlap_tokens)
+    service = VectorStores(
+        catalog, ingestor, embeddings, seal, default, vault=dlp.vault if dlp is not None else None, audit=audit,
+        default_class=config.default_data_class,
+    )  # fmt: skip
+
+    async def start() -> None:
+        await ingestor.start(await service.pending())
+
+    return life.add(service, start, ingestor.close)
+
+
+def make_retrieval_stage(settings: Settings, service: VectorStores) -> RetrievalStage:
+    """The stage, with the retrieval template: the one `retrieval.template` names, else a
+    `retrieval` template of the config's, else the built-in one."""
+    from .config import TemplateSettings
+    from .prompts.templates import TemplateBook
+    from .retrieval.stage import DEFAULT_SYSTEM, DEFAULT_TEMPLATE, RetrievalStage
+
+    config = settings.retrieval
+    assert config is not None
+    templates = {DEFAULT_TEMPLATE: TemplateSettings(system=DEFAULT_SYSTEM), **settings.templates}
+    groups = {g.name: g.retrieval for g in settings.models if g.retrieval is not None}
+    return RetrievalStage(
+        service, groups, TemplateBook(templates), config.template or DEFAULT_TEMPLATE, config.max_results
+    )
+
+
+async def ingest_directory(
+    settings: Settings, directory: Path, store: str, tenant: str, progress: TextIO
+) -> tuple[str, FileCounts]:
+    """`interlock ingest`: the retrieval parts of a gateway (catalog, embeddings, DLP, audit)
+    without the gateway, every file under `directory` into the store named `store` of `tenant`;
+    (the store's id, its file counts)."""
+    from .retrieval.directory import ingest_directory as ingest
+    from .security.roles import ALL, Identity
+
+    life = Lifecycle()
+    metrics = Metrics()
+    embeddings = life.add(*embedding_service(settings.embeddings, metrics, life))
+    audit = make_audit_log(settings, life)
+    dlp = make_dlp_stage(settings.dlp, metrics, life) if settings.dlp is not None else None
+    service = make_vector_stores(settings, life, embeddings, dlp, audit)
+    if service is None:
+        raise ConfigError("$.retrieval: `interlock ingest` needs a `retrieval` section")
+    who = Identity(subject="cli", kind="cli", tenant=tenant, roles=("admin",), permissions=ALL, max_class="restricted")
+    await life.start()
+    try:
+        record, counts = await ingest(service, who, directory, store, progress)
+    finally:
+        await life.close()
+    return record.id, counts
+
+
+def retrieval_routes(settings: Settings, service: VectorStores | None) -> RetrievalRoutes:
+    if service is None or settings.retrieval is None:
+        return RetrievalRoutes(None, None)
+    from .edge.files import FileHandlers
+    from .edge.vector_stores import VectorStoreHandlers
+
+    return RetrievalRoutes(FileHandlers(service, settings.retrieval.max_file_bytes), VectorStoreHandlers(service))
 
 
 # -- access: keys, tokens, roles, the audit trail -------------------------------------------------------

@@ -428,6 +428,26 @@ def _embeddings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ingest(args: argparse.Namespace) -> int:
+    """Every file under a directory into a vector store, with a progress bar on stderr."""
+    from .app import ingest_directory
+
+    settings = _load(args.config)
+    if settings is None:
+        return 2
+    directory = Path(args.dir)
+    if not directory.is_dir():
+        print(f"interlock: no such directory: {directory}", file=sys.stderr)
+        return 2
+    try:
+        store_id, counts = asyncio.run(ingest_directory(settings, directory, args.store, args.tenant, sys.stderr))
+    except ConfigError as exc:
+        print(f"interlock: {exc}", file=sys.stderr)
+        return 2
+    print(f"{store_id}: {counts.completed} completed, {counts.failed} failed")
+    return 1 if counts.failed else 0
+
+
 def _check_config(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.file)
@@ -541,6 +561,12 @@ def main(argv: list[str] | None = None) -> int:
     warm.add_argument("file", help="one query per line, or JSON Lines with a text field")
     warm.add_argument("--config", default=os.environ.get("INTERLOCK_CONFIG"), help="the gateway's config")
     embeddings.set_defaults(func=_embeddings)
+    ingest = sub.add_parser("ingest", help="upload every file under a directory into a vector store")
+    ingest.add_argument("dir")
+    ingest.add_argument("--store", required=True, help="the store's name (created when the tenant has none)")
+    ingest.add_argument("--tenant", default="default", help="the tenant the store belongs to")
+    ingest.add_argument("--config", default=os.environ.get("INTERLOCK_CONFIG"), help="the gateway's config")
+    ingest.set_defaults(func=_ingest)
     check = sub.add_parser("check-config", help="validate a config file without starting")
     check.add_argument("file")
     check.set_defaults(func=_check_config)

@@ -345,13 +345,14 @@ class ChunkingSettings(_Frozen, frozen=True, kw_only=True):
 
 
 class RetrievalSettings(_Frozen, frozen=True, kw_only=True):
-    """Files, vector stores and retrieval (docs/retrieval.md). The catalog is SQLite (default:
-    interlock-vectors.db beside the config, its ANN index beside it) or PostgreSQL with pgvector
-    (`postgres_dsn`, written as a secret reference)."""
+    """Files, vector stores and retrieval (docs/retrieval.md). The catalog is SQLite with its ANN
+    index in a directory (default: interlock-vectors beside the config) or PostgreSQL with
+    pgvector (`postgres_dsn`, written as a secret reference)."""
 
     catalog: Literal["sqlite", "postgres"] = "sqlite"
-    sqlite_path: str | None = None
+    directory: str | None = None
     postgres_dsn: str | None = None
+    postgres_schema: str = "interlock_rag"  # the catalog's tables are made in this schema
     queue_size: int = 256  # files waiting for ingestion; past it an upload is refused with a 503
     workers: int = 1  # files ingested at once
     embed_batch: int = 64  # chunks per call to the embedding service
@@ -441,7 +442,18 @@ class SecuritySettings(_Frozen, frozen=True, kw_only=True):
     # Extra roles, or new meanings for the built-in ones: role name -> permissions.
     roles: dict[
         str,
-        list[Literal["invoke", "read_metrics", "read_audit", "admin_keys", "admin_rollouts", "admin_config"]],
+        list[
+            Literal[
+                "invoke",
+                "read_metrics",
+                "read_audit",
+                "admin_keys",
+                "admin_rollouts",
+                "admin_config",
+                "manage_files",
+                "read_pii",
+            ]
+        ],
     ] = {}
 
     def __post_init__(self) -> None:
@@ -928,9 +940,9 @@ def _place_key_store(settings: Settings, base_dir: Path) -> Settings:
             settings = msgspec.structs.replace(settings, rollout=placed_rollout)
     retrieval = settings.retrieval
     if retrieval is not None and retrieval.catalog == "sqlite":
-        placed_vectors = _beside(base_dir, retrieval.sqlite_path, "interlock-vectors.db")
+        placed_vectors = _beside(base_dir, retrieval.directory, "interlock-vectors")
         settings = msgspec.structs.replace(
-            settings, retrieval=msgspec.structs.replace(retrieval, sqlite_path=placed_vectors)
+            settings, retrieval=msgspec.structs.replace(retrieval, directory=placed_vectors)
         )
     drift = settings.drift
     if drift is not None and drift.references:

@@ -288,3 +288,32 @@ def test_the_embeddings_section_is_validated_where_it_is() -> None:
     s = parse_settings({"models": models})
     assert isinstance(s.models[0].deployments[0], MiniLmDeployment)
     assert s.models[0].deployments[0].max_class == "restricted"
+
+
+def test_the_retrieval_section_is_checked_where_it_is_and_across(tmp_path: Path) -> None:
+    base: dict[str, Any] = {"models": [{"name": "m", "deployments": [{"id": "d", "backend": "local"}]}]}
+
+    def parsed(**extra: Any) -> Any:
+        return parse_settings({**copy.deepcopy(base), **extra}, {}, tmp_path)
+
+    placed = parsed(retrieval={})
+    assert placed.retrieval.directory == str(tmp_path / "interlock-vectors") and placed.retrieval.catalog == "sqlite"
+    cases = [
+        ({"retrieval": {"catalog": "postgres"}}, r"\$\.retrieval\.postgres_dsn: expected a DSN"),
+        ({"retrieval": {"max_results": 51}}, r"\$\.retrieval\.max_results"),
+        ({"retrieval": {"chunking": {"max_chunk_size_tokens": 200, "chunk_overlap_tokens": 150}}},
+         r"\$\.retrieval\.chunking\.chunk_overlap_tokens"),
+        ({"retrieval": {"dlp_policy": "docs"}}, r"\$\.retrieval\.dlp_policy: unknown DLP policy"),
+        ({"retrieval": {"template": "rag"}}, r"\$\.retrieval\.template: unknown template"),
+    ]  # fmt: skip
+    for extra, expected in cases:
+        with pytest.raises(ConfigError, match=expected):
+            parsed(**extra)
+    grouped = copy.deepcopy(base)
+    grouped["models"][0]["retrieval"] = {"vector_store_ids": ["vs_1"], "max_results": 2}
+    with pytest.raises(ConfigError, match=r"\$\.models\[0\]\.retrieval: expected a `retrieval` section"):
+        parse_settings(grouped, {}, tmp_path)
+    assert parse_settings({**grouped, "retrieval": {}}, {}, tmp_path).models[0].retrieval.max_results == 2
+    grouped["models"][0]["retrieval"] = {"vector_store_ids": []}
+    with pytest.raises(ConfigError, match=r"models\[0\]\.retrieval\.vector_store_ids"):
+        parse_settings({**grouped, "retrieval": {}}, {}, tmp_path)

@@ -63,4 +63,9 @@ async def ingest_directory(
             break
         await asyncio.sleep(poll_s)
     progress.write("\n")
+    names = {p.name for p in paths}
+    for failed in await service.store_files(who, store.id, "failed", MAX_STORES_SCANNED, None, "asc"):
+        record = await service.file(who, failed.file_id)
+        if record.filename in names:
+            progress.write(f"{record.filename}: {failed.last_error}\n")
     return store, counts

@@ -1,0 +1,129 @@
+"""Ingestion over the real SQLite catalog, MiniLM and DLP: files complete with their values
+tokenized, a bad file fails alone with a reason, a policy's refusal and a store's data class fail
+a file without indexing it, a full queue refuses, a detached file leaves nothing, and files left
+in_progress by a process that stopped are resumed by the next."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from interlock.errors import Overloaded
+from interlock.security.dlp import Policy
+from interlock.security.roles import Identity
+from tests.unit.retrieval.conftest import ADMIN, USER, Parts, make_parts
+
+DOC = b"Refunds are processed within five business days. Questions go to refunds.team@example.com."
+
+
+async def attach(parts: Parts, store_id: str, name: str, content: bytes, who: Identity = USER) -> str:
+    record = await parts.service.upload(who, name, "assistants", content)
+    await parts.service.attach(who, store_id, record.id, {}, None)
+    return record.id
+
+
+async def test_a_file_completes_with_its_values_tokenized(parts: Parts) -> None:
+    store = await parts.service.create_store(USER, "docs", {}, None)
+    file_id = await attach(parts, store.id, "refunds.txt", DOC)
+    await parts.ingestor.drained()
+    done = await parts.service.store_file(USER, store.id, file_id)
+    assert done.status == "completed" and done.last_error is None and done.usage_bytes > 0
+    _, hits = await parts.service.search(USER, [store.id], ["how long do refunds take"], 5)
+    assert hits[0].file_id == file_id and "five business days" in hits[0].text
+    assert "refunds.team@example.com" not in hits[0].text and "<EMAIL_" in hits[0].text
+
+
+async def test_one_bad_file_fails_alone_with_a_reason_and_no_text(parts: Parts) -> None:
+    store = await parts.service.create_store(USER, "docs", {}, None)
+    bad = await attach(parts, store.id, "blob.bin", bytes(range(256)) * 4)
+    empty = await attach(parts, store.id, "empty.txt", b"   \n")
+    good = await attach(parts, store.id, "refunds.txt", DOC)
+    await parts.ingestor.drained()
+    statuses = {f.file_id: f for f in await parts.service.store_files(USER, store.id, None, 10, None, "asc")}
+    assert statuses[good].status == "completed"
+    assert statuses[bad].status == "failed" and (statuses[bad].last_error or "").startswith("unsupported_file: ")
+    assert statuses[empty].status == "failed" and (statuses[empty].last_error or "").startswith("invalid_file: ")
+    counts = await parts.service.counts(USER, store.id)
+    assert (counts.completed, counts.failed) == (1, 2)
+
+
+async def test_a_policy_that_blocks_a_type_fails_the_file_naming_it(tmp_path: Path) -> None:
+    parts = make_parts(tmp_path / "v", Policy("docs", actions={"EMAIL": "block"}))
+    await parts.catalog.start()
+    await parts.ingestor.start()
+    try:
+        store = await parts.service.create_store(USER, "docs", {}, None)
+        file_id = await attach(parts, store.id, "refunds.txt", DOC)
+        await parts.ingestor.drained()
+        failed = await parts.service.store_file(USER, store.id, file_id)
+        assert (failed.status, failed.last_error) == ("failed", "pii_refused: EMAIL")
+        assert (await parts.service.search(USER, [store.id], ["refunds"], 5))[1] == []
+    finally:
+        await parts.ingestor.close()
+        await parts.catalog.close()
+
+
+async def test_findings_above_the_stores_class_fail_the_file(parts: Parts) -> None:
+    store = await parts.service.create_store(ADMIN, "docs", {}, "confidential")
+    file_id = await attach(parts, store.id, "ssn.txt", b"The employee's SSN is 219-45-6789, on file since 2019.", ADMIN)
+    await parts.ingestor.drained()
+    failed = await parts.service.store_file(ADMIN, store.id, file_id)
+    assert (failed.status, failed.last_error) == ("failed", "data_class_exceeded: restricted")
+    restricted = await parts.service.create_store(ADMIN, "hr", {}, "restricted")
+    await parts.service.attach(ADMIN, restricted.id, file_id, {}, None)
+    await parts.ingestor.drained()
+    assert (await parts.service.store_file(ADMIN, restricted.id, file_id)).status == "completed"
+
+
+async def test_a_full_queue_refuses_the_file_and_links_nothing(tmp_path: Path) -> None:
+    parts = make_parts(tmp_path / "v", queue_size=1)
+    await parts.catalog.start()  # the workers are not started: the queue fills
+    try:
+        store = await parts.service.create_store(USER, "docs", {}, None)
+        await attach(parts, store.id, "a.txt", DOC)
+        refused = await parts.service.upload(USER, "b.txt", "assistants", DOC)
+        with pytest.raises(Overloaded) as raised:
+            await parts.service.attach(USER, store.id, refused.id, {}, None)
+        assert raised.value.status == 503 and raised.value.headers["retry-after"] == "5"
+        assert [f.file_id for f in await parts.service.store_files(USER, store.id, None, 10, None, "asc")] != [
+            refused.id
+        ]
+        assert (await parts.service.counts(USER, store.id)).total == 1
+    finally:
+        await parts.catalog.close()
+
+
+async def test_files_left_in_progress_are_resumed_by_the_next_process(tmp_path: Path) -> None:
+    first = make_parts(tmp_path / "v")
+    await first.catalog.start()  # no workers: the process stops with the file queued
+    store = await first.service.create_store(USER, "docs", {}, None)
+    file_id = await attach(first, store.id, "refunds.txt", DOC)
+    await first.catalog.close()
+    second = make_parts(tmp_path / "v")
+    await second.catalog.start()
+    try:
+        pending = await second.service.pending()
+        assert [(job.file_id, record.status) for job, record in pending] == [(file_id, "in_progress")]
+        await second.ingestor.start(pending)
+        await second.ingestor.drained()
+        assert (await second.service.store_file(USER, store.id, file_id)).status == "completed"
+    finally:
+        await second.ingestor.close()
+        await second.catalog.close()
+
+
+async def test_a_file_detached_before_its_turn_leaves_nothing(tmp_path: Path) -> None:
+    parts = make_parts(tmp_path / "v")
+    await parts.catalog.start()
+    try:
+        store = await parts.service.create_store(USER, "docs", {}, None)
+        file_id = await attach(parts, store.id, "refunds.txt", DOC)
+        await parts.service.detach(USER, store.id, file_id)
+        await parts.ingestor.start()
+        await parts.ingestor.drained()
+        assert await parts.catalog.get_store_file(USER.tenant, store.id, file_id) is None
+        assert (await parts.service.counts(USER, store.id)).total == 0
+    finally:
+        await parts.ingestor.close()
+        await parts.catalog.close()
