@@ -6,8 +6,10 @@ store is `NotFound`, never `Forbidden`), and its permissions decide what it may 
 
 Who sees values: chunk text is stored as DLP left it (tokens where the policy tokenized). Search
 results are de-tokenized, from the vault, only for identities holding `read_pii`; every other
-caller gets the tokens. The same permission is needed for a file's content as uploaded.
-Citations carry no text at all (file id, filename, chunk index, score).
+caller gets the tokens. A chat answer with retrieval follows the same rule (the model is given the
+tokens; the tokens of the retrieved chunks in its answer are put back for `read_pii` callers).
+The same permission is needed for a file's content as uploaded. Citations carry no text at all
+(file id, filename, chunk index, score).
 
 Stores of a data class above what the caller may send (`Identity.max_class`) can be neither
 created nor read by it (403 `data_class_forbidden`: the store is the caller's tenant's, so this
@@ -273,27 +275,30 @@ class VectorStores:
         hits = sorted(best.values(), key=lambda h: -h.score)[:k]
         self._record(who, "store.search", store_ids=ids,
                      chunks=[f"{h.file_id}#{h.chunk_index}" for h in hits])  # fmt: skip
-        if reveal and who.may(Permission.READ_PII):
-            hits = await self._reveal(who.tenant, hits)
+        if reveal:
+            mapping = await self.values(who, hits)
+            if mapping:
+                hits = [msgspec.structs.replace(h, text=replace(h.text, mapping)) for h in hits]
         return stores, hits
 
-    async def _reveal(self, tenant: str, hits: list[Hit]) -> list[Hit]:
-        """Tokens in the hits' text replaced by their values, from the vault."""
-        if self._vault is None:
-            return hits
-        out = []
+    async def values(self, who: Identity, hits: Sequence[Hit]) -> dict[str, str]:
+        """The values of the tokens in the hits' text, from the vault, for a caller holding
+        `read_pii` (empty for anyone else)."""
+        if self._vault is None or not who.may(Permission.READ_PII):
+            return {}
+        by_store: dict[str, set[str]] = {}
         for hit in hits:
-            tokens = TOKEN.findall(hit.text)
+            by_store.setdefault(hit.store_id, set()).update(TOKEN.findall(hit.text))
+        mapping: dict[str, str] = {}
+        for store_id, tokens in by_store.items():
             if tokens:
-                mapping = await self._vault.recall(token_scope(tenant, hit.store_id), tokens)
-                hit = msgspec.structs.replace(hit, text=replace(hit.text, mapping))
-            out.append(hit)
-        return out
+                mapping.update(await self._vault.recall(token_scope(who.tenant, store_id), sorted(tokens)))
+        return mapping
 
 
 _SHOWN = 64
 
 
 def _shown(value: str) -> str:
-    """An id a caller sent, for an error message: ids are ours to show when they look like ours."""
+    """An id a caller sent, for an error message: shown when it looks like one of ours."""
     return value if len(value) <= _SHOWN and value.replace("-", "").replace("_", "").isalnum() else "(invalid id)"

@@ -15,7 +15,8 @@ Where it sits (app.py): after the limits and after DLP, before the caches.
   token), and the chunks it adds were screened when they were ingested, under the retrieval
   policy; DLP's restoring of tokens in the answer wraps this stage, so the citations pass
   through it. Chunk text is never de-tokenized into a prompt: the model sees what the index
-  holds.
+  holds. The tokens of the chunks that come back in the answer are put back for a caller with
+  `read_pii` (retrieval/service.py's rule), by DLP's own restoring, stream or not.
 - Before the caches: they key on the body with the chunks in it, so a cached answer is reused
   only for the same chunks; a cache hit still gets its citations from this stage.
 - The stores' data classes: the request takes the highest of them (`ctx.retrieval.data_class`;
@@ -39,6 +40,7 @@ from ..pipeline.result import Completion, Result, StreamResult
 from ..pipeline.runner import Next
 from ..pipeline.streams import MappedStream
 from ..prompts.templates import TemplateBook
+from ..security.dlp import restore_tokens
 from ..security.roles import class_rank
 from .service import VectorStores
 from .types import Hit
@@ -131,7 +133,9 @@ class RetrievalStage:
         out["messages"] = self._prompt(body["messages"], turn, hits)
         citations = [citation(h) for h in hits]
         ctx.retrieval = Retrieval(body=out, data_class=data_class, citations=citations)
-        return with_citations(await call_next(ctx), citations)
+        mapping = await self._service.values(request.identity, hits)
+        result = await call_next(ctx)
+        return with_citations(restore_tokens(result, mapping) if mapping else result, citations)
 
     def _prompt(self, messages: list[Any], turn: str, hits: list[Hit]) -> list[Any]:
         variables = {"sources": sources_text(hits), "question": turn}

@@ -204,7 +204,7 @@ class DlpStage:
     async def __call__(self, ctx: RequestContext, call_next: Next) -> Result:
         mapping = await self._screen(ctx)
         result = await call_next(ctx)
-        return result if not mapping else _restore(result, mapping)
+        return result if not mapping else restore_tokens(result, mapping)
 
     async def _screen(self, ctx: RequestContext) -> dict[str, str] | None:
         """Find, classify and act: a block raises; a rewrite becomes `ctx.protection.body`. The
@@ -360,7 +360,7 @@ def _rewritten(body: dict[str, Any], texts: list[str]) -> dict[str, Any]:
     return copy
 
 
-def _restore(result: Result, mapping: Mapping[str, str]) -> Result:
+def restore_tokens(result: Result, mapping: Mapping[str, str]) -> Result:
     """Tokenized values put back into the answer, whole or as its stream goes by."""
     if isinstance(result, Completion):
         answer = decode_event(result.body)

@@ -22,17 +22,18 @@ async def ingested(parts: Parts) -> tuple[str, str]:
 
 async def test_another_tenant_finds_nothing(parts: Parts) -> None:
     store_id, file_id = await ingested(parts)
-    for call in (
-        parts.service.file(OTHER, file_id),
-        parts.service.delete_file(OTHER, file_id),
-        parts.service.store(OTHER, store_id),
-        parts.service.delete_store(OTHER, store_id),
-        parts.service.store_file(OTHER, store_id, file_id),
-        parts.service.search(OTHER, [store_id], ["cat"], 3),
-        parts.service.attach(OTHER, store_id, file_id, {}, None),
-    ):
+    calls = [
+        lambda: parts.service.file(OTHER, file_id),
+        lambda: parts.service.delete_file(OTHER, file_id),
+        lambda: parts.service.store(OTHER, store_id),
+        lambda: parts.service.delete_store(OTHER, store_id),
+        lambda: parts.service.store_file(OTHER, store_id, file_id),
+        lambda: parts.service.search(OTHER, [store_id], ["cat"], 3),
+        lambda: parts.service.attach(OTHER, store_id, file_id, {}, None),
+    ]
+    for call in calls:
         with pytest.raises(NotFound):
-            await call
+            await call()
     assert await parts.service.files(OTHER, None, 10, None, "desc") == []
     assert (await parts.service.search(USER, [store_id], ["cat"], 3))[1]  # still there for its tenant
 

@@ -135,3 +135,26 @@ async def test_a_template_of_its_own_may_take_the_question(parts: Parts) -> None
 def test_a_template_naming_other_variables_is_a_config_error(parts: Parts, source: str) -> None:
     with pytest.raises(ConfigError, match="retrieval template"):
         stage(parts, bad=TemplateSettings(system=source))
+
+
+async def test_tokens_of_the_chunks_in_the_answer_come_back_only_for_read_pii(parts: Parts) -> None:
+    store = await parts.service.create_store(USER, "contacts", {}, None)
+    record = await parts.service.upload(USER, "c.txt", "assistants", b"Report cat sightings to cats@example.com.")
+    await parts.service.attach(USER, store.id, record.id, {}, None)
+    await parts.ingestor.drained()
+
+    async def echo(ctx: RequestContext) -> Result:  # a model that repeats its sources
+        content = ctx.body["messages"][0]["content"]
+        return Completion(
+            orjson.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]})
+        )
+
+    answers = {}
+    for name, who in (("user", USER), ("admin", ADMIN)):
+        result = await stage(parts)(chat("Where do I report cats?", who, vector_store_ids=[store.id]), echo)
+        assert isinstance(result, Completion)
+        answers[name] = orjson.loads(result.body)
+    assert "<EMAIL_" in answers["user"]["choices"][0]["message"]["content"]
+    assert "cats@example.com" not in answers["user"]["choices"][0]["message"]["content"]
+    assert "cats@example.com" in answers["admin"]["choices"][0]["message"]["content"]
+    assert answers["admin"]["citations"] == answers["user"]["citations"]
