@@ -124,7 +124,7 @@ async def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="rag-latency-"))
     runner, upstream_port = await upstream_app()
     schema = f"rag_latency_{uuid.uuid4().hex[:8]}"
-    retrieval: dict[str, Any] = {"catalog": args.catalog, "max_results": args.k}
+    retrieval: dict[str, Any] = {"catalog": args.catalog, "max_results": args.k, "queue_size": max(256, args.docs)}
     if args.catalog == "postgres":
         retrieval.update(postgres_dsn=args.pg_dsn, postgres_schema=schema)
     config = {

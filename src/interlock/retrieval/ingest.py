@@ -37,7 +37,7 @@ from typing import Any, Protocol
 import msgspec
 import numpy as np
 
-from ..errors import Overloaded, Unavailable
+from ..errors import BadRequest, Overloaded, Unavailable
 from ..lifecycle import Background
 from ..security.roles import class_rank
 from .chunking import ChunkingStrategy
@@ -114,6 +114,21 @@ class Ingestor:
     @property
     def queued(self) -> int:
         return self._queue.qsize()
+
+    @property
+    def capacity(self) -> int:
+        return self._queue.maxsize
+
+    def room_for(self, files: int) -> None:
+        """Refuse, before anything is made, a request that would attach more files than the
+        queue can take now: a 400 when it never could, else a 503 to retry."""
+        if files > self._queue.maxsize:
+            raise BadRequest(
+                f"At most {self._queue.maxsize} files can be attached in one request (retrieval.queue_size)",
+                param="file_ids",
+            )
+        if files > self._queue.maxsize - self._queue.qsize():
+            raise Overloaded("The ingestion queue is full; try again later", retry_after=5)
 
     def submit(self, job: Job) -> None:
         """Queue a file for ingestion, or refuse it when the queue is full (503, Retry-After)."""

@@ -149,8 +149,9 @@ class VectorStores:
     ) -> StoreRecord:
         data_class = data_class or self._default_class
         self._check_class(who, data_class)
-        for file_id in file_ids:  # every file exists before the store is made
+        for file_id in file_ids:  # every file exists, and the queue can take them, before the store is made
             await self.file(who, file_id)
+        self.ingestor.room_for(len(set(file_ids)))
         now = self._now()
         record = StoreRecord(
             id=new_id("vs_"), tenant=who.tenant, name=name, data_class=data_class, created_at=now,
@@ -158,7 +159,7 @@ class VectorStores:
         )  # fmt: skip
         await self.catalog.put_store(record)
         self._record(who, "store.create", store_id=record.id, data_class=data_class)
-        for file_id in file_ids:
+        for file_id in dict.fromkeys(file_ids):
             await self.attach(who, record.id, file_id, {}, chunking)
         return record
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from interlock.errors import Overloaded
+from interlock.errors import BadRequest, Overloaded
 from interlock.security.dlp import Policy
 from interlock.security.roles import Identity
 from tests.unit.retrieval.conftest import ADMIN, USER, Parts, make_parts
@@ -126,4 +126,19 @@ async def test_a_file_detached_before_its_turn_leaves_nothing(tmp_path: Path) ->
         assert (await parts.service.counts(USER, store.id)).total == 0
     finally:
         await parts.ingestor.close()
+        await parts.catalog.close()
+
+
+async def test_a_store_with_more_files_than_the_queue_takes_is_refused_before_it_is_made(tmp_path: Path) -> None:
+    parts = make_parts(tmp_path / "v", queue_size=2)
+    await parts.catalog.start()  # no workers: what is queued stays queued
+    try:
+        ids = [(await parts.service.upload(USER, f"{i}.txt", "assistants", DOC)).id for i in range(3)]
+        with pytest.raises(BadRequest):
+            await parts.service.create_store(USER, "big", {}, None, ids)
+        await parts.service.create_store(USER, "one", {}, None, ids[:1])
+        with pytest.raises(Overloaded):
+            await parts.service.create_store(USER, "two", {}, None, ids[1:])
+        assert [s.name for s in await parts.service.stores(USER, 10, None, "asc")] == ["one"]
+    finally:
         await parts.catalog.close()
