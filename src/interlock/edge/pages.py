@@ -15,7 +15,7 @@ import orjson
 from ..errors import BadRequest
 from .exchange import Exchange
 from .http import read_body
-from .parse import invalid
+from .parse import invalid, json_object
 
 T = TypeVar("T")
 S = TypeVar("S", bound=msgspec.Struct)
@@ -59,14 +59,7 @@ def page(items: Sequence[T], limit: int, shape: Callable[[T], dict[str, Any]], i
 async def decode(ex: Exchange, kind: type[S], limit: int = MAX_JSON_BODY) -> S:
     """The JSON body as `kind`, or a 400 naming the field (never a value)."""
     raw = await read_body(ex.receive, ex.headers, limit)
-    try:
-        data = orjson.loads(raw or b"{}")
-    except orjson.JSONDecodeError:
-        raise BadRequest(
-            "We could not parse the JSON body of your request. The body must be valid UTF-8 JSON."
-        ) from None
-    if not isinstance(data, dict):
-        raise BadRequest("The request body must be a JSON object.")
+    data = json_object(raw or b"{}")
     try:
         return msgspec.convert(data, kind)
     except msgspec.ValidationError as exc:

@@ -100,9 +100,8 @@ class RequestParser:
         return value.decode("latin-1") if value else None
 
 
-def parse_body(
-    raw: bytes, endpoint: Endpoint, deployment: str | None, templates: TemplateBook | None = None
-) -> dict[str, Any]:
+def json_object(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or a 400 saying it is not one."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -111,6 +110,13 @@ def parse_body(
         ) from None
     if not isinstance(data, dict):
         raise BadRequest("The request body must be a JSON object.")
+    return data
+
+
+def parse_body(
+    raw: bytes, endpoint: Endpoint, deployment: str | None, templates: TemplateBook | None = None
+) -> dict[str, Any]:
+    data = json_object(raw)
     if deployment is not None:
         data["model"] = deployment  # Azure style: the deployment in the path names the model
     if "template" in data:
