@@ -10,8 +10,13 @@ from pathlib import Path
 import pytest
 
 from interlock.errors import BadRequest, Overloaded
+from interlock.retrieval.chunking import AUTO, Chunker
+from interlock.retrieval.ingest import Ingestor
+from interlock.retrieval.sealed import Sealed
+from interlock.retrieval.service import VectorStores
 from interlock.security.dlp import Policy
 from interlock.security.roles import Identity
+from tests.support.embedder import minilm
 from tests.unit.retrieval.conftest import ADMIN, USER, Parts, make_parts
 
 DOC = b"Refunds are processed within five business days. Questions go to refunds.team@example.com."
@@ -141,4 +146,29 @@ async def test_a_store_with_more_files_than_the_queue_takes_is_refused_before_it
             await parts.service.create_store(USER, "two", {}, None, ids[1:])
         assert [s.name for s in await parts.service.stores(USER, 10, None, "asc")] == ["one"]
     finally:
+        await parts.catalog.close()
+
+
+async def test_an_unexpected_error_fails_the_file_by_its_type_and_the_loop_goes_on(tmp_path: Path) -> None:
+    parts = make_parts(tmp_path / "v")
+
+    def extract(content: bytes, filename: str) -> str:
+        if filename == "odd.txt":
+            raise RuntimeError("a message that could quote the document: " + content.decode())
+        return content.decode()
+
+    parts.ingestor = Ingestor(parts.catalog, Sealed(b"s" * 32), extract, Chunker().split, minilm(), None)
+    parts.service = VectorStores(parts.catalog, parts.ingestor, minilm(), Sealed(b"s" * 32), AUTO)
+    await parts.catalog.start()
+    await parts.ingestor.start()
+    try:
+        store = await parts.service.create_store(USER, "docs", {}, None)
+        odd = await attach(parts, store.id, "odd.txt", DOC)
+        fine = await attach(parts, store.id, "fine.txt", DOC)
+        await parts.ingestor.drained()
+        failed = await parts.service.store_file(USER, store.id, odd)
+        assert (failed.status, failed.last_error) == ("failed", "server_error: RuntimeError")
+        assert (await parts.service.store_file(USER, store.id, fine)).status == "completed"
+    finally:
+        await parts.ingestor.close()
         await parts.catalog.close()
