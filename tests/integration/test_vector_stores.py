@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 import yaml
@@ -76,7 +77,7 @@ def setup(request: pytest.FixtureRequest, session_tmp: Path, upstream: FakeUpstr
         "dlp": {"tokenization_key": "os.environ/TEST_TOKEN_KEY",
                 "policies": {"default": {"actions": {"EMAIL": "tokenize"}}}},
         "audit": {"sqlite_path": "audit.db"},
-        "retrieval": catalog_section(request.param),
+        "retrieval": {**catalog_section(request.param), "max_file_bytes": 1_000_000},
         "router": {"retries": 0},
     }  # fmt: skip
     path = tmp / "interlock.yaml"
@@ -95,7 +96,7 @@ def setup(request: pytest.FixtureRequest, session_tmp: Path, upstream: FakeUpstr
     files = {name: user.files.create(file=(name, data), purpose="assistants") for name, data in DOCS.items()}
     store = user.vector_stores.create(name="handbook", file_ids=[f.id for f in files.values()])
     wait_done(user, store.id)
-    yield {"gw": gw, "clients": clients, "files": files, "store": store, "config": path, "env": env,
+    yield {"gw": gw, "clients": clients, "keys": keys, "files": files, "store": store, "config": path, "env": env,
            "kind": request.param, "tmp": tmp}  # fmt: skip
     for client in clients.values():
         client.close()
@@ -287,6 +288,14 @@ def test_bad_input_gets_openai_shaped_errors(setup: dict[str, Any]) -> None:
         user.files.create(file=("a.txt", b"x"), purpose="fine-tune")  # type: ignore[arg-type]
     with pytest.raises(openai.NotFoundError):
         user.vector_stores.create(name="x", file_ids=["file-missing"])
+    with pytest.raises(openai.APIStatusError) as too_large:
+        user.files.create(file=("big.txt", b"x" * 1_200_000), purpose="assistants")
+    assert too_large.value.status_code == 413
+    broken = httpx.post(setup["gw"].url + "/v1/vector_stores", content=b"{not json",
+                        headers={"authorization": f"Bearer {setup['keys']['user']}"})  # fmt: skip
+    assert broken.status_code == 400 and broken.json()["error"]["type"] == "invalid_request_error"
+    with pytest.raises(openai.NotFoundError):
+        user.get(f"/vector_stores/{store.id}/nothing", cast_to=object)
     with pytest.raises(openai.PermissionDeniedError):  # a reader (invoke only) may not upload
         setup["clients"]["reader"].files.create(file=("a.txt", b"x"), purpose="assistants")
 
