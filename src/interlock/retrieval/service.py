@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
-from ..errors import Forbidden, NotFound
+from ..errors import Forbidden, NotFound, Overloaded
 from ..security.pii.detokenize import TOKEN, replace
 from ..security.roles import Identity, Permission, class_rank
 from .chunking import ChunkingStrategy, parse_strategy
@@ -197,9 +197,15 @@ class VectorStores:
         attributes: dict[str, Any],
         chunking: ChunkingStrategy | None,
     ) -> StoreFileRecord:
-        """Link the file and queue its ingestion; a full queue refuses it (503) with no link made."""
+        """Link the file and queue its ingestion; a full queue refuses it (503) and leaves the
+        link as it was (none, or the earlier one). A file being ingested is not queued twice; a
+        file attached before is ingested again with these attributes and chunking."""
         store = await self.readable(who, store_id)
         await self.file(who, file_id)
+        earlier = await self.catalog.get_store_file(who.tenant, store_id, file_id)
+        if earlier is not None and earlier.status == "in_progress":
+            return earlier
+        self.ingestor.room_for(1)
         chunking = chunking or self.default_chunking
         record = StoreFileRecord(
             store_id=store_id, file_id=file_id, tenant=who.tenant, status="in_progress", created_at=self._now(),
@@ -208,9 +214,12 @@ class VectorStores:
         job = Job(who.tenant, store_id, file_id, store.data_class, chunking)
         await self.catalog.put_store_file(record)
         try:
-            self.ingestor.submit(job)
-        except Exception:
-            await self.catalog.delete_store_file(who.tenant, store_id, file_id)
+            self.ingestor.submit(job)  # room_for said yes, but another attach may have come between
+        except Overloaded:
+            if earlier is not None:
+                await self.catalog.put_store_file(earlier)
+            else:
+                await self.catalog.delete_store_file(who.tenant, store_id, file_id)
             raise
         self._record(who, "store.file.attach", store_id=store_id, file_id=file_id)
         return record

@@ -172,3 +172,25 @@ async def test_an_unexpected_error_fails_the_file_by_its_type_and_the_loop_goes_
     finally:
         await parts.ingestor.close()
         await parts.catalog.close()
+
+
+async def test_attaching_again_reingests_a_done_file_and_never_queues_one_twice(tmp_path: Path) -> None:
+    parts = make_parts(tmp_path / "v", queue_size=1)
+    await parts.catalog.start()
+    try:
+        store = await parts.service.create_store(USER, "docs", {}, None)
+        record = await parts.service.upload(USER, "a.txt", "assistants", DOC)
+        first = await parts.service.attach(USER, store.id, record.id, {"v": 1}, None)
+        again = await parts.service.attach(USER, store.id, record.id, {"v": 2}, None)  # queued already: as it was
+        assert again == first and parts.ingestor.queued == 1
+        await parts.ingestor.start()
+        await parts.ingestor.drained()
+        await parts.ingestor.close()
+        other = await parts.service.upload(USER, "b.txt", "assistants", DOC)
+        await parts.service.attach(USER, store.id, other.id, {}, None)  # fills the queue (no workers now)
+        with pytest.raises(Overloaded):  # a full queue leaves the completed link as it was
+            await parts.service.attach(USER, store.id, record.id, {"v": 3}, None)
+        kept = await parts.service.store_file(USER, store.id, record.id)
+        assert kept.status == "completed" and kept.attributes == {"v": 1}
+    finally:
+        await parts.catalog.close()
