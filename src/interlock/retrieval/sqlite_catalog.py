@@ -72,7 +72,7 @@ from interlock.retrieval.types import (
     StoreFileRecord,
     StoreRecord,
 )
-from interlock.retrieval.vector_index import StoreIndex
+from interlock.retrieval.vector_index import StoreIndex, chunk_rows, query_row
 
 _T = TypeVar("_T")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -408,11 +408,7 @@ class SqliteCatalog:
     async def add_chunks(
         self, tenant: str, store_id: str, file_id: str, chunks: Sequence[Chunk], vectors: NDArray[Any]
     ) -> None:
-        rows = np.ascontiguousarray(vectors, dtype=np.float32)
-        if rows.ndim != 2 or rows.shape != (len(chunks), self._dimensions):
-            raise ValueError(f"vectors must be {len(chunks)} rows of {self._dimensions}, one per chunk")
-        if not np.isfinite(rows).all():
-            raise ValueError("vectors must be finite")
+        rows = chunk_rows(len(chunks), vectors, self._dimensions)
         if chunks:
             await self._run(self._add_chunks, tenant, store_id, file_id, list(chunks), rows)
 
@@ -459,9 +455,7 @@ class SqliteCatalog:
         filters: Mapping[str, Any] | None = None, score_threshold: float = 0.0,
     ) -> list[Hit]:  # fmt: skip
         tree = parse_filter(filters) if filters is not None else None
-        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
-        if query.shape != (self._dimensions,):
-            raise ValueError(f"the query vector must have {self._dimensions} dimensions")
+        query = query_row(vector, self._dimensions)
         if k < 1 or not store_ids:
             return []
         passes = None if tree is None else partial(matches, tree)

@@ -48,6 +48,24 @@ _EF_SEARCH = 64
 _MIN_ROWS = 64
 
 
+def chunk_rows(count: int, vectors: NDArray[Any], dimensions: int) -> NDArray[np.float32]:
+    """What every catalog checks of `add_chunks`'s vectors: one finite row of `dimensions` a chunk."""
+    rows = np.ascontiguousarray(vectors, dtype=np.float32)
+    if rows.ndim != 2 or rows.shape != (count, dimensions):
+        raise ValueError(f"vectors must be {count} rows of {dimensions}, one per chunk")
+    if not np.isfinite(rows).all():
+        raise ValueError("vectors must be finite")
+    return rows
+
+
+def query_row(vector: NDArray[Any], dimensions: int) -> NDArray[np.float32]:
+    """A search's query vector as one float32 row, or ValueError."""
+    query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+    if query.shape != (dimensions,):
+        raise ValueError(f"the query vector must have {dimensions} dimensions")
+    return query
+
+
 @dataclass(slots=True)
 class FileEntry:
     number: int  # small integer standing for the file in `_file_of`
