@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "semantic"))
-from ann import DIM, dataset
+from ann import DIM, dataset, each_in_subprocess
 
 K = 10
 
@@ -176,15 +175,7 @@ def main() -> None:
     if a.one:
         print(json.dumps(one(a.one[0], int(a.one[1]))))
         return
-    rows = []
-    for n in a.sizes:
-        for kind in a.kinds:
-            done = subprocess.run([sys.executable, __file__, "--one", kind, str(n)], capture_output=True, text=True)
-            if done.returncode:
-                print(done.stderr, file=sys.stderr)
-                continue
-            rows.append(json.loads(done.stdout))
-            print(rows[-1], file=sys.stderr)
+    rows = each_in_subprocess(__file__, a.kinds, a.sizes)
     print("| index | vectors | build s | save+load s | search p50 ms | p99 ms | recall@10 |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:

@@ -162,6 +162,21 @@ def one(kind: str, n: int) -> dict[str, Any]:
     return out
 
 
+def each_in_subprocess(script: str, kinds: list[str], sizes: list[int]) -> list[dict[str, Any]]:
+    """`script --one KIND N` for every size and kind, each in a process of its own (so its memory is
+    its own): the JSON rows they print, in order; a failing one is reported and left out."""
+    rows = []
+    for n in sizes:
+        for kind in kinds:
+            done = subprocess.run([sys.executable, script, "--one", kind, str(n)], capture_output=True, text=True)
+            if done.returncode:
+                print(done.stderr, file=sys.stderr)
+                continue
+            rows.append(json.loads(done.stdout))
+            print(rows[-1], file=sys.stderr)
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -171,15 +186,7 @@ def main() -> None:
     if a.one:
         print(json.dumps(one(a.one[0], int(a.one[1]))))
         return
-    rows = []
-    for n in a.sizes:
-        for kind in a.kinds:
-            done = subprocess.run([sys.executable, __file__, "--one", kind, str(n)], capture_output=True, text=True)
-            if done.returncode:
-                print(done.stderr, file=sys.stderr)
-                continue
-            rows.append(json.loads(done.stdout))
-            print(rows[-1], file=sys.stderr)
+    rows = each_in_subprocess(__file__, a.kinds, a.sizes)
     print(
         "| library | entries | build s | memory MB | lookup p50 us | p99 us | recall@1 | replace us | recall@1 after churn |"
     )

@@ -48,6 +48,7 @@ from interlock.retrieval.types import (
     StoreFileRecord,
     StoreRecord,
 )
+from interlock.retrieval.vector_index import chunk_rows, query_row
 
 EXACT_LIMIT = 10_000
 _EF_SEARCH = 64
@@ -310,11 +311,7 @@ class PgCatalog:
     async def add_chunks(
         self, tenant: str, store_id: str, file_id: str, chunks: Sequence[Chunk], vectors: NDArray[Any]
     ) -> None:
-        rows = np.ascontiguousarray(vectors, dtype=np.float32)
-        if rows.ndim != 2 or rows.shape != (len(chunks), self._dimensions):
-            raise ValueError(f"vectors must be {len(chunks)} rows of {self._dimensions}, one per chunk")
-        if not np.isfinite(rows).all():
-            raise ValueError("vectors must be finite")
+        rows = chunk_rows(len(chunks), vectors, self._dimensions)
         if not chunks:
             return
         async with self._db.acquire() as conn, conn.transaction():
@@ -341,9 +338,7 @@ class PgCatalog:
         filters: Mapping[str, Any] | None = None, score_threshold: float = 0.0,
     ) -> list[Hit]:  # fmt: skip
         tree = parse_filter(filters) if filters is not None else None
-        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
-        if query.shape != (self._dimensions,):
-            raise ValueError(f"the query vector must have {self._dimensions} dimensions")
+        query = query_row(vector, self._dimensions)
         if k < 1 or not store_ids:
             return []
         # $1 the tenant, $2 the store ids; the filter's parameters follow.

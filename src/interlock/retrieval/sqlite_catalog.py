@@ -20,13 +20,23 @@ last save, so a crash costs at most a rebuild, never data. Another process writi
 directory bumps the version, and this one reloads that store at its next use: correct, but the
 reload is a rebuild; run one writer per directory (several gateway processes want PostgreSQL).
 
-Why hnswlib, measured by `bench/rag/ann.py` at 100k clustered unit vectors of 384 dimensions, k=10,
-one query at a time on the 2-core machine (bench/RESULTS.md, "Vector stores", has the table):
-hnswlib searched fastest with recall@10 of 1.0 at 10k, built and saved/loaded quickly, and is already
-a dependency (the semantic cache's); usearch was slower to search at the same recall; sqlite-vec
-scans (exact, like numpy but slower) and cannot load into this CPython's sqlite3 at all (built
-without `enable_load_extension`), so it would bring apsw or pysqlite3 with it. See `vector_index.py`
-for exact search in small stores, deletions and how filters combine with k.
+Why hnswlib, measured by `bench/rag/ann.py` (clustered unit vectors of 384 dimensions, k=10, one
+query at a time, on the 2-core machine under a load average of 3 to 4; bench/RESULTS.md, "Vector
+stores", has the table and the command):
+
+    index           vectors  build s  save+load s  p50 ms  p99 ms  recall@10
+    numpy (exact)   100k     -        0.05         14.1    33.5    1.0
+    hnswlib ef=64   100k     61.6     0.43         0.44    4.57    1.0
+    hnswlib ef=128  100k     65.9     0.25         0.85    1.15    1.0
+    usearch         100k     123.6    0.38         1.10    2.06    0.999
+    sqlite-vec      100k     1.3      0.0          87.1    370     1.0 (a scan: exact)
+
+hnswlib searched fastest at full recall, built in half usearch's time, loads from its file in
+under half a second, and is already a dependency (the semantic cache's). sqlite-vec's vec0 is an
+exact scan, six times slower than numpy's, and cannot load into this CPython's sqlite3 at all
+(built without `enable_load_extension`; the benchmark loads it through apsw), so it would also
+bring apsw or pysqlite3. See `vector_index.py` for exact search in small stores, deletions and
+how filters combine with k.
 
 Search returns the chunks of files whose store file is `completed`, and so does every catalog.
 """
@@ -62,7 +72,7 @@ from interlock.retrieval.types import (
     StoreFileRecord,
     StoreRecord,
 )
-from interlock.retrieval.vector_index import StoreIndex
+from interlock.retrieval.vector_index import StoreIndex, chunk_rows, query_row
 
 _T = TypeVar("_T")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -406,11 +416,7 @@ class SqliteCatalog:
     async def add_chunks(
         self, tenant: str, store_id: str, file_id: str, chunks: Sequence[Chunk], vectors: NDArray[Any]
     ) -> None:
-        rows = np.ascontiguousarray(vectors, dtype=np.float32)
-        if rows.ndim != 2 or rows.shape != (len(chunks), self._dimensions):
-            raise ValueError(f"vectors must be {len(chunks)} rows of {self._dimensions}, one per chunk")
-        if not np.isfinite(rows).all():
-            raise ValueError("vectors must be finite")
+        rows = chunk_rows(len(chunks), vectors, self._dimensions)
         if chunks:
             await self._run(self._add_chunks, tenant, store_id, file_id, list(chunks), rows)
 
@@ -457,9 +463,7 @@ class SqliteCatalog:
         filters: Mapping[str, Any] | None = None, score_threshold: float = 0.0,
     ) -> list[Hit]:  # fmt: skip
         tree = parse_filter(filters) if filters is not None else None
-        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
-        if query.shape != (self._dimensions,):
-            raise ValueError(f"the query vector must have {self._dimensions} dimensions")
+        query = query_row(vector, self._dimensions)
         if k < 1 or not store_ids:
             return []
         passes = None if tree is None else partial(matches, tree)

@@ -10,6 +10,7 @@ from interlock.retrieval import vector_index
 from interlock.retrieval.sqlite_catalog import SqliteCatalog
 from interlock.retrieval.types import Catalog, StoreFileRecord
 from tests.support.catalog_suite import A, CatalogSuite, Reopen, add_file, make_store, near, unit
+from tests.support.clock import Clock
 
 
 @pytest.fixture
@@ -89,35 +90,35 @@ async def test_graph_deletes_and_reuses_slots(catalog: SqliteCatalog) -> None:
     assert (await catalog.search(A, ["vs_g"], q, 1))[0].file_id == "file-new"
 
 
-@pytest.mark.usefixtures("small_exact_limit")
-async def test_restart_loads_the_saved_graph(tmp_path: Path) -> None:
-    catalog = SqliteCatalog(tmp_path / "rag")
+async def saved_store(directory: Path, seed: int) -> tuple[np.ndarray, list[tuple[int, float]]]:
+    """A store of one file of 200 chunks, closed (so its graph is saved); its vectors, and the top
+    5 (chunk, score) for the vector of chunk 7."""
+    catalog = SqliteCatalog(directory)
     await catalog.start()
     await make_store(catalog, A, "vs_g")
-    data = clustered(200, 4)
+    data = clustered(200, seed)
     await add_file(catalog, A, "vs_g", "file-0", data)
-    before = await catalog.search(A, ["vs_g"], data[7], 5)
+    top = [(h.chunk_index, h.score) for h in await catalog.search(A, ["vs_g"], data[7], 5)]
     await catalog.close()
+    return data, top
+
+
+@pytest.mark.usefixtures("small_exact_limit")
+async def test_restart_loads_the_saved_graph(tmp_path: Path) -> None:
+    data, before = await saved_store(tmp_path / "rag", 4)
     [graph] = (tmp_path / "rag" / "index").glob("vs_g-*.hnsw")
     stamp = graph.stat().st_mtime_ns
 
     catalog = SqliteCatalog(tmp_path / "rag")
     await catalog.start()
-    assert [(h.chunk_index, h.score) for h in await catalog.search(A, ["vs_g"], data[7], 5)] == [
-        (h.chunk_index, h.score) for h in before
-    ]
+    assert [(h.chunk_index, h.score) for h in await catalog.search(A, ["vs_g"], data[7], 5)] == before
     await catalog.close()
     assert graph.exists() and graph.stat().st_mtime_ns == stamp  # loaded, not rebuilt and saved again
 
 
 @pytest.mark.usefixtures("small_exact_limit")
 async def test_a_crash_before_the_save_rebuilds_from_the_rows(tmp_path: Path) -> None:
-    catalog = SqliteCatalog(tmp_path / "rag")
-    await catalog.start()
-    await make_store(catalog, A, "vs_g")
-    data = clustered(200, 5)
-    await add_file(catalog, A, "vs_g", "file-0", data)
-    await catalog.close()
+    data, _ = await saved_store(tmp_path / "rag", 5)
     # Changes after the last save, then no close (the process died): the saved graph is stale.
     crashed = SqliteCatalog(tmp_path / "rag")
     await crashed.start()
@@ -165,3 +166,24 @@ async def test_file_bytes_live_on_disk_and_go_with_the_file(catalog: SqliteCatal
 async def test_ids_that_are_not_names_are_refused(catalog: SqliteCatalog) -> None:
     with pytest.raises(ValueError):
         await make_store(catalog, A, "../etc")
+
+
+@pytest.mark.usefixtures("small_exact_limit")
+async def test_graphs_are_saved_once_the_interval_has_passed(tmp_path: Path) -> None:
+    clock = Clock(0.0)
+    catalog = SqliteCatalog(tmp_path / "rag", save_interval=30.0, clock=clock)
+    await catalog.start()
+    try:
+        await make_store(catalog, A, "vs_g")
+        data = clustered(120, 6)
+        await add_file(catalog, A, "vs_g", "file-0", data[:60])
+        clock.now += 10
+        await add_file(catalog, A, "vs_g", "file-1", data[60:100])
+        assert list((tmp_path / "rag" / "index").glob("*.hnsw")) == []  # not yet: 10 s since the first change
+        clock.now += 25
+        await add_file(catalog, A, "vs_g", "file-2", data[100:])
+        [saved] = (tmp_path / "rag" / "index").glob("vs_g-*.hnsw")
+    finally:
+        await catalog.close()
+    [after_close] = (tmp_path / "rag" / "index").glob("vs_g-*.hnsw")  # the close saved the last version
+    assert after_close != saved
