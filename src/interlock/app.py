@@ -138,7 +138,7 @@ def build(
     shadow = make_shadow_runner(settings, driver, router, shadows, metrics, life, embeddings)
     audit = make_audit_log(settings, life)
     dlp = make_dlp_stage(settings.dlp, metrics, life) if settings.dlp is not None else None
-    vector_stores = make_vector_stores(settings, life, embeddings, dlp, audit)
+    vector_stores = make_vector_stores(settings, life, embeddings, dlp, audit, metrics)
     retrieval = make_retrieval_stage(settings, vector_stores) if vector_stores is not None else None
     pipeline, semantic = make_pipeline(settings, router, metrics, tracing, life, embedder or embeddings, dlp, retrieval)
     roles = roles_table(settings.security)
@@ -479,6 +479,7 @@ def make_vector_stores(
     embeddings: EmbeddingService | None,
     dlp: DlpStage | None,
     audit: AuditLog | None,
+    metrics: Metrics | None = None,
 ) -> VectorStores | None:
     """The catalog, the ingestion queue and the service over them, when `retrieval` is configured.
     The catalog starts before the queue (which resumes the files an earlier process left
@@ -503,13 +504,13 @@ def make_vector_stores(
     chunker = Chunker(Path(settings.embeddings.model_dir) if settings.embeddings.model_dir else None)
     ingestor = Ingestor(
         catalog, seal, extract_text, chunker.split, embeddings, screen,
-        workers=config.workers, queue_size=config.queue_size, batch=config.embed_batch,
+        workers=config.workers, queue_size=config.queue_size, batch=config.embed_batch, metrics=metrics,
     )  # fmt: skip
     chunking = config.chunking
     default = AUTO if chunking is None else static(chunking.max_chunk_size_tokens, chunking.chunk_overlap_tokens)
     service = VectorStores(
         catalog, ingestor, embeddings, seal, default, vault=dlp.vault if dlp is not None else None, audit=audit,
-        default_class=config.default_data_class,
+        default_class=config.default_data_class, metrics=metrics,
     )  # fmt: skip
 
     async def start() -> None:

@@ -321,3 +321,14 @@ def test_detach_delete_and_the_audit_trail(setup: dict[str, Any]) -> None:
     assert {"file.upload", "store.file.attach", "file.delete"} <= {a.get("action") for a in actions}
     assert "Quokka" not in exported and "Biscuit" not in exported and EMAIL not in exported
     assert "store.search" in exported
+
+
+def test_metrics_count_ingestion_and_retrievals(setup: dict[str, Any]) -> None:
+    user = setup["clients"]["user"]
+    list(user.vector_stores.search(setup["store"].id, query="office cat"))
+    scraped = httpx.get(setup["gw"].url + "/metrics", headers={"authorization": f"Bearer {setup['keys']['admin']}"})
+    text = scraped.text
+    assert 'interlock_ingest_files_total{reason="unsupported_file",status="failed"}' in text
+    assert 'interlock_ingest_files_total{reason="",status="completed"}' in text
+    assert "interlock_ingest_chunks_total " in text
+    assert 'interlock_retrieval_seconds_count{kind="search"}' in text

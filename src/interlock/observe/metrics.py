@@ -139,6 +139,15 @@ class Metrics:
             ["model"], buckets=SEMANTIC_BUCKETS, registry=r,
         )  # fmt: skip
         self.retries = Counter("interlock_retries", "Upstream retries", ["model", "deployment"], registry=r)
+        self.ingested = Counter(
+            "interlock_ingest_files", "Files ingested into vector stores: completed, or failed and the reason's code",
+            ["status", "reason"], registry=r,
+        )  # fmt: skip
+        self.ingested_chunks = Counter("interlock_ingest_chunks", "Chunks indexed into vector stores", registry=r)
+        self.retrieval_seconds = Histogram(
+            "interlock_retrieval_seconds", "Vector store searches: embedding the queries and the search",
+            ["kind"], buckets=SEMANTIC_BUCKETS, registry=r,
+        )  # fmt: skip
         self.embedding_store = Counter(
             "interlock_embedding_store", "Texts looked up in the precomputed embeddings", ["tier", "result"],
             registry=r,
@@ -285,6 +294,17 @@ class Metrics:
     def semantic_lookup(self, model: str, result: str, seconds: float) -> None:
         self._child(self.semantic, model, result).inc()
         self._child(self.semantic_seconds, model).observe(seconds)
+
+    # -- vector stores ---------------------------------------------------------------------------
+    def file_ingested(self, status: str, reason: str | None, chunks: int) -> None:
+        """`reason`: a failed file's last_error; only its code (before any `:`) is a label."""
+        code = reason.split(":", 1)[0] if reason else ""
+        self._child(self.ingested, status, code).inc()
+        if chunks:
+            self.ingested_chunks.inc(chunks)
+
+    def retrieved(self, kind: str, seconds: float) -> None:
+        self._child(self.retrieval_seconds, kind).observe(seconds)
 
     # -- embeddings ------------------------------------------------------------------------------
     def embedding_lookups(self, tier: str, hits: int, misses: int) -> None:

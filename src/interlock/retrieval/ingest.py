@@ -29,8 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -55,6 +54,10 @@ ChunkText = Callable[[str, ChunkingStrategy], list[Chunk]]
 
 class Embed(Protocol):
     async def embed(self, texts: Sequence[str]) -> Any: ...
+
+
+class Recorded(Protocol):
+    def file_ingested(self, status: str, reason: str | None, chunks: int) -> None: ...
 
 
 class Screen(Protocol):
@@ -94,8 +97,7 @@ class Ingestor:
         workers: int = 1,
         queue_size: int = 256,
         batch: int = 64,
-        on_done: Callable[[Job, StoreFileRecord], Awaitable[None]] | None = None,
-        clock: Callable[[], float] = time.time,
+        metrics: Recorded | None = None,
     ) -> None:
         self._catalog = catalog
         self._seal = seal
@@ -104,8 +106,7 @@ class Ingestor:
         self._embedder = embedder
         self._screen = screen
         self._batch = batch
-        self._on_done = on_done
-        self._clock = clock
+        self._metrics = metrics
         self._queue: asyncio.Queue[Job] = asyncio.Queue(queue_size)
         self._loops = [Background(f"ingest {i}", self._run) for i in range(workers)]
         self._idle = asyncio.Event()
@@ -193,7 +194,7 @@ class Ingestor:
             await self._catalog.delete_store_file(job.tenant, job.store_id, job.file_id)  # detached meanwhile
             return
         usage = sum(len(c.text.encode()) + 4 * vectors.shape[1] for c in chunks) if chunks else 0
-        await self._finish(job, msgspec.structs.replace(record, usage_bytes=usage), "completed", None)
+        await self._finish(job, msgspec.structs.replace(record, usage_bytes=usage), "completed", None, len(chunks))
 
     async def _prepare(self, job: Job) -> tuple[list[Chunk], Any]:
         meta = await self._catalog.get_file(job.tenant, job.file_id)
@@ -226,10 +227,12 @@ class Ingestor:
             raise FileFailed(f"data_class_exceeded: {screened.data_class}")
         return [msgspec.structs.replace(c, text=t) for c, t in zip(chunks, screened.texts, strict=True)]
 
-    async def _finish(self, job: Job, record: StoreFileRecord, status: FileStatus, error: str | None) -> None:
-        done = await self._write(record, status, error)
-        if self._on_done is not None:
-            await self._on_done(job, done)
+    async def _finish(
+        self, job: Job, record: StoreFileRecord, status: FileStatus, error: str | None, chunks: int = 0
+    ) -> None:
+        await self._write(record, status, error)
+        if self._metrics is not None:
+            self._metrics.file_ingested(status, error, chunks)
 
     async def _write(self, record: StoreFileRecord, status: FileStatus, error: str | None) -> StoreFileRecord:
         done = msgspec.structs.replace(record, status=status, last_error=error)

@@ -45,6 +45,10 @@ class Embed(Protocol):
     async def embed(self, texts: Sequence[str]) -> Any: ...
 
 
+class Timed(Protocol):
+    def retrieved(self, kind: str, seconds: float) -> None: ...
+
+
 class Recall(Protocol):
     async def recall(self, scope: str, tokens: Sequence[str]) -> dict[str, str]: ...
 
@@ -65,6 +69,7 @@ class VectorStores:
         vault: Recall | None = None,
         audit: Auditor | None = None,
         default_class: str = "internal",
+        metrics: Timed | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.catalog = catalog
@@ -75,6 +80,7 @@ class VectorStores:
         self._vault = vault
         self._audit = audit
         self._default_class = default_class
+        self._metrics = metrics
         self._clock = clock
 
     def _now(self) -> int:
@@ -266,11 +272,13 @@ class VectorStores:
         filters: Mapping[str, Any] | None = None,
         score_threshold: float = 0.0,
         reveal: bool = True,
+        kind: str = "search",
     ) -> tuple[list[StoreRecord], list[Hit]]:
         """The stores (checked: the caller's tenant, a class it may read) and the `k` best chunks
         for `queries` (several queries: each searched, merged by best score). Text is de-tokenized
         when `reveal` and the caller holds `read_pii`."""
         stores = [await self.readable(who, s) for s in dict.fromkeys(store_ids)]
+        started = time.perf_counter()
         vectors = await self._embedder.embed(list(queries))
         best: dict[tuple[str, str, int], Hit] = {}
         ids = [s.id for s in stores]
@@ -283,6 +291,8 @@ class VectorStores:
                 if key not in best or best[key].score < hit.score:
                     best[key] = hit
         hits = sorted(best.values(), key=lambda h: -h.score)[:k]
+        if self._metrics is not None:
+            self._metrics.retrieved(kind, time.perf_counter() - started)
         self._record(who, "store.search", store_ids=ids,
                      chunks=[f"{h.file_id}#{h.chunk_index}" for h in hits])  # fmt: skip
         if reveal:

@@ -127,7 +127,7 @@ class RetrievalStage:
             ctx.retrieval = Retrieval(body=out)
             return await call_next(ctx)
         stores, hits = await self._service.search(
-            request.identity, store_ids, [turn], k, score_threshold=threshold, reveal=False
+            request.identity, store_ids, [turn], k, score_threshold=threshold, reveal=False, kind="chat"
         )
         data_class = max((s.data_class for s in stores), key=class_rank)
         out["messages"] = self._prompt(body["messages"], turn, hits)
