@@ -332,3 +332,33 @@ def test_metrics_count_ingestion_and_retrievals(setup: dict[str, Any]) -> None:
     assert 'interlock_ingest_files_total{reason="",status="completed"}' in text
     assert "interlock_ingest_chunks_total " in text
     assert 'interlock_retrieval_seconds_count{kind="search"}' in text
+
+
+def test_a_file_being_ingested_when_the_gateway_stops_is_resumed_by_the_next(
+    session_tmp: Path, upstream: FakeUpstream
+) -> None:
+    tmp = session_tmp / "vector-stores-restart"
+    tmp.mkdir()
+    config = {
+        "models": [{"name": "chat", "deployments": [{"id": "chat", "backend": "openai",
+                                                      "api_base": upstream.base("rag-chat")}]}],
+        "retrieval": {},
+    }  # fmt: skip
+    long = "".join(f"Paragraph {i}: the maintenance window for rack {i % 40} is on day {i % 28}. " for i in range(4000))
+    first = Gateway(tmp, config)
+    try:
+        client = openai.OpenAI(base_url=first.url + "/v1", api_key="unused", max_retries=0)
+        doc = client.files.create(file=("racks.txt", long.encode()), purpose="assistants")
+        store = client.vector_stores.create(name="racks", file_ids=[doc.id])
+        assert client.vector_stores.files.retrieve(doc.id, vector_store_id=store.id).status == "in_progress"
+    finally:
+        first.stop()  # part way through its chunks
+    second = Gateway(tmp, config)
+    try:
+        client = openai.OpenAI(base_url=second.url + "/v1", api_key="unused", max_retries=0)
+        (done,) = wait_done(client, store.id, timeout=180)
+        assert done.status == "completed" and done.usage_bytes > len(long)  # every chunk, with overlap
+        assert "resuming 1 file(s) left in_progress" in second.log()
+        assert list(client.vector_stores.search(store.id, query="maintenance window for a rack"))
+    finally:
+        second.stop()

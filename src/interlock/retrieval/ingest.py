@@ -141,6 +141,8 @@ class Ingestor:
 
     async def start(self, pending: Sequence[tuple[Job, StoreFileRecord]] = ()) -> None:
         """Queue `pending` (store files left in_progress by an earlier process), then run."""
+        if pending:
+            log.info("ingestion: resuming %d file(s) left in_progress", len(pending))
         for job, record in pending:
             try:
                 self.submit(job)
