@@ -9,7 +9,7 @@ request with and without `vector_store_ids`, one at a time, alternating.
 2. A gateway (one worker, `OPENBLAS_NUM_THREADS=1`) with the group `chat`, its cache off (every
    request reaches the upstream) and a `retrieval` section on the chosen catalog (`postgres`: a
    schema of its own in `--pg-dsn`'s database, dropped at the end).
-3. `--docs` generated documents (a made-up product sheet each, about three chunks) uploaded with
+3. `--docs` generated documents (a made-up product sheet each, one to three chunks) uploaded with
    the official `openai` client's wire format (multipart), attached to one store; ingestion is
    timed until every file is completed (files/s as a by-product).
 4. `--requests` rounds, after 20 to warm up: a chat request, then the same with
