@@ -118,7 +118,7 @@ class RequestRecords:
         if self._mode != "off":
             ctx = done.ctx
             if self._mode == "redacted" and ctx is not None and ctx.protection.loggable:
-                event["text"] = logs.request_text(ctx.body)
+                event["text"] = logs.request_text(ctx.protected_body)
             request_log.info("request", **event)
 
 
@@ -181,7 +181,7 @@ class DriftRecorder:
         pii = sum(protection.findings.values()) if protection.screened else None
         model = routing.served_model or ctx.request.model
         latency_ms = done.seconds * 1000
-        self._drift.offer(model, routing.version or NONE, ctx.body, done.answer, latency_ms, pii, confidence)
+        self._drift.offer(model, routing.version or NONE, ctx.protected_body, done.answer, latency_ms, pii, confidence)
 
 
 class ShadowRecorder:

@@ -157,6 +157,13 @@ class RequestContext(msgspec.Struct):
         retrieval = self.retrieval
         if retrieval is not None and retrieval.body is not None:
             return retrieval.body
+        return self.protected_body
+
+    @property
+    def protected_body(self) -> dict[str, Any]:
+        """The caller's request as DLP left it, without what retrieval added: what the request
+        log and drift read (the chunks were screened under the retrieval policy, which may allow
+        what the request's policy would not log)."""
         protected = self.protection.body
         return self.request.body if protected is None else protected
 

@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 
 from interlock.observe.metrics import Metrics
 from interlock.observe.record import Finished, MetricsRecorder, RequestRecords, audit_event
-from interlock.pipeline.context import Endpoint, RequestContext, SemanticMatch
+from interlock.pipeline.context import Endpoint, RequestContext, Retrieval, SemanticMatch
 from interlock.security.dlp import DlpStage, Policy
 from interlock.security.pii.detector import Entity, PatternDetector
 from interlock.security.roles import OPEN
@@ -59,6 +59,16 @@ async def test_the_redacted_log_never_writes_a_value_the_policy_found_and_allowe
     [line] = logged(records, finished(await screened(FOUND, allowed)))
     assert "text" not in line and line["findings"] == {"EMAIL": 1}
     assert "jane.doe" not in repr(line)
+
+
+async def test_the_redacted_log_writes_the_callers_text_not_the_chunks_retrieval_added() -> None:
+    ctx = await screened(FOUND, Policy("default", actions={"EMAIL": "mask"}))
+    chunk = "Call 555-0100 for the report."  # screened at ingestion, under a policy that may allow it
+    augmented = {"model": "m", "messages": [{"role": "system", "content": chunk}, *ctx.body["messages"]]}
+    ctx.retrieval = Retrieval(body=augmented, data_class="internal")
+    [line] = logged(RequestRecords(None, "redacted"), finished(ctx))
+    assert line["text"] == ["Write to ****.com about the report."]
+    assert "555-0100" not in repr(line)
 
 
 async def test_a_request_let_through_unscanned_is_not_screened_nor_its_text_logged() -> None:
