@@ -144,6 +144,17 @@ def test_ingestion_completes_and_one_unreadable_file_fails_alone(setup: dict[str
     assert store.id in {s.id for s in user.vector_stores.list()}
 
 
+def test_the_clients_upload_and_poll_helper_works_unchanged(setup: dict[str, Any]) -> None:
+    user = setup["clients"]["user"]
+    store = user.vector_stores.create(name="polled")
+    done = user.vector_stores.files.upload_and_poll(
+        vector_store_id=store.id, file=("faq.md", b"# FAQ\n\nThe VPN is called Tunnelbear Pro."), poll_interval_ms=100
+    )
+    assert done.status == "completed" and done.vector_store_id == store.id
+    (hit,) = user.vector_stores.search(store.id, query="What is the VPN called?", max_num_results=1)
+    assert "Tunnelbear" in hit.content[0].text
+
+
 def test_search_finds_the_chunk_that_answers(setup: dict[str, Any]) -> None:
     user, store = setup["clients"]["user"], setup["store"]
     page = user.vector_stores.search(store.id, query="When does Project Kestrel ship?", max_num_results=2)
