@@ -139,6 +139,10 @@ class RolloutDriver:
         snap = self._snapshots.get(model)
         return snap.spec.sticky if snap is not None else None
 
+    def models(self) -> list[str]:
+        """The model groups that have a rollout (finished ones included), as last read."""
+        return sorted(self._snapshots)
+
     def state(self, model: str) -> RolloutState | None:
         snap = self._snapshots.get(model)
         return snap.state if snap is not None else None

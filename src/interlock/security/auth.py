@@ -19,6 +19,7 @@ from .keys import KeyRecord, key_hasher, looks_like_key
 from .keystore import KeyStore
 from .oidc import OidcVerifier
 from .roles import OPEN, Identity, Permission
+from .sessions import Login
 
 NEGATIVE_TTL = 5.0
 MAX_CACHED = 10_000
@@ -99,6 +100,30 @@ class Authenticator:
         if self._oidc is not None and credential.count(".") == 2:
             return await self._oidc.verify(credential, self._roles)
         raise Unauthorized("Invalid credentials")
+
+    async def login(self, credential: str) -> Login:
+        """What a dashboard session keeps of a credential: the identity, the key's HMAC (to check
+        later that the key is still active; never the key) or an OIDC token's expiry."""
+        if self.open:
+            return Login(OPEN)
+        credential = credential.strip()
+        if looks_like_key(credential) and self._store is not None:
+            digest = self._hash(credential)
+            identity = await self.recheck(digest)
+            if identity is None:
+                raise Unauthorized("Invalid API key")
+            return Login(identity, key_hash=digest)
+        if self._oidc is not None and credential.count(".") == 2:
+            identity = await self._oidc.verify(credential, self._roles)
+            return Login(identity, expires_at=self._oidc.expires_at(credential))
+        raise Unauthorized("Invalid credentials")
+
+    async def recheck(self, key_hash: str) -> Identity | None:
+        """The identity of the key with this HMAC while it is usable (active, not expired), else None."""
+        if self._store is None:
+            return None
+        record = await self._store.by_hash(key_hash)
+        return self.identity_of(record) if record is not None and record.usable(self._clock()) else None
 
     async def _by_key(self, key: str, cache_key: bytes) -> Identity:
         """Look a key up in the store and remember the answer, known or not, under `cache_key`."""
