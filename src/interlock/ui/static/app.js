@@ -230,8 +230,8 @@ async function keys(main, after = null, append = false) {
       await render();
     } }, "revoke") : "")));
   if (append) {
-    main.querySelector("tbody").append(...rows);
-    main.querySelector("#more").replaceWith(moreButton(data.next, (n) => keys(main, n, true)));
+    document.querySelector("#main tbody").append(...rows);
+    document.querySelector("#main #more").replaceWith(moreButton(data.next, (n) => keys(null, n, true)));
     return;
   }
   const created = h("div", { id: "created" });
@@ -252,7 +252,7 @@ async function keys(main, after = null, append = false) {
     h("p", { class: "muted" }, `${num(c.active)} active · ${num(c.revoked)} revoked · ${num(c.total)} in all`),
     h("div", { class: "card" }, form, created),
     table([["Id"], ["Name"], ["Tenant"], ["Roles"], ["State"], ["Created"], [""]], rows),
-    moreButton(data.next, (n) => keys(main, n, true)));
+    moreButton(data.next, (n) => keys(null, n, true)));
 }
 
 function moreButton(next, load) {
@@ -267,8 +267,8 @@ async function audit(main, before = null, append = false) {
     h("td", {}, e.target || e.model || ""), h("td", {}, e.subject || ""), h("td", {}, e.tenant || ""),
     h("td", {}, e.status ?? e.outcome ?? ""), h("td", {}, e.data_class || ""), h("td", { class: "muted" }, e.hash)));
   if (append) {
-    main.querySelector("tbody").append(...rows);
-    main.querySelector("#more").replaceWith(moreButton(data.next, (n) => audit(main, n, true)));
+    document.querySelector("#main tbody").append(...rows);
+    document.querySelector("#main #more").replaceWith(moreButton(data.next, (n) => audit(null, n, true)));
     return;
   }
   const chain = data.chain;
@@ -278,7 +278,7 @@ async function audit(main, before = null, append = false) {
     h("div", { class: "card", id: "chain" }, h("h3", {}, "Chain verification ", verdict),
       chain ? h("div", { class: "muted" }, `Incremental background check: records 1 to ${num(chain.verified_through)} verified; latest pass ${when(chain.checked_at)}; full pass from the first record ${when(chain.full_pass_at)}.`) : null),
     table([["#", "num"], ["Time"], ["Kind"], ["Action"], ["Target"], ["Subject"], ["Tenant"], ["Status"], ["Class"], ["Hash"]], rows),
-    moreButton(data.next, (n) => audit(main, n, true)));
+    moreButton(data.next, (n) => audit(null, n, true)));
 }
 
 function usageCell(u, format = num) {
@@ -303,18 +303,25 @@ function current() {
   return allowed.includes(name) ? name : allowed[0];
 }
 
+let generation = 0;
+
 async function render() {
   clearTimeout(timer);
+  const gen = ++generation;
   const name = current();
   document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active", a.dataset.page === name));
   const main = document.getElementById("main");
+  const view = h("div"); // built aside, shown only if no later render started meanwhile
   try {
-    await RENDER[name](main);
-    main.dataset.page = name;
-    main.dataset.rendered = String(Date.now());
+    await RENDER[name](view);
   } catch (err) {
-    if (err.status !== 401) main.replaceChildren(h("p", { class: "bad", id: "failed" }, `This page could not be loaded: ${err.message}`));
+    if (err.status === 401) return;
+    view.replaceChildren(h("p", { class: "bad", id: "failed" }, `This page could not be loaded: ${err.message}`));
   }
+  if (gen !== generation) return;
+  main.replaceChildren(...view.childNodes);
+  main.dataset.page = name;
+  main.dataset.renderMs = String(Math.round(performance.now()));
   if (REFRESH_MS[name]) timer = setTimeout(() => render(), REFRESH_MS[name]);
 }
 
