@@ -396,7 +396,7 @@ class UiHandlers:
             await ex.json(200, b'{"enabled":false,"data":[]}')
             return
         models = driver.models()
-        found = await asyncio.gather(*(driver.status(m) for m in models), return_exceptions=True)
+        found = await asyncio.gather(*(driver.status(m, settled=True) for m in models), return_exceptions=True)
         data = []
         for model, status in zip(models, found, strict=True):
             if isinstance(status, (*STORE_ERRORS, KeyError)):
