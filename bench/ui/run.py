@@ -34,13 +34,13 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from playwright.sync_api import sync_playwright  # noqa: E402
+from tests.support.dashboard import CHROMIUM, CHROMIUM_ARGS, SECRET, Traffic, config, login, prepare  # noqa: E402
+from tests.support.fake_upstream import FakeUpstream  # noqa: E402
+from tests.support.procs import Gateway, RedisServer  # noqa: E402
 
 from interlock.security.audit import _SQLITE, canonical, link  # noqa: E402
 from interlock.security.keys import KeyRecord, key_hash, new_key  # noqa: E402
 from interlock.security.keystore import SQLITE_INSERT, to_row  # noqa: E402
-from tests.support.dashboard import CHROMIUM, CHROMIUM_ARGS, SECRET, Traffic, config, prepare  # noqa: E402
-from tests.support.fake_upstream import FakeUpstream  # noqa: E402
-from tests.support.procs import Gateway, RedisServer  # noqa: E402
 
 AUDIT_EVENTS = 1_000_000
 KEYS = 10_000
@@ -88,7 +88,14 @@ def fill_audit(path: Path, n: int) -> None:
         events = []
         for i in range(first, min(n, first + batch)):
             if i % 500 == 0:
-                event: dict[str, Any] = {"kind": "admin", "action": "key.create", "target": f"key_{i:016x}", "subject": "key_admin", "tenant": "default", "request_id": f"b-{i:x}"}
+                event: dict[str, Any] = {
+                    "kind": "admin",
+                    "action": "key.create",
+                    "target": f"key_{i:016x}",
+                    "subject": "key_admin",
+                    "tenant": "default",
+                    "request_id": f"b-{i:x}",
+                }
             else:
                 event = {
                     "kind": "request", "request_id": f"b-{i:x}", "subject": f"key_{rng.randrange(KEYS):016x}", "auth": "key",
@@ -113,7 +120,9 @@ def get(url: str, key: str) -> tuple[float, int]:
     return (time.perf_counter() - t) * 1000, len(body)
 
 
-def time_panels(base: str, key: str, deep_key: str, deep_seq: int, rounds: int = 20) -> list[tuple[str, float, float, int]]:
+def time_panels(
+    base: str, key: str, deep_key: str, deep_seq: int, rounds: int = 20
+) -> list[tuple[str, float, float, int]]:
     panels = {**PANELS, "keys (page at key 5,000)": f"/ui/api/keys?after={urllib.request.quote(deep_key)}",
               f"audit (page before record {deep_seq:,})": f"/ui/api/audit?before={deep_seq}"}  # fmt: skip
     out = []
@@ -128,14 +137,10 @@ def time_panels(base: str, key: str, deep_key: str, deep_seq: int, rounds: int =
     return out
 
 
-def login(browser: Any, base: str, key: str) -> Any:
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    page.goto(base + "/ui")
-    page.fill("#key", key)
-    page.click("button[type=submit]")
+def logged_in(browser: Any, base: str, key: str) -> Any:
+    page = login(browser, base, key)
     page.wait_for_selector("main[data-page]")
-    return context, page
+    return page
 
 
 TRANSFERRED = """() => {
@@ -146,7 +151,7 @@ TRANSFERRED = """() => {
 
 def time_pages(browser: Any, base: str, key: str, rounds: int = 5) -> list[tuple[str, float, float, int, int]]:
     out = []
-    _, page0 = login(browser, base, key)
+    page0 = logged_in(browser, base, key)
     cookies = page0.context.cookies()
     page0.context.close()
     for name in PAGES:
@@ -166,18 +171,21 @@ def time_pages(browser: Any, base: str, key: str, rounds: int = 5) -> list[tuple
 
 def screenshots(browser: Any, base: str, key: str, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    context, page = login(browser, base, key)
+    page = logged_in(browser, base, key)
     for name in PAGES:
         page.goto(f"{base}/ui#{name}")
         page.wait_for_selector(f"main[data-page={name}]", timeout=30_000)
         page.wait_for_timeout(2500 if name == "overview" else 300)  # two refreshes: the sparklines have points
         page.screenshot(path=str(out / f"dashboard-{name}.png"))
-    context.close()
+    page.context.close()
 
 
 def chain_pass(base: str, key: str, started: float) -> tuple[float, int]:
     for _ in range(1200):
-        with urllib.request.urlopen(urllib.request.Request(base + "/ui/api/audit?limit=1", headers={"Authorization": f"Bearer {key}"}), timeout=30) as resp:
+        with urllib.request.urlopen(
+            urllib.request.Request(base + "/ui/api/audit?limit=1", headers={"Authorization": f"Bearer {key}"}),
+            timeout=30,
+        ) as resp:
             chain = json.loads(resp.read())["chain"]
         if chain and chain["full_pass_at"]:
             return chain["full_pass_at"] - started, chain["verified_through"]
@@ -200,7 +208,9 @@ def main() -> None:
         t = time.perf_counter()
         deep_key = fill_keys(tmp / "keys.db", KEYS)
         fill_audit(tmp / "audit.db", args.events)
-        print(f"filled {KEYS:,} keys and {args.events:,} audit events in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        print(
+            f"filled {KEYS:,} keys and {args.events:,} audit events in {time.perf_counter() - t:.1f} s", file=sys.stderr
+        )
         admin = keys["admin"]
         started = time.time()
         gateway = Gateway(tmp, settings)
@@ -220,11 +230,15 @@ def main() -> None:
             gateway.stop()
             redis.stop()
             upstream.stop()
-    print(f"Chain check, first pass from record 1: {verified:,} records verified {pass_s:.1f} s after the gateway was started.\n")
+    print(
+        f"Chain check, first pass from record 1: {verified:,} records verified {pass_s:.1f} s after the gateway was started.\n"
+    )
     print("| Panel request | median | P95 | bytes |\n| --- | ---: | ---: | ---: |")
     for name, med, p95, size in panels:
         print(f"| {name} | {med:.1f} ms | {p95:.1f} ms | {size:,} |")
-    print("\n| Page (Chromium, cold cache) | first render, median of 5 | slowest | transferred | requests |\n| --- | ---: | ---: | ---: | ---: |")
+    print(
+        "\n| Page (Chromium, cold cache) | first render, median of 5 | slowest | transferred | requests |\n| --- | ---: | ---: | ---: | ---: |"
+    )
     for name, med, worst, weight, requests in pages:
         print(f"| {name} | {med:.0f} ms | {worst:.0f} ms | {weight / 1024:.1f} KiB | {requests} |")
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.support.dashboard import CHROMIUM, CHROMIUM_ARGS, Traffic, chat, config, prepare
+from tests.support.dashboard import CHROMIUM, CHROMIUM_ARGS, Traffic, chat, config, login, prepare
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.procs import Gateway, RedisServer, http_get
 
@@ -49,15 +49,6 @@ def browser(setup: dict[str, Any]) -> Iterator[Any]:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
-
-
-def login(browser: Any, url: str, key: str) -> Any:
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    page.goto(url + "/ui")
-    page.fill("#key", key)
-    page.click("button[type=submit]")
-    return page
 
 
 def number(text: str) -> float:

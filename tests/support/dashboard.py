@@ -99,6 +99,16 @@ def prepare(tmp: Path, settings: dict[str, Any]) -> tuple[Path, dict[str, str]]:
     return path, keys
 
 
+def login(browser: Any, url: str, key: str) -> Any:
+    """A fresh browser context at 1280x800, logged in through the form: its page."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto(url + "/ui")
+    page.fill("#key", key)
+    page.click("button[type=submit]")
+    return page
+
+
 def chat(url: str, body: dict[str, Any], key: str) -> tuple[int, str | None]:
     request = urllib.request.Request(
         url + "/v1/chat/completions", data=json.dumps(body).encode(),

@@ -49,7 +49,7 @@ from ..security.roles import Identity, Permission
 from ..security.sessions import Session, Sessions, csrf_ok
 from .admin import AdminHandlers, record_admin
 from .exchange import Exchange
-from .http import Message, Send, read_body
+from .http import Message, Send, encode_headers, read_body, send_bytes
 from .info import InfoHandlers
 
 COOKIE = "interlock_session"
@@ -68,6 +68,7 @@ SECURITY_HEADERS = [
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
 NO_STORE = (b"cache-control", b"no-store")
+HTML = b"text/html; charset=utf-8"
 DASHBOARD_PERMISSIONS = (
     Permission.READ_METRICS, Permission.READ_AUDIT, Permission.ADMIN_KEYS, Permission.ADMIN_ROLLOUTS,
 )  # fmt: skip
@@ -122,6 +123,12 @@ def same_origin(ex: Exchange) -> bool:
 def query(ex: Exchange) -> dict[str, str]:
     raw = ex.scope.get("query_string", b"").decode("latin-1")
     return {k: v[-1] for k, v in urllib.parse.parse_qs(raw).items()}
+
+
+def paging(ex: Exchange) -> tuple[dict[str, str], int]:
+    """The query's parameters and the page size it asks for (`limit`, default PAGE)."""
+    params = query(ex)
+    return params, page_size(params)
 
 
 def page_size(params: Mapping[str, str]) -> int:
@@ -218,7 +225,7 @@ def load_assets() -> dict[str, Asset]:
             continue
         body = item.read_bytes()
         suffix = name[name.rfind(".") :]
-        ctype = _TYPES.get(suffix, b"text/html; charset=utf-8")
+        ctype = _TYPES.get(suffix, HTML)
         out[name] = Asset(body, ctype, b'"' + hashlib.sha256(body).hexdigest()[:16].encode() + b'"')
     return out
 
@@ -292,12 +299,12 @@ class UiHandlers:
             raise Forbidden("Missing or wrong CSRF token: actions must come from the dashboard's own page")
 
     # -- pages -----------------------------------------------------------------------------------------
-    async def _html(self, ex: Exchange, status: int, body: bytes, extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    @staticmethod
+    async def _send(
+        ex: Exchange, status: int, body: bytes, extra: Sequence[tuple[bytes, bytes]] = (), ctype: bytes = HTML
+    ) -> None:
         ex.started = ex.done = True
-        headers = [(b"x-request-id", ex.request_id.encode()), *extra]
-        headers += [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode())]
-        await ex.send({"type": "http.response.start", "status": status, "headers": headers})
-        await ex.send({"type": "http.response.body", "body": body, "more_body": False})
+        await send_bytes(ex.send, status, body, encode_headers(ex.request_id, extra), (b"content-type", ctype))
 
     def _login_page(self, message: str) -> bytes:
         text = html.escape(LOGIN_MESSAGES.get(message, ""))
@@ -307,25 +314,20 @@ class UiHandlers:
         try:
             found = await self._session(ex)
         except InterlockError:
-            await self._html(ex, 503, self._login_page("unavailable"))
+            await self._send(ex, 503, self._login_page("unavailable"))
             return
         if found is None:
-            await self._html(ex, 200, self._login_page(""))
+            await self._send(ex, 200, self._login_page(""))
             return
-        await self._html(ex, 200, self.assets["index.html"].body)
+        await self._send(ex, 200, self.assets["index.html"].body)
 
     async def asset(self, ex: Exchange, name: str) -> None:
         asset = self.assets[name]
+        headers = [(b"etag", asset.etag), (b"cache-control", b"no-cache")]
         if ex.headers.get(b"if-none-match") == asset.etag:
-            await self._html(ex, 304, b"", [(b"etag", asset.etag), (b"cache-control", b"no-cache")])
+            await self._send(ex, 304, b"", headers, asset.content_type)
             return
-        ex.started = ex.done = True
-        headers = [
-            (b"x-request-id", ex.request_id.encode()), (b"content-type", asset.content_type),
-            (b"content-length", str(len(asset.body)).encode()), (b"etag", asset.etag), (b"cache-control", b"no-cache"),
-        ]  # fmt: skip
-        await ex.send({"type": "http.response.start", "status": 200, "headers": headers})
-        await ex.send({"type": "http.response.body", "body": asset.body, "more_body": False})
+        await self._send(ex, 200, asset.body, headers, asset.content_type)
 
     def _cookie(self, value: str, max_age: float) -> tuple[bytes, bytes]:
         parts = [f"{COOKIE}={value}", "Path=/ui", "HttpOnly", "SameSite=Strict", f"Max-Age={max(0, int(max_age))}"]
@@ -337,7 +339,7 @@ class UiHandlers:
         """The login form's POST: the credential is checked as the API checks it, exchanged for a
         session, and dropped; the browser gets the session's id in a cookie, and is sent to /ui."""
         if not same_origin(ex):
-            await self._html(ex, 403, self._login_page("origin"))
+            await self._send(ex, 403, self._login_page("origin"))
             return
         raw = await read_body(ex.receive, ex.headers, MAX_LOGIN_BODY)
         fields = urllib.parse.parse_qs(raw.decode("latin-1"))
@@ -345,20 +347,20 @@ class UiHandlers:
         try:
             login = await self._auth.login(credential)
         except Unauthorized:
-            await self._html(ex, 401, self._login_page("invalid"))
+            await self._send(ex, 401, self._login_page("invalid"))
             return
         if not any(login.identity.may(p) for p in DASHBOARD_PERMISSIONS):
-            await self._html(ex, 403, self._login_page("forbidden"))
+            await self._send(ex, 403, self._login_page("forbidden"))
             return
         try:
             session_id, session = await self._sessions.open(login)
         except InterlockError:
-            await self._html(ex, 503, self._login_page("unavailable"))
+            await self._send(ex, 503, self._login_page("unavailable"))
             return
         ex.identity = login.identity
         record_admin(self._audit, ex, "ui.login", login.identity.subject)
         cookie = self._cookie(session_id, session.expires_at - session.created)
-        await self._html(ex, 303, b"", [cookie, (b"location", b"/ui")])
+        await self._send(ex, 303, b"", [cookie, (b"location", b"/ui")])
 
     async def logout(self, ex: Exchange) -> None:
         found = await self._session(ex)
@@ -412,8 +414,7 @@ class UiHandlers:
         if store is None:
             await ex.json(200, b'{"enabled":false,"data":[],"counts":{},"next":null}')
             return
-        params = query(ex)
-        limit = page_size(params)
+        params, limit = paging(ex)
         records, counts = await asyncio.gather(
             store.page(limit + 1, parse_key_cursor(params.get("after"))), store.counts()
         )
@@ -424,8 +425,7 @@ class UiHandlers:
         if store is None:
             await ex.json(200, b'{"enabled":false,"data":[],"chain":null,"next":null}')
             return
-        params = query(ex)
-        limit = page_size(params)
+        params, limit = paging(ex)
         before = params.get("before")
         try:
             cursor = int(before) if before else None
@@ -445,8 +445,7 @@ class UiHandlers:
         keys (those with limits of their own), from the same counters the limiter counts in."""
         scoped: list[tuple[str, str, Rate]] = [("tenant", n, r) for n, r in sorted(self._tenants.items())]
         scoped += [("model", n, r) for n, r in sorted(self._models.items())]
-        params = query(ex)
-        limit = page_size(params)
+        params, limit = paging(ex)
         next_cursor = None
         if self._keys is not None:
             records = await self._keys.page(limit + 1, parse_key_cursor(params.get("after")))
