@@ -117,7 +117,7 @@ async function overview(main) {
     h("div", { class: "muted" }, `${num(g.requests_per_s, 1)} req/s now · ${num(g.answered_by_cache)} answered from cache`)));
   main.replaceChildren(
     h("h2", {}, "Traffic"),
-    h("p", { class: "muted" }, `Requests/s over the last ${data.rate_window_s} s; P95, error and hit rates over the last ${data.window_s} s; totals since this process started. Updated ${when(data.at)}.`),
+    h("p", { class: "muted" }, `Requests/s over the last ${data.rate_window_s} s; P95, error and hit rates over the last ${data.window_s} s (hit rates of the requests the cache looked up); totals since this process started. Updated ${when(data.at)}.`),
     h("div", { class: "grid" }, cards),
     table([["Group / deployment"], ["Version"], ["Health"], ["Circuit"], ["In flight", "num"], ["Req/s", "num"], ["P95", "num"],
       ["Errors", "num"], ["Exact hits", "num"], ["Semantic hits", "num"], ["Requests", "num"], ["Tokens in / out", "num"],
@@ -181,10 +181,10 @@ async function rollouts(main) {
 function driftChart(features) {
   // One row per feature: the decisive statistic against its threshold (p-value tests: 1 - p
   // against 1 - alpha), coloured by status.
-  const rowH = 22, labelW = 120, plotW = 300, width = labelW + plotW + 70;
+  const rowH = 22, labelW = 120, plotW = 300, width = labelW + plotW + 90;
   const rows = features.map((f, i) => {
     const check = f.checks.find((c) => c.flagged !== null) || f.checks[0];
-    let value = 0, threshold = null, label = f.reason || f.status;
+    let value = 0, threshold = null, label = f.status; // the reason goes in the row's tooltip
     if (check) {
       if (check.p_value !== null && check.p_value !== undefined) {
         value = 1 - check.p_value; threshold = check.threshold !== null ? 1 - check.threshold : null; label = `p=${check.p_value.toPrecision(2)}`;
@@ -195,6 +195,7 @@ function driftChart(features) {
     const y = i * rowH;
     const color = f.status === "drifted" ? "#c62828" : f.status === "ok" ? "#1a7f37" : "#9aa1ab";
     return [
+      s("title", {}, `${f.name}: ${f.status}${f.reason ? ` (${f.reason})` : ""}, ${f.n_live} live / ${f.n_reference} baseline`),
       s("text", { x: 0, y: y + 15 }, f.name),
       s("rect", { x: labelW, y: y + 4, width: plotW, height: 14, fill: "#eef0f3" }),
       s("rect", { x: labelW, y: y + 4, width: Math.max(1, value * plotW), height: 14, fill: color, "data-feature": f.name }),
@@ -214,7 +215,7 @@ async function drift(main) {
     h("div", { class: "muted" }, `${report.drifted_features.length} of ${report.tested_features} features drifted (share ${pct(report.drifted_share)}, alert at ${pct(report.dataset_share)}) · baseline ${num(report.n_reference)} observations, live window ${num(report.n_live)}`),
     driftChart(report.features),
     h("p", { class: "muted" }, "Bars: 1 − p-value (tests) or the distance; dashed line: the threshold.")));
-  main.replaceChildren(h("h2", {}, "Drift"), cards.length ? h("div", { class: "grid" }, cards) : h("p", { class: "muted" }, "No drift reports yet."));
+  main.replaceChildren(h("h2", {}, "Drift"), cards.length ? h("div", { class: "grid wide" }, cards) : h("p", { class: "muted" }, "No drift reports yet."));
 }
 
 async function keys(main, after = null, append = false) {
@@ -291,7 +292,7 @@ async function limits(main) {
   const rows = data.data.map((r) => h("tr", { "data-limit": `${r.scope}:${r.name}` },
     h("td", {}, r.scope), h("td", {}, r.name), usageCell(r.rpm), usageCell(r.tpm), usageCell(r.budget, usd)));
   main.replaceChildren(h("h2", {}, "Limits"),
-    h("p", { class: "muted" }, `Requests and tokens in the current ${data.window_s}-second window; spend in the current budget period.${data.counters_readable ? "" : " The counter store cannot be read right now."}`),
+    h("p", { class: "muted" }, `Requests and tokens in the current ${data.window_s}-second window; spend in the current budget period. Counted in Redis, a figure includes the units processes have leased and not handed out yet.${data.counters_readable ? "" : " The counter store cannot be read right now."}`),
     rows.length ? table([["Scope"], ["Name"], ["Requests/min"], ["Tokens/min"], ["Budget"]], rows) : h("p", { class: "muted" }, "No limits configured."));
 }
 
