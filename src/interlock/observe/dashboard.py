@@ -49,11 +49,11 @@ class _Second:
 
 
 class Series:
-    __slots__ = ("_ring", "total")
+    __slots__ = ("_gone", "_ring")
 
     def __init__(self) -> None:
         self._ring = [_Second(-1) for _ in range(SPAN_S + 1)]
-        self.total = _Second(0)  # since the process started (no latency kept)
+        self._gone = _Second(0)  # the seconds that left the ring, summed: totals = this + the ring
 
     def record(
         self, now: float, seconds: float, error: bool, cache: str | None, tin: int, tout: int, spend: int
@@ -64,21 +64,22 @@ class Series:
         if b.index != index:
             if index < b.index:
                 return  # the clock stepped back past the ring
+            if b.index >= 0:
+                self._gone.add(b)
             b = self._ring[slot] = _Second(index)
         k = bucket_key(seconds)
         b.latency[k] = b.latency.get(k, 0) + 1
-        for target in (b, self.total):
-            target.requests += 1
-            target.errors += error
-            if cache == "hit":
-                target.exact_hits += 1
-            elif cache == "miss":
-                target.exact_misses += 1
-            elif cache == "semantic":
-                target.semantic_hits += 1
-            target.tokens_in += tin
-            target.tokens_out += tout
-            target.spend += spend
+        b.requests += 1
+        b.errors += error
+        if cache == "hit":
+            b.exact_hits += 1
+        elif cache == "miss":
+            b.exact_misses += 1
+        elif cache == "semantic":
+            b.semantic_hits += 1
+        b.tokens_in += tin
+        b.tokens_out += tout
+        b.spend += spend
 
     def since(self, first: int, stop: int) -> _Second:
         """The buckets of seconds [first, stop), summed."""
@@ -86,6 +87,12 @@ class Series:
         for b in self._ring:
             if first <= b.index < stop:
                 out.add(b)
+        return out
+
+    def total(self) -> _Second:
+        """Everything since the series began (its latency histogram only over the ring)."""
+        out = self.since(0, 1 << 62)
+        out.add(self._gone)
         return out
 
 
@@ -130,7 +137,7 @@ def _figures(parts: Iterable[Series], now: float) -> dict[str, Any]:
     for s in parts:
         recent.add(s.since(this - RATE_S, this))
         span.add(s.since(this - SPAN_S, this + 1))
-        total.add(s.total)
+        total.add(s.total())
     lookups = span.exact_hits + span.exact_misses + span.semantic_hits
     return {
         "requests_per_s": recent.requests / RATE_S,
