@@ -37,7 +37,7 @@ def setup(session_tmp: Path, upstream: FakeUpstream) -> Iterator[dict[str, Any]]
     _, keys = prepare(tmp, settings)
     gateway = Gateway(tmp, settings)
     try:
-        yield {"gateway": gateway, "keys": keys, "redis": server.url}
+        yield {"gateway": gateway, "keys": keys, "redis": server.url, "tmp": tmp, "settings": settings}
     finally:
         gateway.stop()
         server.stop()
@@ -72,7 +72,28 @@ def test_login_gives_a_session_the_page_script_cannot_read(setup: dict[str, Any]
     names = [k.decode() for k in client.scan_iter(PREFIX + "ui:session:*")]
     client.close()
     assert names and all(cookie["value"] not in n for n in names)
+    # Another replica on the same Redis knows the session; logging out ends it on both.
+    other = Gateway(setup["tmp"], setup["settings"])
+    try:
+        session = [(b"cookie", f"interlock_session={cookie['value']}".encode())]
+        assert get_with(other.url + "/ui/api/overview", session)[0] == 200
+        page.click("#logout")
+        page.wait_for_selector("#key")  # back at the login form
+        assert get_with(other.url + "/ui/api/overview", session)[0] == 401
+        assert get_with(gw.url + "/ui/api/overview", session)[0] == 401
+    finally:
+        other.stop()
     page.context.close()
+
+
+def get_with(url: str, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={k.decode(): v.decode() for k, v in headers})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        with err:
+            return err.code, err.read()
 
 
 def test_live_numbers_move_while_traffic_flows(setup: dict[str, Any], browser: Any) -> None:
