@@ -102,21 +102,17 @@ class Authenticator:
         raise Unauthorized("Invalid credentials")
 
     async def login(self, credential: str) -> Login:
-        """What a dashboard session keeps of a credential: the identity, the key's HMAC (to check
-        later that the key is still active; never the key) or an OIDC token's expiry."""
-        if self.open:
-            return Login(OPEN)
+        """What a dashboard session keeps of a credential, checked as `identify` checks a header
+        (its caches included, so a flood of bad logins is not a flood of database reads): the
+        identity, the key's HMAC (to check later that the key is still active; never the key) or
+        an OIDC token's expiry."""
         credential = credential.strip()
-        if looks_like_key(credential) and self._store is not None:
-            digest = self._hash(credential)
-            identity = await self.recheck(digest)
-            if identity is None:
-                raise Unauthorized("Invalid API key")
-            return Login(identity, key_hash=digest)
-        if self._oidc is not None and credential.count(".") == 2:
-            identity = await self._oidc.verify(credential, self._roles)
+        identity = await self.identify({b"authorization": b"Bearer " + credential.encode("latin-1", "replace")})
+        if identity.kind == "key":
+            return Login(identity, key_hash=self._hash(credential))
+        if identity.kind == "oidc" and self._oidc is not None:
             return Login(identity, expires_at=self._oidc.expires_at(credential))
-        raise Unauthorized("Invalid credentials")
+        return Login(identity)
 
     async def recheck(self, key_hash: str) -> Identity | None:
         """The identity of the key with this HMAC while it is usable (active, not expired), else None."""

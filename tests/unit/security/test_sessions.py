@@ -122,3 +122,19 @@ async def test_an_unreachable_session_store_is_a_503() -> None:
             await s.resume("some-id")
     finally:
         await dead.aclose()
+
+
+async def test_repeated_bad_logins_cost_one_store_lookup(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "keys.db")
+    await store.start()
+    try:
+        auth = Authenticator(store, SECRET, DEFAULT_ROLES)
+        bad = "ik_" + secrets.token_urlsafe(32)
+        for _ in range(50):
+            with pytest.raises(Unauthorized):
+                await auth.login(bad)
+        assert store.lookups == 1  # the negative cache the API's header checks use
+        with pytest.raises(Unauthorized):
+            await auth.login("")
+    finally:
+        await store.close()
