@@ -133,6 +133,9 @@ def test_no_request_text_on_any_page(setup: dict[str, Any], browser: Any) -> Non
     chat(gw.url, {"model": "chat", "messages": [{"role": "user", "content": "secret-marker-4242 jane@example.com"}]},
          setup["keys"]["user"])  # fmt: skip
     page = login(browser, gw.url, setup["keys"]["admin"])
+    console: list[str] = []
+    page.on("console", lambda m: console.append(m.text) if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda e: console.append(str(e)))
     page.wait_for_selector("main[data-page=overview]")
     for name in ("overview", "rollouts", "drift", "keys", "audit", "limits"):
         page.goto(f"{gw.url}/ui#{name}")
@@ -140,6 +143,7 @@ def test_no_request_text_on_any_page(setup: dict[str, Any], browser: Any) -> Non
         text = page.content()
         assert "secret-marker-4242" not in text and "jane@example.com" not in text
         assert page.query_selector("#failed") is None, name
+    assert console == []  # no script error, no request the CSP refused (the pages need nothing it forbids)
     page.context.close()
 
 
