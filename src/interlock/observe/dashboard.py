@@ -169,6 +169,9 @@ def overview(traffic: Traffic, groups: Iterable[GroupRuntime], ready: Mapping[st
                     "id": d.id, "version": d.version, "weight": d.weight, "healthy": ready.get(d.id),
                     "circuit": "retry-after" if d.blocked_until > now and state == "closed" else state,
                     "inflight": d.inflight, **_figures([series] if series else [], now),
+                    # The caches answer for the group, before a deployment is chosen: a deployment
+                    # only sees what they missed, so a hit rate of its own would always read 0.
+                    "exact_hit_rate": None, "semantic_hit_rate": None,
                 }
             )  # fmt: skip
         cached = traffic.series.get((group.name, NONE))

@@ -57,6 +57,7 @@ def test_the_overview_sums_the_last_seconds_per_deployment_and_group() -> None:
     assert a["tokens_in"] == 2000 and a["tokens_out"] == 1000 and a["spend_usd"] == 20 * (100 * 1 + 50 * 2) / 1e6
     assert a["healthy"] is True and a["circuit"] == "closed"
     assert b["healthy"] is False and b["circuit"] == "open" and b["spend_usd"] == 0.0  # no price
+    assert a["exact_hit_rate"] is None and a["semantic_hit_rate"] is None  # the caches answer for the group
     assert row["requests"] == 23 and row["answered_by_cache"] == 2
     assert row["exact_hit_rate"] == 1 / 23  # one hit among the 23 lookups
     assert row["semantic_hit_rate"] == 1 / 22  # one semantic hit among the 22 exact misses
