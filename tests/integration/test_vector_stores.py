@@ -155,6 +155,27 @@ def test_the_clients_upload_and_poll_helper_works_unchanged(setup: dict[str, Any
     assert "Tunnelbear" in hit.content[0].text
 
 
+def test_file_batches_upload_and_poll_list_and_cancel(setup: dict[str, Any]) -> None:
+    user, other = setup["clients"]["user"], setup["clients"]["other"]
+    store = user.vector_stores.create(name="batched")
+    batch = user.vector_stores.file_batches.upload_and_poll(
+        store.id, files=[("a.md", b"The printer is on floor 3."), ("b.md", b"The canteen opens at 8.")],
+        poll_interval_ms=100,
+    )  # fmt: skip
+    assert batch.object == "vector_store.files_batch" and batch.status == "completed"
+    assert (batch.file_counts.completed, batch.file_counts.total) == (2, 2)
+    listed = list(user.vector_stores.file_batches.list_files(batch.id, vector_store_id=store.id))
+    assert {f.status for f in listed} == {"completed"} and len(listed) == 2
+    assert all(f.chunking_strategy is not None and f.chunking_strategy.type == "static" for f in listed)
+    assert user.vector_stores.file_batches.retrieve(batch.id, vector_store_id=store.id).id == batch.id
+    with pytest.raises(openai.NotFoundError):
+        other.vector_stores.file_batches.retrieve(batch.id, vector_store_id=store.id)
+    cancelled = user.vector_stores.file_batches.cancel(batch.id, vector_store_id=store.id)
+    assert cancelled.status == "completed"  # nothing left to cancel
+    with pytest.raises(openai.BadRequestError):
+        user.vector_stores.file_batches.create(store.id)
+
+
 def test_search_finds_the_chunk_that_answers(setup: dict[str, Any]) -> None:
     user, store = setup["clients"]["user"], setup["store"]
     page = user.vector_stores.search(store.id, query="When does Project Kestrel ship?", max_num_results=2)

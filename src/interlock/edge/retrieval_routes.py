@@ -19,6 +19,7 @@ Routed = tuple[Handler, Permission]
 _ID = r"([A-Za-z0-9_.-]{1,128})"
 _FILE = re.compile(rf"^/v1/files/{_ID}(/content)?$")
 _STORE = re.compile(rf"^/v1/vector_stores/{_ID}(?:/(search|files)(?:/{_ID})?)?$")
+_BATCH = re.compile(rf"^/v1/vector_stores/{_ID}/file_batches(?:/{_ID}(?:/(cancel|files))?)?$")
 READ, MANAGE = Permission.INVOKE, Permission.MANAGE_FILES
 DISABLED = "Files and vector stores are not enabled: configure a `retrieval` section"
 
@@ -45,6 +46,14 @@ class RetrievalRoutes:
         """The route of a path with ids, None when the path is none of ours."""
         if not path.startswith(("/v1/files/", "/v1/vector_stores/")):
             return None
+        batch_match = _BATCH.match(path)
+        if batch_match is not None:
+            if self._files is None or self._stores is None:
+                return _disabled, READ
+            routed = self._batch_routes(batch_match).get(method)
+            if routed is None:
+                raise MethodNotAllowed(f"Method {method} is not allowed on this path")
+            return routed
         file_match = _FILE.match(path)
         store_match = _STORE.match(path) if file_match is None else None
         if file_match is None and (store_match is None or (store_match.group(2) == "search" and store_match.group(3))):
@@ -67,6 +76,18 @@ class RetrievalRoutes:
             "GET": (lambda ex: files.get(ex, file_id), READ),
             "DELETE": (lambda ex: files.delete(ex, file_id), MANAGE),
         }
+
+    def _batch_routes(self, match: re.Match[str]) -> dict[str, Routed]:
+        stores = self._stores
+        assert stores is not None
+        store_id, batch_id, sub = match.group(1), match.group(2), match.group(3)
+        if batch_id is None:
+            return {"POST": (lambda ex: stores.create_batch(ex, store_id), MANAGE)}
+        if sub is None:
+            return {"GET": (lambda ex: stores.batch(ex, store_id, batch_id), READ)}
+        if sub == "cancel":
+            return {"POST": (lambda ex: stores.cancel_batch(ex, store_id, batch_id), MANAGE)}
+        return {"GET": (lambda ex: stores.batch_files(ex, store_id, batch_id), READ)}
 
     def _store_routes(self, match: re.Match[str] | None) -> dict[str, Routed]:
         stores = self._stores

@@ -14,10 +14,10 @@ from typing import Any
 import orjson
 
 from ..errors import BadRequest
-from ..protocol.vector_stores import AttachFile, CreateStore, SearchRequest, UpdateStore
+from ..protocol.vector_stores import AttachFile, CreateBatch, CreateStore, SearchRequest, UpdateStore
 from ..retrieval.chunking import ChunkingStrategy, parse_strategy
 from ..retrieval.filters import parse_filter
-from ..retrieval.service import VectorStores
+from ..retrieval.service import VectorStores, batch_status, chunking_echo
 from ..retrieval.types import FileCounts, Hit, StoreFileRecord, StoreRecord
 from .exchange import Exchange
 from .pages import decode, page, query
@@ -52,9 +52,16 @@ def store_file_object(record: StoreFileRecord) -> dict[str, Any]:
     return {
         "id": record.file_id, "object": "vector_store.file", "usage_bytes": record.usage_bytes,
         "created_at": record.created_at, "vector_store_id": record.store_id, "status": record.status,
-        "last_error": last_error(record.last_error), "chunking_strategy": record.chunking or {"type": "other"},
+        "last_error": last_error(record.last_error), "chunking_strategy": chunking_echo(record) or {"type": "other"},
         "attributes": record.attributes,
     }  # fmt: skip
+
+
+def batch_object(batch_id: str, store_id: str, files: list[StoreFileRecord]) -> dict[str, Any]:
+    counts = {status: sum(f.status == status for f in files) for status in STATUSES}
+    return {"id": batch_id, "object": "vector_store.files_batch", "created_at": min(f.created_at for f in files),
+            "vector_store_id": store_id, "status": batch_status(files),
+            "file_counts": {**counts, "total": len(files)}}  # fmt: skip
 
 
 def hit_object(hit: Hit) -> dict[str, Any]:
@@ -127,6 +134,34 @@ class VectorStoreHandlers:
     async def detach(self, ex: Exchange, store_id: str, file_id: str) -> None:
         await self._service.detach(ex.identity, store_id, file_id)
         await ex.json(200, orjson.dumps({"id": file_id, "object": "vector_store.file.deleted", "deleted": True}))
+
+    # -- file batches ---------------------------------------------------------------------------
+    async def create_batch(self, ex: Exchange, store_id: str) -> None:
+        body = await decode(ex, CreateBatch)
+        shared = chunking_of(body.chunking_strategy)
+        entries = [(f, body.attributes or {}, shared) for f in dict.fromkeys(body.file_ids)]
+        entries += [(f.file_id, f.attributes or {}, chunking_of(f.chunking_strategy)) for f in body.files]
+        batch_id, records = await self._service.create_batch(ex.identity, store_id, entries)
+        await ex.json(200, orjson.dumps(batch_object(batch_id, store_id, records)))
+
+    async def batch(self, ex: Exchange, store_id: str, batch_id: str) -> None:
+        files = await self._service.batch(ex.identity, store_id, batch_id)
+        await ex.json(200, orjson.dumps(batch_object(batch_id, store_id, files)))
+
+    async def cancel_batch(self, ex: Exchange, store_id: str, batch_id: str) -> None:
+        files = await self._service.cancel_batch(ex.identity, store_id, batch_id)
+        await ex.json(200, orjson.dumps(batch_object(batch_id, store_id, files)))
+
+    async def batch_files(self, ex: Exchange, store_id: str, batch_id: str) -> None:
+        q = query(ex)
+        status = q.params.get("filter") or None
+        files = [f for f in await self._service.batch(ex.identity, store_id, batch_id) if status in (None, f.status)]
+        if q.order == "desc":
+            files.reverse()
+        if q.after is not None:
+            ids = [f.file_id for f in files]
+            files = files[ids.index(q.after) + 1 :] if q.after in ids else []
+        await ex.json(200, page(files, q.limit, store_file_object, lambda r: r.file_id))
 
     # -- search ---------------------------------------------------------------------------------
     async def search(self, ex: Exchange, store_id: str) -> None:

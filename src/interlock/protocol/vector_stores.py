@@ -58,3 +58,18 @@ class SearchRequest(_Body, kw_only=True):
     filters: dict[str, Any] | None = None  # retrieval/filters.py's parse_filter
     ranking_options: RankingOptions | None = None
     rewrite_query: bool = False  # accepted; the query is searched as it was sent
+
+
+class BatchFile(_Body, kw_only=True):
+    file_id: Id
+    attributes: Attributes | None = None
+    chunking_strategy: dict[str, Any] | None = None
+
+
+class CreateBatch(_Body, kw_only=True):
+    """`file_ids` with one `attributes` and `chunking_strategy` for all, or `files` each with its own."""
+
+    file_ids: Annotated[list[Id], msgspec.Meta(max_length=500)] = []
+    files: Annotated[list[BatchFile], msgspec.Meta(max_length=500)] = []
+    attributes: Attributes | None = None
+    chunking_strategy: dict[str, Any] | None = None

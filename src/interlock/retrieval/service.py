@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
-from ..errors import Forbidden, NotFound, Overloaded
+from ..errors import BadRequest, Forbidden, NotFound, Overloaded
 from ..security.pii.detokenize import TOKEN, replace
 from ..security.roles import Identity, Permission, class_rank
 from .chunking import ChunkingStrategy, parse_strategy
@@ -34,7 +34,7 @@ from .sealed import Seal
 from .types import Catalog, FileCounts, FileRecord, Hit, StoreFileRecord, StoreRecord
 
 Order = Literal["asc", "desc"]
-MAX_FILES_PER_STORE_REQUEST = 500
+MAX_BATCH_SCAN = 10_000  # store files a batch's look-up reads
 
 
 class Auditor(Protocol):
@@ -51,6 +51,19 @@ class Timed(Protocol):
 
 class Recall(Protocol):
     async def recall(self, scope: str, tokens: Sequence[str]) -> dict[str, str]: ...
+
+
+BATCH_KEY = "batch_id"  # a store file's batch, kept beside its chunking strategy (not echoed)
+
+
+def chunking_echo(record: StoreFileRecord) -> dict[str, Any]:
+    """A store file's chunking strategy as OpenAI echoes it (without the batch it came in)."""
+    return {k: v for k, v in record.chunking.items() if k != BATCH_KEY}
+
+
+def batch_status(files: Sequence[StoreFileRecord]) -> str:
+    statuses = {f.status for f in files}
+    return next((s for s in ("in_progress", "cancelled") if s in statuses), "completed")
 
 
 def new_id(prefix: str) -> str:
@@ -202,6 +215,7 @@ class VectorStores:
         file_id: str,
         attributes: dict[str, Any],
         chunking: ChunkingStrategy | None,
+        batch: str | None = None,
     ) -> StoreFileRecord:
         """Link the file and queue its ingestion; a full queue refuses it (503) and leaves the
         link as it was (none, or the earlier one). A file being ingested is not queued twice; a
@@ -215,7 +229,7 @@ class VectorStores:
         chunking = chunking or self.default_chunking
         record = StoreFileRecord(
             store_id=store_id, file_id=file_id, tenant=who.tenant, status="in_progress", created_at=self._now(),
-            attributes=attributes, chunking=chunking.echo(),
+            attributes=attributes, chunking={**chunking.echo(), **({BATCH_KEY: batch} if batch else {})},
         )  # fmt: skip
         job = Job(who.tenant, store_id, file_id, store.data_class, chunking)
         await self.catalog.put_store_file(record)
@@ -251,6 +265,40 @@ class VectorStores:
             raise NotFound(f"No file found with id {_shown(file_id)} in vector store {store_id}", param="file_id")
         self._record(who, "store.file.detach", store_id=store_id, file_id=file_id)
 
+    # -- file batches: files attached together, followed together ---------------------------------
+    async def create_batch(
+        self, who: Identity, store_id: str, entries: Sequence[tuple[str, dict[str, Any], ChunkingStrategy | None]]
+    ) -> tuple[str, list[StoreFileRecord]]:
+        """Attach every file (checked first, and refused whole when the queue lacks room)."""
+        await self.readable(who, store_id)
+        if not entries:
+            raise BadRequest("A file batch needs `file_ids` or `files`", param="file_ids")
+        for file_id, _, _ in entries:
+            await self.file(who, file_id)
+        self.ingestor.room_for(len(entries))
+        batch_id = new_id("vsfb_")
+        records = [await self.attach(who, store_id, f, a, c, batch_id) for f, a, c in entries]
+        return batch_id, records
+
+    async def batch(self, who: Identity, store_id: str, batch_id: str) -> list[StoreFileRecord]:
+        await self.store(who, store_id)
+        files = await self.catalog.list_store_files(who.tenant, store_id, limit=MAX_BATCH_SCAN, order="asc")
+        found = [f for f in files if f.chunking.get(BATCH_KEY) == batch_id]
+        if not found:
+            raise NotFound(f"No file batch found with id {_shown(batch_id)}", param="batch_id")
+        return found
+
+    async def cancel_batch(self, who: Identity, store_id: str, batch_id: str) -> list[StoreFileRecord]:
+        """Its files not ingested yet are cancelled (a worker skips them)."""
+        out = []
+        for record in await self.batch(who, store_id, batch_id):
+            if record.status == "in_progress":
+                record = msgspec.structs.replace(record, status="cancelled")
+                await self.catalog.put_store_file(record)
+            out.append(record)
+        self._record(who, "store.batch.cancel", store_id=store_id, batch_id=batch_id)
+        return out
+
     async def pending(self) -> list[tuple[Job, StoreFileRecord]]:
         """The store files an earlier process left in_progress, as jobs to resume."""
         out = []
@@ -258,7 +306,8 @@ class VectorStores:
             store = await self.catalog.get_store(record.tenant, record.store_id)
             if store is None:
                 continue
-            chunking = parse_strategy(record.chunking) if record.chunking else self.default_chunking
+            echoed = chunking_echo(record)
+            chunking = parse_strategy(echoed) if echoed else self.default_chunking
             out.append((Job(record.tenant, record.store_id, record.file_id, store.data_class, chunking), record))
         return out
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from openai.types import FileObject, VectorStore
 from openai.types.vector_store_search_response import VectorStoreSearchResponse
-from openai.types.vector_stores import VectorStoreFile
+from openai.types.vector_stores import VectorStoreFile, VectorStoreFileBatch
 
 from interlock.edge.files import file_object
 from interlock.edge.retrieval_routes import RetrievalRoutes
-from interlock.edge.vector_stores import hit_object, last_error, store_file_object, store_object
+from interlock.edge.vector_stores import batch_object, hit_object, last_error, store_file_object, store_object
 from interlock.errors import MethodNotAllowed
 from interlock.retrieval.chunking import AUTO
 from interlock.retrieval.types import FileCounts, FileRecord, Hit, StoreFileRecord, StoreRecord
@@ -62,6 +62,7 @@ def test_routes_name_their_permissions_and_methods() -> None:
 
     class Stores:
         create = list = get = update = delete = attach = files = file = detach = search = None
+        create_batch = batch = cancel_batch = batch_files = None
 
     routes = RetrievalRoutes(Files(), Stores())  # type: ignore[arg-type]
     fixed = routes.fixed()
@@ -77,6 +78,10 @@ def test_routes_name_their_permissions_and_methods() -> None:
         ("POST", "/v1/vector_stores/vs_1/files"): Permission.MANAGE_FILES,
         ("GET", "/v1/vector_stores/vs_1/files/file-1"): Permission.INVOKE,
         ("DELETE", "/v1/vector_stores/vs_1/files/file-1"): Permission.MANAGE_FILES,
+        ("POST", "/v1/vector_stores/vs_1/file_batches"): Permission.MANAGE_FILES,
+        ("GET", "/v1/vector_stores/vs_1/file_batches/vsfb_1"): Permission.INVOKE,
+        ("POST", "/v1/vector_stores/vs_1/file_batches/vsfb_1/cancel"): Permission.MANAGE_FILES,
+        ("GET", "/v1/vector_stores/vs_1/file_batches/vsfb_1/files"): Permission.INVOKE,
     }
     for (method, path), permission in expected.items():
         routed = routes.match(method, path)
@@ -85,3 +90,14 @@ def test_routes_name_their_permissions_and_methods() -> None:
         routes.match("PUT", "/v1/vector_stores/vs_1")
     assert routes.match("POST", "/v1/vector_stores/vs_1/search/x") is None
     assert routes.match("GET", "/v1/models") is None
+
+
+def test_a_batch_is_openais_file_batch_and_its_files_hide_the_batch_key() -> None:
+    def record(file_id: str, status: str) -> StoreFileRecord:
+        return StoreFileRecord(store_id="vs_1", file_id=file_id, tenant="t", status=status, created_at=5,  # type: ignore[arg-type]
+                               chunking={**AUTO.echo(), "batch_id": "vsfb_1"})  # fmt: skip
+
+    files = [record("file-1", "completed"), record("file-2", "in_progress"), record("file-3", "failed")]
+    parsed = VectorStoreFileBatch.model_validate(batch_object("vsfb_1", "vs_1", files), strict=True)
+    assert parsed.status == "in_progress" and (parsed.file_counts.in_progress, parsed.file_counts.total) == (1, 3)
+    assert "batch_id" not in store_file_object(files[0])["chunking_strategy"]

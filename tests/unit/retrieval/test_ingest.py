@@ -194,3 +194,26 @@ async def test_attaching_again_reingests_a_done_file_and_never_queues_one_twice(
         assert kept.status == "completed" and kept.attributes == {"v": 1}
     finally:
         await parts.catalog.close()
+
+
+async def test_a_batch_is_queued_whole_resumed_after_a_restart_and_cancelled_files_are_skipped(tmp_path: Path) -> None:
+    first = make_parts(tmp_path / "v")
+    await first.catalog.start()  # no workers: the batch stays queued when this process stops
+    store = await first.service.create_store(USER, "docs", {}, None)
+    ids = [(await first.service.upload(USER, f"{i}.txt", "assistants", DOC)).id for i in range(3)]
+    kept, _ = await first.service.create_batch(USER, store.id, [(i, {}, None) for i in ids[:2]])
+    dropped, _ = await first.service.create_batch(USER, store.id, [(ids[2], {}, None)])
+    assert [f.status for f in await first.service.cancel_batch(USER, store.id, dropped)] == ["cancelled"]
+    await first.catalog.close()
+    second = make_parts(tmp_path / "v")
+    await second.catalog.start()
+    try:
+        pending = await second.service.pending()
+        assert sorted(job.file_id for job, _ in pending) == sorted(ids[:2])
+        await second.ingestor.start(pending)
+        await second.ingestor.drained()
+        assert {f.status for f in await second.service.batch(USER, store.id, kept)} == {"completed"}
+        assert [f.status for f in await second.service.batch(USER, store.id, dropped)] == ["cancelled"]
+    finally:
+        await second.ingestor.close()
+        await second.catalog.close()
