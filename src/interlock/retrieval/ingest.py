@@ -192,9 +192,12 @@ class Ingestor:
             return
         if chunks:
             await self._catalog.add_chunks(job.tenant, job.store_id, job.file_id, chunks, vectors)
-        if await self._catalog.get_store_file(job.tenant, job.store_id, job.file_id) is None:
+        now = await self._catalog.get_store_file(job.tenant, job.store_id, job.file_id)
+        if now is None:
             await self._catalog.delete_store_file(job.tenant, job.store_id, job.file_id)  # detached meanwhile
             return
+        if now.status != "in_progress":
+            return  # cancelled meanwhile: it stays so, and its chunks are never searched
         usage = sum(len(c.text.encode()) + 4 * vectors.shape[1] for c in chunks) if chunks else 0
         await self._finish(job, msgspec.structs.replace(record, usage_bytes=usage), "completed", None, len(chunks))
 
