@@ -126,6 +126,7 @@ class PgCatalog:
         self._pool_size = pool_size
         self._timeout = command_timeout
         self._pool: Any = None  # asyncpg.Pool (untyped)
+        self._iterative = True
 
     async def start(self) -> None:
         import asyncpg
@@ -138,8 +139,12 @@ class PgCatalog:
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
                 await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
                 await conn.execute(_DDL.format(s=self._s, dim=self._dimensions))
+                version = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
         finally:
             await conn.close()
+        # Iterative index scans came with pgvector 0.8; before it, a filter that few chunks pass
+        # may return fewer than k from the HNSW path (its settings would be refused, so not set).
+        self._iterative = tuple(int(p) for p in re.findall(r"\d+", str(version))[:2]) >= (0, 8)
         self._pool = await asyncpg.create_pool(
             self._dsn, min_size=1, max_size=self._pool_size, command_timeout=self._timeout, init=_init_connection
         )
@@ -372,8 +377,9 @@ class PgCatalog:
                     _SCAN_FACTOR * k * max(rows_estimate or 0, candidates) // candidates,
                 )
                 await conn.execute(f"SET LOCAL hnsw.ef_search = {max(_EF_SEARCH, int(k))}")
-                await conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-                await conn.execute(f"SET LOCAL hnsw.max_scan_tuples = {max(_MIN_SCAN, int(walk))}")
+                if self._iterative:
+                    await conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+                    await conn.execute(f"SET LOCAL hnsw.max_scan_tuples = {max(_MIN_SCAN, int(walk))}")
                 # Joined to the store files, the planner prefers reading every candidate through
                 # their keys and sorting (it underestimates how many there are); without sorts the
                 # ordered index scan drives the joins.
