@@ -43,6 +43,7 @@ from interlock.embeddings.minilm import DIM
 from interlock.errors import NotFound
 from interlock.retrieval.filters import parse_filter, to_sql
 from interlock.retrieval.types import (
+    Catalog,
     Chunk,
     FileCounts,
     FileRecord,
@@ -395,3 +396,7 @@ class PgCatalog:
                     score=score, text=row["text"], attributes=row["attributes"])
             )  # fmt: skip
         return hits
+
+
+def _implements_catalog(catalog: PgCatalog) -> Catalog:  # mypy checks the Protocol here
+    return catalog
