@@ -361,8 +361,15 @@ class PgCatalog:
             f"FROM {tables} JOIN {self._s}.chunks c ON c.store_id = sf.store_id AND c.file_id = sf.file_id "
             f"JOIN {self._s}.files f ON f.id = sf.file_id WHERE {where}"
         )
+        # Round trips are most of the cost at this size: the count and the table's size in one
+        # statement, every setting in another.
+        count = (
+            f"SELECT coalesce(sum(sf.chunks), 0) AS candidates, (SELECT greatest(reltuples, 0)::bigint "
+            f"FROM pg_class WHERE oid = '{self._s}.chunks'::regclass) AS table_rows FROM {tables} WHERE {where}"
+        )
         async with self._db.acquire() as conn, conn.transaction():
-            candidates = await conn.fetchval(f"SELECT coalesce(sum(sf.chunks), 0) FROM {tables} WHERE {where}", *params)
+            counted = await conn.fetchrow(count, *params)
+            candidates, table_rows = int(counted["candidates"]), max(int(counted["table_rows"] or 0), 1)
             if not candidates:
                 return []
             if candidates <= EXACT_LIMIT:
@@ -370,22 +377,19 @@ class PgCatalog:
             else:
                 order = f"c.embedding <=> {q}"
                 # The index holds every store's chunks: the fewer of them pass, the further the
-                # iterative scan must walk to find k that do.
-                rows_estimate = await conn.fetchval(
-                    "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = $1::regclass", f"{self._s}.chunks"
-                )
-                walk = min(
-                    max(rows_estimate or 0, candidates),
-                    _SCAN_FACTOR * k * max(rows_estimate or 0, candidates) // candidates,
-                )
-                await conn.execute(f"SET LOCAL hnsw.ef_search = {max(_EF_SEARCH, int(k))}")
+                # iterative scan must walk to find k that do. Joined to the store files, the
+                # planner prefers reading every candidate through their keys and sorting (it
+                # underestimates how many there are); without sorts the ordered index scan drives.
+                population = max(table_rows, candidates)
+                walk = max(_MIN_SCAN, min(population, _SCAN_FACTOR * k * population // candidates))
+                settings = {"hnsw.ef_search": max(_EF_SEARCH, int(k)), "enable_sort": "off"}
                 if self._iterative:
-                    await conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-                    await conn.execute(f"SET LOCAL hnsw.max_scan_tuples = {max(_MIN_SCAN, int(walk))}")
-                # Joined to the store files, the planner prefers reading every candidate through
-                # their keys and sorting (it underestimates how many there are); without sorts the
-                # ordered index scan drives the joins.
-                await conn.execute("SET LOCAL enable_sort = off")
+                    settings |= {"hnsw.iterative_scan": "strict_order", "hnsw.max_scan_tuples": walk}
+                names = list(settings)
+                await conn.execute(
+                    "SELECT " + ", ".join(f"set_config(${2 * i + 1}, ${2 * i + 2}, true)" for i in range(len(names))),
+                    *[x for name in names for x in (name, str(settings[name]))],
+                )
             rows = await conn.fetch(f"{select} ORDER BY {order} LIMIT {limit}", *params, query, int(k))
         hits = []
         for row in rows:
