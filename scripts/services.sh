@@ -25,8 +25,13 @@ install_pgvector() {
   local pg=$1 apt_dir=/var/tmp/interlock-pgvector
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "postgresql-$pg-pgvector" >/dev/null 2>&1 && return 0
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "postgresql-server-dev-$pg" make gcc >/dev/null || return 1
+  # The machine's own Debian mirror (its first non-security source), with trixie's sources.
+  local mirror
+  mirror=$( (grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}';
+    grep -hs '^deb ' /etc/apt/sources.list | awk '{print $2}') | grep -v security | head -1)
+  [[ -n $mirror ]] || return 1
   mkdir -p "$apt_dir/lists/partial" "$apt_dir/src"
-  echo "deb-src http://deb.debian.org/debian trixie main" >"$apt_dir/sources.list"
+  echo "deb-src $mirror trixie main" >"$apt_dir/sources.list"
   local opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null -o "Dir::State::Lists=$apt_dir/lists")
   apt-get "${opts[@]}" update -qq >/dev/null || return 1
   (cd "$apt_dir/src" && apt-get "${opts[@]}" source --download-only -qq pgvector >/dev/null 2>&1) || return 1

@@ -15,8 +15,6 @@ sqlite-vec is loaded through apsw: the CPython here (and many others) is built w
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
 import time
@@ -27,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "semantic"))
-from ann import DIM, dataset, each_in_subprocess
+from ann import DIM, dataset, rows_from_arguments
 
 K = 10
 
@@ -167,15 +165,9 @@ def one(kind: str, n: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    p.add_argument("--kinds", nargs="+", default=list(KINDS))
-    p.add_argument("--one", nargs=2, metavar=("KIND", "N"))
-    a = p.parse_args()
-    if a.one:
-        print(json.dumps(one(a.one[0], int(a.one[1]))))
+    rows = rows_from_arguments(__file__, list(KINDS), one)
+    if rows is None:
         return
-    rows = each_in_subprocess(__file__, a.kinds, a.sizes)
     print("| index | vectors | build s | save+load s | search p50 ms | p99 ms | recall@10 |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:

@@ -177,16 +177,24 @@ def each_in_subprocess(script: str, kinds: list[str], sizes: list[int]) -> list[
     return rows
 
 
-def main() -> None:
+def rows_from_arguments(script: str, kinds: list[str], one: Any) -> list[dict[str, Any]] | None:
+    """The command line both ANN benchmarks take: `--one KIND N` runs `one(kind, n)` here and prints
+    its row (returning None); otherwise every `--kinds` at every `--sizes`, each in a subprocess."""
     p = argparse.ArgumentParser()
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    p.add_argument("--kinds", nargs="+", default=list(KINDS))
+    p.add_argument("--kinds", nargs="+", default=kinds)
     p.add_argument("--one", nargs=2, metavar=("KIND", "N"))
     a = p.parse_args()
     if a.one:
         print(json.dumps(one(a.one[0], int(a.one[1]))))
+        return None
+    return each_in_subprocess(script, a.kinds, a.sizes)
+
+
+def main() -> None:
+    rows = rows_from_arguments(__file__, list(KINDS), one)
+    if rows is None:
         return
-    rows = each_in_subprocess(__file__, a.kinds, a.sizes)
     print(
         "| library | entries | build s | memory MB | lookup p50 us | p99 us | recall@1 | replace us | recall@1 after churn |"
     )

@@ -96,6 +96,7 @@ async def test_the_hnsw_path_with_filters(catalog: PgCatalog, monkeypatch: pytes
 async def test_start_is_idempotent(catalog: PgCatalog, state: dict[str, Any]) -> None:
     again = PgCatalog(DSN, schema=state["schema"])
     await again.start()
+    assert again._iterative  # the pgvector here (0.8) scans iteratively
     await again.close()
     with pytest.raises(ValueError):
         PgCatalog(DSN, schema="Bad-Name; DROP")

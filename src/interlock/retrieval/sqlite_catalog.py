@@ -64,6 +64,7 @@ from interlock.errors import NotFound
 from interlock.retrieval.filters import matches, parse_filter
 from interlock.retrieval.types import (
     Attribute,
+    Catalog,
     Chunk,
     FileCounts,
     FileRecord,
@@ -586,3 +587,7 @@ def _write_atomically(path: Path, content: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _implements_catalog(catalog: SqliteCatalog) -> Catalog:  # mypy checks the Protocol here
+    return catalog
