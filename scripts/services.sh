@@ -23,6 +23,7 @@ fi
 # that leaves the system's sources alone) is built against postgresql-server-dev for that server.
 install_pgvector() {
   local pg=$1 apt_dir=/var/tmp/interlock-pgvector
+  apt-get update -qq >/dev/null || return 1
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "postgresql-$pg-pgvector" >/dev/null 2>&1 && return 0
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "postgresql-server-dev-$pg" make gcc >/dev/null || return 1
   # The machine's own Debian mirror (its first non-security source), with trixie's sources.
@@ -47,6 +48,13 @@ pg_version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -1 || true)
 if [[ -n $pg_version && ! -f /usr/share/postgresql/$pg_version/extension/vector.control ]] &&
   command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
   install_pgvector "$pg_version" || echo "services: pgvector not installed" >&2
+fi
+
+# Debian's chromium runs the dashboard's browser tests (tests/integration/test_dashboard.py, driven
+# by Playwright with executable_path; Playwright never downloads a browser of its own here).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null ||
+    echo "services: chromium not installed" >&2
 fi
 
 if ! redis-cli -p 6379 ping >/dev/null 2>&1; then
