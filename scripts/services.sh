@@ -23,6 +23,7 @@ fi
 # that leaves the system's sources alone) is built against postgresql-server-dev for that server.
 install_pgvector() {
   local pg=$1 apt_dir=/var/tmp/interlock-pgvector
+  apt-get update -qq >/dev/null || return 1
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "postgresql-$pg-pgvector" >/dev/null 2>&1 && return 0
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "postgresql-server-dev-$pg" make gcc >/dev/null || return 1
   # The machine's own Debian mirror (its first non-security source), with trixie's sources.

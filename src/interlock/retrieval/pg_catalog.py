@@ -21,8 +21,8 @@ there are is known without touching the chunks (`store_files.chunks`, kept by `a
   and filter conditions, `hnsw.ef_search` at least `k`, and `hnsw.max_scan_tuples` raised in
   proportion to how few of the table's chunks pass (40 k / share, at least pgvector's 20,000).
   `enable_sort` is off for that query: joined to the store files, the planner otherwise reads
-  every candidate through their keys and sorts them: 125.6 ms p50 at 100k chunks, against 7.6 ms
-  p50 and 13.0 ms p99 through the index (bench/rag/run.py; 3.5 / 6.1 ms at 10k, where the exact
+  every candidate through their keys and sorts them: 125.6 ms p50 at 100k chunks, against 6.7 ms
+  p50 and 11.1 ms p99 through the index (bench/rag/run.py; 2.1 / 3.0 ms at 10k, where the exact
   scan took 12.3 / 18.6).
 
 Scores are `1 - cosine distance`. The score threshold is applied to the `k` rows found (they come
