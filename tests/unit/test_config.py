@@ -288,3 +288,22 @@ def test_the_embeddings_section_is_validated_where_it_is() -> None:
     s = parse_settings({"models": models})
     assert isinstance(s.models[0].deployments[0], MiniLmDeployment)
     assert s.models[0].deployments[0].max_class == "restricted"
+
+
+def test_the_http_server_and_its_limits_are_validated() -> None:
+    def server(**fields: Any) -> Any:
+        return parse_settings(
+            {"server": fields, "models": [{"name": "m", "deployments": [{"id": "d", "backend": "local"}]}]}
+        )
+
+    assert server().server.http == "native"
+    assert server(http="uvicorn").server.http == "uvicorn"
+    assert server(limits={"max_headers": 10}).server.limits.max_headers == 10
+    with pytest.raises(ConfigError, match=r"\$\.server\.http"):
+        server(http="gunicorn")
+    with pytest.raises(ConfigError, match=r"\$\.server\.limits\.header_timeout_s"):
+        server(limits={"header_timeout_s": 0})
+    with pytest.raises(ConfigError, match=r"\$\.server\.limits\.max_header_bytes"):
+        server(limits={"max_header_bytes": 0})
+    with pytest.raises(ConfigError, match=r"\$\.server\.limits\.graceful_timeout_s"):
+        server(limits={"graceful_timeout_s": -1})

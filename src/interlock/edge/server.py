@@ -86,6 +86,7 @@ _DISCONNECT: Message = {"type": "http.disconnect"}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CHUNKED = b"transfer-encoding: chunked\r\n"
 _CLOSE = b"connection: close\r\n"
+_KEEP_ALIVE = b"connection: keep-alive\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
 _IDLE, _HEADERS, _BODY = 0, 1, 2  # what a connection's deadline is for
 
@@ -227,16 +228,21 @@ class _Cycle:
             if name == b"content-length" or name == b"transfer-encoding":
                 framed = True
             parts.append(name + b": " + value + b"\r\n")
+        old = self.scope["http_version"] == "1.0"
         if not framed:
-            if more:
+            if not more:
+                parts.append(b"content-length: %d\r\n" % size)
+            elif old:
+                self.keep_alive = False  # no chunked encoding in HTTP/1.0: the close ends the body
+            else:
                 self.chunked = True
                 parts.append(_CHUNKED)
-            else:
-                parts.append(b"content-length: %d\r\n" % size)
         if conn.closing:
             self.keep_alive = False
         if not self.keep_alive:
             parts.append(_CLOSE)
+        elif old:
+            parts.append(_KEEP_ALIVE)
         parts.append(b"\r\n")
         return b"".join(parts)
 

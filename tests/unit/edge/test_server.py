@@ -96,6 +96,20 @@ async def test_a_response_without_length_is_chunked(served: tuple[App, int]) -> 
     assert body == b"4\r\none \r\n4\r\ntwo \r\n5\r\nthree\r\n0\r\n\r\n"
 
 
+async def test_http_1_0_gets_no_chunks_and_keep_alive_only_when_asked(served: tuple[App, int]) -> None:
+    _, port = served
+    raw = await exchange(port, b"GET /stream HTTP/1.0\r\n\r\n")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"transfer-encoding" not in head and b"connection: close" in head
+    assert body == b"one two three"  # the close ends it
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert b"connection: keep-alive" in head
+    assert await asyncio.wait_for(reader.readexactly(2), 5) == b"ok"
+    writer.close()
+
+
 async def test_head_gets_the_headers_without_the_body(served: tuple[App, int]) -> None:
     _, port = served
     raw = await exchange(port, b"HEAD /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
