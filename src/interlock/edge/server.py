@@ -26,6 +26,9 @@ What it does (docs/edge.md is the reference for operators):
   silent at most `body_timeout_s` (408), an idle keep-alive connection is closed after
   `keepalive_timeout_s`, and a client that reads nothing for `send_timeout_s` while we have data
   queued for it is dropped.
+- Stream chunks after the first are corked: written at the end of the loop iteration (or once
+  64 KiB wait), so events that arrived together leave in one system call; the header block and
+  the first event, and every last chunk, are written at once.
 - Flow control toward the client: the transport's write buffer has a high-water mark of
   `write_buffer_bytes`; past it, `send` of a streaming body waits (the producer, an upstream
   stream, is paused with it) until the client reads; a client that never reads is dropped by the
@@ -81,6 +84,7 @@ log = logging.getLogger("interlock.edge.server")
 
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 SWEEP_S = 0.5
+CORK_BYTES = 64 * 1024  # corked stream bytes written at once, without waiting for the loop
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
 _DISCONNECT: Message = {"type": "http.disconnect"}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -206,12 +210,13 @@ class _Cycle:
             data = self._head(len(body), more)
             if not self.head:
                 data += self._frame(body, more) if self.chunked else body
-        elif self.head:
-            data = b""
-        else:
+            conn.write(data)  # at once: the first event's latency is what a caller waits on
+        elif not self.head:
             data = self._frame(body, more) if self.chunked else body
-        if data:
-            conn.write(data)
+            if more:
+                conn.cork(data)  # later events: one write per loop iteration, not one per event
+            else:
+                conn.write(data)
         if not more:
             self.complete = True
             self.wake()
@@ -282,6 +287,9 @@ class HttpConnection(asyncio.Protocol):
         self.write_paused = False
         self.write_paused_at = 0.0
         self.drainers: list[asyncio.Future[None]] = []
+        self.corked: list[bytes] = []  # stream chunks waiting for the end of this loop iteration
+        self.corked_bytes = 0
+        self.flush_scheduled = False
         self.closing = False  # answer what was accepted, then close
         self.gone = False
         self.client: tuple[str, int] | None = None
@@ -519,8 +527,31 @@ class HttpConnection(asyncio.Protocol):
 
     # -- writing ------------------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
+        """Write now (after anything corked)."""
+        if self.corked:
+            self.corked.append(data)
+            data = b"".join(self.corked)
+            self.corked.clear()
+            self.corked_bytes = 0
         if self.transport is not None and not self.gone:
             self.transport.write(data)
+
+    def cork(self, data: bytes) -> None:
+        """Write at the end of this loop iteration, with whatever else is corked by then (or now,
+        once CORK_BYTES are waiting): a stream whose upstream delivered many events in one read
+        goes out in one system call, while one event per read still leaves at once."""
+        self.corked.append(data)
+        self.corked_bytes += len(data)
+        if self.corked_bytes >= CORK_BYTES:
+            self.flush()
+        elif not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        if self.corked:
+            self.write(b"")
 
     async def drain(self) -> None:
         while self.write_paused and not self.gone:
@@ -560,6 +591,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _close(self) -> None:
         self.deadline = 0.0
+        self.flush()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()  # after the buffer is flushed
 
