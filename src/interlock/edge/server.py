@@ -745,10 +745,14 @@ class Lifespan:
 def bind(host: str, port: int, backlog: int) -> socket.socket:
     family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind(address)
-    sock.listen(backlog)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
     sock.setblocking(False)
     return sock
 
@@ -785,7 +789,11 @@ def _worker(factory: Callable[[], App], sock: socket.socket, limits: HttpLimits,
 def run(factory: Callable[[], App], host: str, port: int, workers: int, limits: HttpLimits, max_discard: int) -> int:
     """Bind, then serve in this process (one worker) or in `workers` forked processes that share
     the listening socket (the kernel hands each new connection to one of them)."""
-    sock = bind(host, port, limits.backlog)
+    try:
+        sock = bind(host, port, limits.backlog)
+    except OSError as exc:
+        print(f"interlock: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     if workers <= 1:
         return _worker(factory, sock, limits, max_discard)
     children: list[int] = []
