@@ -264,6 +264,13 @@ class _Cycle:
 class HttpConnection(asyncio.Protocol):
     """One client connection: parser callbacks, timeouts, flow control, the queue of cycles."""
 
+    __slots__ = (
+        "began", "client", "closing", "content_lengths", "corked", "corked_bytes", "cycles", "deadline",
+        "drainers", "expect", "flush_scheduled", "gone", "header_bytes", "headers", "in_headers", "kind",
+        "limits", "local", "loop", "parser", "parsing", "raw_bytes", "read_paused", "server",
+        "transfer_encoding", "transport", "url", "write_paused", "write_paused_at",
+    )  # fmt: skip
+
     def __init__(self, server: HttpServer) -> None:
         self.server = server
         self.limits = server.limits
