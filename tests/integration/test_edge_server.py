@@ -165,6 +165,21 @@ async def test_a_header_that_never_ends_is_refused_before_it_is_all_buffered(gat
     assert await conn.closed()
 
 
+async def test_a_refusal_behind_a_pipelined_request_comes_after_its_answer(gateway: Gateway, conn: Conn) -> None:
+    slow = json.dumps({"model": "slow", "messages": [{"role": "user", "content": "q"}]}).encode()
+    await conn.send(
+        chat_request(slow, b"X-Request-Id: first\r\n")
+        + b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "
+        + b"a" * 5000
+        + b"\r\n\r\n"
+    )
+    status, headers, body = await conn.response()  # the slow answer (2 s) first, in order
+    assert (status, headers["x-request-id"]) == (200, "first"), body
+    status, _, _ = await conn.response()
+    assert status == 431
+    assert await conn.closed()
+
+
 async def test_too_many_headers_are_refused_with_431(gateway: Gateway, conn: Conn) -> None:
     fields = b"".join(b"X-H%d: v\r\n" % i for i in range(25))
     await conn.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n")

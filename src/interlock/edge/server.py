@@ -267,7 +267,7 @@ class HttpConnection(asyncio.Protocol):
     __slots__ = (
         "began", "client", "closing", "content_lengths", "corked", "corked_bytes", "cycles", "deadline",
         "drainers", "expect", "flush_scheduled", "gone", "header_bytes", "headers", "in_headers", "kind",
-        "limits", "local", "loop", "parser", "parsing", "raw_bytes", "read_paused", "server",
+        "limits", "local", "loop", "parser", "parsing", "raw_bytes", "read_paused", "refusal", "server",
         "transfer_encoding", "transport", "url", "write_paused", "write_paused_at",
     )  # fmt: skip
 
@@ -298,6 +298,7 @@ class HttpConnection(asyncio.Protocol):
         self.corked_bytes = 0
         self.flush_scheduled = False
         self.closing = False  # answer what was accepted, then close
+        self.refusal: InterlockError | None = None  # to write once the answers before it are out
         self.gone = False
         self.client: tuple[str, int] | None = None
         self.local: tuple[str, int] | None = None
@@ -489,7 +490,7 @@ class HttpConnection(asyncio.Protocol):
             log.exception("unhandled error in the ASGI app")
             if not cycle.started and not self.gone:
                 cycle.keep_alive = False
-                self.refuse(InterlockError("Internal error", code="internal_error"))
+                self.refuse(InterlockError("Internal error", code="internal_error"), for_head=True)
                 return
         if not cycle.complete and not self.gone:
             if cycle.eof and not cycle.started:
@@ -497,7 +498,7 @@ class HttpConnection(asyncio.Protocol):
                 self.cycle_done(cycle)
             # The app returned without finishing its answer: nothing sensible can follow.
             elif not cycle.started:
-                self.refuse(InterlockError("Internal error", code="internal_error"))
+                self.refuse(InterlockError("Internal error", code="internal_error"), for_head=True)
             elif self.transport is not None:
                 self.transport.abort()
 
@@ -572,14 +573,33 @@ class HttpConnection(asyncio.Protocol):
             if not waiter.done():
                 waiter.set_result(None)
 
-    def refuse(self, error: InterlockError) -> None:
-        """Answer `error` (when no answer has started on this connection) and close."""
+    def refuse(self, error: InterlockError, for_head: bool = False) -> None:
+        """Answer `error` and close. It is about the request being parsed (its headers or its
+        body; `for_head`: the one being answered). Written at once when no earlier request still
+        waits for its answer; otherwise after theirs, since pipelined answers go out in order and
+        a client would take an early one for the answer to its first request."""
         self.closing = True
         self._pause_reading()
-        head = self.cycles[0] if self.cycles else None
-        if head is None or not head.started:
-            body = error.body()
-            data = b"".join(
+        cycles = self.cycles
+        broken = cycles[0] if for_head and cycles else self.parsing  # None: its headers never ended
+        self.parsing = None
+        if broken is not None:
+            broken.lost()
+            if broken is not cycles[0]:
+                cycles.remove(broken)  # queued behind others: never started
+        if cycles and cycles[0] is not broken:
+            self.refusal = error  # written by `_close` once the earlier answers are out
+            return
+        if not cycles or not cycles[0].started:
+            self._write_error(error)
+        for cycle in cycles:
+            cycle.lost()
+        self._close()
+
+    def _write_error(self, error: InterlockError) -> None:
+        body = error.body()
+        self.write(
+            b"".join(
                 (
                     status_line(error.status),
                     self.server.date_block,
@@ -589,16 +609,14 @@ class HttpConnection(asyncio.Protocol):
                     body,
                 )
             )
-            self.write(data)
-        for cycle in self.cycles:
-            cycle.lost()
-        if self.parsing is not None:
-            self.parsing.lost()
-        self._close()
+        )
 
     def _close(self) -> None:
         self.deadline = 0.0
         self.flush()
+        if self.refusal is not None and len(self.cycles) <= 1:  # every earlier answer is out
+            self._write_error(self.refusal)
+        self.refusal = None
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()  # after the buffer is flushed
 
@@ -643,6 +661,8 @@ class HttpConnection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def _resume_reading(self) -> None:
+        if self.refusal is not None:
+            return  # the parser failed: nothing more is read on this connection
         if self.read_paused and self.transport is not None and not self.gone:
             self.read_paused = False
             self.transport.resume_reading()
