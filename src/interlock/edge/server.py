@@ -53,6 +53,9 @@ The races, and what this code does about them:
   disconnects or the response is complete, and then returns `http.disconnect`; the Exchange
   ignores that wake-up once it marked itself done.
 - A request queued behind another (pipelining) is never started if the connection is lost.
+- A request refused while earlier pipelined ones are still answered (its headers too large, its
+  body late): the refusal waits until their answers are out, or the client would take it for the
+  first request's answer; the socket is not read again.
 - Shutdown while a request is queued behind an in-flight one: it is answered too (it was
   accepted); no new request is read after the last answer.
 """
