@@ -17,6 +17,13 @@ if ! command -v bwrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [
     echo "services: bubblewrap not installed" >&2
 fi
 
+# Debian's chromium runs the dashboard's browser tests (tests/integration/test_dashboard.py, driven
+# by Playwright with executable_path; Playwright never downloads a browser of its own here).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null ||
+    echo "services: chromium not installed" >&2
+fi
+
 if ! redis-cli -p 6379 ping >/dev/null 2>&1; then
   redis-server --daemonize yes --port 6379 --save ""
   for _ in $(seq 50); do redis-cli -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done

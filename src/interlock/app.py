@@ -43,10 +43,12 @@ from .edge.inference import InferenceHandler
 from .edge.info import InfoHandlers
 from .edge.parse import RequestParser
 from .edge.rollouts import RolloutHandlers
+from .edge.ui import UiHandlers
 from .embeddings.types import TextEmbedder
 from .lifecycle import Lifecycle
 from .observe.alerting import AlertEngine, AlertGauges, AlertMetrics, Lease, WindowSignals
 from .observe.alerts import Alert, SignalProvider, State
+from .observe.dashboard import Traffic
 from .observe.metrics import Metrics
 from .observe.notify import HttpPoster, Notifier
 from .observe.record import (
@@ -78,7 +80,7 @@ from .rollout.observations import GatewayObservations, ShadowLog
 from .rollout.store import RedisRolloutStore, RolloutStore, SqliteRolloutStore
 from .routing import CircuitBreaker, DeploymentRuntime, GroupRuntime, Router
 from .routing.readiness import Readiness
-from .security.audit import AuditLog, AuditStore, PostgresAuditStore, SQLiteAuditStore
+from .security.audit import AuditLog, AuditStore, ChainCheck, PostgresAuditStore, SQLiteAuditStore
 from .security.auth import Authenticator
 from .security.dlp import DlpStage, policy_from
 from .security.keystore import KeyStore, PostgresKeyStore, SQLiteKeyStore
@@ -90,6 +92,7 @@ from .security.pii.ner import NerDetector
 from .security.pii.presidio import PresidioDetector
 from .security.pii.vault import MemoryVaultStore, RedisVaultStore, TokenVault, VaultStore
 from .security.roles import DEFAULT_ROLES, Permission, class_rank
+from .security.sessions import MemorySessionStore, RedisSessionStore, Sessions, SessionStore
 from .stores.redis import redis_client
 
 if TYPE_CHECKING:
@@ -130,11 +133,14 @@ def build(
     driver, shadows = make_rollout_driver(settings, stats, alerts, life, drift) if stats is not None else (None, None)
     router = Router(groups, settings.router, metrics, rollouts=driver)
     shadow = make_shadow_runner(settings, driver, router, shadows, metrics, life, embeddings)
-    pipeline, semantic = make_pipeline(settings, router, metrics, tracing, life, embedder or embeddings)
+    pipeline, semantic, limiter = make_pipeline(settings, router, metrics, tracing, life, embedder or embeddings)
     roles = roles_table(settings.security)
     store, auth = make_access(settings.security, roles, life)
     audit = make_audit_log(settings, life)
     recorders = make_recorders(settings, metrics, audit, stats, tracing, drift, shadow)
+    traffic = Traffic(prices_of(settings)) if ui_served(settings) else None
+    if traffic is not None:
+        recorders.append(traffic)
     if reload is not None:
         rotation = KeyRotation(settings, reload, providers, settings.secrets.refresh_s)
         life.add(rotation, rotation.start, rotation.close)
@@ -149,11 +155,16 @@ def build(
     secret = (settings.security.server_secret or "").encode()
     admin = AdminHandlers(store, secret, roles, audit, drift, semantic=semantic)
     rollout_admin = RolloutHandlers(driver, settings.versions(), audit)
-    return Gateway(inference, info, admin, auth, life.start, life.close, metrics, rollout_admin)
+    ui = None
+    if traffic is not None:
+        ui = make_ui(settings, auth, info, admin, traffic, router, driver, store, audit, limiter, life)
+    return Gateway(inference, info, admin, auth, life.start, life.close, metrics, rollout_admin, ui)
 
 
 async def _started(settings: Settings, auth: Authenticator) -> None:
     tune_gc(settings)
+    if settings.ui.enabled and not ui_served(settings):
+        log.warning("the dashboard is off: with more than one worker its sessions need `ui.redis`")
     if auth.open:
         log.warning("no API keys or OIDC configured: every caller is admitted (loopback only)")
     names = [g.name for g in settings.models]
@@ -335,9 +346,9 @@ def make_pipeline(
     tracing: Tracing | None,
     life: Lifecycle,
     embedder: TextEmbedder | None = None,
-) -> tuple[Pipeline, SemanticCacheStage | None]:
-    """The stages, outermost first, around the router; and the semantic cache stage, when a
-    group has one (the admin route invalidates through it)."""
+) -> tuple[Pipeline, SemanticCacheStage | None, Limiter]:
+    """The stages, outermost first, around the router; the semantic cache stage, when a group
+    has one (the admin route invalidates through it); and the limiter (the dashboard reads it)."""
     limit_stage, spend_stage = make_limit_stages(settings, metrics, life)
     stages: list[Stage] = [limit_stage]
     if settings.dlp is not None:
@@ -360,7 +371,8 @@ def make_pipeline(
     # cache stores the answer (observe/stage.py says why that order matters).
     stages.append(TelemetryStage(metrics, settings.telemetry.logprobs_sample, random.Random()))
     # Traced copies of the stages only when tracing is on, run only for sampled requests.
-    return Pipeline(stages, router, traced(stages) if tracing is not None else None), semantic
+    pipeline = Pipeline(stages, router, traced(stages) if tracing is not None else None)
+    return pipeline, semantic, limit_stage.limiter
 
 
 def make_semantic_stage(
@@ -407,20 +419,31 @@ def make_limit_stages(settings: Settings, metrics: Metrics, life: Lifecycle) -> 
         fallback = local if limits.on_redis_error == "allow" else None
     limiter = Limiter(counters, fallback, metrics.limit_error)
     life.add(limiter, close=limiter.close)  # gives unused leased units back to Redis
-    tenants = {k: Rate(v.rpm, v.tpm, v.budget) for k, v in limits.tenants.items()}
-    models = {k: Rate(v.rpm, v.tpm, v.budget) for k, v in limits.models.items()}
-    prices = {
-        d.id: Price(d.price.input, d.price.output)
-        for g in settings.models
-        for d in g.deployments
-        if d.price is not None
-    }
+    tenants, models = limit_rates(settings)
+    prices = prices_of(settings)
     plans = Plans(tenants, models)
     rates = [*tenants.values(), *models.values()]
     spend = None
     if settings.security.keys is not None or any(r.tpm or r.budget is not None for r in rates):
         spend = SpendStage(limiter, plans, limits.default_max_tokens, metrics, prices, limits.budget_period)
     return LimitStage(limiter, plans, metrics), spend
+
+
+def limit_rates(settings: Settings) -> tuple[dict[str, Rate], dict[str, Rate]]:
+    """The configured limits of tenants and of model groups."""
+    limits = settings.limits
+    tenants = {k: Rate(v.rpm, v.tpm, v.budget) for k, v in limits.tenants.items()}
+    return tenants, {k: Rate(v.rpm, v.tpm, v.budget) for k, v in limits.models.items()}
+
+
+def prices_of(settings: Settings) -> dict[str, Price]:
+    """Each priced deployment's price, by id."""
+    return {
+        d.id: Price(d.price.input, d.price.output)
+        for g in settings.models
+        for d in g.deployments
+        if d.price is not None
+    }
 
 
 def make_dlp_stage(dlp: DlpSettings, metrics: Metrics, life: Lifecycle) -> DlpStage:
@@ -508,6 +531,46 @@ def make_audit_log(settings: Settings, life: Lifecycle) -> AuditLog | None:
         return None
     audit = AuditLog(store, Path(settings.audit.spool_path))
     return life.add(audit, audit.start, audit.close)  # drains what is queued into the store or the spool
+
+
+# -- the dashboard -------------------------------------------------------------------------------------
+def ui_served(settings: Settings) -> bool:
+    """The dashboard is served when enabled, and with more than one worker only when its sessions
+    are in Redis (a session one worker opened must be known to the others)."""
+    ui = settings.ui
+    return ui.enabled and (settings.server.workers == 1 or ui.redis is not None)
+
+
+def make_ui(
+    settings: Settings,
+    auth: Authenticator,
+    info: InfoHandlers,
+    admin: AdminHandlers,
+    traffic: Traffic,
+    router: Router,
+    driver: RolloutDriver | None,
+    keys: KeyStore | None,
+    audit: AuditLog | None,
+    limiter: Limiter,
+    life: Lifecycle,
+) -> UiHandlers:
+    """The dashboard's handlers over what the gateway already keeps, its sessions (in Redis when
+    `ui.redis` is set) and the background check of the audit chain."""
+    config = settings.ui
+    store: SessionStore = MemorySessionStore()
+    if config.redis is not None:
+        store = RedisSessionStore(make_redis(config.redis, life, BLOB_TIMEOUT_MS), config.prefix)
+    sessions = Sessions(store, config.session_ttl_s, config.idle_s, auth.recheck, settings.security.key_cache_ttl)
+    chain = None
+    if audit is not None:
+        chain = ChainCheck(audit.store, config.audit_verify_s)
+        life.add(chain, chain.start, chain.close)  # closed before the audit log closes its store
+    tenants, models = limit_rates(settings)
+    return UiHandlers(
+        sessions, auth, info, admin, traffic, router.groups.values(), secure_cookie=config.secure_cookie, driver=driver,
+        keys=keys, audit_store=audit.store if audit is not None else None, chain=chain, audit=audit,
+        limiter=limiter, tenants=tenants, models=models, budget_period=settings.limits.budget_period,
+    )  # fmt: skip
 
 
 # -- recording: what happens once a request is over ---------------------------------------------------

@@ -311,6 +311,23 @@ class AuditSettings(_Frozen, frozen=True, kw_only=True):
     spool_path: str | None = None  # default: interlock-audit.spool beside the config
 
 
+class UiSettings(_Frozen, frozen=True, kw_only=True):
+    """The web dashboard at /ui (interlock.edge.ui): sessions a key or token is exchanged for at
+    login, held server side (in process, or in Redis so every replica shares them)."""
+
+    enabled: bool = True
+    session_ttl_s: float = 8 * 3600.0  # a session ends this long after login (an OIDC token's expiry, sooner)
+    idle_s: float = 1800.0  # or after this long without a request
+    secure_cookie: bool = False  # mark the cookie `Secure`: set it when the gateway is reached over TLS
+    redis: RedisSettings | None = None  # sessions shared by every replica; in process when absent
+    prefix: str = "interlock:ui:"
+    audit_verify_s: float = 30.0  # how often the audit chain's new records are verified
+
+    def __post_init__(self) -> None:
+        _require(self.session_ttl_s > 0 and self.idle_s > 0, "", "session_ttl_s and idle_s must be positive")
+        _require(self.audit_verify_s > 0, "audit_verify_s", "expected a positive number of seconds")
+
+
 class UpstreamPool(_Frozen, frozen=True, kw_only=True):
     # "native": Interlock's own HTTP/1.1 pool (faster, measured in bench/RESULTS.md);
     # "aiohttp": aiohttp's client, which also honours HTTP(S)_PROXY.
@@ -705,6 +722,7 @@ class Settings(_Frozen, frozen=True, kw_only=True):
     rollouts: list[RolloutSpec] = []
     embeddings: EmbeddingsSettings = EmbeddingsSettings()
     templates: dict[str, TemplateSettings] = {}
+    ui: UiSettings = UiSettings()
 
     def __post_init__(self) -> None:
         for name, template in self.templates.items():

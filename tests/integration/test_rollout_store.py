@@ -28,6 +28,8 @@ class Healthy:
     def __init__(self) -> None:
         self.asked: list[tuple[float, float]] = []
 
+    settle_s = 0.0
+
     async def measure(self, model: str, candidate: str, stable: str, start: float, end: float) -> Measurement:
         self.asked.append((start, end))
         signals: dict[str, float | None] = {"requests": 100, "error_rate": 0.0, "p95_latency_ms": 400.0}

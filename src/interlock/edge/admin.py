@@ -25,6 +25,15 @@ if TYPE_CHECKING:  # the drift statistics load scipy: imported only where drift 
 MAX_ADMIN_BODY = 64 * 1024
 
 
+def record_admin(audit: AuditLog | None, ex: Exchange, action: str, target: str) -> None:
+    """An admin action in the audit trail: who did what to which target (the API's and the
+    dashboard's actions alike)."""
+    if audit is not None:
+        who = ex.identity
+        event = {"kind": "admin", "action": action, "target": target, "subject": who.subject}
+        audit.record({**event, "tenant": who.tenant, "request_id": ex.request_id})
+
+
 class SemanticInvalidation(Protocol):
     def invalidate(self, model: str) -> int | None: ...
 
@@ -49,10 +58,7 @@ class AdminHandlers:
         self._clock = clock
 
     def _record(self, ex: Exchange, action: str, target: str) -> None:
-        if self._audit is not None:
-            who = ex.identity
-            event = {"kind": "admin", "action": action, "target": target, "subject": who.subject}
-            self._audit.record({**event, "tenant": who.tenant, "request_id": ex.request_id})
+        record_admin(self._audit, ex, action, target)
 
     def _keys(self) -> KeyStore:
         if self._store is None:
@@ -86,15 +92,21 @@ class AdminHandlers:
     async def drift_reports(self, ex: Exchange) -> None:
         """The latest evaluation's reports, or a fresh one when none ran yet (the same JSON as
         `interlock drift report --json`, per model group and version)."""
-        if self._drift is None:
+        data = await self.drift_data()
+        if data is None:
             raise BadRequest("Drift monitoring is not enabled: configure a `drift` section")
+        await ex.json(200, orjson.dumps({"object": "list", "data": data}))
+
+    async def drift_data(self) -> list[dict[str, object]] | None:
+        """The reports per model group and version (None: drift monitoring is not configured)."""
+        if self._drift is None:
+            return None
         if not self._drift.reports:
             await self._drift.evaluate()
-        data = [
+        return [
             {"model": model, "version": version, "report": report.to_dict()}
             for (model, version), report in sorted(self._drift.reports.items())
         ]
-        await ex.json(200, orjson.dumps({"object": "list", "data": data}))
 
     async def drop_semantic(self, ex: Exchange, model: str) -> None:
         """Every entry of the group's semantic cache, in this process now and in the others as

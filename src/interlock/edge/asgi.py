@@ -24,6 +24,7 @@ from .http import ClientGone, Receive, RequestIds, Scope, Send, header_map, vali
 from .inference import InferenceHandler
 from .info import InfoHandlers
 from .rollouts import ACTIONS, RolloutHandlers
+from .ui import UiHandlers, secured
 
 log = logging.getLogger("interlock.edge")
 
@@ -34,6 +35,8 @@ _MODEL = re.compile(r"^/(?:v1/)?models/([^/]+)$")
 _ADMIN_KEY = re.compile(r"^/admin/keys/([A-Za-z0-9_-]+)$")
 _ROLLOUT = re.compile(r"^/admin/rollouts/([^/]+)(?:/([a-z]+))?$")
 _SEMANTIC = re.compile(r"^/admin/cache/semantic/([^/]+)$")
+_UI_ROLLOUT = re.compile(r"^/ui/api/rollouts/([^/]+)/([a-z]+)$")
+_UI_REVOKE = re.compile(r"^/ui/api/keys/([A-Za-z0-9_-]+)/revoke$")
 
 
 class Gateway:
@@ -47,7 +50,9 @@ class Gateway:
         on_shutdown: Callable[[], Awaitable[None]],
         metrics: Metrics | None = None,
         rollouts: RolloutHandlers | None = None,
+        ui: UiHandlers | None = None,
     ) -> None:
+        self._ui = ui
         self._metrics = metrics
         self._rollouts = rollouts or RolloutHandlers(None, {})
         self._inference = inference
@@ -72,8 +77,37 @@ class Gateway:
         routes[("GET", "/admin/keys")] = (admin.list_keys, keys)
         routes[("GET", "/admin/drift")] = (admin.drift_reports, read_metrics)
         routes[("POST", "/admin/rollouts")] = (self._rollouts.start, Permission.ADMIN_ROLLOUTS)
+        if ui is not None:
+            self._ui_routes(routes, ui, admin)
         self._routes = routes
         self._paths = {path for _, path in routes}
+
+    @staticmethod
+    def _ui_routes(
+        routes: dict[tuple[str, str], tuple[Handler, Permission | None]], ui: UiHandlers, admin: AdminHandlers
+    ) -> None:
+        """The dashboard: pages and login check the session themselves; the panels and actions
+        name their permission as the API's routes do (see edge/ui.py)."""
+        read_metrics = Permission.READ_METRICS
+        routes[("GET", "/ui")] = routes[("GET", "/ui/")] = (ui.page, None)
+        routes[("POST", "/ui/login")] = (ui.login, None)
+        routes[("POST", "/ui/logout")] = (ui.logout, None)
+        for name in ui.assets:
+            if name.endswith(".html"):
+                continue
+
+            async def asset(ex: Exchange, name: str = name) -> None:
+                await ui.asset(ex, name)
+
+            routes[("GET", "/ui/static/" + name)] = (asset, None)
+        routes[("GET", "/ui/api/session")] = (ui.session_info, None)
+        routes[("GET", "/ui/api/overview")] = (ui.overview, read_metrics)
+        routes[("GET", "/ui/api/rollouts")] = (ui.rollouts, read_metrics)
+        routes[("GET", "/ui/api/drift")] = (ui.drift, read_metrics)
+        routes[("GET", "/ui/api/limits")] = (ui.limits, read_metrics)
+        routes[("GET", "/ui/api/audit")] = (ui.audit, Permission.READ_AUDIT)
+        routes[("GET", "/ui/api/keys")] = (ui.keys, Permission.ADMIN_KEYS)
+        routes[("POST", "/ui/api/keys")] = (admin.create_key, Permission.ADMIN_KEYS)
 
     def _inference_route(self, endpoint: Endpoint) -> Handler:
         async def route(ex: Exchange) -> None:
@@ -137,6 +171,25 @@ class Gateway:
         match = _ROLLOUT.match(path)
         if match is not None:
             return self._rollout_route(method, path, match.group(1), match.group(2)), Permission.ADMIN_ROLLOUTS
+        if self._ui is not None:
+            return self._ui_resolve(method, path)
+        raise NotFound(f"Unknown path {path}")
+
+    def _ui_resolve(self, method: str, path: str) -> tuple[Handler, Permission | None]:
+        """The dashboard's actions on one target: the admin API's handlers behind a session."""
+        match = _UI_ROLLOUT.match(path)
+        if match is not None:
+            return self._rollout_route(method, path, match.group(1), match.group(2)), Permission.ADMIN_ROLLOUTS
+        match = _UI_REVOKE.match(path)
+        if match is not None:
+            if method != "POST":
+                raise MethodNotAllowed(f"Method {method} is not allowed on this path")
+            key_id = match.group(1)
+
+            async def revoke(ex: Exchange) -> None:
+                await self._admin.revoke_key(ex, key_id)
+
+            return revoke, Permission.ADMIN_KEYS
         raise NotFound(f"Unknown path {path}")
 
     def _rollout_route(self, method: str, path: str, model: str, action: str | None) -> Handler:
@@ -165,12 +218,17 @@ class Gateway:
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
+        path = scope["path"]
+        ui = self._ui if path.startswith("/ui") else None
+        if ui is not None:
+            send = secured(send, cache=path.startswith("/ui/static/"))
         ex = Exchange(scope, receive, send, headers, request_id, loop)
         try:
-            handler, permission = self._resolve(scope["method"], scope["path"])
-            if permission is not None:
-                ex.identity = await self._auth.identify(headers)
-                if not ex.identity.may(permission):
+            handler, permission = self._resolve(scope["method"], path)
+            if permission is not None or (ui is not None and path == "/ui/api/session"):
+                # The dashboard's callers are known by their session (or the API's credentials).
+                ex.identity = await (ui.identify(ex) if ui is not None else self._auth.identify(headers))
+                if permission is not None and not ex.identity.may(permission):
                     raise Forbidden(f"This identity lacks the `{permission}` permission")
             await handler(ex)
         except InterlockError as exc:

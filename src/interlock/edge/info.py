@@ -35,7 +35,7 @@ class InfoHandlers:
         self._ready_check = ready_check
         self._groups_ready = groups_ready
         self._ready_at = 0.0
-        self._ready: tuple[bool, bytes] = (False, b"")
+        self._ready: tuple[bool, dict[str, bool], bytes] = (False, {}, b"")
 
     async def models(self, ex: Exchange) -> None:
         allowed = ex.identity.models
@@ -54,7 +54,9 @@ class InfoHandlers:
     async def healthz(self, ex: Exchange) -> None:
         await ex.json(200, b'{"status":"ok"}')
 
-    async def readyz(self, ex: Exchange) -> None:
+    async def deployments_ready(self) -> tuple[bool, dict[str, bool], bytes]:
+        """(every group ready, each deployment's probe by id, the /readyz body), probed at most
+        every READY_CACHE_SECONDS (the dashboard's overview reads the same answer)."""
         now = time.monotonic()
         if now - self._ready_at > READY_CACHE_SECONDS:
             try:
@@ -64,8 +66,11 @@ class InfoHandlers:
                 deployments = {}
             ok = self._groups_ready(deployments)
             body = orjson.dumps({"status": "ready" if ok else "not ready", "deployments": deployments})
-            self._ready, self._ready_at = (ok, body), now
-        ok, body = self._ready
+            self._ready, self._ready_at = (ok, deployments, body), now
+        return self._ready
+
+    async def readyz(self, ex: Exchange) -> None:
+        ok, _, body = await self.deployments_ready()
         await ex.json(200 if ok else 503, body)
 
     async def metrics(self, ex: Exchange) -> None:

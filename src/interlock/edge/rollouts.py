@@ -22,6 +22,7 @@ from ..rollout.controller import RolloutConflict
 from ..rollout.driver import STORE_ERRORS, RolloutDriver, RolloutNotFound
 from ..rollout.spec import RolloutSpec, parse_spec
 from ..security.audit import AuditLog
+from .admin import record_admin
 from .exchange import Exchange
 from .http import read_body
 
@@ -43,10 +44,7 @@ class RolloutHandlers:
         return self._driver
 
     def _record(self, ex: Exchange, action: str, target: str) -> None:
-        if self._audit is not None:
-            who = ex.identity
-            event = {"kind": "admin", "action": action, "target": target, "subject": who.subject}
-            self._audit.record({**event, "tenant": who.tenant, "request_id": ex.request_id})
+        record_admin(self._audit, ex, action, target)
 
     def _check_versions(self, spec: RolloutSpec) -> None:
         known = self._versions.get(spec.model)

@@ -63,6 +63,11 @@ class Observations(Protocol):
 
     async def measure(self, model: str, candidate: str, stable: str, start: float, end: float) -> Measurement: ...
 
+    @property
+    def settle_s(self) -> float:
+        """How far behind now an interval must end for `measure` to answer without waiting."""
+        ...
+
 
 class VersionStatus(msgspec.Struct, frozen=True, kw_only=True):
     version: str
@@ -138,6 +143,10 @@ class RolloutDriver:
         """`key_id`, `user` or `header:<name>` for a group with a rollout."""
         snap = self._snapshots.get(model)
         return snap.spec.sticky if snap is not None else None
+
+    def models(self) -> list[str]:
+        """The model groups that have a rollout (finished ones included), as last read."""
+        return sorted(self._snapshots)
 
     def state(self, model: str) -> RolloutState | None:
         snap = self._snapshots.get(model)
@@ -255,12 +264,14 @@ class RolloutDriver:
                 return new
         raise RolloutConflict(f"the rollout of {model!r} kept changing; try again")
 
-    async def status(self, model: str) -> RolloutStatus:
+    async def status(self, model: str, settled: bool = False) -> RolloutStatus:
+        """`settled`: end the figures' window where every replica's are already published, so
+        the answer does not wait for the latest bucket to close (the dashboard's refreshes)."""
         snap = await self._store.load(model)
         if snap is None:
             raise RolloutNotFound(model)
         state, spec = snap.state, snap.spec
-        now = self._clock()
+        now = self._clock() - (self._observations.settle_s if settled else 0.0)
         window = self._status_window_s
         try:
             m = await self._observations.measure(model, spec.candidate, spec.stable, now - window, now)

@@ -174,6 +174,10 @@ class GatewayObservations:
             return self._stats
         return await merged(self._redis, self._prefix, self._stats, self._ttl_s)
 
+    @property
+    def settle_s(self) -> float:
+        return self._stats.bucket_s + self._publish_s if self._redis is not None else 0.0
+
     async def measure(self, model: str, candidate: str, stable: str, start: float, end: float) -> Measurement:
         bucket = self._stats.bucket_s
         if self._redis is not None:

@@ -23,7 +23,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,9 +71,10 @@ class Record:
     hash: str
 
 
-def verify(records: Iterable[Record]) -> tuple[int, str | None, int | None]:
-    """(records checked, the first problem or None, the seq where it is). Pure."""
-    expected_seq, prev = 1, GENESIS
+def verify(records: Iterable[Record], after: int = 0, prev: str = GENESIS) -> tuple[int, str | None, int | None]:
+    """(records checked, the first problem or None, the seq where it is). Pure. `after` and
+    `prev`: continue a chain already verified up to record `after`, whose hash is `prev`."""
+    expected_seq = after + 1
     count = 0
     for r in records:
         count += 1
@@ -97,7 +98,18 @@ class AuditStore(Protocol):
 
     async def fetch_all(self) -> list[Record]: ...
 
+    async def latest(self, limit: int, before: int | None = None) -> list[Record]:
+        """Up to `limit` records, newest first, older than seq `before` (keyset paging on the key)."""
+        ...
+
+    async def after(self, seq: int, limit: int) -> list[Record]:
+        """Up to `limit` records after seq `seq`, oldest first."""
+        ...
+
     async def close(self) -> None: ...
+
+
+_COLUMNS = "SELECT seq, ts, event, prev_hash, hash FROM audit_log"
 
 
 _SQLITE = """
@@ -151,6 +163,21 @@ class SQLiteAuditStore:
     async def fetch_all(self) -> list[Record]:
         records: list[Record] = await asyncio.get_running_loop().run_in_executor(self._pool, self._fetch_all)
         return records
+
+    def _select(self, sql: str, args: tuple[int, ...]) -> list[Record]:
+        return [Record(*row) for row in self._conn().execute(sql, args)]
+
+    async def _query(self, sql: str, *args: int) -> list[Record]:
+        records: list[Record] = await asyncio.get_running_loop().run_in_executor(self._pool, self._select, sql, args)
+        return records
+
+    async def latest(self, limit: int, before: int | None = None) -> list[Record]:
+        if before is None:
+            return await self._query(_COLUMNS + " ORDER BY seq DESC LIMIT ?", limit)
+        return await self._query(_COLUMNS + " WHERE seq < ? ORDER BY seq DESC LIMIT ?", before, limit)
+
+    async def after(self, seq: int, limit: int) -> list[Record]:
+        return await self._query(_COLUMNS + " WHERE seq > ? ORDER BY seq LIMIT ?", seq, limit)
 
     async def close(self) -> None:
         if self._db is not None:
@@ -206,6 +233,19 @@ class PostgresAuditStore:
         rows = await self._pool.fetch("SELECT seq, ts, event, prev_hash, hash FROM audit_log ORDER BY seq")
         return [Record(r["seq"], r["ts"], r["event"], r["prev_hash"], r["hash"]) for r in rows]
 
+    async def _query(self, sql: str, *args: int) -> list[Record]:
+        await self.start()
+        rows = await self._pool.fetch(sql, *args)
+        return [Record(r["seq"], r["ts"], r["event"], r["prev_hash"], r["hash"]) for r in rows]
+
+    async def latest(self, limit: int, before: int | None = None) -> list[Record]:
+        if before is None:
+            return await self._query(_COLUMNS + " ORDER BY seq DESC LIMIT $1", limit)
+        return await self._query(_COLUMNS + " WHERE seq < $1 ORDER BY seq DESC LIMIT $2", before, limit)
+
+    async def after(self, seq: int, limit: int) -> list[Record]:
+        return await self._query(_COLUMNS + " WHERE seq > $1 ORDER BY seq LIMIT $2", seq, limit)
+
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.close()
@@ -221,6 +261,10 @@ class AuditLog:
         self._queue: asyncio.Queue[tuple[float, str]] = asyncio.Queue(QUEUE)
         self._writer = Background("audit writer", self._run)
         self._store_ok = True
+
+    @property
+    def store(self) -> AuditStore:
+        return self._store
 
     def record(self, event: dict[str, Any]) -> None:
         item = (time.time(), canonical(event))
@@ -288,3 +332,82 @@ class AuditLog:
         elif self._spool.exists():
             await self._flush_spool()
         await self._store.close()
+
+
+CHECK_BATCH = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class ChainStatus:
+    """The latest result of the background chain check."""
+
+    verified_through: int  # the last record verified (0: none yet)
+    problem: str | None  # the first break found, or None
+    problem_seq: int | None
+    checked_at: float | None  # when the latest pass ended
+    full_pass_at: float | None  # when the pass from the first record ended
+    error: str | None = None  # the store could not be read on the latest pass
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": "incremental",
+            "ok": self.problem is None and self.verified_through > 0,
+            "verified_through": self.verified_through,
+            "problem": self.problem,
+            "problem_seq": self.problem_seq,
+            "checked_at": self.checked_at,
+            "full_pass_at": self.full_pass_at,
+            "error": self.error,
+        }
+
+
+class ChainCheck:
+    """Verifies the chain in the background, incrementally: one pass from the first record when the
+    gateway starts, then every `every_s` seconds only the records appended since, continuing from
+    the last verified hash. It reads by the primary key in batches of CHECK_BATCH (never the whole
+    table at once), so a page only ever reads its latest result. The database refuses to change
+    what was verified (append-only triggers); `interlock audit verify` re-reads everything."""
+
+    def __init__(self, store: AuditStore, every_s: float, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._every = every_s
+        self._clock = clock
+        self._seq = 0
+        self._prev = GENESIS
+        self._problem: tuple[str, int | None] | None = None
+        self.status = ChainStatus(0, None, None, None, None)
+        self._task = Background("audit chain check", self._loop)
+
+    async def check(self) -> ChainStatus:
+        """One pass over the records not verified yet."""
+        error = None
+        try:
+            while self._problem is None:
+                batch = await self._store.after(self._seq, CHECK_BATCH)
+                if not batch:
+                    break
+                _, problem, where = verify(batch, self._seq, self._prev)
+                if problem is not None:
+                    self._problem = (problem, where)
+                    break
+                self._seq, self._prev = batch[-1].seq, batch[-1].hash
+        except Exception as exc:  # a store that cannot be read: reported, retried next time
+            error = type(exc).__name__
+        now = self._clock()
+        full = self.status.full_pass_at
+        if full is None and error is None:
+            full = now
+        problem, where = self._problem or (None, None)
+        self.status = ChainStatus(self._seq, problem, where, now, full, error)
+        return self.status
+
+    async def _loop(self) -> None:
+        while True:
+            await self.check()
+            await asyncio.sleep(self._every)
+
+    async def start(self) -> None:
+        self._task.start()
+
+    async def close(self) -> None:
+        await self._task.stop()

@@ -19,6 +19,7 @@ from .keys import KeyRecord, key_hasher, looks_like_key
 from .keystore import KeyStore
 from .oidc import OidcVerifier
 from .roles import OPEN, Identity, Permission
+from .sessions import Login
 
 NEGATIVE_TTL = 5.0
 MAX_CACHED = 10_000
@@ -99,6 +100,26 @@ class Authenticator:
         if self._oidc is not None and credential.count(".") == 2:
             return await self._oidc.verify(credential, self._roles)
         raise Unauthorized("Invalid credentials")
+
+    async def login(self, credential: str) -> Login:
+        """What a dashboard session keeps of a credential, checked as `identify` checks a header
+        (its caches included, so a flood of bad logins is not a flood of database reads): the
+        identity, the key's HMAC (to check later that the key is still active; never the key) or
+        an OIDC token's expiry."""
+        credential = credential.strip()
+        identity = await self.identify({b"authorization": b"Bearer " + credential.encode("latin-1", "replace")})
+        if identity.kind == "key":
+            return Login(identity, key_hash=self._hash(credential))
+        if identity.kind == "oidc" and self._oidc is not None:
+            return Login(identity, expires_at=self._oidc.expires_at(credential))
+        return Login(identity)
+
+    async def recheck(self, key_hash: str) -> Identity | None:
+        """The identity of the key with this HMAC while it is usable (active, not expired), else None."""
+        if self._store is None:
+            return None
+        record = await self._store.by_hash(key_hash)
+        return self.identity_of(record) if record is not None and record.usable(self._clock()) else None
 
     async def _by_key(self, key: str, cache_key: bytes) -> Identity:
         """Look a key up in the store and remember the answer, known or not, under `cache_key`."""

@@ -31,6 +31,15 @@ class KeyStore(Protocol):
 
     async def list(self) -> list[KeyRecord]: ...
 
+    async def page(self, limit: int, after: tuple[float, str] | None = None) -> Sequence[KeyRecord]:
+        """Up to `limit` keys in creation order after the (created_at, id) cursor: keyset paging
+        on an index, so page 200 costs what page 1 does."""
+        ...
+
+    async def counts(self) -> dict[str, int]:
+        """{"total", "active", "revoked"} (expired keys count as active until revoked)."""
+        ...
+
     async def revoke(self, key_id: str, at: float) -> bool: ...
 
     async def close(self) -> None: ...
@@ -40,6 +49,9 @@ _FIELDS = ", ".join(COLUMNS)
 SELECT = f"SELECT {_FIELDS} FROM api_keys"
 SQLITE_INSERT = f"INSERT INTO api_keys ({_FIELDS}) VALUES ({', '.join('?' * len(COLUMNS))})"
 PG_INSERT = f"INSERT INTO api_keys ({_FIELDS}) VALUES ({', '.join(f'${i + 1}' for i in range(len(COLUMNS)))})"
+PAGE_FIRST = SELECT + " ORDER BY created_at, id LIMIT {0}"
+PAGE_AFTER = SELECT + " WHERE (created_at, id) > ({0}, {1}) ORDER BY created_at, id LIMIT {2}"
+COUNTS = "SELECT COUNT(*), COUNT(revoked_at) FROM api_keys"
 REVOKE = "UPDATE api_keys SET revoked_at = {0} WHERE id = {1} AND revoked_at IS NULL"
 
 
@@ -73,7 +85,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at {real} NOT NULL,
     expires_at {real},
     revoked_at {real}
-)
+);
+CREATE INDEX IF NOT EXISTS api_keys_created ON api_keys (created_at, id)
 """
 SQLITE_SCHEMA = _SCHEMA.format(real="REAL")
 POSTGRES_SCHEMA = _SCHEMA.format(real="DOUBLE PRECISION")
@@ -93,7 +106,7 @@ class SQLiteKeyStore:
     def _open(self) -> None:
         db = sqlite3.connect(self._path)
         db.execute("PRAGMA journal_mode=WAL")  # readers in other processes do not block the writer
-        db.execute(SQLITE_SCHEMA)
+        db.executescript(SQLITE_SCHEMA)
         db.commit()
         self._db = db
 
@@ -130,6 +143,25 @@ class SQLiteKeyStore:
             return [from_row(r) for r in rows]
 
         result: list[KeyRecord] = await self._run(select)
+        return result
+
+    async def page(self, limit: int, after: tuple[float, str] | None = None) -> Sequence[KeyRecord]:
+        def select() -> list[KeyRecord]:
+            if after is None:
+                rows = self._conn().execute(PAGE_FIRST.format("?"), (limit,)).fetchall()
+            else:
+                rows = self._conn().execute(PAGE_AFTER.format("?", "?", "?"), (*after, limit)).fetchall()
+            return [from_row(r) for r in rows]
+
+        result: list[KeyRecord] = await self._run(select)
+        return result
+
+    async def counts(self) -> dict[str, int]:
+        def select() -> dict[str, int]:
+            total, revoked = self._conn().execute(COUNTS).fetchone()
+            return {"total": total, "active": total - revoked, "revoked": revoked}
+
+        result: dict[str, int] = await self._run(select)
         return result
 
     async def revoke(self, key_id: str, at: float) -> bool:
@@ -177,6 +209,17 @@ class PostgresKeyStore:
     async def list(self) -> list[KeyRecord]:
         rows = await self._pool.fetch(SELECT + " ORDER BY created_at")
         return [from_row(tuple(r)) for r in rows]
+
+    async def page(self, limit: int, after: tuple[float, str] | None = None) -> Sequence[KeyRecord]:
+        if after is None:
+            rows = await self._pool.fetch(PAGE_FIRST.format("$1"), limit)
+        else:
+            rows = await self._pool.fetch(PAGE_AFTER.format("$1", "$2", "$3"), after[0], after[1], limit)
+        return [from_row(tuple(r)) for r in rows]
+
+    async def counts(self) -> dict[str, int]:
+        total, revoked = await self._pool.fetchrow(COUNTS)
+        return {"total": total, "active": total - revoked, "revoked": revoked}
 
     async def revoke(self, key_id: str, at: float) -> bool:
         status = await self._pool.execute(REVOKE.format("$1", "$2"), at, key_id)

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from ..errors import RateLimited, Unavailable
 from ..observe.metrics import Metrics
-from ..pipeline.context import RequestContext
+from ..pipeline.context import RequestContext, Routing
 from ..pipeline.result import Result, StreamResult
 from ..pipeline.runner import Next
 from ..pipeline.streams import StreamTap
@@ -54,6 +54,11 @@ class Plan:
     budgets: tuple[Check, ...]
     token_counters: tuple[str, ...]
     budget_counters: tuple[str, ...]
+
+
+def counter_name(scope: str, name: str, unit: str) -> str:
+    """The counter of one limit: scope key, tenant or model; unit rpm, tpm or spend."""
+    return f"{scope}:{name}:{unit}"
 
 
 class Plans:
@@ -92,12 +97,13 @@ class Plans:
             if rate is None:
                 continue
             if rate.rpm:
-                requests.append(Check(scope, "requests", f"{scope}:{name}:rpm", 1, rate.rpm))
+                requests.append(Check(scope, "requests", counter_name(scope, name, "rpm"), 1, rate.rpm))
             if rate.tpm:
-                tokens.append((scope, f"{scope}:{name}:tpm", rate.tpm))
+                tokens.append((scope, counter_name(scope, name, "tpm"), rate.tpm))
             if rate.budget is not None:
                 # cost 0, ceiling one below the budget: refused once spent >= budget
-                budgets.append(Check(scope, "usd", f"{scope}:{name}:spend", 0, int(rate.budget * MICRO) - 1))
+                spend = counter_name(scope, name, "spend")
+                budgets.append(Check(scope, "usd", spend, 0, int(rate.budget * MICRO) - 1))
         return Plan(
             tuple(requests),
             tuple(tokens),
@@ -105,6 +111,14 @@ class Plans:
             tuple(counter for _, counter, _ in tokens),
             tuple(b.counter for b in budgets),
         )
+
+
+def cost_micro(routing: Routing, prices: Mapping[str, Price]) -> int:
+    """What an answer cost, in micro-dollars, at the price of the deployment that served it."""
+    price = prices.get(routing.deployment or "")
+    if price is None:
+        return 0
+    return round(routing.prompt_tokens * price.input + routing.completion_tokens * price.output)
 
 
 def _refuse(metrics: Metrics, decision: Decision) -> RateLimited:
@@ -125,6 +139,7 @@ class LimitStage:
     """Requests per minute, before the cache: every request counts, a cache hit included."""
 
     def __init__(self, limiter: Limiter, plans: Plans, metrics: Metrics) -> None:
+        self.limiter = limiter  # the dashboard reads its counters
         self._limiter = limiter
         self._plans = plans
         self._metrics = metrics
@@ -228,11 +243,7 @@ class SpendStage:
 
     def cost(self, ctx: RequestContext) -> int:
         """What the answer cost, in micro-dollars, at the price of the deployment that served it."""
-        routing = ctx.routing
-        price = self._prices.get(routing.deployment or "")
-        if price is None:
-            return 0
-        return round(routing.prompt_tokens * price.input + routing.completion_tokens * price.output)
+        return cost_micro(ctx.routing, self._prices)
 
     def _reconcile(self, ctx: RequestContext, reservation: Reservation) -> None:
         """Move the token counters from the estimate to what was used (nothing, for a failure)

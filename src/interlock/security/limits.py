@@ -178,6 +178,10 @@ class Counters(Protocol):
         """Add each delta in the store."""
         ...
 
+    async def read(self, counters: Sequence[tuple[str, int]]) -> list[int]:
+        """The current value of each (counter, window), counting nothing (0 when unset)."""
+        ...
+
 
 class LocalCounters:
     """In-process counters: exact for one process, which is all the config allows them for."""
@@ -222,6 +226,9 @@ class LocalCounters:
 
     async def add(self, items: Sequence[Adjustment]) -> None:
         self.settle(items)
+
+    async def read(self, counters: Sequence[tuple[str, int]]) -> list[int]:
+        return [self._counts.get(c, 0) for c in counters]
 
 
 @dataclass(slots=True)
@@ -506,6 +513,14 @@ class RedisCounters:
                 pipe.incrby(self._key(counter, window), delta)
             await pipe.execute()
 
+    async def read(self, counters: Sequence[tuple[str, int]]) -> list[int]:
+        """One MGET. A counter includes the units leased to processes and not handed out yet."""
+        if not counters:
+            return []
+        async with asyncio.timeout(self._timeout):
+            values = await self._client.mget([self._key(c, w) for c, w in counters])
+        return [int(v) if v is not None else 0 for v in values]
+
     async def close(self) -> None:
         for task in list(self._refills):
             task.cancel()
@@ -593,6 +608,14 @@ class Limiter:
             index, counts = self._fallback.count(checks, window)
             return index, counts, True
         return index, counts, False
+
+    async def usage(self, counters: Sequence[tuple[str, int]]) -> list[int] | None:
+        """What the counters hold now (for the dashboard); None when the store cannot be read."""
+        try:
+            return await self._counters.read(counters)
+        except (RedisError, OSError, TimeoutError):
+            self._on_error("read")
+            return None
 
     def adjust(self, items: Sequence[Adjustment], local: bool = False) -> None:
         """Move counters of the store that counted them (a reservation made in the fallback is not

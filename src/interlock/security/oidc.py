@@ -126,6 +126,11 @@ class OidcVerifier:
             self._verified.popitem(last=False)
         return identity
 
+    def expires_at(self, token: str) -> float | None:
+        """The expiry of a token `verify` accepted (None for one it has not seen)."""
+        cached = self._verified.get(hashlib.sha256(token.encode()).digest())
+        return cached[0] if cached is not None else None
+
     def _identity(self, claims: Mapping[str, Any], roles_table: Mapping[str, frozenset[Permission]]) -> Identity:
         config = self._config
         raw = claims.get(config.roles_claim) or []

@@ -41,6 +41,14 @@ ROUTES = [
     ("POST", "/admin/rollouts", ADMIN_ROLLOUTS), ("GET", "/admin/rollouts/m", ADMIN_ROLLOUTS),
     ("DELETE", "/admin/cache/semantic/m", Permission.ADMIN_CONFIG),
     *(("POST", f"/admin/rollouts/m/{action}", ADMIN_ROLLOUTS) for action in ACTIONS),
+    # The dashboard: pages and login check the session themselves; panels and actions as the API.
+    ("GET", "/ui", None), ("GET", "/ui/", None), ("POST", "/ui/login", None), ("POST", "/ui/logout", None),
+    ("GET", "/ui/static/app.js", None), ("GET", "/ui/static/app.css", None), ("GET", "/ui/api/session", None),
+    ("GET", "/ui/api/overview", READ_METRICS), ("GET", "/ui/api/rollouts", READ_METRICS),
+    ("GET", "/ui/api/drift", READ_METRICS), ("GET", "/ui/api/limits", READ_METRICS),
+    ("GET", "/ui/api/audit", Permission.READ_AUDIT), ("GET", "/ui/api/keys", ADMIN_KEYS),
+    ("POST", "/ui/api/keys", ADMIN_KEYS), ("POST", "/ui/api/keys/k_1-a/revoke", ADMIN_KEYS),
+    *(("POST", f"/ui/api/rollouts/m/{action}", ADMIN_ROLLOUTS) for action in ACTIONS),
 ]  # fmt: skip
 CHAT = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
 

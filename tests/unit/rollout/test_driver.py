@@ -23,6 +23,8 @@ SPEC = parse_spec({
 class Failing:
     """A candidate failing its analysis: the controller aborts, and emits an `alert` event."""
 
+    settle_s = 0.0
+
     async def measure(self, model: str, candidate: str, stable: str, start: float, end: float) -> Measurement:
         return Measurement(start=start, end=end, candidate={"requests": 100, "error_rate": 0.5},
                            stable={"requests": 100, "error_rate": 0.0})  # fmt: skip

@@ -103,3 +103,35 @@ async def test_events_wait_in_the_spool_while_the_database_is_away_and_nothing_i
     assert [json.loads(r.event)["request_id"] for r in records] == ["early0", "early1", "early2", "late"]
     assert verify(records)[1] is None
     await store.close()
+
+
+async def test_latest_pages_backwards_by_the_key(tmp_path: Path) -> None:
+    store = await filled(tmp_path / "a.db", 12)
+    first = await store.latest(5)
+    assert [r.seq for r in first] == [12, 11, 10, 9, 8]
+    assert [r.seq for r in await store.latest(5, before=8)] == [7, 6, 5, 4, 3]
+    assert [r.seq for r in await store.latest(5, before=3)] == [2, 1]
+    assert [r.seq for r in await store.after(10, 5)] == [11, 12]
+    await store.close()
+
+
+async def test_the_chain_check_goes_on_from_where_it_stopped_and_names_a_break(tmp_path: Path) -> None:
+    from interlock.security.audit import CHECK_BATCH, ChainCheck
+
+    path = tmp_path / "a.db"
+    store = await filled(path, CHECK_BATCH + 7)  # more than one batch
+    check = ChainCheck(store, every_s=60, clock=lambda: 5000.0)
+    status = await check.check()
+    assert status.verified_through == CHECK_BATCH + 7 and status.problem is None
+    assert status.to_dict()["ok"] and status.full_pass_at == 5000.0
+    await store.append([(9000.0 + i, canonical({"kind": "admin", "action": f"a{i}"})) for i in range(3)])
+    assert (await check.check()).verified_through == CHECK_BATCH + 10  # only the new records were read
+    await store.append([(9100.0, canonical({"kind": "admin", "action": "later"}))])
+    await store.close()
+    tamper(path, f"UPDATE audit_log SET event = '{{}}' WHERE seq = {CHECK_BATCH + 11};")
+    store = SQLiteAuditStore(path)
+    check._store = store
+    status = await check.check()
+    assert status.problem is not None and status.problem_seq == CHECK_BATCH + 11
+    assert not status.to_dict()["ok"] and status.verified_through == CHECK_BATCH + 10
+    await store.close()

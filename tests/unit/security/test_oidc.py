@@ -77,3 +77,16 @@ async def test_an_unknown_kid_refetches_the_keys_but_not_more_than_once_per_inte
         with pytest.raises(Unauthorized):
             await v.verify(forged.token(), DEFAULT_ROLES)
     assert len(fetched) == count  # refetching is rate limited
+
+
+async def test_a_dashboard_login_with_a_token_ends_when_the_token_does() -> None:
+    from interlock.security.auth import Authenticator
+
+    issuer = Issuer(ISSUER, "api://interlock")
+    auth = Authenticator(None, b"", DEFAULT_ROLES, verifier(issuer, []))
+    token = issuer.token(lifetime=120, roles=["Interlock.Admin"])
+    login = await auth.login(token)
+    assert login.identity.kind == "oidc" and "admin" in login.identity.roles and login.key_hash is None
+    assert login.expires_at == jwt.decode(token, options={"verify_signature": False})["exp"]
+    with pytest.raises(Unauthorized):
+        await auth.login(issuer.token(lifetime=-600))
