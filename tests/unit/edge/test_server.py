@@ -41,6 +41,8 @@ class App:
                 if loop.time() - before > 0.5:
                     self.streamed.set()  # send waited: the producer was paused
             return
+        if path == "/sleep":  # longer than every timeout of LIMITS, then an answer
+            await asyncio.sleep(2.5)
         body = b""
         more = True
         while more:
@@ -178,6 +180,24 @@ async def test_an_unread_body_past_the_discard_bound_closes_the_connection(serve
     rest = await asyncio.wait_for(reader.read(), 5)
     writer.close()
     assert rest.startswith(b"HTTP/1.1 400 ") or rest == b""
+
+
+async def test_no_timeout_cuts_a_request_the_app_takes_long_to_answer(served: tuple[App, int]) -> None:
+    _, port = served
+    raw = await exchange(port, b"GET /sleep HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 201 ") and raw.endswith(b"ok")
+
+
+async def test_a_body_arriving_slowly_but_steadily_is_not_cut_off(served: tuple[App, int]) -> None:
+    _, port = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\n")
+    for piece in b"abcde":  # 2.5 s in all, past header_timeout_s (1), never silent for body_timeout_s (1)
+        await asyncio.sleep(0.5)
+        writer.write(bytes([piece]))
+    raw = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert raw.startswith(b"HTTP/1.1 201 ") and raw.endswith(b"abcde")
 
 
 async def test_an_idle_keep_alive_connection_is_closed_after_the_timeout(served: tuple[App, int]) -> None:
