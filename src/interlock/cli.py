@@ -37,8 +37,6 @@ def _load(path: str | None) -> Settings | None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from .app import CONFIG_ENV
 
     settings = _load(args.config)
@@ -66,6 +64,27 @@ def _serve(args: argparse.Namespace) -> int:
         metrics_dir = tempfile.mkdtemp(prefix="interlock-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     logs.configure(server.log_level)
+    code = 0
+    if (args.http or server.http) == "native":
+        from .app import create_app
+        from .edge.server import run
+        from .observe.metrics import choose_value_class
+
+        def factory() -> Any:  # in each worker, after the fork
+            choose_value_class()
+            return create_app()
+
+        code = run(factory, host, port, workers, server.limits, server.max_body_bytes)
+    else:
+        _uvicorn(host, port, workers, server.log_level)
+    if metrics_dir is not None:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    return code
+
+
+def _uvicorn(host: str, port: int, workers: int, log_level: str) -> None:
+    import uvicorn
+
     uvicorn.run(
         "interlock.app:create_app",
         factory=True,
@@ -76,13 +95,10 @@ def _serve(args: argparse.Namespace) -> int:
         http="httptools",
         lifespan="on",
         access_log=False,
-        log_level=server.log_level,
+        log_level=log_level,
         log_config=logs.uvicorn_log_config(),
         timeout_graceful_shutdown=10,
     )
-    if metrics_dir is not None:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-    return 0
 
 
 def _keys(args: argparse.Namespace) -> int:
@@ -472,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 4000)")
     serve.add_argument("--workers", type=int, help="worker processes sharing the port")
+    serve.add_argument("--http", choices=("native", "uvicorn"), help="the HTTP server (default: server.http, native)")
     serve.set_defaults(func=_serve)
     keys = sub.add_parser("keys", help="create, list or revoke API keys in the configured key store")
     keys_sub = keys.add_subparsers(dest="action", required=True)

@@ -401,6 +401,30 @@ class UpstreamPool(_Frozen, frozen=True, kw_only=True):
     keepalive_timeout: float = 30.0
 
 
+class HttpLimits(_Frozen, frozen=True, kw_only=True):
+    """The native HTTP server's limits and timeouts (edge/server.py; docs/edge.md says what each
+    refuses). Seconds are checked by a sweep twice a second, so they hold to about 0.5 s."""
+
+    max_header_bytes: int = 16 * 1024  # request line and header block; past it: 431
+    max_headers: int = 100  # header fields; past it: 431
+    header_timeout_s: float = 10.0  # first byte of a request to the end of its headers: 408, closed
+    body_timeout_s: float = 30.0  # longest silence inside a request body: 408 (or closed), closed
+    keepalive_timeout_s: float = 5.0  # an idle connection between requests is closed after this
+    max_pipelined: int = 32  # requests parsed ahead of the one being answered before we stop reading
+    read_buffer_bytes: int = 256 * 1024  # request body buffered before we stop reading the socket
+    write_buffer_bytes: int = 256 * 1024  # response bytes queued before the producer is paused
+    send_timeout_s: float = 30.0  # a client that reads nothing for this long while we wait: dropped
+    graceful_timeout_s: float = 10.0  # on SIGINT/SIGTERM, in-flight requests get this long to finish
+    backlog: int = 2048
+
+    def __post_init__(self) -> None:
+        for key in ("max_header_bytes", "max_headers", "max_pipelined", "read_buffer_bytes", "write_buffer_bytes"):
+            _require(getattr(self, key) >= 1, key, "expected an integer >= 1")
+        for key in ("header_timeout_s", "body_timeout_s", "keepalive_timeout_s", "send_timeout_s"):
+            _require(getattr(self, key) > 0, key, "expected a number of seconds > 0")
+        _require(self.graceful_timeout_s >= 0, "graceful_timeout_s", "expected a number of seconds >= 0")
+
+
 class ServerSettings(_Frozen, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 4000
@@ -417,6 +441,10 @@ class ServerSettings(_Frozen, frozen=True, kw_only=True):
     # Request objects are freed by reference counting; the collector only finds cycles.
     gc_freeze: bool = True
     gc_gen0_threshold: int = 50_000
+    # The HTTP server: "native" (edge/server.py: httptools on asyncio protocols, the limits below)
+    # or "uvicorn" (the ASGI server; the Gateway is an ASGI app either way).
+    http: Literal["native", "uvicorn"] = "native"
+    limits: HttpLimits = msgspec.field(default_factory=HttpLimits)
 
     def __post_init__(self) -> None:
         _require(self.workers >= 1, "workers", "expected an integer >= 1")

@@ -92,6 +92,22 @@ class PayloadTooLarge(InterlockError):
     code = "request_too_large"
 
 
+class RequestTimeout(InterlockError):
+    """The client took too long to send its request's headers or body (the HTTP server's timeouts)."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
+class HeadersTooLarge(InterlockError):
+    """The request's header block is larger, or has more fields, than the HTTP server takes."""
+
+    status = 431
+    type = "invalid_request_error"
+    code = "headers_too_large"
+
+
 class RateLimited(InterlockError):
     status = 429
     type = "rate_limit_error"

@@ -79,6 +79,9 @@ class Gateway:
             args += ["--config", str(config_path)]
         if workers > 1:
             args += ["--workers", str(workers)]
+        http = os.environ.get("INTERLOCK_TEST_HTTP")  # run the suite on another HTTP server: uvicorn
+        if http:
+            args += ["--http", http]
         full_env = {**os.environ, **(env or {})}
         full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self._log = self.log_path.open("wb")

@@ -317,3 +317,22 @@ def test_the_retrieval_section_is_checked_where_it_is_and_across(tmp_path: Path)
     grouped["models"][0]["retrieval"] = {"vector_store_ids": []}
     with pytest.raises(ConfigError, match=r"models\[0\]\.retrieval\.vector_store_ids"):
         parse_settings({**grouped, "retrieval": {}}, {}, tmp_path)
+
+
+def test_the_http_server_and_its_limits_are_validated() -> None:
+    def server(**fields: Any) -> Any:
+        return parse_settings(
+            {"server": fields, "models": [{"name": "m", "deployments": [{"id": "d", "backend": "local"}]}]}
+        )
+
+    assert server().server.http == "native"
+    assert server(http="uvicorn").server.http == "uvicorn"
+    assert server(limits={"max_headers": 10}).server.limits.max_headers == 10
+    with pytest.raises(ConfigError, match=r"\$\.server\.http"):
+        server(http="gunicorn")
+    with pytest.raises(ConfigError, match=r"\$\.server\.limits\.header_timeout_s"):
+        server(limits={"header_timeout_s": 0})
+    with pytest.raises(ConfigError, match=r"\$\.server\.limits\.max_header_bytes"):
+        server(limits={"max_header_bytes": 0})
+    with pytest.raises(ConfigError, match=r"\$\.server\.limits\.graceful_timeout_s"):
+        server(limits={"graceful_timeout_s": -1})

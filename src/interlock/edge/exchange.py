@@ -2,8 +2,9 @@
 
 It also owns the disconnect watch. Once armed (right before the first upstream call), a task
 waits on `receive()`; if the client disconnects before we answer, it cancels the request's task,
-which cancels the upstream call. Uvicorn also wakes `receive()` once the response is complete,
-so `done` is set before the last body message is sent and the watch ignores that wake-up.
+which cancels the upstream call. The server (edge/server.py, or uvicorn) also wakes `receive()`
+once the response is complete, so `done` is set before the last body message is sent and the
+watch ignores that wake-up.
 """
 
 from __future__ import annotations

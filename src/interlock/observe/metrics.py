@@ -49,6 +49,14 @@ def multiprocess_enabled() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
+def choose_value_class() -> None:
+    """prometheus_client picks how samples are stored (in memory, or in PROMETHEUS_MULTIPROC_DIR)
+    when it is imported; a worker forked after `--workers N` set that directory picks again."""
+    from prometheus_client import values
+
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+
+
 class Metrics:
     content_type = CONTENT_TYPE_LATEST
 

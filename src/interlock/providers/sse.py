@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from ..errors import InterlockError, StreamBroken, StreamTimedOut, UpstreamTimeout
 
@@ -23,20 +23,28 @@ class SseDecoder:
         self._data: list[bytes] = []
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        return list(self.events(chunk))
+
+    def events(self, chunk: bytes) -> Iterator[bytes]:
+        """`feed`, lazily: each payload as soon as its lines are read, so the first event of a
+        large chunk (an upstream that sent many at once) is forwarded before the rest is decoded.
+        Exhaust it before the next call."""
         buffer = self._partial + chunk if self._partial else chunk
         lines = buffer.split(b"\n")
         self._partial = lines.pop()  # an unfinished line waits for the next chunk
-        out: list[bytes] = []
+        return self._decode(lines)
+
+    def _decode(self, lines: list[bytes]) -> Iterator[bytes]:
         for raw in lines:
             line = raw[:-1] if raw.endswith(b"\r") else raw
             if not line:
                 if self._data:
-                    out.append(b"\n".join(self._data))
+                    payload = b"\n".join(self._data)
                     self._data = []
+                    yield payload
             elif line.startswith(b"data:"):
                 value = line[5:]
                 self._data.append(value[1:] if value.startswith(b" ") else value)
-        return out
 
     def finish(self) -> list[bytes]:
         """At the end of the stream: an event the upstream did not terminate with a blank line."""
@@ -63,14 +71,14 @@ class SseStream:
         self._release = release
         self._where = where
         self._decoder = SseDecoder()
-        self._pending: list[bytes] = []
+        self._pending: Iterator[bytes] = iter(())  # the payloads of the last chunk, decoded as taken
         self._finished = False
 
     def __aiter__(self) -> SseStream:
         return self
 
     async def __anext__(self) -> bytes:
-        while not self._pending:
+        while (payload := next(self._pending, None)) is None:
             if self._finished:
                 raise StopAsyncIteration
             try:
@@ -83,15 +91,15 @@ class SseStream:
                 self._end(False)
                 raise
             if chunk:
-                self._pending = self._decoder.feed(chunk)
+                self._pending = self._decoder.events(chunk)
             else:
-                self._pending = self._decoder.finish()
-                if not self._pending or self._pending[-1] != DONE:
+                rest = self._decoder.finish()
+                if not rest or rest[-1] != DONE:
                     self._end(False)
                     raise StreamBroken(f"stream from deployment {self._where} ended before it was complete")
-        payload = self._pending.pop(0)
+                self._pending = iter(rest)
         if payload == DONE:
-            self._pending.clear()
+            self._pending = iter(())
             self._end(True)
             raise StopAsyncIteration
         return payload

@@ -12,3 +12,12 @@ def test_sse_decoder_handles_split_lines_crlf_comments_and_multiline_data() -> N
     ]
     assert d.feed(b"data: [DONE]") == []
     assert d.finish() == [b"[DONE]"]  # the last event had no blank line after it
+
+
+def test_events_decodes_lazily_what_feed_decodes_at_once() -> None:
+    chunk = b"".join(b"data: e%d\n\n" % i for i in range(200)) + b"data: part"
+    lazy, eager = SseDecoder(), SseDecoder()
+    events = lazy.events(chunk)
+    assert next(events) == b"e0"  # the first payload, the other 199 not decoded yet
+    assert [b"e0", *events] == eager.feed(chunk) == [b"e%d" % i for i in range(200)]
+    assert lazy.feed(b"ial\n\n") == eager.feed(b"ial\n\n") == [b"partial"]

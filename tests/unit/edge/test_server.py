@@ -1,0 +1,257 @@
+"""The native HTTP server in process: a small ASGI app behind it, raw HTTP over a real socket."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from interlock.config import HttpLimits
+from interlock.edge.http import Message, Receive, Scope, Send
+from interlock.edge.server import HttpServer, Lifespan, bind, status_line
+
+LIMITS = HttpLimits(header_timeout_s=1, body_timeout_s=1, keepalive_timeout_s=1, send_timeout_s=1)
+
+
+class App:
+    """Answers by path: /stream (three chunks, no length: chunked), /echo (the body back),
+    /watch (reads the body, then waits on receive for the disconnect), anything else `ok`."""
+
+    def __init__(self) -> None:
+        self.disconnects = 0
+        self.streamed = asyncio.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        if path == "/stream":
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+            for part in (b"one ", b"two ", b"three"):
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        if path == "/endless":  # as fast as the client reads, for as long as it is there
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            loop = asyncio.get_running_loop()
+            for _ in range(2000):  # 128 MiB if nothing stopped it (send returns at once once the client is gone)
+                before = loop.time()
+                await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
+                if loop.time() - before > 0.5:
+                    self.streamed.set()  # send waited: the producer was paused
+            return
+        if path == "/sleep":  # longer than every timeout of LIMITS, then an answer
+            await asyncio.sleep(2.5)
+        body = b""
+        more = True
+        while more:
+            message: Message = await receive()
+            if message["type"] == "http.disconnect":
+                self.disconnects += 1
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        if path == "/watch":
+            message = await receive()
+            assert message["type"] == "http.disconnect"
+            self.disconnects += 1
+            return
+        answer = body if path == "/echo" else b"ok"
+        await send({"type": "http.response.start", "status": 201, "headers": [(b"x-path", path.encode())]})
+        await send({"type": "http.response.body", "body": answer})
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[App, int]]:
+    app = App()
+    sock = bind("127.0.0.1", 0, 64)
+    server = HttpServer(app, LIMITS, max_discard=1024)
+    await server.start(sock)
+    yield app, sock.getsockname()[1]
+    await server.shutdown()
+
+
+async def exchange(port: int, data: bytes, until_close: bool = True) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    try:
+        if until_close:
+            return await asyncio.wait_for(reader.read(), 5)
+        return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    finally:
+        writer.close()
+
+
+def test_status_lines_are_precomputed_and_unknown_ones_built() -> None:
+    assert status_line(200) == b"HTTP/1.1 200 OK\r\n"
+    assert status_line(431) == b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    assert status_line(599) == b"HTTP/1.1 599 \r\n"
+
+
+async def test_a_response_without_length_is_chunked(served: tuple[App, int]) -> None:
+    _, port = served
+    raw = await exchange(port, b"GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"transfer-encoding: chunked" in head
+    assert b"connection: close" in head
+    assert body == b"4\r\none \r\n4\r\ntwo \r\n5\r\nthree\r\n0\r\n\r\n"
+
+
+async def test_http_1_0_gets_no_chunks_and_keep_alive_only_when_asked(served: tuple[App, int]) -> None:
+    _, port = served
+    raw = await exchange(port, b"GET /stream HTTP/1.0\r\n\r\n")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"transfer-encoding" not in head and b"connection: close" in head
+    assert body == b"one two three"  # the close ends it
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert b"connection: keep-alive" in head
+    assert await asyncio.wait_for(reader.readexactly(2), 5) == b"ok"
+    writer.close()
+
+
+async def test_head_gets_the_headers_without_the_body(served: tuple[App, int]) -> None:
+    _, port = served
+    raw = await exchange(port, b"HEAD /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 201 Created\r\n")
+    assert raw.endswith(b"content-length: 2\r\nconnection: close\r\n\r\n")
+
+
+async def test_date_and_server_headers_come_from_the_cached_block(served: tuple[App, int]) -> None:
+    _, port = served
+    raw = await exchange(port, b"GET /x HTTP/1.0\r\n\r\n")
+    lines = raw.split(b"\r\n")
+    assert lines[1].startswith(b"date: ") and lines[1].endswith(b" GMT")
+    assert lines[2] == b"server: interlock"
+    assert b"x-path: /x" in raw
+
+
+async def test_a_percent_encoded_path_is_decoded(served: tuple[App, int]) -> None:
+    _, port = served
+    raw = await exchange(port, b"GET /a%20b?q=1 HTTP/1.0\r\n\r\n")
+    assert b"x-path: /a b\r\n" in raw
+
+
+async def test_a_body_arriving_in_pieces_is_delivered_whole(served: tuple[App, int]) -> None:
+    _, port = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\nhello")
+    await asyncio.sleep(0.05)
+    writer.write(b"world")
+    raw = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert raw.endswith(b"\r\n\r\nhelloworld")
+
+
+async def test_receive_after_the_body_returns_disconnect_when_the_client_leaves(served: tuple[App, int]) -> None:
+    app, port = served
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /watch HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+    await asyncio.sleep(0.1)
+    assert app.disconnects == 0  # still waiting in receive
+    writer.close()
+    for _ in range(50):
+        if app.disconnects:
+            break
+        await asyncio.sleep(0.02)
+    assert app.disconnects == 1
+
+
+async def test_a_half_closed_client_is_told_disconnect_and_still_gets_what_is_written(served: tuple[App, int]) -> None:
+    app, port = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /watch HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhiGET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+    writer.write_eof()
+    rest = await asyncio.wait_for(reader.read(), 5)  # /x (queued behind) is answered, then closed
+    writer.close()
+    assert app.disconnects == 1
+    assert rest.startswith(b"HTTP/1.1 201 ") and rest.endswith(b"ok")
+
+
+async def test_an_unread_body_past_the_discard_bound_closes_the_connection(served: tuple[App, int]) -> None:
+    _, port = served
+    # /stream answers without reading: 2,000 bytes of body follow, past max_discard (1,024).
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /stream HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
+    await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 5)
+    writer.write(b"y" * 2000)
+    rest = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert rest.startswith(b"HTTP/1.1 400 ") or rest == b""
+
+
+async def test_no_timeout_cuts_a_request_the_app_takes_long_to_answer(served: tuple[App, int]) -> None:
+    _, port = served
+    raw = await exchange(port, b"GET /sleep HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 201 ") and raw.endswith(b"ok")
+
+
+async def test_a_body_arriving_slowly_but_steadily_is_not_cut_off(served: tuple[App, int]) -> None:
+    _, port = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\n")
+    for piece in b"abcde":  # 2.5 s in all, past header_timeout_s (1), never silent for body_timeout_s (1)
+        await asyncio.sleep(0.5)
+        writer.write(bytes([piece]))
+    raw = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert raw.startswith(b"HTTP/1.1 201 ") and raw.endswith(b"abcde")
+
+
+async def test_an_idle_keep_alive_connection_is_closed_after_the_timeout(served: tuple[App, int]) -> None:
+    _, port = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.wait_for(reader.readuntil(b"ok"), 5)
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # keepalive_timeout_s is 1
+    writer.close()
+
+
+async def test_a_client_that_does_not_read_pauses_the_producer_then_is_dropped(served: tuple[App, int]) -> None:
+    app, port = served
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    await asyncio.get_running_loop().sock_sendall(sock, b"GET /endless HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.wait_for(app.streamed.wait(), 5)  # send waited on the full buffer
+    await asyncio.sleep(2.0)  # send_timeout_s is 1: the sweep drops the connection
+    received = 0
+    try:
+        while chunk := await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 1 << 20), 5):
+            received += len(chunk)
+    except ConnectionError:
+        pass
+    sock.close()
+    assert received < 8 * 1024 * 1024  # what the buffers held, then the end
+
+
+async def test_lifespan_startup_failure_is_raised() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        assert message["type"] == "lifespan.startup"
+        await send({"type": "lifespan.startup.failed", "message": "boom"})
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await Lifespan(app).startup()
+
+
+async def test_lifespan_runs_startup_then_shutdown() -> None:
+    seen: list[Any] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            seen.append(message["type"])
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    lifespan = Lifespan(app)
+    await lifespan.startup()
+    await lifespan.shutdown()
+    assert seen == ["lifespan.startup", "lifespan.shutdown"]
