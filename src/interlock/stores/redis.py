@@ -9,8 +9,8 @@ timeout as a command. hiredis, when installed, parses replies in C.
 from __future__ import annotations
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 MAX_CONNECTIONS = 256
 
