@@ -216,6 +216,10 @@ class CatalogSuite:
         assert await found({"type": "or", "filters": [{"type": "eq", "key": "public", "value": True},
                                                       {"type": "eq", "key": "year", "value": 2025}]}) == ["file-1", "file-3"]  # fmt: skip
         assert await found({"type": "eq", "key": "missing", "value": 1}) == []
+        assert await found({"type": "in", "key": "region", "value": ["us", "fr"]}) == ["file-2"]
+        assert await found({"type": "in", "key": "year", "value": [2023, 2025.0]}) == ["file-1", "file-3"]
+        assert await found({"type": "nin", "key": "year", "value": [2023]}) == ["file-2", "file-3"]  # file-4: none
+        assert await found({"type": "in", "key": "region", "value": [2023]}) == []  # another kind
         # Filters apply before k: the one match is found even when better chunks do not pass.
         hits = await catalog.search(A, ["vs_1"], q, 1, filters={"type": "eq", "key": "year", "value": 2025})
         assert [(h.file_id, h.chunk_index) for h in hits] == [("file-3", 0)]

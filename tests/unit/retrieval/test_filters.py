@@ -44,6 +44,13 @@ def test_parse_gives_a_tree() -> None:
         ({"type": "ne", "key": "missing", "value": "x"}, False),  # a missing attribute fails ne too
         ({"type": "ne", "key": "year", "value": "2024"}, False),  # and so does another kind
         ({"type": "gt", "key": "region", "value": 1}, False),
+        ({"type": "in", "key": "region", "value": ["us", "eu"]}, True),
+        ({"type": "in", "key": "region", "value": ["us"]}, False),
+        ({"type": "in", "key": "year", "value": [2023, 2024]}, True),  # numbers as numbers
+        ({"type": "in", "key": "year", "value": ["2024"]}, False),  # another kind
+        ({"type": "nin", "key": "region", "value": ["us"]}, True),
+        ({"type": "nin", "key": "region", "value": ["eu", "us"]}, False),
+        ({"type": "nin", "key": "missing", "value": ["x"]}, False),  # a missing attribute fails nin too
         (
             {
                 "type": "and",
@@ -89,6 +96,11 @@ def test_semantics(filters: dict[str, Any], expected: bool) -> None:
         ({"type": "eq", "key": "a", "value": float("nan")}, "filters.value"),
         ({"type": "eq", "key": "a", "value": "v" * 513}, "filters.value"),
         ({"type": "eq", "key": "a", "value": "b", "extra": 1}, "filters.extra"),
+        ({"type": "in", "key": "a", "value": "b"}, "filters.value"),
+        ({"type": "in", "key": "a", "value": []}, "filters.value"),
+        ({"type": "in", "key": "a", "value": ["b", 1]}, "filters.value"),  # one kind
+        ({"type": "nin", "key": "a", "value": [True]}, "filters.value"),
+        ({"type": "in", "key": "a", "value": ["b", None]}, "filters.value[1]"),
         ({"type": "and"}, "filters.filters"),
         ({"type": "and", "filters": []}, "filters.filters"),
         ({"type": "and", "filters": "x"}, "filters.filters"),
@@ -126,3 +138,12 @@ def test_sql_binds_keys_and_values() -> None:
     assert params == ["already bound", evil, evil, "year", 2020.0, "public", True]
     assert "$2::text" in sql and "$7::boolean" in sql and "$1:" not in sql  # numbered after what was there
     assert sql.count(" OR ") == 2
+
+
+def test_sql_binds_in_and_nin_as_arrays() -> None:
+    tree = parse_filter({"type": "and", "filters": [{"type": "in", "key": "region", "value": ["eu", "fr"]},
+                                                    {"type": "nin", "key": "year", "value": [2020, 2021]}]})  # fmt: skip
+    params: list[Any] = []
+    sql = to_sql(tree, "sf.attributes", params)
+    assert params == ["region", ("eu", "fr"), "year", (2020.0, 2021.0)]
+    assert "= ANY ($2::text[])" in sql and "<> ALL ($4::float8[])" in sql
