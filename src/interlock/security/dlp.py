@@ -347,8 +347,11 @@ class DlpStage:
 
     @staticmethod
     def _scope(ctx: RequestContext) -> str:
+        """A request's vault scope, `<tenant>:rq:<conversation or request id>`: its own namespace,
+        apart from stored documents' `<tenant>:vs:<store>` (`retrieval.ingest.token_scope`), so a
+        conversation named `vs:<store>` never reaches a store's tokens."""
         request = ctx.request
-        return f"{request.tenant}:{request.conversation or request.request_id}"
+        return f"{request.tenant}:rq:{request.conversation or request.request_id}"
 
 
 def _rewritten(body: dict[str, Any], texts: list[str]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from interlock.security.dlp import DlpStage, Policy
 from interlock.security.pii.detector import Entity, PatternDetector
 from interlock.security.pii.detokenize import TOKEN
 from interlock.security.pii.vault import MemoryVaultStore, TokenVault
+from interlock.security.roles import OPEN
 from tests.support.clock import Clock
 from tests.support.context import context, reaches_the_rest
 
@@ -137,3 +138,22 @@ async def test_screen_texts_defuses_token_shaped_text_of_the_document() -> None:
     stage, _ = screening_stage(Policy("docs"))
     screened = await stage.screen_texts("docs", ["see <EMAIL_abcdefghijkl>"], "s")
     assert TOKEN.search(screened.texts[0]) is None
+
+
+async def test_a_request_cannot_tokenize_in_a_stores_scope_by_naming_its_conversation_so() -> None:
+    # A stored document's tokens live in `<tenant>:vs:<store>`; a conversation named `vs:<store>`
+    # must not reach that scope (it would tell whether a guessed value is in the store, and cut
+    # the stored mapping's TTL to the request's).
+    clock = Clock(0.0)
+    vault = TokenVault(b"k" * 32, MemoryVaultStore(clock=clock), ttl=60)
+    policies = {name: Policy(name, actions={"EMAIL": "tokenize"}) for name in ("default", "docs")}
+    stage = DlpStage(PatternDetector(), policies, {}, vault, Metrics(CollectorRegistry()))
+    scope = f"{OPEN.tenant}:vs:vs_1"  # retrieval.ingest.token_scope
+    stored = (await stage.screen_texts("docs", ["alice@example.com"], scope, ttl=10**8)).texts[0]
+    ctx = context({"model": "m", "messages": [{"role": "user", "content": "alice@example.com"}]},
+                  conversation="vs:vs_1")  # fmt: skip
+    assert await reaches_the_rest(stage, ctx)
+    sent = ctx.body["messages"][0]["content"]
+    assert TOKEN.fullmatch(sent) and sent != stored
+    clock.now = 3600.0  # the request's TTL (60 s) is long past; the store's mapping stays
+    assert await vault.recall(scope, [stored]) == {stored: "alice@example.com"}

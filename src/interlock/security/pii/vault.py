@@ -30,6 +30,10 @@ class VaultStore(Protocol):
 
     async def put_many(self, items: dict[str, bytes], ttl: int) -> None: ...
 
+    async def extend(self, keys: list[str], ttl: int) -> None:
+        """Keep each key at least `ttl` seconds more; never shortens a longer life."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -55,6 +59,13 @@ class MemoryVaultStore:
         while len(self._items) > self._max:
             self._items.popitem(last=False)
 
+    async def extend(self, keys: list[str], ttl: int) -> None:
+        expires = self._clock() + ttl
+        for key in keys:
+            item = self._items.get(key)
+            if item is not None and item[0] < expires:
+                self._items[key] = (expires, item[1])
+
     async def close(self) -> None:
         self._items.clear()
 
@@ -74,6 +85,14 @@ class RedisVaultStore:
         async with self._client.pipeline(transaction=False) as pipe:
             for key, value in items.items():
                 pipe.set(self._prefix + key, value, ex=ttl)
+            await pipe.execute()
+
+    async def extend(self, keys: list[str], ttl: int) -> None:
+        if not keys:
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.expire(self._prefix + key, ttl, gt=True)  # Redis 7: only ever lengthened
             await pipe.execute()
 
     async def close(self) -> None:
@@ -113,15 +132,22 @@ class TokenVault:
         existing = await self._store.get_many([f"{scope}:{t}" for t in tokens])
         by_token = dict(zip(tokens, existing, strict=True))
         claimed: dict[str, str] = {}
+        held_already: set[str] = set()
         for (kind, value), token in list(wanted.items()):
             blob = by_token.get(token)
             held = self._open(scope, token, blob) if blob is not None else None
             if (held is not None and held != value) or claimed.get(token, value) != value:
                 token = wanted[(kind, value)] = self.token(scope, kind, value, LONG)  # a collision
+            elif held == value:
+                held_already.add(token)
             claimed[token] = value
-        await self._store.put_many(
-            {f"{scope}:{t}": self._seal(scope, t, v) for t, v in claimed.items()}, ttl or self._ttl
-        )
+        # A mapping already stored keeps its own life, only ever lengthened: a request's short TTL
+        # never cuts a stored document's long one.
+        life = ttl or self._ttl
+        fresh = {f"{scope}:{t}": self._seal(scope, t, v) for t, v in claimed.items() if t not in held_already}
+        if fresh:
+            await self._store.put_many(fresh, life)
+        await self._store.extend([f"{scope}:{t}" for t in sorted(held_already)], life)
         return wanted
 
     async def close(self) -> None:

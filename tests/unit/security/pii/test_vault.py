@@ -1,6 +1,11 @@
 from __future__ import annotations
 
-from interlock.security.pii.vault import MemoryVaultStore, TokenVault
+import secrets
+
+from redis.asyncio import Redis
+
+from interlock.security.pii.vault import MemoryVaultStore, RedisVaultStore, TokenVault
+from tests.support.clock import Clock
 
 
 async def test_vault_tokens_are_stable_scoped_and_reversible() -> None:
@@ -22,3 +27,32 @@ async def test_a_token_collision_gives_the_newcomer_a_longer_token() -> None:
     second = (await vault.tokenize("s", [("EMAIL", "b@b.io")]))[("EMAIL", "b@b.io")]
     assert second != first and len(second) > len(first)
     assert await vault.recall("s", [first, second]) == {first: "a@a.io", second: "b@b.io"}
+
+
+async def test_tokenizing_again_with_a_shorter_ttl_never_shortens_the_mappings_life() -> None:
+    clock = Clock(0.0)
+    vault = TokenVault(b"k" * 32, MemoryVaultStore(clock=clock), ttl=60)
+    token = (await vault.tokenize("s", [("EMAIL", "a@a.io")], ttl=3600))[("EMAIL", "a@a.io")]
+    assert (await vault.tokenize("s", [("EMAIL", "a@a.io")]))[("EMAIL", "a@a.io")] == token  # ttl 60
+    clock.now = 1000.0
+    assert await vault.recall("s", [token]) == {token: "a@a.io"}
+    await vault.tokenize("s", [("EMAIL", "a@a.io")], ttl=3600)  # a later use lengthens it
+    clock.now = 4000.0
+    assert await vault.recall("s", [token]) == {token: "a@a.io"}
+
+
+async def test_redis_vault_store_extends_but_never_shortens() -> None:
+    client = Redis.from_url("redis://127.0.0.1:6379/0")
+    prefix = f"test:vault:{secrets.token_hex(4)}:"
+    try:
+        vault = TokenVault(b"k" * 32, RedisVaultStore(client, prefix), ttl=60)
+        token = (await vault.tokenize("s", [("EMAIL", "a@a.io")], ttl=3600))[("EMAIL", "a@a.io")]
+        await vault.tokenize("s", [("EMAIL", "a@a.io")])  # ttl 60
+        assert await client.ttl(f"{prefix}s:{token}") > 3000
+        await vault.tokenize("s", [("EMAIL", "a@a.io")], ttl=7200)
+        assert await client.ttl(f"{prefix}s:{token}") > 7000
+        assert await vault.recall("s", [token]) == {token: "a@a.io"}
+    finally:
+        async for key in client.scan_iter(prefix + "*"):
+            await client.delete(key)
+        await client.aclose()
