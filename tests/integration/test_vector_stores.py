@@ -305,8 +305,17 @@ def test_a_restricted_store_reaches_only_a_deployment_cleared_for_restricted(
     answer = cleared.chat.completions.with_raw_response.create(model="private", **ask)  # type: ignore[call-overload]
     assert answer.headers["x-interlock-data-class"] == "restricted"
     assert "14 March" in upstream.state.bodies("rag-private")[0]["messages"][0]["content"]
-    with pytest.raises(openai.PermissionDeniedError):  # nor may the internal key read it
-        user.vector_stores.search(store.id, query="Kestrel")
+    # nor may the internal key use it in any way: it is not found, as another tenant's store
+    for call in (
+        lambda: user.vector_stores.search(store.id, query="Kestrel"),
+        lambda: user.vector_stores.retrieve(store.id),
+        lambda: user.vector_stores.files.list(store.id),
+        lambda: user.vector_stores.delete(store.id),
+    ):
+        with pytest.raises(openai.NotFoundError):
+            call()
+    assert store.id not in [s.id for s in user.vector_stores.list()]
+    assert cleared.vector_stores.retrieve(store.id).id == store.id
 
 
 def test_bad_input_gets_openai_shaped_errors(setup: dict[str, Any]) -> None:

@@ -12,8 +12,10 @@ The same permission is needed for a file's content as uploaded. Citations carry 
 (file id, filename, chunk index, score).
 
 Stores of a data class above what the caller may send (`Identity.max_class`) can be neither
-created nor read by it (403 `data_class_forbidden`: the store is the caller's tenant's, so this
-says nothing another tenant could not already know).
+created nor read by it: creating one is 403 `data_class_forbidden` (the caller named the class);
+every call on an existing one (get, update, delete, its files, batches, search) answers
+`NotFound` as for another tenant's store, and listing leaves it out. One guard, `store()`, serves
+every store-scoped call.
 """
 
 from __future__ import annotations
@@ -146,16 +148,17 @@ class VectorStores:
         if class_rank(data_class) > class_rank(who.max_class):
             raise Forbidden(f"This identity may not read or write {data_class} data", code="data_class_forbidden")
 
+    def _may_read(self, who: Identity, record: StoreRecord) -> bool:
+        return class_rank(record.data_class) <= class_rank(who.max_class)
+
     async def store(self, who: Identity, store_id: str) -> StoreRecord:
+        """The caller's tenant's store, of a class it may read; anything else is not found."""
         record = await self.catalog.get_store(who.tenant, store_id)
-        if record is None:
+        if record is None or not self._may_read(who, record):
             raise NotFound(f"No vector store found with id {_shown(store_id)}", param="vector_store_id")
         return record
 
-    async def readable(self, who: Identity, store_id: str) -> StoreRecord:
-        record = await self.store(who, store_id)
-        self._check_class(who, record.data_class)
-        return record
+    readable = store  # the name the ingestion side calls it by
 
     async def create_store(
         self,
@@ -197,12 +200,22 @@ class VectorStores:
         return record
 
     async def stores(self, who: Identity, limit: int, after: str | None, order: Order) -> list[StoreRecord]:
-        return await self.catalog.list_stores(who.tenant, limit=limit, after=after, order=order)
+        """A page of the stores the caller may read: pages of the catalog are read past the
+        stores of a class above its own until `limit` are found or the list ends."""
+        out: list[StoreRecord] = []
+        while len(out) < limit:
+            page = await self.catalog.list_stores(who.tenant, limit=limit, after=after, order=order)
+            out += [r for r in page if self._may_read(who, r)]
+            if len(page) < limit:
+                break
+            after = page[-1].id
+        return out[:limit]
 
     async def counts(self, who: Identity, store_id: str) -> FileCounts:
         return await self.catalog.file_counts(who.tenant, store_id)
 
     async def delete_store(self, who: Identity, store_id: str) -> None:
+        await self.store(who, store_id)
         if not await self.catalog.delete_store(who.tenant, store_id):
             raise NotFound(f"No vector store found with id {_shown(store_id)}", param="vector_store_id")
         self._record(who, "store.delete", store_id=store_id)

@@ -62,8 +62,36 @@ async def test_a_store_above_the_callers_class_is_refused(parts: Parts) -> None:
         await parts.service.create_store(USER, "hr", {}, "restricted")
     assert refused.value.code == "data_class_forbidden"
     store = await parts.service.create_store(ADMIN, "hr", {}, "restricted")
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):
         await parts.service.search(USER, [store.id], ["x"], 1)
+
+
+async def test_a_store_above_the_callers_class_is_not_found_on_any_path_nor_listed(parts: Parts) -> None:
+    # USER may send internal data at most: a restricted store of its own tenant is as absent to
+    # it as another tenant's, whatever it asks of it.
+    record = await parts.service.upload(ADMIN, "hr.txt", "assistants", DOC)
+    store = await parts.service.create_store(ADMIN, "hr", {}, "restricted")
+    batch_id, _ = await parts.service.create_batch(ADMIN, store.id, [(record.id, {}, None)])
+    await parts.ingestor.drained()
+    calls = [
+        lambda: parts.service.store(USER, store.id),
+        lambda: parts.service.update_store(USER, store.id, "mine", None),
+        lambda: parts.service.store_file(USER, store.id, record.id),
+        lambda: parts.service.store_files(USER, store.id, None, 10, None, "asc"),
+        lambda: parts.service.batch(USER, store.id, batch_id),
+        lambda: parts.service.cancel_batch(USER, store.id, batch_id),
+        lambda: parts.service.detach(USER, store.id, record.id),
+        lambda: parts.service.delete_store(USER, store.id),
+        lambda: parts.service.search(USER, [store.id], ["x"], 1),
+    ]
+    for call in calls:
+        with pytest.raises(NotFound):
+            await call()
+    open_store = await parts.service.create_store(USER, "open", {}, None)
+    assert [s.id for s in await parts.service.stores(USER, 10, None, "asc")] == [open_store.id]
+    assert [s.id for s in await parts.service.stores(USER, 1, None, "asc")] == [open_store.id]  # paged past it
+    assert {s.id for s in await parts.service.stores(ADMIN, 10, None, "asc")} == {store.id, open_store.id}
+    assert (await parts.service.store_file(ADMIN, store.id, record.id)).status == "completed"  # all untouched
 
 
 async def test_the_audit_trail_names_ids_and_never_text(parts: Parts) -> None:
