@@ -534,7 +534,8 @@ def make_vector_stores(
     chunking = config.chunking
     default = AUTO if chunking is None else static(chunking.max_chunk_size_tokens, chunking.chunk_overlap_tokens)
     service = VectorStores(
-        catalog, ingestor, embeddings, seal, default, vault=dlp.vault if dlp is not None else None, audit=audit,
+        catalog, ingestor, embeddings, seal, default, vault=dlp.vault if dlp is not None else None, screen=screen,
+        audit=audit,
         default_class=config.default_data_class, metrics=metrics,
     )  # fmt: skip
 

@@ -11,6 +11,12 @@ tokens; the tokens of the retrieved chunks in its answer are put back for `read_
 The same permission is needed for a file's content as uploaded. Citations carry no text at all
 (file id, filename, chunk index, score).
 
+A filename is text the caller chose, so it is screened at upload under the retrieval DLP policy
+as chunks are (masked, redacted or tokenized, in the vault scope `filename_scope`; a type the
+policy blocks refuses the upload, 400 naming the types) and stored as screened: that is the name
+the model, citations, search hits and file objects show, with its tokens put back only for
+`read_pii` callers (file objects and search hits).
+
 Stores of a data class above what the caller may send (`Identity.max_class`) can be neither
 created nor read by it: creating one is 403 `data_class_forbidden` (the caller named the class);
 every call on an existing one (get, update, delete, its files, batches, search) answers
@@ -55,6 +61,17 @@ class Recall(Protocol):
     async def recall(self, scope: str, tokens: Sequence[str]) -> dict[str, str]: ...
 
 
+class Screen(Protocol):
+    """DLP for stored text (`DlpStage.screen_texts` bound to the retrieval policy)."""
+
+    async def __call__(self, texts: list[str], scope: str) -> Any: ...
+
+
+def filename_scope(tenant: str, file_id: str) -> str:
+    """The vault scope of a file's name's tokens (apart from requests' `rq:` and stores' `vs:`)."""
+    return f"{tenant}:file:{file_id}"
+
+
 BATCH_KEY = "batch_id"  # a store file's batch, kept beside its chunking strategy (not echoed)
 
 
@@ -82,6 +99,7 @@ class VectorStores:
         default_chunking: ChunkingStrategy,
         *,
         vault: Recall | None = None,
+        screen: Screen | None = None,
         audit: Auditor | None = None,
         default_class: str = "internal",
         metrics: Timed | None = None,
@@ -93,6 +111,7 @@ class VectorStores:
         self._seal = seal
         self.default_chunking = default_chunking
         self._vault = vault
+        self._screen = screen
         self._audit = audit
         self._default_class = default_class
         self._metrics = metrics
@@ -109,19 +128,45 @@ class VectorStores:
 
     # -- files ----------------------------------------------------------------------------------
     async def upload(self, who: Identity, filename: str, purpose: str, content: bytes) -> FileRecord:
+        file_id = new_id("file-")
+        if self._screen is not None:
+            screened = await self._screen([filename], filename_scope(who.tenant, file_id))
+            if screened.refused:
+                raise BadRequest(
+                    f"The filename contains {', '.join(screened.refused)}, which the retrieval DLP policy blocks",
+                    param="file",
+                    code="dlp_blocked",
+                )
+            filename = screened.texts[0]
         record = FileRecord(
-            id=new_id("file-"), tenant=who.tenant, filename=filename, purpose=purpose, bytes=len(content),
+            id=file_id, tenant=who.tenant, filename=filename, purpose=purpose, bytes=len(content),
             created_at=self._now(),
         )  # fmt: skip
         await self.catalog.put_file(record, self._seal.seal(who.tenant, record.id, content))
         self._record(who, "file.upload", file_id=record.id, bytes=record.bytes)
-        return record
+        return (await self._named(who, [record]))[0]
 
-    async def file(self, who: Identity, file_id: str) -> FileRecord:
+    async def _named(self, who: Identity, records: list[FileRecord]) -> list[FileRecord]:
+        """The records with their filenames' tokens put back, for a `read_pii` caller."""
+        if self._vault is None or not who.may(Permission.READ_PII):
+            return records
+        out = []
+        for r in records:
+            tokens = TOKEN.findall(r.filename)
+            if tokens:
+                mapping = await self._vault.recall(filename_scope(who.tenant, r.id), sorted(set(tokens)))
+                r = msgspec.structs.replace(r, filename=replace(r.filename, mapping))
+            out.append(r)
+        return out
+
+    async def _file(self, who: Identity, file_id: str) -> FileRecord:
         record = await self.catalog.get_file(who.tenant, file_id)
         if record is None:
             raise NotFound(f"No such File object: {_shown(file_id)}", param="file_id")
         return record
+
+    async def file(self, who: Identity, file_id: str) -> FileRecord:
+        return (await self._named(who, [await self._file(who, file_id)]))[0]
 
     async def content(self, who: Identity, file_id: str) -> tuple[FileRecord, bytes]:
         record = await self.file(who, file_id)
@@ -136,7 +181,8 @@ class VectorStores:
     async def files(
         self, who: Identity, purpose: str | None, limit: int, after: str | None, order: Order
     ) -> list[FileRecord]:
-        return await self.catalog.list_files(who.tenant, purpose=purpose, limit=limit, after=after, order=order)
+        records = await self.catalog.list_files(who.tenant, purpose=purpose, limit=limit, after=after, order=order)
+        return await self._named(who, records)
 
     async def delete_file(self, who: Identity, file_id: str) -> None:
         if not await self.catalog.delete_file(who.tenant, file_id):
@@ -360,7 +406,10 @@ class VectorStores:
         if reveal:
             mapping = await self.values(who, hits)
             if mapping:
-                hits = [msgspec.structs.replace(h, text=replace(h.text, mapping)) for h in hits]
+                hits = [
+                    msgspec.structs.replace(h, text=replace(h.text, mapping), filename=replace(h.filename, mapping))
+                    for h in hits
+                ]
         return stores, hits
 
     async def values(self, who: Identity, hits: Sequence[Hit]) -> dict[str, str]:
@@ -368,13 +417,14 @@ class VectorStores:
         `read_pii` (empty for anyone else)."""
         if self._vault is None or not who.may(Permission.READ_PII):
             return {}
-        by_store: dict[str, set[str]] = {}
+        by_scope: dict[str, set[str]] = {}
         for hit in hits:
-            by_store.setdefault(hit.store_id, set()).update(TOKEN.findall(hit.text))
+            by_scope.setdefault(token_scope(who.tenant, hit.store_id), set()).update(TOKEN.findall(hit.text))
+            by_scope.setdefault(filename_scope(who.tenant, hit.file_id), set()).update(TOKEN.findall(hit.filename))
         mapping: dict[str, str] = {}
-        for store_id, tokens in by_store.items():
+        for scope, tokens in by_scope.items():
             if tokens:
-                mapping.update(await self._vault.recall(token_scope(who.tenant, store_id), sorted(tokens)))
+                mapping.update(await self._vault.recall(scope, sorted(tokens)))
         return mapping
 
 

@@ -55,7 +55,7 @@ def make_parts(directory: Path, policy: Policy | None = None, queue_size: int = 
 
     ingestor = Ingestor(catalog, seal, extract_text, Chunker().split, minilm(), screen, queue_size=queue_size)
     audit = Audit()
-    service = VectorStores(catalog, ingestor, minilm(), seal, AUTO, vault=vault, audit=audit)
+    service = VectorStores(catalog, ingestor, minilm(), seal, AUTO, vault=vault, screen=screen, audit=audit)
     return Parts(service, catalog, ingestor, audit, directory)
 
 

@@ -4,10 +4,13 @@ and the audit trail gets ids, never text."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from interlock.errors import Forbidden, NotFound
-from tests.unit.retrieval.conftest import ADMIN, OTHER, USER, Parts
+from interlock.errors import BadRequest, Forbidden, NotFound
+from interlock.security.dlp import Policy
+from tests.unit.retrieval.conftest import ADMIN, OTHER, USER, Parts, make_parts
 
 DOC = b"The office cat is named Biscuit. Write to cats@example.com with sightings."
 
@@ -107,3 +110,36 @@ async def test_the_audit_trail_names_ids_and_never_text(parts: Parts) -> None:
     assert all(e["tenant"] == "acme" and e["subject"] == "u" for e in parts.audit)
     text = repr(parts.audit)
     assert "Biscuit" not in text and "cats@example.com" not in text and "cat called" not in text
+
+
+async def test_a_filename_is_screened_at_upload_and_its_values_come_back_only_for_read_pii(
+    parts: Parts, tmp_path: Path
+) -> None:
+    record = await parts.service.upload(USER, "cats@example.com sightings.txt", "assistants", DOC)
+    assert "cats@example.com" not in record.filename and record.filename.startswith("<EMAIL_")
+    assert (await parts.service.file(USER, record.id)).filename == record.filename
+    assert (await parts.service.file(ADMIN, record.id)).filename == "cats@example.com sightings.txt"
+    assert [f.filename for f in await parts.service.files(ADMIN, None, 10, None, "asc")] == [
+        "cats@example.com sightings.txt"
+    ]
+    store = await parts.service.create_store(USER, "pets", {}, None)
+    await parts.service.attach(USER, store.id, record.id, {}, None)
+    await parts.ingestor.drained()
+    _, hits = await parts.service.search(USER, [store.id], ["cat"], 1)
+    assert hits[0].filename == record.filename  # what the model and citations are given too
+    _, hits = await parts.service.search(ADMIN, [store.id], ["cat"], 1)
+    assert hits[0].filename == "cats@example.com sightings.txt"
+    stored = b"".join(p.read_bytes() for p in parts.directory.rglob("*") if p.is_file())
+    assert b"cats@example.com" not in stored
+
+
+async def test_a_filename_with_a_blocked_type_refuses_the_upload_naming_the_type_only(tmp_path: Path) -> None:
+    parts = make_parts(tmp_path / "v", Policy("docs", actions={"EMAIL": "block"}))
+    await parts.catalog.start()
+    try:
+        with pytest.raises(BadRequest) as refused:
+            await parts.service.upload(USER, "cats@example.com.txt", "assistants", DOC)
+        assert "EMAIL" in refused.value.message and "cats@" not in refused.value.message
+        assert await parts.service.files(USER, None, 10, None, "asc") == []
+    finally:
+        await parts.catalog.close()
