@@ -143,9 +143,10 @@ def build(
     dlp = make_dlp_stage(settings.dlp, metrics, life) if settings.dlp is not None else None
     vector_stores = make_vector_stores(settings, life, embeddings, dlp, audit, metrics)
     retrieval = make_retrieval_stage(settings, vector_stores) if vector_stores is not None else None
-    pipeline, semantic, limiter = make_pipeline(
+    pipeline, semantic, limit_stage = make_pipeline(
         settings, router, metrics, tracing, life, embedder or embeddings, dlp, retrieval
     )
+    limiter = limit_stage.limiter
     roles = roles_table(settings.security)
     store, auth = make_access(settings.security, roles, life)
     recorders = make_recorders(settings, metrics, audit, stats, tracing, drift, shadow)
@@ -169,7 +170,7 @@ def build(
     ui = None
     if traffic is not None:
         ui = make_ui(settings, auth, info, admin, traffic, router, driver, store, audit, limiter, life)
-    routes = retrieval_routes(settings, vector_stores)
+    routes = retrieval_routes(settings, vector_stores, limit_stage)
     return Gateway(inference, info, admin, auth, life.start, life.close, metrics, rollout_admin, ui, routes)
 
 
@@ -360,9 +361,10 @@ def make_pipeline(
     embedder: TextEmbedder | None = None,
     dlp: DlpStage | None = None,
     retrieval: RetrievalStage | None = None,
-) -> tuple[Pipeline, SemanticCacheStage | None, Limiter]:
+) -> tuple[Pipeline, SemanticCacheStage | None, LimitStage]:
     """The stages, outermost first, around the router; the semantic cache stage, when a group
-    has one (the admin route invalidates through it); and the limiter (the dashboard reads it)."""
+    has one (the admin route invalidates through it); and the limit stage (the dashboard reads
+    its limiter, the Files and Vector Stores routes count requests through it)."""
     limit_stage, spend_stage = make_limit_stages(settings, metrics, life)
     stages: list[Stage] = [limit_stage]
     if dlp is not None:
@@ -391,7 +393,7 @@ def make_pipeline(
     stages.append(TelemetryStage(metrics, settings.telemetry.logprobs_sample, random.Random()))
     # Traced copies of the stages only when tracing is on, run only for sampled requests.
     pipeline = Pipeline(stages, router, traced(stages) if tracing is not None else None)
-    return pipeline, semantic, limit_stage.limiter
+    return pipeline, semantic, limit_stage
 
 
 def make_semantic_stage(
@@ -587,13 +589,14 @@ async def ingest_directory(
     return record.id, counts
 
 
-def retrieval_routes(settings: Settings, service: VectorStores | None) -> RetrievalRoutes:
+def retrieval_routes(settings: Settings, service: VectorStores | None, limits: LimitStage) -> RetrievalRoutes:
     if service is None or settings.retrieval is None:
         return RetrievalRoutes(None, None)
     from .edge.files import FileHandlers
     from .edge.vector_stores import VectorStoreHandlers
 
-    return RetrievalRoutes(FileHandlers(service, settings.retrieval.max_file_bytes), VectorStoreHandlers(service))
+    files = FileHandlers(service, settings.retrieval.max_file_bytes)
+    return RetrievalRoutes(files, VectorStoreHandlers(service), limits)
 
 
 # -- access: keys, tokens, roles, the audit trail -------------------------------------------------------

@@ -21,7 +21,7 @@ from .sse import send_stream
 class Exchange:
     __slots__ = (
         "_task", "_watcher", "client_gone", "done", "headers", "identity", "loop", "model", "receive",
-        "request_id", "scope", "send", "started",
+        "request_id", "response_headers", "scope", "send", "started",
     )  # fmt: skip
 
     def __init__(
@@ -36,6 +36,9 @@ class Exchange:
         self.loop = loop
         self.identity: Identity = OPEN  # set by the gateway once the caller is identified
         self.model: str | None = None  # set by the parser once the body names a group the caller may call
+        # Headers every answer of this exchange carries (the rate limit's, on the Files and Vector
+        # Stores routes; inference handlers carry their pipeline's own).
+        self.response_headers: list[tuple[bytes, bytes]] = []
         self.scope = scope
         self.receive = receive
         self.send = send
@@ -73,6 +76,7 @@ class Exchange:
     # -- answers ------------------------------------------------------------------------------------
     async def json(self, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
         headers = encode_headers(self.request_id, extra or ())
+        headers += self.response_headers
         self.started = self.done = True
         await send_bytes(self.send, status, body, headers, JSON_CONTENT)
 

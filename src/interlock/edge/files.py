@@ -70,5 +70,5 @@ class FileHandlers:
     async def content(self, ex: Exchange, file_id: str) -> None:
         _, data = await self._service.content(ex.identity, file_id)
         ex.started = ex.done = True
-        headers = encode_headers(ex.request_id)
+        headers = encode_headers(ex.request_id, ex.response_headers)
         await send_bytes(ex.send, 200, data, headers, (b"content-type", b"application/octet-stream"))

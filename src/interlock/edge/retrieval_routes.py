@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from ..errors import MethodNotAllowed, NotFound
-from ..security.roles import Permission
+from ..security.roles import Identity, Permission
 from .exchange import Exchange
 from .files import FileHandlers
 from .vector_stores import VectorStoreHandlers
@@ -24,10 +25,34 @@ READ, MANAGE = Permission.INVOKE, Permission.MANAGE_FILES
 DISABLED = "Files and vector stores are not enabled: configure a `retrieval` section"
 
 
+class Admission(Protocol):
+    """Requests per minute (security/limit_stage.py's `LimitStage.admit`): headers, or a 429."""
+
+    async def admit(self, identity: Identity) -> list[tuple[bytes, bytes]]: ...
+
+
 class RetrievalRoutes:
-    def __init__(self, files: FileHandlers | None, stores: VectorStoreHandlers | None) -> None:
+    def __init__(
+        self, files: FileHandlers | None, stores: VectorStoreHandlers | None, limits: Admission | None = None
+    ) -> None:
         self._files = files
         self._stores = stores
+        self._limits = limits
+
+    def _limited(self, routed: Routed) -> Routed:
+        """The route counted against the caller's requests-per-minute limits (the key's and the
+        tenant's) before it runs, as an inference request is: a search embeds queries, an upload
+        parses and seals a body, so neither goes unmetered."""
+        limits = self._limits
+        if limits is None:
+            return routed
+        handler, permission = routed
+
+        async def limited(ex: Exchange) -> None:
+            ex.response_headers += await limits.admit(ex.identity)
+            await handler(ex)
+
+        return limited, permission
 
     def fixed(self) -> dict[tuple[str, str], Routed]:
         """The routes without an id in their path."""
@@ -35,15 +60,20 @@ class RetrievalRoutes:
         if files is None or stores is None:
             return {(m, p): (_disabled, READ) for m, p in (("POST", "/v1/files"), ("GET", "/v1/files"),
                     ("POST", "/v1/vector_stores"), ("GET", "/v1/vector_stores"))}  # fmt: skip
-        return {
+        routes: dict[tuple[str, str], Routed] = {
             ("POST", "/v1/files"): (files.create, MANAGE),
             ("GET", "/v1/files"): (files.list, READ),
             ("POST", "/v1/vector_stores"): (stores.create, MANAGE),
             ("GET", "/v1/vector_stores"): (stores.list, READ),
         }
+        return {where: self._limited(routed) for where, routed in routes.items()}
 
     def match(self, method: str, path: str) -> Routed | None:
         """The route of a path with ids, None when the path is none of ours."""
+        routed = self._match(method, path)
+        return routed if routed is None or routed[0] is _disabled else self._limited(routed)
+
+    def _match(self, method: str, path: str) -> Routed | None:
         if not path.startswith(("/v1/files/", "/v1/vector_stores/")):
             return None
         batch_match = _BATCH.match(path)

@@ -30,6 +30,7 @@ from .roles import Identity
 MICRO = 1_000_000  # budgets are counted in micro-dollars: integers, exact
 MAX_PLANS = 10_000  # identities times model groups; past that the cache starts over
 _LIMIT_ERRORS = (RedisError, OSError, TimeoutError)
+NO_MODEL = ""  # a request no model group answers (the Files and Vector Stores API): no model limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +72,15 @@ class Plans:
         self._plans: dict[tuple[object, ...], Plan] = {}
 
     def of(self, ctx: RequestContext) -> Plan:
-        request = ctx.request
-        identity = request.identity
-        key = (identity.subject, identity.tenant, identity.rpm, identity.tpm, identity.budget, request.model)
+        return self.of_identity(ctx.request.identity, ctx.request.model)
+
+    def of_identity(self, identity: Identity, model: str) -> Plan:
+        key = (identity.subject, identity.tenant, identity.rpm, identity.tpm, identity.budget, model)
         plan = self._plans.get(key)
         if plan is None:
             if len(self._plans) >= MAX_PLANS:
                 self._plans.clear()
-            plan = self._plans[key] = self._make(identity, request.model)
+            plan = self._plans[key] = self._make(identity, model)
         return plan
 
     def _make(self, identity: Identity, model: str) -> Plan:
@@ -145,9 +147,16 @@ class LimitStage:
         self._metrics = metrics
 
     async def __call__(self, ctx: RequestContext, call_next: Next) -> Result:
-        checks = self._plans.of(ctx).requests
+        ctx.response_headers += await self.admit(ctx.request.identity, ctx.request.model)
+        return await call_next(ctx)
+
+    async def admit(self, identity: Identity, model: str = NO_MODEL) -> list[tuple[bytes, bytes]]:
+        """Count one request of `identity` against its requests-per-minute limits (the key's,
+        the tenant's and the model group's, if `model` names one): the `x-ratelimit-*` headers,
+        or a RateLimited (429). The Files and Vector Stores routes call it with no model."""
+        checks = self._plans.of_identity(identity, model).requests
         if not checks:
-            return await call_next(ctx)
+            return []
         headers = self._limiter.admit(checks)
         if headers is None:  # no lease covers it: ask Redis
             try:
@@ -157,8 +166,7 @@ class LimitStage:
             if not decision.allowed:
                 raise _refuse(self._metrics, decision)
             headers = decision.headers(checks)
-        ctx.response_headers += headers
-        return await call_next(ctx)
+        return headers
 
 
 @dataclass(slots=True)
