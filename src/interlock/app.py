@@ -159,7 +159,12 @@ def build(
     life.add(None, start=functools.partial(_started, settings, auth))
 
     parser = RequestParser(
-        router, settings.server.max_body_bytes, settings.server.max_messages, driver, make_templates(settings)
+        router,
+        settings.server.max_body_bytes,
+        settings.server.max_messages,
+        driver,
+        make_templates(settings),
+        retrieval=retrieval is not None,
     )
     inference = InferenceHandler(parser, pipeline, recorders, tracing)
     readiness = Readiness(router)

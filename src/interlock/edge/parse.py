@@ -52,12 +52,14 @@ class RequestParser:
         max_messages: int = 2048,
         rollouts: StickySource | None = None,
         templates: TemplateBook | None = None,
+        retrieval: bool = False,
     ) -> None:
         self._groups = groups
         self._max_body = max_body
         self._max_messages = max_messages
         self._rollouts = rollouts
         self._templates = templates
+        self._retrieval = retrieval  # a retrieval stage exists: `vector_store_ids` means something
 
     async def parse(self, ex: Exchange, endpoint: Endpoint, deployment: str | None, started: float) -> Request:
         raw = await read_body(ex.receive, ex.headers, self._max_body)
@@ -83,6 +85,8 @@ class RequestParser:
         messages = data.get("messages")
         if isinstance(messages, list) and len(messages) > self._max_messages:
             raise BadRequest(f"Too many messages: at most {self._max_messages}", param="messages")
+        if not self._retrieval and "vector_store_ids" in data:  # never forwarded upstream unread
+            raise BadRequest("vector_store_ids needs a retrieval section", param="vector_store_ids")
         if cap is None or "input" in data:
             return
         asked = data.get("max_completion_tokens") or data.get("max_tokens")

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 import pytest
 
 from interlock.config import TemplateSettings
-from interlock.edge.parse import cache_control, parse_body
+from interlock.edge.exchange import Exchange
+from interlock.edge.parse import RequestParser, cache_control, parse_body
 from interlock.errors import BadRequest
 from interlock.pipeline import Endpoint
 from interlock.prompts.templates import TemplateBook
@@ -111,3 +113,31 @@ def test_the_semantic_threshold_header_is_a_similarity_or_a_400() -> None:
     for bad in (b"high", b"0", b"1.5", b"nan", b"-0.2"):
         with pytest.raises(BadRequest):
             cache_control({b"x-interlock-semantic-threshold": bad}, {})
+
+
+class Groups:
+    def has(self, model: str) -> bool:
+        return model == "m"
+
+
+async def parse_chat(parser: RequestParser, body: dict[str, Any]) -> dict[str, Any]:
+    raw = orjson.dumps(body)
+    messages = [{"type": "http.request", "body": raw, "more_body": False}]
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0)
+
+    async def send(message: object) -> None: ...
+
+    headers = {b"content-type": b"application/json", b"content-length": str(len(raw)).encode()}
+    ex = Exchange({"type": "http"}, receive, send, headers, "r", asyncio.get_running_loop())  # type: ignore[arg-type]
+    return (await parser.parse(ex, Endpoint.CHAT, None, 0.0)).body
+
+
+async def test_vector_store_ids_without_a_retrieval_section_are_refused_not_forwarded() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "vector_store_ids": ["vs_1"]}
+    with pytest.raises(BadRequest) as refused:
+        await parse_chat(RequestParser(Groups(), 1 << 20), body)
+    assert refused.value.message == "vector_store_ids needs a retrieval section"
+    assert refused.value.param == "vector_store_ids"
+    assert (await parse_chat(RequestParser(Groups(), 1 << 20, retrieval=True), body))["vector_store_ids"] == ["vs_1"]
