@@ -13,6 +13,7 @@ import orjson
 from ..errors import BadRequest
 from ..retrieval.service import VectorStores
 from ..retrieval.types import FileRecord
+from ..threads import sized
 from .exchange import Exchange
 from .forms import read_form
 from .http import encode_headers, send_bytes
@@ -51,7 +52,8 @@ class FileHandlers:
         name = upload.filename.replace("\\", "/").rsplit("/", 1)[-1][:MAX_FILENAME]
         if not name:
             raise BadRequest("The file needs a name", param="file")
-        record = await self._service.upload(ex.identity, name, purpose_text, bytes(upload.data))
+        content = await sized(len(upload.data), bytes, upload.data)
+        record = await self._service.upload(ex.identity, name, purpose_text, content)
         await ex.json(200, orjson.dumps(file_object(record)))
 
     async def list(self, ex: Exchange) -> None:

@@ -16,6 +16,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from ..errors import BadRequest
+from ..threads import sized
 from .exchange import Exchange
 from .http import read_body
 
@@ -89,6 +90,10 @@ async def read_form(ex: Exchange, limit: int) -> dict[str, Part]:
     if content_type != b"multipart/form-data" or not boundary:
         raise BadRequest("Expected a multipart/form-data body with a boundary")
     raw = await read_body(ex.receive, ex.headers, limit)
+    return await sized(len(raw), _parse, raw, boundary, limit)  # a large upload: off the event loop
+
+
+def _parse(raw: bytes, boundary: bytes, limit: int) -> dict[str, Part]:
     collector = _Collector(limit)
     callbacks = {
         "on_part_begin": collector.on_part_begin,

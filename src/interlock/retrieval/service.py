@@ -36,6 +36,7 @@ import msgspec
 from ..errors import BadRequest, Forbidden, NotFound, Overloaded
 from ..security.pii.detokenize import TOKEN, replace
 from ..security.roles import Identity, Permission, class_rank
+from ..threads import sized
 from .chunking import ChunkingStrategy, parse_strategy
 from .ingest import Ingestor, Job, token_scope
 from .sealed import Seal
@@ -142,7 +143,8 @@ class VectorStores:
             id=file_id, tenant=who.tenant, filename=filename, purpose=purpose, bytes=len(content),
             created_at=self._now(),
         )  # fmt: skip
-        await self.catalog.put_file(record, self._seal.seal(who.tenant, record.id, content))
+        sealed = await sized(len(content), self._seal.seal, who.tenant, record.id, content)
+        await self.catalog.put_file(record, sealed)
         self._record(who, "file.upload", file_id=record.id, bytes=record.bytes)
         return (await self._named(who, [record]))[0]
 
@@ -176,7 +178,7 @@ class VectorStores:
         if stored is None:
             raise NotFound(f"No such File object: {_shown(file_id)}", param="file_id")
         self._record(who, "file.content", file_id=file_id)
-        return record, self._seal.open(who.tenant, file_id, stored)
+        return record, await sized(len(stored), self._seal.open, who.tenant, file_id, stored)
 
     async def files(
         self, who: Identity, purpose: str | None, limit: int, after: str | None, order: Order

@@ -4,13 +4,16 @@ name, binary bytes intact, and a 400 or 413 for what is wrong."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import httpx
 import pytest
 
+from interlock.edge import forms
 from interlock.edge.exchange import Exchange
 from interlock.edge.forms import read_form
 from interlock.errors import BadRequest, PayloadTooLarge
+from interlock.threads import INLINE_BYTES
 
 BINARY = bytes(range(256)) * 4 + b"\r\n--not-a-boundary\r\n" + b"%PDF-1.4\r\n\x00\xff"
 
@@ -59,3 +62,18 @@ async def test_a_part_without_a_name_is_400() -> None:
     body = b'--b\r\nContent-Disposition: form-data; filename="a"\r\n\r\nx\r\n--b--\r\n'
     with pytest.raises(BadRequest):
         await read_form(exchange(body, b"multipart/form-data; boundary=b"), 1000)
+
+
+async def test_a_large_form_is_parsed_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    threads: list[int] = []
+    real = forms._parse
+
+    def recording(raw: bytes, boundary: bytes, limit: int) -> dict[str, forms.Part]:
+        threads.append(threading.get_ident())
+        return real(raw, boundary, limit)
+
+    monkeypatch.setattr(forms, "_parse", recording)
+    for size in (100, INLINE_BYTES * 2):
+        body, ctype = encoded({"file": ("a.bin", b"y" * size)}, {"purpose": "assistants"})
+        assert len((await read_form(exchange(body, ctype), 1 << 24))["file"].data) == size
+    assert [t == threading.get_ident() for t in threads] == [True, False]
