@@ -4,9 +4,9 @@ way this API's JSON bodies are decoded."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import parse_qs
 
 import msgspec
@@ -30,20 +30,31 @@ class PageQuery:
     params: dict[str, str]  # every parameter, for the few an endpoint adds (`purpose`, `filter`)
 
 
-def query(ex: Exchange, default_limit: int = 20, max_limit: int = 100) -> PageQuery:
+def query_params(ex: Exchange) -> dict[str, str]:
+    """The query string's parameters (a repeated one: its last value; blank ones kept)."""
     raw = ex.scope.get("query_string", b"").decode("latin-1")
-    params = {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+    return {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+
+
+def page_size(params: Mapping[str, str], default_limit: int, max_limit: int) -> int:
+    """The page size `limit` asks for, `default_limit` when it names none; a 400 past the range."""
     try:
         limit = int(params.get("limit", default_limit))
     except ValueError:
         raise BadRequest("`limit` must be a whole number", param="limit") from None
     if not 1 <= limit <= max_limit:
         raise BadRequest(f"`limit` must be between 1 and {max_limit}", param="limit")
+    return limit
+
+
+def query(ex: Exchange, default_limit: int = 20, max_limit: int = 100) -> PageQuery:
+    params = query_params(ex)
+    limit = page_size(params, default_limit, max_limit)
     order = params.get("order", "desc")
     if order not in ("asc", "desc"):
         raise BadRequest("`order` must be `asc` or `desc`", param="order")
     after = params.get("after") or None
-    return PageQuery(limit, after, order, params)
+    return PageQuery(limit, after, cast(Literal["asc", "desc"], order), params)
 
 
 def page(items: Sequence[T], limit: int, shape: Callable[[T], dict[str, Any]], ident: Callable[[T], str]) -> bytes:

@@ -51,6 +51,7 @@ from .admin import AdminHandlers, record_admin
 from .exchange import Exchange
 from .http import Message, Send, encode_headers, read_body, send_bytes
 from .info import InfoHandlers
+from .pages import page_size, query_params
 
 COOKIE = "interlock_session"
 MAX_LOGIN_BODY = 16 * 1024
@@ -120,25 +121,11 @@ def same_origin(ex: Exchange) -> bool:
     return urllib.parse.urlsplit(origin.decode("latin-1")).netloc == host
 
 
-def query(ex: Exchange) -> dict[str, str]:
-    raw = ex.scope.get("query_string", b"").decode("latin-1")
-    return {k: v[-1] for k, v in urllib.parse.parse_qs(raw).items()}
-
-
 def paging(ex: Exchange) -> tuple[dict[str, str], int]:
-    """The query's parameters and the page size it asks for (`limit`, default PAGE)."""
-    params = query(ex)
-    return params, page_size(params)
-
-
-def page_size(params: Mapping[str, str]) -> int:
-    try:
-        limit = int(params.get("limit", PAGE))
-    except ValueError:
-        raise BadRequest("`limit` must be an integer", param="limit") from None
-    if not 1 <= limit <= MAX_PAGE:
-        raise BadRequest(f"`limit` must be from 1 to {MAX_PAGE}", param="limit")
-    return limit
+    """The query's parameters (blank ones left out) and the page size it asks for (`limit`,
+    default PAGE), parsed as the API's pages are (pages.py)."""
+    params = {k: v for k, v in query_params(ex).items() if v}
+    return params, page_size(params, PAGE, MAX_PAGE)
 
 
 # -- panel data: pure functions over what the stores return ---------------------------------------------
