@@ -89,6 +89,7 @@ def setup(request: pytest.FixtureRequest, session_tmp: Path, upstream: FakeUpstr
         "cleared": create_key(path, env, "--name", "cleared", "--tenant", "acme", "--max-class", "restricted"),
         "reader": create_key(path, env, "--name", "reader", "--role", "reader", "--tenant", "acme"),
         "other": create_key(path, env, "--name", "other", "--tenant", "globex"),
+        "metered": create_key(path, env, "--name", "metered", "--tenant", "acme", "--rpm", "3"),
     }
     gw = Gateway(tmp, config, env=env)
     clients = {name: openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0) for name, key in keys.items()}
@@ -403,3 +404,15 @@ def test_a_file_being_ingested_when_the_gateway_stops_is_resumed_by_the_next(
         assert list(client.vector_stores.search(store.id, query="maintenance window for a rack"))
     finally:
         second.stop()
+
+
+def test_the_files_and_stores_routes_count_against_the_keys_requests_per_minute(setup: dict[str, Any]) -> None:
+    metered, store = setup["clients"]["metered"], setup["store"]
+    listed = metered.vector_stores.with_raw_response.list()
+    assert listed.headers["x-ratelimit-limit-requests"] == "3"
+    metered.vector_stores.search(store.id, query="Kestrel")
+    metered.files.list()
+    with pytest.raises(openai.RateLimitError) as refused:  # the fourth request of the minute
+        metered.vector_stores.search(store.id, query="Kestrel")
+    assert refused.value.response.headers["retry-after"]
+    assert refused.value.response.headers["x-ratelimit-remaining-requests"] == "0"
