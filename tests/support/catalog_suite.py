@@ -252,13 +252,18 @@ class CatalogSuite:
         await make_store(catalog, A, "vs_1")
         q = unit(14)
         await add_file(catalog, A, "vs_1", "file-1", np.stack([near(q, 0.9, 1), near(q, 0.8, 2), near(q, 0.7, 3)]))
-        # A retried ingestion: the same indexes again, other text and vectors.
+        # A re-attach with another chunking: fewer chunks, other text and vectors. None of the
+        # earlier ingestion's chunks is left, not even the third, which this one did not make.
         again = [Chunk(index=i, text=f"second try {i}", tokens=3) for i in range(2)]
         await catalog.add_chunks(A, "vs_1", "file-1", again, np.stack([near(q, 0.6, 4), near(q, 0.95, 5)]))
         hits = await catalog.search(A, ["vs_1"], q, 10)
         assert [(h.chunk_index, h.text, round(h.score, 2)) for h in hits] == [
-            (1, "second try 1", 0.95), (2, "file-1 chunk 2", 0.7), (0, "second try 0", 0.6)
+            (1, "second try 1", 0.95), (0, "second try 0", 0.6)
         ]  # fmt: skip
+        await catalog.put_store_file(
+            StoreFileRecord(store_id="vs_1", file_id="file-1", tenant=A, status="completed", created_at=1)
+        )  # and a status change after it (a rebuilt index) keeps it so
+        assert [h.text for h in await catalog.search(A, ["vs_1"], q, 10)] == ["second try 1", "second try 0"]
 
     async def test_add_chunks_checks_its_input(self, catalog: Catalog) -> None:
         await make_store(catalog, A, "vs_1")

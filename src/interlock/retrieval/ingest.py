@@ -18,7 +18,7 @@ failing leaves every other job as it was: the loop catches what one job raises.
 
 After a restart, the store files left `in_progress` (a job queued or running when the process
 stopped) are resumed: `start` queues them again before the workers begin. `add_chunks` replaces
-chunks of the same index, so a file whose chunks were partly written is not duplicated; one that
+every chunk the file had in the store, so a file whose chunks were partly written is not duplicated; one that
 does not fit the queue is marked failed (`interrupted`).
 
 A file detached (or its store deleted) while it was being ingested: its chunks are dropped, and

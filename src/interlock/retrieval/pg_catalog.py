@@ -333,10 +333,12 @@ class PgCatalog:
             )  # fmt: skip
             if link is None:
                 raise NotFound("file not found in vector store")
+            await conn.execute(
+                f"DELETE FROM {self._s}.chunks WHERE store_id = $1 AND file_id = $2", store_id, file_id
+            )  # the file's earlier ingestion, whatever its number of chunks
             await conn.executemany(
                 f"INSERT INTO {self._s}.chunks (store_id, file_id, idx, text, tokens, embedding) "
-                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (store_id, file_id, idx) DO UPDATE "
-                "SET text = excluded.text, tokens = excluded.tokens, embedding = excluded.embedding",
+                "VALUES ($1, $2, $3, $4, $5, $6)",
                 [(store_id, file_id, c.index, c.text, c.tokens, row) for c, row in zip(chunks, rows, strict=True)],
             )
             await conn.execute(

@@ -433,13 +433,10 @@ class SqliteCatalog:
                 raise NotFound("file not found in vector store")
             index = self._index(store_id)  # as of the version this transaction sees
             indexes = [c.index for c in chunks]
-            replaced = index.slots_of(file_id, indexes)
+            replaced = index.file_slots(file_id)  # every chunk of the file's earlier ingestion
             slots = index.take_slots(len(chunks))
             try:
-                db.executemany(
-                    "DELETE FROM chunks WHERE store_id = ? AND file_id = ? AND idx = ?",
-                    [(store_id, file_id, i) for i in indexes],
-                )
+                db.execute("DELETE FROM chunks WHERE store_id = ? AND file_id = ?", (store_id, file_id))
                 db.executemany(
                     "INSERT INTO chunks (store_id, file_id, idx, slot, text, tokens, vector) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",

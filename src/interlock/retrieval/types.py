@@ -145,8 +145,9 @@ class Catalog(Protocol):
     async def add_chunks(
         self, tenant: str, store_id: str, file_id: str, chunks: Sequence[Chunk], vectors: NDArray[Any]
     ) -> None:
-        """`vectors`: float32 unit rows, one per chunk, in order. Replaces chunks of the same
-        (store, file, index), so a retried ingestion does not duplicate them."""
+        """`vectors`: float32 unit rows, one per chunk, in order. Replaces, in one transaction,
+        every chunk the file had in the store (a retried ingestion does not duplicate them, and a
+        re-attach that makes fewer chunks leaves none of the earlier ones)."""
         ...
 
     async def search(
