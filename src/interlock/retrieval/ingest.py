@@ -182,14 +182,17 @@ class Ingestor:
         if record is None or record.status != "in_progress":
             return  # detached meanwhile, or already done
         try:
-            chunks, vectors = await self._prepare(job)
+            await self._ingest(job, record)
         except FileFailed as exc:
-            await self._finish(job, record, "failed", str(exc))
-            return
+            await self._fail(job, record, str(exc))
         except Exception as exc:  # anything else one file raises fails that file, named by type only
             log.error("ingestion of %s failed: %s", job.file_id, type(exc).__name__)
-            await self._finish(job, record, "failed", f"server_error: {type(exc).__name__}")
-            return
+            await self._fail(job, record, f"server_error: {type(exc).__name__}")
+
+    async def _ingest(self, job: Job, record: StoreFileRecord) -> None:
+        """Everything after the first look-up, the catalog's writes included: what raises here
+        fails the file (it is never left in_progress)."""
+        chunks, vectors = await self._prepare(job)
         if chunks:
             await self._catalog.add_chunks(job.tenant, job.store_id, job.file_id, chunks, vectors)
         now = await self._catalog.get_store_file(job.tenant, job.store_id, job.file_id)
@@ -200,6 +203,12 @@ class Ingestor:
             return  # cancelled meanwhile: it stays so, and its chunks are never searched
         usage = sum(len(c.text.encode()) + 4 * vectors.shape[1] for c in chunks) if chunks else 0
         await self._finish(job, msgspec.structs.replace(record, usage_bytes=usage), "completed", None, len(chunks))
+
+    async def _fail(self, job: Job, record: StoreFileRecord, error: str) -> None:
+        """Mark the file failed, unless it was detached or cancelled meanwhile."""
+        now = await self._catalog.get_store_file(job.tenant, job.store_id, job.file_id)
+        if now is not None and now.status == "in_progress":
+            await self._finish(job, record, "failed", error)
 
     async def _prepare(self, job: Job) -> tuple[list[Chunk], Any]:
         meta = await self._catalog.get_file(job.tenant, job.file_id)

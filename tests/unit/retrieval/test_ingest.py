@@ -5,15 +5,19 @@ in_progress by a process that stopped are resumed by the next."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from interlock.errors import BadRequest, Overloaded
 from interlock.retrieval.chunking import AUTO, Chunker
+from interlock.retrieval.extract import extract_text
 from interlock.retrieval.ingest import Ingestor
 from interlock.retrieval.sealed import Sealed
 from interlock.retrieval.service import VectorStores
+from interlock.retrieval.sqlite_catalog import SqliteCatalog
 from interlock.security.dlp import Policy
 from interlock.security.roles import Identity
 from tests.support.embedder import minilm
@@ -217,3 +221,29 @@ async def test_a_batch_is_queued_whole_resumed_after_a_restart_and_cancelled_fil
     finally:
         await second.ingestor.close()
         await second.catalog.close()
+
+
+class FailingWrites(SqliteCatalog):
+    """The real catalog, whose chunk writes fail (a full disk, a lost database)."""
+
+    async def add_chunks(self, *args: Any, **kwargs: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+
+async def test_a_catalog_error_after_preparing_fails_the_file_by_its_type(tmp_path: Path) -> None:
+    parts = make_parts(tmp_path / "v")
+    parts.catalog = FailingWrites(tmp_path / "v")
+    parts.ingestor = Ingestor(parts.catalog, Sealed(b"s" * 32), extract_text, Chunker().split, minilm(), None)
+    parts.service = VectorStores(parts.catalog, parts.ingestor, minilm(), Sealed(b"s" * 32), AUTO)
+    await parts.catalog.start()
+    await parts.ingestor.start()
+    try:
+        store = await parts.service.create_store(USER, "docs", {}, None)
+        file_id = await attach(parts, store.id, "refunds.txt", DOC)
+        await parts.ingestor.drained()
+        failed = await parts.service.store_file(USER, store.id, file_id)
+        assert (failed.status, failed.last_error) == ("failed", "server_error: OperationalError")
+        assert await parts.catalog.in_progress() == []  # nothing left to resume forever
+    finally:
+        await parts.ingestor.close()
+        await parts.catalog.close()
