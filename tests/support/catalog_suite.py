@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -315,3 +316,23 @@ class CatalogSuite:
             (A, "vs_1", "file-1"), (B, "vs_2", "file-3")
         ]  # fmt: skip
         assert all(r.status == "in_progress" for r in pending)
+
+    async def test_only_the_current_attach_writes_its_ingestion(self, catalog: Catalog) -> None:
+        await make_store(catalog, A, "vs_1")
+        q = unit(16)
+        await add_file(catalog, A, "vs_1", "file-1", np.stack([near(q, 0.9, 1)]), status="in_progress")
+        second = StoreFileRecord(store_id="vs_1", file_id="file-1", tenant=A, status="in_progress", created_at=1,
+                                 attributes={"v": 2}, attach_id="att_2")  # fmt: skip
+        await catalog.put_store_file(second)  # attached again: the older job's writes are refused
+        assert await catalog.add_chunks(A, "vs_1", "file-1", chunks(2, "old"), np.stack([unit(2), unit(3)]),
+                                        attach_id="att_1") is False  # fmt: skip
+        assert await catalog.finish_store_file(A, "vs_1", "file-1", "att_1", "completed") is False
+        assert await catalog.get_store_file(A, "vs_1", "file-1") == second
+        assert await catalog.add_chunks(A, "vs_1", "file-1", chunks(1, "new"), np.stack([q]), attach_id="att_2")
+        assert await catalog.finish_store_file(A, "vs_1", "file-1", "att_2", "completed", usage_bytes=7) is True
+        done = await catalog.get_store_file(A, "vs_1", "file-1")
+        assert done == msgspec.structs.replace(second, status="completed", usage_bytes=7)
+        assert [(h.text, h.attributes) for h in await catalog.search(A, ["vs_1"], q, 5)] == [("new chunk 0", {"v": 2})]
+        # Written once: a finished (or cancelled) file is not finished again.
+        assert await catalog.finish_store_file(A, "vs_1", "file-1", "att_2", "failed", last_error="x") is False
+        assert await catalog.finish_store_file(B, "vs_1", "file-1", "att_2", "completed") is False

@@ -22,7 +22,10 @@ every chunk the file had in the store, so a file whose chunks were partly writte
 does not fit the queue is marked failed (`interrupted`).
 
 A file detached (or its store deleted) while it was being ingested: its chunks are dropped, and
-no status is written back.
+no status is written back. Each attach gives the store file a new `attach_id`, which its job
+carries: the job writes chunks and the final status only while the row still has that id and is
+`in_progress` (`add_chunks(attach_id=)`, `finish_store_file`), so a detach and re-attach, or a
+cancel and re-attach, during an ingestion is never overwritten by the older job.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from typing import Any, Protocol
 import msgspec
 import numpy as np
 
-from ..errors import BadRequest, Overloaded, Unavailable
+from ..errors import BadRequest, NotFound, Overloaded, Unavailable
 from ..lifecycle import Background
 from ..security.roles import class_rank
 from .chunking import ChunkingStrategy
@@ -73,6 +76,7 @@ class Job:
     file_id: str
     store_class: str  # the store's data class: findings above it fail the file
     chunking: ChunkingStrategy
+    attach_id: str = ""  # the store file's attach this job ingests (StoreFileRecord.attach_id)
 
 
 class FileFailed(Exception):
@@ -143,11 +147,11 @@ class Ingestor:
         """Queue `pending` (store files left in_progress by an earlier process), then run."""
         if pending:
             log.info("ingestion: resuming %d file(s) left in_progress", len(pending))
-        for job, record in pending:
+        for job, _ in pending:
             try:
                 self.submit(job)
             except Overloaded:
-                await self._write(record, "failed", "interrupted")
+                await self._finish(job, "failed", "interrupted")
         for loop in self._loops:
             loop.start()
 
@@ -179,36 +183,30 @@ class Ingestor:
 
     async def _one(self, job: Job) -> None:
         record = await self._catalog.get_store_file(job.tenant, job.store_id, job.file_id)
-        if record is None or record.status != "in_progress":
-            return  # detached meanwhile, or already done
+        if record is None or record.status != "in_progress" or record.attach_id != job.attach_id:
+            return  # detached meanwhile, already done, or attached again (that attach's job ingests it)
         try:
-            await self._ingest(job, record)
+            await self._ingest(job)
         except FileFailed as exc:
-            await self._fail(job, record, str(exc))
+            await self._finish(job, "failed", str(exc))
         except Exception as exc:  # anything else one file raises fails that file, named by type only
             log.error("ingestion of %s failed: %s", job.file_id, type(exc).__name__)
-            await self._fail(job, record, f"server_error: {type(exc).__name__}")
+            await self._finish(job, "failed", f"server_error: {type(exc).__name__}")
 
-    async def _ingest(self, job: Job, record: StoreFileRecord) -> None:
+    async def _ingest(self, job: Job) -> None:
         """Everything after the first look-up, the catalog's writes included: what raises here
         fails the file (it is never left in_progress)."""
         chunks, vectors = await self._prepare(job)
-        if chunks:
-            await self._catalog.add_chunks(job.tenant, job.store_id, job.file_id, chunks, vectors)
-        now = await self._catalog.get_store_file(job.tenant, job.store_id, job.file_id)
-        if now is None:
-            await self._catalog.delete_store_file(job.tenant, job.store_id, job.file_id)  # detached meanwhile
-            return
-        if now.status != "in_progress":
-            return  # cancelled meanwhile: it stays so, and its chunks are never searched
+        try:
+            written = not chunks or await self._catalog.add_chunks(
+                job.tenant, job.store_id, job.file_id, chunks, vectors, attach_id=job.attach_id
+            )
+        except NotFound:
+            return  # detached meanwhile: nothing of it is written
+        if not written:
+            return  # attached again meanwhile: that attach's job writes its chunks and status
         usage = sum(len(c.text.encode()) + 4 * vectors.shape[1] for c in chunks) if chunks else 0
-        await self._finish(job, msgspec.structs.replace(record, usage_bytes=usage), "completed", None, len(chunks))
-
-    async def _fail(self, job: Job, record: StoreFileRecord, error: str) -> None:
-        """Mark the file failed, unless it was detached or cancelled meanwhile."""
-        now = await self._catalog.get_store_file(job.tenant, job.store_id, job.file_id)
-        if now is not None and now.status == "in_progress":
-            await self._finish(job, record, "failed", error)
+        await self._finish(job, "completed", None, usage, len(chunks))
 
     async def _prepare(self, job: Job) -> tuple[list[Chunk], Any]:
         meta = await self._catalog.get_file(job.tenant, job.file_id)
@@ -241,14 +239,12 @@ class Ingestor:
             raise FileFailed(f"data_class_exceeded: {screened.data_class}")
         return [msgspec.structs.replace(c, text=t) for c, t in zip(chunks, screened.texts, strict=True)]
 
-    async def _finish(
-        self, job: Job, record: StoreFileRecord, status: FileStatus, error: str | None, chunks: int = 0
-    ) -> None:
-        await self._write(record, status, error)
-        if self._metrics is not None:
+    async def _finish(self, job: Job, status: FileStatus, error: str | None, usage: int = 0, chunks: int = 0) -> None:
+        """The job's status, written only while the store file is still this attach's and
+        in_progress (a cancel, a detach or a re-attach meanwhile wins), with the row's own
+        attributes and chunking."""
+        done = await self._catalog.finish_store_file(
+            job.tenant, job.store_id, job.file_id, job.attach_id, status, last_error=error, usage_bytes=usage
+        )
+        if done and self._metrics is not None:
             self._metrics.file_ingested(status, error, chunks)
-
-    async def _write(self, record: StoreFileRecord, status: FileStatus, error: str | None) -> StoreFileRecord:
-        done = msgspec.structs.replace(record, status=status, last_error=error)
-        await self._catalog.put_store_file(done)
-        return done

@@ -78,6 +78,7 @@ CREATE TABLE IF NOT EXISTS {s}.store_files (
   tenant text NOT NULL, status text NOT NULL, created_at bigint NOT NULL, attributes jsonb NOT NULL,
   chunking jsonb NOT NULL, usage_bytes bigint NOT NULL, last_error text, chunks integer NOT NULL DEFAULT 0,
   PRIMARY KEY (store_id, file_id));
+ALTER TABLE {s}.store_files ADD COLUMN IF NOT EXISTS attach_id text NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS store_files_by_file ON {s}.store_files (file_id);
 CREATE TABLE IF NOT EXISTS {s}.chunks (
   store_id text NOT NULL, file_id text NOT NULL, idx integer NOT NULL, text text NOT NULL,
@@ -89,7 +90,9 @@ CREATE INDEX IF NOT EXISTS chunks_embedding ON {s}.chunks
 
 _FILE_COLUMNS = "id, tenant, filename, purpose, bytes, created_at"
 _STORE_COLUMNS = "id, tenant, name, data_class, created_at, metadata, last_active_at"
-_STORE_FILE_COLUMNS = "store_id, file_id, tenant, status, created_at, attributes, chunking, usage_bytes, last_error"
+_STORE_FILE_COLUMNS = (
+    "store_id, file_id, tenant, status, created_at, attributes, chunking, usage_bytes, last_error, attach_id"
+)
 
 
 def _encode_vector(value: Any) -> bytes:
@@ -269,12 +272,13 @@ class PgCatalog:
                 raise NotFound("vector store or file not found")
             status = await conn.execute(
                 f"INSERT INTO {self._s}.store_files ({_STORE_FILE_COLUMNS}) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
                 "ON CONFLICT (store_id, file_id) DO UPDATE SET status = excluded.status, "
                 "attributes = excluded.attributes, chunking = excluded.chunking, usage_bytes = excluded.usage_bytes, "
-                f"last_error = excluded.last_error WHERE {self._s}.store_files.tenant = excluded.tenant",
+                "last_error = excluded.last_error, attach_id = excluded.attach_id "
+                f"WHERE {self._s}.store_files.tenant = excluded.tenant",
                 r.store_id, r.file_id, r.tenant, r.status, r.created_at, r.attributes, r.chunking, r.usage_bytes,
-                r.last_error,
+                r.last_error, r.attach_id,
             )  # fmt: skip
             if status.endswith(" 0"):
                 raise NotFound("vector store not found")
@@ -310,6 +314,17 @@ class PgCatalog:
         )
         return [StoreFileRecord(**dict(row)) for row in rows]
 
+    async def finish_store_file(
+        self, tenant: str, store_id: str, file_id: str, attach_id: str, status: FileStatus, *,
+        last_error: str | None = None, usage_bytes: int = 0,
+    ) -> bool:  # fmt: skip
+        done = await self._db.execute(
+            f"UPDATE {self._s}.store_files SET status = $1, last_error = $2, usage_bytes = $3 WHERE store_id = $4 "
+            "AND file_id = $5 AND tenant = $6 AND attach_id = $7 AND status = 'in_progress'",
+            status, last_error, usage_bytes, store_id, file_id, tenant, attach_id,
+        )  # fmt: skip
+        return bool(done != "UPDATE 0")
+
     async def file_counts(self, tenant: str, store_id: str) -> FileCounts:
         rows = await self._db.fetch(
             f"SELECT status, count(*) AS n FROM {self._s}.store_files WHERE tenant = $1 AND store_id = $2 "
@@ -321,18 +336,22 @@ class PgCatalog:
     # Chunks
 
     async def add_chunks(
-        self, tenant: str, store_id: str, file_id: str, chunks: Sequence[Chunk], vectors: NDArray[Any]
-    ) -> None:
+        self, tenant: str, store_id: str, file_id: str, chunks: Sequence[Chunk], vectors: NDArray[Any],
+        attach_id: str | None = None,
+    ) -> bool:  # fmt: skip
         rows = chunk_rows(len(chunks), vectors, self._dimensions)
         if not chunks:
-            return
+            return True
         async with self._db.acquire() as conn, conn.transaction():
-            link = await conn.fetchval(
-                f"SELECT 1 FROM {self._s}.store_files WHERE store_id = $1 AND file_id = $2 AND tenant = $3 FOR UPDATE",
+            link = await conn.fetchrow(
+                f"SELECT attach_id FROM {self._s}.store_files WHERE store_id = $1 AND file_id = $2 AND tenant = $3 "
+                "FOR UPDATE",
                 store_id, file_id, tenant,
             )  # fmt: skip
             if link is None:
                 raise NotFound("file not found in vector store")
+            if attach_id is not None and link["attach_id"] != attach_id:
+                return False  # attached again since: that ingestion writes its own
             await conn.execute(
                 f"DELETE FROM {self._s}.chunks WHERE store_id = $1 AND file_id = $2", store_id, file_id
             )  # the file's earlier ingestion, whatever its number of chunks
@@ -346,6 +365,7 @@ class PgCatalog:
                 "WHERE store_id = $1 AND file_id = $2) WHERE store_id = $1 AND file_id = $2",
                 store_id, file_id,
             )  # fmt: skip
+        return True
 
     async def search(
         self, tenant: str, store_ids: Sequence[str], vector: NDArray[Any], k: int, *,

@@ -230,8 +230,9 @@ class VectorStores:
         record = StoreFileRecord(
             store_id=store_id, file_id=file_id, tenant=who.tenant, status="in_progress", created_at=self._now(),
             attributes=attributes, chunking={**chunking.echo(), **({BATCH_KEY: batch} if batch else {})},
+            attach_id=new_id("att_"),
         )  # fmt: skip
-        job = Job(who.tenant, store_id, file_id, store.data_class, chunking)
+        job = Job(who.tenant, store_id, file_id, store.data_class, chunking, record.attach_id)
         await self.catalog.put_store_file(record)
         try:
             self.ingestor.submit(job)  # room_for said yes, but another attach may have come between
@@ -308,7 +309,8 @@ class VectorStores:
                 continue
             echoed = chunking_echo(record)
             chunking = parse_strategy(echoed) if echoed else self.default_chunking
-            out.append((Job(record.tenant, record.store_id, record.file_id, store.data_class, chunking), record))
+            job = Job(record.tenant, record.store_id, record.file_id, store.data_class, chunking, record.attach_id)
+            out.append((job, record))
         return out
 
     # -- search ---------------------------------------------------------------------------------

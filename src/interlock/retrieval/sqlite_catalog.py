@@ -91,13 +91,17 @@ CREATE INDEX IF NOT EXISTS stores_by_tenant ON stores (tenant, created_at, id);
 CREATE TABLE IF NOT EXISTS store_files (
   store_id TEXT NOT NULL, file_id TEXT NOT NULL, tenant TEXT NOT NULL, status TEXT NOT NULL,
   created_at INTEGER NOT NULL, attributes TEXT NOT NULL, chunking TEXT NOT NULL,
-  usage_bytes INTEGER NOT NULL, last_error TEXT, PRIMARY KEY (store_id, file_id));
+  usage_bytes INTEGER NOT NULL, last_error TEXT, attach_id TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (store_id, file_id));
 CREATE INDEX IF NOT EXISTS store_files_by_file ON store_files (file_id);
 CREATE TABLE IF NOT EXISTS chunks (
   store_id TEXT NOT NULL, file_id TEXT NOT NULL, idx INTEGER NOT NULL, slot INTEGER NOT NULL,
   text TEXT NOT NULL, tokens INTEGER NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (store_id, file_id, idx));
 CREATE UNIQUE INDEX IF NOT EXISTS chunks_by_slot ON chunks (store_id, slot);
 """
+
+
+_ADDED_COLUMNS = (("attach_id", "TEXT NOT NULL DEFAULT ''"),)
 
 
 def _json(value: object) -> str:
@@ -157,6 +161,10 @@ class SqliteCatalog:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
+        have = {row[1] for row in db.execute("PRAGMA table_info(store_files)")}
+        for name, declaration in _ADDED_COLUMNS:  # a catalog made before these columns
+            if name not in have:
+                db.execute(f"ALTER TABLE store_files ADD COLUMN {name} {declaration}")
         self._db = db
 
     def _shutdown(self) -> None:
@@ -339,12 +347,13 @@ class SqliteCatalog:
             self._owned_store(db, r.tenant, r.store_id, r.file_id)
             done = db.execute(
                 "INSERT INTO store_files (store_id, file_id, tenant, status, created_at, attributes, chunking, "
-                "usage_bytes, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store_id, file_id) DO UPDATE "
+                "usage_bytes, last_error, attach_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (store_id, file_id) DO UPDATE "
                 "SET status = excluded.status, attributes = excluded.attributes, chunking = excluded.chunking, "
-                "usage_bytes = excluded.usage_bytes, last_error = excluded.last_error "
+                "usage_bytes = excluded.usage_bytes, last_error = excluded.last_error, attach_id = excluded.attach_id "
                 "WHERE store_files.tenant = excluded.tenant",
                 (r.store_id, r.file_id, r.tenant, r.status, r.created_at, _json(r.attributes), _json(r.chunking),
-                 r.usage_bytes, r.last_error),
+                 r.usage_bytes, r.last_error, r.attach_id),
             )  # fmt: skip
             if done.rowcount == 0:
                 raise NotFound("vector store not found")
@@ -403,6 +412,30 @@ class SqliteCatalog:
         )
         return [_store_file(row) for row in rows]
 
+    async def finish_store_file(
+        self, tenant: str, store_id: str, file_id: str, attach_id: str, status: FileStatus, *,
+        last_error: str | None = None, usage_bytes: int = 0,
+    ) -> bool:  # fmt: skip
+        return await self._run(self._finish_store_file, tenant, store_id, file_id, attach_id, status, last_error,
+                               usage_bytes)  # fmt: skip
+
+    def _finish_store_file(
+        self, tenant: str, store_id: str, file_id: str, attach_id: str, status: FileStatus, error: str | None,
+        usage: int,
+    ) -> bool:  # fmt: skip
+        with self._transaction() as db:
+            rows = db.execute(
+                "UPDATE store_files SET status = ?, last_error = ?, usage_bytes = ? WHERE store_id = ? AND file_id = ? "
+                "AND tenant = ? AND attach_id = ? AND status = 'in_progress' RETURNING attributes",
+                (status, error, usage, store_id, file_id, tenant, attach_id),
+            ).fetchall()
+            if not rows:
+                return False
+            version = self._bump(db, store_id)
+        completed, attributes = status == "completed", orjson.loads(rows[0][0])
+        self._apply(store_id, version, lambda index: index.set_file(file_id, completed, attributes))
+        return True
+
     async def file_counts(self, tenant: str, store_id: str) -> FileCounts:
         rows = await self._run(
             lambda: self._conn.execute(
@@ -415,22 +448,28 @@ class SqliteCatalog:
     # Chunks
 
     async def add_chunks(
-        self, tenant: str, store_id: str, file_id: str, chunks: Sequence[Chunk], vectors: NDArray[Any]
-    ) -> None:
+        self, tenant: str, store_id: str, file_id: str, chunks: Sequence[Chunk], vectors: NDArray[Any],
+        attach_id: str | None = None,
+    ) -> bool:  # fmt: skip
         rows = chunk_rows(len(chunks), vectors, self._dimensions)
-        if chunks:
-            await self._run(self._add_chunks, tenant, store_id, file_id, list(chunks), rows)
+        if not chunks:
+            return True
+        return await self._run(self._add_chunks, tenant, store_id, file_id, list(chunks), rows, attach_id)
 
     def _add_chunks(
-        self, tenant: str, store_id: str, file_id: str, chunks: list[Chunk], rows: NDArray[np.float32]
-    ) -> None:
+        self, tenant: str, store_id: str, file_id: str, chunks: list[Chunk], rows: NDArray[np.float32],
+        attach_id: str | None,
+    ) -> bool:  # fmt: skip
         with self._transaction() as db:
             link = db.execute(
-                "SELECT status, attributes FROM store_files WHERE store_id = ? AND file_id = ? AND tenant = ?",
+                "SELECT status, attributes, attach_id FROM store_files "
+                "WHERE store_id = ? AND file_id = ? AND tenant = ?",
                 (store_id, file_id, tenant),
             ).fetchone()
             if link is None:
                 raise NotFound("file not found in vector store")
+            if attach_id is not None and link[2] != attach_id:
+                return False  # attached again since: that ingestion writes its own
             index = self._index(store_id)  # as of the version this transaction sees
             indexes = [c.index for c in chunks]
             replaced = index.file_slots(file_id)  # every chunk of the file's earlier ingestion
@@ -455,6 +494,7 @@ class SqliteCatalog:
             index.put(slots, file_id, indexes, rows)
 
         self._apply(store_id, version, put)
+        return True
 
     async def search(
         self, tenant: str, store_ids: Sequence[str], vector: NDArray[Any], k: int, *,
@@ -559,7 +599,9 @@ class SqliteCatalog:
 
 
 _STORE_COLUMNS = "id, tenant, name, data_class, created_at, metadata, last_active_at"
-_STORE_FILE_COLUMNS = "store_id, file_id, tenant, status, created_at, attributes, chunking, usage_bytes, last_error"
+_STORE_FILE_COLUMNS = (
+    "store_id, file_id, tenant, status, created_at, attributes, chunking, usage_bytes, last_error, attach_id"
+)
 
 
 def _file(row: Any) -> FileRecord:
@@ -574,7 +616,7 @@ def _store(row: Any) -> StoreRecord:
 def _store_file(row: Any) -> StoreFileRecord:
     return StoreFileRecord(store_id=row[0], file_id=row[1], tenant=row[2], status=row[3], created_at=row[4],
                            attributes=orjson.loads(row[5]), chunking=orjson.loads(row[6]), usage_bytes=row[7],
-                           last_error=row[8])  # fmt: skip
+                           last_error=row[8], attach_id=row[9])  # fmt: skip
 
 
 def _write_atomically(path: Path, content: bytes) -> None:

@@ -52,6 +52,9 @@ class StoreFileRecord(msgspec.Struct, frozen=True, kw_only=True):
     chunking: dict[str, Any] = {}  # the chunking_strategy as OpenAI echoes it
     usage_bytes: int = 0
     last_error: str | None = None  # a reason for `failed` (never document text)
+    # Which attach this row is: each attach gives a new one, and its ingestion writes the row only
+    # while the row still has it (a detach and re-attach, or a cancel, meanwhile wins).
+    attach_id: str = ""
 
 
 class FileCounts(msgspec.Struct, frozen=True, kw_only=True):
@@ -135,6 +138,15 @@ class Catalog(Protocol):
         """The link and the file's chunks in this store."""
         ...
 
+    async def finish_store_file(
+        self, tenant: str, store_id: str, file_id: str, attach_id: str, status: FileStatus, *,
+        last_error: str | None = None, usage_bytes: int = 0,
+    ) -> bool:  # fmt: skip
+        """Ingestion's last write: the store file's status (and reason, usage) set only if it is
+        still `in_progress` under `attach_id`, in one statement; its other fields stay as the
+        row has them. False (nothing written) when it was detached, cancelled or attached again."""
+        ...
+
     async def file_counts(self, tenant: str, store_id: str) -> FileCounts: ...
 
     async def in_progress(self) -> list[StoreFileRecord]:
@@ -143,9 +155,11 @@ class Catalog(Protocol):
 
     # Chunks
     async def add_chunks(
-        self, tenant: str, store_id: str, file_id: str, chunks: Sequence[Chunk], vectors: NDArray[Any]
-    ) -> None:
-        """`vectors`: float32 unit rows, one per chunk, in order. Replaces, in one transaction,
+        self, tenant: str, store_id: str, file_id: str, chunks: Sequence[Chunk], vectors: NDArray[Any],
+        attach_id: str | None = None,
+    ) -> bool:  # fmt: skip
+        """`vectors`: float32 unit rows, one per chunk, in order. With `attach_id`, nothing is
+        written (False) unless the store file is still that attach. Replaces, in one transaction,
         every chunk the file had in the store (a retried ingestion does not duplicate them, and a
         re-attach that makes fewer chunks leaves none of the earlier ones)."""
         ...

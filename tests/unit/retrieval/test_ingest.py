@@ -5,14 +5,16 @@ in_progress by a process that stopped are resumed by the next."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from interlock.errors import BadRequest, Overloaded
-from interlock.retrieval.chunking import AUTO, Chunker
+from interlock.retrieval.chunking import AUTO, Chunker, parse_strategy
 from interlock.retrieval.extract import extract_text
 from interlock.retrieval.ingest import Ingestor
 from interlock.retrieval.sealed import Sealed
@@ -245,5 +247,52 @@ async def test_a_catalog_error_after_preparing_fails_the_file_by_its_type(tmp_pa
         assert (failed.status, failed.last_error) == ("failed", "server_error: OperationalError")
         assert await parts.catalog.in_progress() == []  # nothing left to resume forever
     finally:
+        await parts.ingestor.close()
+        await parts.catalog.close()
+
+
+@pytest.mark.parametrize("how", ["detach", "cancel"])
+async def test_a_reattach_during_ingestion_wins_over_the_older_job(tmp_path: Path, how: str) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def extract(content: bytes, filename: str) -> str:
+        if not release.is_set():  # the first ingestion stops here until the file is attached again
+            started.set()
+            release.wait(10)
+        return content.decode()
+
+    parts = make_parts(tmp_path / "v")
+    parts.ingestor = Ingestor(parts.catalog, Sealed(b"s" * 32), extract, Chunker().split, minilm(), None)
+    parts.service = VectorStores(parts.catalog, parts.ingestor, minilm(), Sealed(b"s" * 32), AUTO)
+    await parts.catalog.start()
+    await parts.ingestor.start()
+    try:
+        store = await parts.service.create_store(USER, "docs", {}, None)
+        text = " ".join(["refunds"] * 300)
+        file_id = (await parts.service.upload(USER, "long.txt", "assistants", text.encode())).id
+        if how == "detach":
+            await parts.service.attach(USER, store.id, file_id, {"v": 1}, None)
+        else:
+            await parts.service.create_batch(USER, store.id, [(file_id, {"v": 1}, None)])
+        assert await asyncio.to_thread(started.wait, 10)
+        if how == "detach":
+            await parts.service.detach(USER, store.id, file_id)
+        else:
+            [record] = await parts.service.store_files(USER, store.id, None, 10, None, "asc")
+            await parts.service.cancel_batch(USER, store.id, str(record.chunking["batch_id"]))
+        small = parse_strategy({"type": "static", "static": {"max_chunk_size_tokens": 400, "chunk_overlap_tokens": 0}})
+        await parts.service.attach(USER, store.id, file_id, {"v": 2}, small)
+        release.set()
+        await parts.ingestor.drained()
+        done = await parts.service.store_file(USER, store.id, file_id)
+        assert (done.status, done.attributes) == ("completed", {"v": 2})
+        assert done.chunking["static"]["max_chunk_size_tokens"] == 400
+        _, hits = await parts.service.search(USER, [store.id], ["refunds"], 50)
+        made = Chunker().split(text, small)
+        assert 1 < len(made) < len(Chunker().split(text, AUTO))  # the second chunking makes fewer chunks
+        assert sorted(h.chunk_index for h in hits) == [c.index for c in made]
+        assert all(h.attributes == {"v": 2} for h in hits)
+    finally:
+        release.set()
         await parts.ingestor.close()
         await parts.catalog.close()
