@@ -336,3 +336,25 @@ class CatalogSuite:
         # Written once: a finished (or cancelled) file is not finished again.
         assert await catalog.finish_store_file(A, "vs_1", "file-1", "att_2", "failed", last_error="x") is False
         assert await catalog.finish_store_file(B, "vs_1", "file-1", "att_2", "completed") is False
+
+    async def test_batches_are_found_by_id(self, catalog: Catalog) -> None:
+        await make_store(catalog, A, "vs_1")
+        for i in range(4):
+            await add_file(catalog, A, "vs_1", f"file-{i}", np.stack([unit(i)]), created_at=10 - i)
+        for file_id in ("file-0", "file-2", "file-2"):  # twice: once in the batch
+            await catalog.join_batch(A, "vs_1", "vsfb_1", file_id)
+        await catalog.join_batch(A, "vs_1", "vsfb_2", "file-2")  # a file may be in several batches
+        assert [f.file_id for f in await catalog.batch_files(A, "vs_1", "vsfb_1")] == ["file-2", "file-0"]
+        assert [f.file_id for f in await catalog.batch_files(A, "vs_1", "vsfb_2")] == ["file-2"]
+        assert await catalog.batch_files(B, "vs_1", "vsfb_1") == []
+        assert await catalog.batch_files(A, "vs_1", "vsfb_none") == []
+        with pytest.raises(NotFound):
+            await catalog.join_batch(B, "vs_1", "vsfb_1", "file-1")
+        with pytest.raises(NotFound):
+            await catalog.join_batch(A, "vs_1", "vsfb_1", "file-none")
+        await catalog.delete_store_file(A, "vs_1", "file-2")
+        await add_file(catalog, A, "vs_1", "file-2", np.stack([unit(2)]))  # attached again, outside the batch
+        assert [f.file_id for f in await catalog.batch_files(A, "vs_1", "vsfb_1")] == ["file-0"]
+        assert await catalog.batch_files(A, "vs_1", "vsfb_2") == []
+        await catalog.delete_store(A, "vs_1")
+        assert await catalog.batch_files(A, "vs_1", "vsfb_1") == []

@@ -84,6 +84,10 @@ CREATE TABLE IF NOT EXISTS {s}.chunks (
   store_id text NOT NULL, file_id text NOT NULL, idx integer NOT NULL, text text NOT NULL,
   tokens integer NOT NULL, embedding vector({dim}) NOT NULL, PRIMARY KEY (store_id, file_id, idx),
   FOREIGN KEY (store_id, file_id) REFERENCES {s}.store_files (store_id, file_id) ON DELETE CASCADE);
+CREATE TABLE IF NOT EXISTS {s}.batch_files (
+  store_id text NOT NULL, batch_id text NOT NULL, file_id text NOT NULL, PRIMARY KEY (store_id, batch_id, file_id),
+  FOREIGN KEY (store_id, file_id) REFERENCES {s}.store_files (store_id, file_id) ON DELETE CASCADE);
+CREATE INDEX IF NOT EXISTS batch_files_by_file ON {s}.batch_files (store_id, file_id);
 CREATE INDEX IF NOT EXISTS chunks_embedding ON {s}.chunks
   USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64);
 """
@@ -143,7 +147,14 @@ class PgCatalog:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
                 await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                upgrade = await conn.fetchval("SELECT to_regclass($1) IS NULL", f"{self._s}.batch_files")
                 await conn.execute(_DDL.format(s=self._s, dim=self._dimensions))
+                if upgrade:  # batches were once kept only in the store file's chunking (under "batch_id")
+                    await conn.execute(
+                        f"INSERT INTO {self._s}.batch_files (store_id, batch_id, file_id) SELECT store_id, "
+                        f"chunking->>'batch_id', file_id FROM {self._s}.store_files WHERE chunking ? 'batch_id' "
+                        "ON CONFLICT DO NOTHING"
+                    )
                 version = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
         finally:
             await conn.close()
@@ -324,6 +335,30 @@ class PgCatalog:
             status, last_error, usage_bytes, store_id, file_id, tenant, attach_id,
         )  # fmt: skip
         return bool(done != "UPDATE 0")
+
+    async def join_batch(self, tenant: str, store_id: str, batch_id: str, file_id: str) -> None:
+        async with self._db.acquire() as conn, conn.transaction():
+            link = await conn.fetchval(
+                f"SELECT 1 FROM {self._s}.store_files WHERE store_id = $1 AND file_id = $2 AND tenant = $3",
+                store_id, file_id, tenant,
+            )  # fmt: skip
+            if link is None:
+                raise NotFound("file not found in vector store")
+            await conn.execute(
+                f"INSERT INTO {self._s}.batch_files (store_id, batch_id, file_id) VALUES ($1, $2, $3) "
+                "ON CONFLICT DO NOTHING",
+                store_id, batch_id, file_id,
+            )  # fmt: skip
+
+    async def batch_files(self, tenant: str, store_id: str, batch_id: str) -> list[StoreFileRecord]:
+        columns = ", ".join(f"sf.{c.strip()}" for c in _STORE_FILE_COLUMNS.split(","))
+        rows = await self._db.fetch(
+            f"SELECT {columns} FROM {self._s}.batch_files b JOIN {self._s}.store_files sf "
+            "ON sf.store_id = b.store_id AND sf.file_id = b.file_id "
+            "WHERE b.store_id = $1 AND b.batch_id = $2 AND sf.tenant = $3 ORDER BY sf.created_at, sf.file_id",
+            store_id, batch_id, tenant,
+        )  # fmt: skip
+        return [StoreFileRecord(**dict(row)) for row in rows]
 
     async def file_counts(self, tenant: str, store_id: str) -> FileCounts:
         rows = await self._db.fetch(

@@ -34,7 +34,6 @@ from .sealed import Seal
 from .types import Catalog, FileCounts, FileRecord, Hit, StoreFileRecord, StoreRecord
 
 Order = Literal["asc", "desc"]
-MAX_BATCH_SCAN = 10_000  # store files a batch's look-up reads
 
 
 class Auditor(Protocol):
@@ -53,11 +52,11 @@ class Recall(Protocol):
     async def recall(self, scope: str, tokens: Sequence[str]) -> dict[str, str]: ...
 
 
-BATCH_KEY = "batch_id"  # a store file's batch, kept beside its chunking strategy (not echoed)
+BATCH_KEY = "batch_id"  # where catalogs before `Catalog.batch_files` kept a store file's batch (not echoed)
 
 
 def chunking_echo(record: StoreFileRecord) -> dict[str, Any]:
-    """A store file's chunking strategy as OpenAI echoes it (without the batch it came in)."""
+    """A store file's chunking strategy as OpenAI echoes it (without a batch an older catalog kept there)."""
     return {k: v for k, v in record.chunking.items() if k != BATCH_KEY}
 
 
@@ -218,18 +217,21 @@ class VectorStores:
         batch: str | None = None,
     ) -> StoreFileRecord:
         """Link the file and queue its ingestion; a full queue refuses it (503) and leaves the
-        link as it was (none, or the earlier one). A file being ingested is not queued twice; a
-        file attached before is ingested again with these attributes and chunking."""
+        link as it was (none, or the earlier one). A file being ingested is not queued twice (it
+        joins `batch` as it is); a file attached before is ingested again with these attributes
+        and chunking."""
         store = await self.readable(who, store_id)
         await self.file(who, file_id)
         earlier = await self.catalog.get_store_file(who.tenant, store_id, file_id)
         if earlier is not None and earlier.status == "in_progress":
+            if batch is not None:
+                await self.catalog.join_batch(who.tenant, store_id, batch, file_id)
             return earlier
         self.ingestor.room_for(1)
         chunking = chunking or self.default_chunking
         record = StoreFileRecord(
             store_id=store_id, file_id=file_id, tenant=who.tenant, status="in_progress", created_at=self._now(),
-            attributes=attributes, chunking={**chunking.echo(), **({BATCH_KEY: batch} if batch else {})},
+            attributes=attributes, chunking=chunking.echo(),
             attach_id=new_id("att_"),
         )  # fmt: skip
         job = Job(who.tenant, store_id, file_id, store.data_class, chunking, record.attach_id)
@@ -242,6 +244,8 @@ class VectorStores:
             else:
                 await self.catalog.delete_store_file(who.tenant, store_id, file_id)
             raise
+        if batch is not None:
+            await self.catalog.join_batch(who.tenant, store_id, batch, file_id)
         self._record(who, "store.file.attach", store_id=store_id, file_id=file_id)
         return record
 
@@ -283,8 +287,7 @@ class VectorStores:
 
     async def batch(self, who: Identity, store_id: str, batch_id: str) -> list[StoreFileRecord]:
         await self.store(who, store_id)
-        files = await self.catalog.list_store_files(who.tenant, store_id, limit=MAX_BATCH_SCAN, order="asc")
-        found = [f for f in files if f.chunking.get(BATCH_KEY) == batch_id]
+        found = await self.catalog.batch_files(who.tenant, store_id, batch_id)
         if not found:
             raise NotFound(f"No file batch found with id {_shown(batch_id)}", param="batch_id")
         return found

@@ -98,7 +98,16 @@ CREATE TABLE IF NOT EXISTS chunks (
   store_id TEXT NOT NULL, file_id TEXT NOT NULL, idx INTEGER NOT NULL, slot INTEGER NOT NULL,
   text TEXT NOT NULL, tokens INTEGER NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (store_id, file_id, idx));
 CREATE UNIQUE INDEX IF NOT EXISTS chunks_by_slot ON chunks (store_id, slot);
+CREATE TABLE IF NOT EXISTS batch_files (
+  store_id TEXT NOT NULL, batch_id TEXT NOT NULL, file_id TEXT NOT NULL, PRIMARY KEY (store_id, batch_id, file_id));
+CREATE INDEX IF NOT EXISTS batch_files_by_file ON batch_files (store_id, file_id);
 """
+# Batches were once kept only in the store file's chunking (under "batch_id"): copied at the upgrade.
+_BACKFILL_BATCHES = (
+    "INSERT OR IGNORE INTO batch_files (store_id, batch_id, file_id) SELECT store_id, "
+    "json_extract(chunking, '$.batch_id'), file_id FROM store_files "
+    "WHERE json_extract(chunking, '$.batch_id') IS NOT NULL"
+)
 
 
 _ADDED_COLUMNS = (("attach_id", "TEXT NOT NULL DEFAULT ''"),)
@@ -160,7 +169,10 @@ class SqliteCatalog:
         db = sqlite3.connect(self._dir / "catalog.sqlite3", isolation_level=None, timeout=30)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
+        upgrade = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'batch_files'").fetchone() is None
         db.executescript(_SCHEMA)
+        if upgrade:
+            db.execute(_BACKFILL_BATCHES)
         have = {row[1] for row in db.execute("PRAGMA table_info(store_files)")}
         for name, declaration in _ADDED_COLUMNS:  # a catalog made before these columns
             if name not in have:
@@ -281,6 +293,7 @@ class SqliteCatalog:
     def _unlink_file(self, db: sqlite3.Connection, store_id: str, file_id: str) -> int:
         """Inside a transaction: the file's link and chunks in one store; the store's new version."""
         db.execute("DELETE FROM chunks WHERE store_id = ? AND file_id = ?", (store_id, file_id))
+        db.execute("DELETE FROM batch_files WHERE store_id = ? AND file_id = ?", (store_id, file_id))
         db.execute("DELETE FROM store_files WHERE store_id = ? AND file_id = ?", (store_id, file_id))
         return self._bump(db, store_id)
 
@@ -329,6 +342,7 @@ class SqliteCatalog:
             if done.rowcount == 0:
                 return False
             db.execute("DELETE FROM chunks WHERE store_id = ?", (store_id,))
+            db.execute("DELETE FROM batch_files WHERE store_id = ?", (store_id,))
             db.execute("DELETE FROM store_files WHERE store_id = ?", (store_id,))
         self._indexes.pop(store_id, None)
         self._dirty.discard(store_id)
@@ -435,6 +449,35 @@ class SqliteCatalog:
         completed, attributes = status == "completed", orjson.loads(rows[0][0])
         self._apply(store_id, version, lambda index: index.set_file(file_id, completed, attributes))
         return True
+
+    async def join_batch(self, tenant: str, store_id: str, batch_id: str, file_id: str) -> None:
+        await self._run(self._join_batch, tenant, store_id, batch_id, file_id)
+
+    def _join_batch(self, tenant: str, store_id: str, batch_id: str, file_id: str) -> None:
+        done = self._conn.execute(
+            "INSERT OR IGNORE INTO batch_files (store_id, batch_id, file_id) SELECT store_id, ?, file_id "
+            "FROM store_files WHERE store_id = ? AND file_id = ? AND tenant = ?",
+            (batch_id, store_id, file_id, tenant),
+        )
+        if done.rowcount == 0 and self._get_link(tenant, store_id, file_id) is None:
+            raise NotFound("file not found in vector store")
+
+    def _get_link(self, tenant: str, store_id: str, file_id: str) -> Any:
+        return self._conn.execute(
+            "SELECT 1 FROM store_files WHERE store_id = ? AND file_id = ? AND tenant = ?", (store_id, file_id, tenant)
+        ).fetchone()
+
+    async def batch_files(self, tenant: str, store_id: str, batch_id: str) -> list[StoreFileRecord]:
+        columns = ", ".join(f"sf.{c.strip()}" for c in _STORE_FILE_COLUMNS.split(","))
+        rows = await self._run(
+            lambda: self._conn.execute(
+                f"SELECT {columns} FROM batch_files b JOIN store_files sf ON sf.store_id = b.store_id "
+                "AND sf.file_id = b.file_id WHERE b.store_id = ? AND b.batch_id = ? AND sf.tenant = ? "
+                "ORDER BY sf.created_at, sf.file_id",
+                (store_id, batch_id, tenant),
+            ).fetchall()
+        )
+        return [_store_file(row) for row in rows]
 
     async def file_counts(self, tenant: str, store_id: str) -> FileCounts:
         rows = await self._run(

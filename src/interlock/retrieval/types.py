@@ -149,6 +149,16 @@ class Catalog(Protocol):
 
     async def file_counts(self, tenant: str, store_id: str) -> FileCounts: ...
 
+    # File batches: which store files a batch attached (a file may be in several)
+    async def join_batch(self, tenant: str, store_id: str, batch_id: str, file_id: str) -> None:
+        """Record the store file as one of the batch's; NotFound when the tenant has no such link.
+        Detaching the file (or deleting its store) drops it from its batches."""
+        ...
+
+    async def batch_files(self, tenant: str, store_id: str, batch_id: str) -> list[StoreFileRecord]:
+        """The batch's store files, oldest first, found by the batch id (an index, not a scan)."""
+        ...
+
     async def in_progress(self) -> list[StoreFileRecord]:
         """Every tenant's store files in status in_progress (ingestion resumes them at start)."""
         ...

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from interlock.errors import BadRequest, Overloaded
+from interlock.errors import BadRequest, NotFound, Overloaded
 from interlock.retrieval.chunking import AUTO, Chunker, parse_strategy
 from interlock.retrieval.extract import extract_text
 from interlock.retrieval.ingest import Ingestor
@@ -23,7 +23,7 @@ from interlock.retrieval.sqlite_catalog import SqliteCatalog
 from interlock.security.dlp import Policy
 from interlock.security.roles import Identity
 from tests.support.embedder import minilm
-from tests.unit.retrieval.conftest import ADMIN, USER, Parts, make_parts
+from tests.unit.retrieval.conftest import ADMIN, OTHER, USER, Parts, make_parts
 
 DOC = b"Refunds are processed within five business days. Questions go to refunds.team@example.com."
 
@@ -270,16 +270,12 @@ async def test_a_reattach_during_ingestion_wins_over_the_older_job(tmp_path: Pat
         store = await parts.service.create_store(USER, "docs", {}, None)
         text = " ".join(["refunds"] * 300)
         file_id = (await parts.service.upload(USER, "long.txt", "assistants", text.encode())).id
-        if how == "detach":
-            await parts.service.attach(USER, store.id, file_id, {"v": 1}, None)
-        else:
-            await parts.service.create_batch(USER, store.id, [(file_id, {"v": 1}, None)])
+        batch_id, _ = await parts.service.create_batch(USER, store.id, [(file_id, {"v": 1}, None)])
         assert await asyncio.to_thread(started.wait, 10)
         if how == "detach":
             await parts.service.detach(USER, store.id, file_id)
         else:
-            [record] = await parts.service.store_files(USER, store.id, None, 10, None, "asc")
-            await parts.service.cancel_batch(USER, store.id, str(record.chunking["batch_id"]))
+            await parts.service.cancel_batch(USER, store.id, batch_id)
         small = parse_strategy({"type": "static", "static": {"max_chunk_size_tokens": 400, "chunk_overlap_tokens": 0}})
         await parts.service.attach(USER, store.id, file_id, {"v": 2}, small)
         release.set()
@@ -295,4 +291,25 @@ async def test_a_reattach_during_ingestion_wins_over_the_older_job(tmp_path: Pat
     finally:
         release.set()
         await parts.ingestor.close()
+        await parts.catalog.close()
+
+
+async def test_a_batch_of_files_already_being_ingested_is_found(tmp_path: Path) -> None:
+    parts = make_parts(tmp_path / "v")
+    await parts.catalog.start()  # no workers: attached files stay in_progress
+    try:
+        store = await parts.service.create_store(USER, "docs", {}, None)
+        busy = await attach(parts, store.id, "a.txt", DOC)
+        fresh = (await parts.service.upload(USER, "b.txt", "assistants", DOC)).id
+        only_busy, _ = await parts.service.create_batch(USER, store.id, [(busy, {}, None)])
+        both, _ = await parts.service.create_batch(USER, store.id, [(busy, {}, None), (fresh, {}, None)])
+        assert [f.file_id for f in await parts.service.batch(USER, store.id, only_busy)] == [busy]
+        assert sorted(f.file_id for f in await parts.service.batch(USER, store.id, both)) == sorted([busy, fresh])
+        assert parts.ingestor.queued == 2  # each file queued once
+        await parts.service.detach(USER, store.id, busy)
+        with pytest.raises(NotFound):
+            await parts.service.batch(USER, store.id, only_busy)
+        with pytest.raises(NotFound):
+            await parts.service.batch(OTHER, store.id, both)
+    finally:
         await parts.catalog.close()

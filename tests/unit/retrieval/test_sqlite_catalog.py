@@ -190,14 +190,15 @@ async def test_graphs_are_saved_once_the_interval_has_passed(tmp_path: Path) -> 
     assert after_close != saved
 
 
-async def test_a_catalog_made_before_the_attach_id_opens_with_its_rows(tmp_path: Path) -> None:
+async def test_a_catalog_made_before_attach_ids_and_batch_rows_opens_with_its_rows(tmp_path: Path) -> None:
     (tmp_path / "rag").mkdir()
     db = sqlite3.connect(tmp_path / "rag" / "catalog.sqlite3")
     db.executescript(
         "CREATE TABLE store_files (store_id TEXT NOT NULL, file_id TEXT NOT NULL, tenant TEXT NOT NULL, "
         "status TEXT NOT NULL, created_at INTEGER NOT NULL, attributes TEXT NOT NULL, chunking TEXT NOT NULL, "
         "usage_bytes INTEGER NOT NULL, last_error TEXT, PRIMARY KEY (store_id, file_id));"
-        "INSERT INTO store_files VALUES ('vs_1', 'file-1', 'tenant-a', 'in_progress', 1, '{}', '{}', 0, NULL);"
+        "INSERT INTO store_files VALUES ('vs_1', 'file-1', 'tenant-a', 'in_progress', 1, '{}', "
+        '\'{"type": "auto", "batch_id": "vsfb_old"}\', 0, NULL);'
     )
     db.commit()
     db.close()
@@ -206,5 +207,6 @@ async def test_a_catalog_made_before_the_attach_id_opens_with_its_rows(tmp_path:
     try:
         [record] = await catalog.in_progress()
         assert (record.file_id, record.attach_id) == ("file-1", "")
+        assert [f.file_id for f in await catalog.batch_files("tenant-a", "vs_1", "vsfb_old")] == ["file-1"]
     finally:
         await catalog.close()
