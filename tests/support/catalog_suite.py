@@ -358,3 +358,23 @@ class CatalogSuite:
         assert await catalog.batch_files(A, "vs_1", "vsfb_2") == []
         await catalog.delete_store(A, "vs_1")
         assert await catalog.batch_files(A, "vs_1", "vsfb_1") == []
+
+    async def test_leases(self, catalog: Catalog) -> None:
+        await make_store(catalog, A, "vs_1")
+        await add_file(catalog, A, "vs_1", "file-1", np.stack([unit(1)]), status="in_progress")
+        live = StoreFileRecord(store_id="vs_1", file_id="file-1", tenant=A, status="in_progress", created_at=1,
+                               attach_id="att_1", lease_owner="p1", lease_until=100.0)  # fmt: skip
+        await catalog.put_store_file(live)
+        assert await catalog.in_progress(50.0) == []  # held by a live process
+        assert await catalog.claim_store_file(A, "vs_1", "file-1", "att_1", "p2", 50.0, 110.0) is False
+        await catalog.renew_leases("p1", 200.0)
+        assert await catalog.in_progress(150.0) == []
+        assert [r.lease_until for r in await catalog.in_progress(250.0)] == [200.0]
+        assert (
+            await catalog.claim_store_file(A, "vs_1", "file-1", "att_0", "p2", 250.0, 310.0) is False
+        )  # another attach
+        assert await catalog.claim_store_file(A, "vs_1", "file-1", "att_1", "p2", 250.0, 310.0) is True
+        assert await catalog.claim_store_file(A, "vs_1", "file-1", "att_1", "p3", 250.0, 310.0) is False  # one wins
+        held = await catalog.get_store_file(A, "vs_1", "file-1")
+        assert held is not None and (held.lease_owner, held.lease_until) == ("p2", 310.0)
+        assert [r.file_id for r in await catalog.in_progress()] == ["file-1"]  # without a time: all of them

@@ -79,6 +79,8 @@ CREATE TABLE IF NOT EXISTS {s}.store_files (
   chunking jsonb NOT NULL, usage_bytes bigint NOT NULL, last_error text, chunks integer NOT NULL DEFAULT 0,
   PRIMARY KEY (store_id, file_id));
 ALTER TABLE {s}.store_files ADD COLUMN IF NOT EXISTS attach_id text NOT NULL DEFAULT '';
+ALTER TABLE {s}.store_files ADD COLUMN IF NOT EXISTS lease_owner text NOT NULL DEFAULT '';
+ALTER TABLE {s}.store_files ADD COLUMN IF NOT EXISTS lease_until double precision NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS store_files_by_file ON {s}.store_files (file_id);
 CREATE TABLE IF NOT EXISTS {s}.chunks (
   store_id text NOT NULL, file_id text NOT NULL, idx integer NOT NULL, text text NOT NULL,
@@ -95,7 +97,8 @@ CREATE INDEX IF NOT EXISTS chunks_embedding ON {s}.chunks
 _FILE_COLUMNS = "id, tenant, filename, purpose, bytes, created_at"
 _STORE_COLUMNS = "id, tenant, name, data_class, created_at, metadata, last_active_at"
 _STORE_FILE_COLUMNS = (
-    "store_id, file_id, tenant, status, created_at, attributes, chunking, usage_bytes, last_error, attach_id"
+    "store_id, file_id, tenant, status, created_at, attributes, chunking, usage_bytes, last_error, attach_id, "
+    "lease_owner, lease_until"
 )
 
 
@@ -283,13 +286,14 @@ class PgCatalog:
                 raise NotFound("vector store or file not found")
             status = await conn.execute(
                 f"INSERT INTO {self._s}.store_files ({_STORE_FILE_COLUMNS}) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
                 "ON CONFLICT (store_id, file_id) DO UPDATE SET status = excluded.status, "
                 "attributes = excluded.attributes, chunking = excluded.chunking, usage_bytes = excluded.usage_bytes, "
-                "last_error = excluded.last_error, attach_id = excluded.attach_id "
+                "last_error = excluded.last_error, attach_id = excluded.attach_id, "
+                "lease_owner = excluded.lease_owner, lease_until = excluded.lease_until "
                 f"WHERE {self._s}.store_files.tenant = excluded.tenant",
                 r.store_id, r.file_id, r.tenant, r.status, r.created_at, r.attributes, r.chunking, r.usage_bytes,
-                r.last_error, r.attach_id,
+                r.last_error, r.attach_id, r.lease_owner, r.lease_until,
             )  # fmt: skip
             if status.endswith(" 0"):
                 raise NotFound("vector store not found")
@@ -319,11 +323,29 @@ class PgCatalog:
         )  # fmt: skip
         return bool(status != "DELETE 0")
 
-    async def in_progress(self) -> list[StoreFileRecord]:
+    async def in_progress(self, expired_at: float | None = None) -> list[StoreFileRecord]:
         rows = await self._db.fetch(
-            f"SELECT {_STORE_FILE_COLUMNS} FROM {self._s}.store_files WHERE status = 'in_progress' ORDER BY created_at"
+            f"SELECT {_STORE_FILE_COLUMNS} FROM {self._s}.store_files WHERE status = 'in_progress' "
+            "AND lease_until <= $1 ORDER BY created_at",
+            float("inf") if expired_at is None else expired_at,
         )
         return [StoreFileRecord(**dict(row)) for row in rows]
+
+    async def claim_store_file(
+        self, tenant: str, store_id: str, file_id: str, attach_id: str, owner: str, now: float, until: float
+    ) -> bool:
+        done = await self._db.execute(
+            f"UPDATE {self._s}.store_files SET lease_owner = $1, lease_until = $2 WHERE store_id = $3 "
+            "AND file_id = $4 AND tenant = $5 AND attach_id = $6 AND status = 'in_progress' AND lease_until <= $7",
+            owner, until, store_id, file_id, tenant, attach_id, now,
+        )  # fmt: skip
+        return bool(done != "UPDATE 0")
+
+    async def renew_leases(self, owner: str, until: float) -> None:
+        await self._db.execute(
+            f"UPDATE {self._s}.store_files SET lease_until = $1 WHERE lease_owner = $2 AND status = 'in_progress'",
+            until, owner,
+        )  # fmt: skip
 
     async def finish_store_file(
         self, tenant: str, store_id: str, file_id: str, attach_id: str, status: FileStatus, *,

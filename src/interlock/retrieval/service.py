@@ -86,6 +86,7 @@ class VectorStores:
     ) -> None:
         self.catalog = catalog
         self.ingestor = ingestor
+        ingestor.resume_from(self.pending)  # files a process that died left in_progress, once expired
         self._embedder = embedder
         self._seal = seal
         self.default_chunking = default_chunking
@@ -232,7 +233,7 @@ class VectorStores:
         record = StoreFileRecord(
             store_id=store_id, file_id=file_id, tenant=who.tenant, status="in_progress", created_at=self._now(),
             attributes=attributes, chunking=chunking.echo(),
-            attach_id=new_id("att_"),
+            attach_id=new_id("att_"), lease_owner=self.ingestor.owner, lease_until=self.ingestor.lease_until(),
         )  # fmt: skip
         job = Job(who.tenant, store_id, file_id, store.data_class, chunking, record.attach_id)
         await self.catalog.put_store_file(record)
@@ -304,9 +305,10 @@ class VectorStores:
         return out
 
     async def pending(self) -> list[tuple[Job, StoreFileRecord]]:
-        """The store files an earlier process left in_progress, as jobs to resume."""
+        """The store files left in_progress by a process that stopped (their lease expired), as
+        jobs to resume."""
         out = []
-        for record in await self.catalog.in_progress():
+        for record in await self.catalog.in_progress(self.ingestor.now()):
             store = await self.catalog.get_store(record.tenant, record.store_id)
             if store is None:
                 continue

@@ -92,7 +92,7 @@ CREATE TABLE IF NOT EXISTS store_files (
   store_id TEXT NOT NULL, file_id TEXT NOT NULL, tenant TEXT NOT NULL, status TEXT NOT NULL,
   created_at INTEGER NOT NULL, attributes TEXT NOT NULL, chunking TEXT NOT NULL,
   usage_bytes INTEGER NOT NULL, last_error TEXT, attach_id TEXT NOT NULL DEFAULT '',
-  PRIMARY KEY (store_id, file_id));
+  lease_owner TEXT NOT NULL DEFAULT '', lease_until REAL NOT NULL DEFAULT 0, PRIMARY KEY (store_id, file_id));
 CREATE INDEX IF NOT EXISTS store_files_by_file ON store_files (file_id);
 CREATE TABLE IF NOT EXISTS chunks (
   store_id TEXT NOT NULL, file_id TEXT NOT NULL, idx INTEGER NOT NULL, slot INTEGER NOT NULL,
@@ -110,7 +110,11 @@ _BACKFILL_BATCHES = (
 )
 
 
-_ADDED_COLUMNS = (("attach_id", "TEXT NOT NULL DEFAULT ''"),)
+_ADDED_COLUMNS = (
+    ("attach_id", "TEXT NOT NULL DEFAULT ''"),
+    ("lease_owner", "TEXT NOT NULL DEFAULT ''"),
+    ("lease_until", "REAL NOT NULL DEFAULT 0"),
+)
 
 
 def _json(value: object) -> str:
@@ -361,13 +365,14 @@ class SqliteCatalog:
             self._owned_store(db, r.tenant, r.store_id, r.file_id)
             done = db.execute(
                 "INSERT INTO store_files (store_id, file_id, tenant, status, created_at, attributes, chunking, "
-                "usage_bytes, last_error, attach_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (store_id, file_id) DO UPDATE "
+                "usage_bytes, last_error, attach_id, lease_owner, lease_until) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store_id, file_id) DO UPDATE "
                 "SET status = excluded.status, attributes = excluded.attributes, chunking = excluded.chunking, "
-                "usage_bytes = excluded.usage_bytes, last_error = excluded.last_error, attach_id = excluded.attach_id "
+                "usage_bytes = excluded.usage_bytes, last_error = excluded.last_error, attach_id = excluded.attach_id, "
+                "lease_owner = excluded.lease_owner, lease_until = excluded.lease_until "
                 "WHERE store_files.tenant = excluded.tenant",
                 (r.store_id, r.file_id, r.tenant, r.status, r.created_at, _json(r.attributes), _json(r.chunking),
-                 r.usage_bytes, r.last_error, r.attach_id),
+                 r.usage_bytes, r.last_error, r.attach_id, r.lease_owner, r.lease_until),
             )  # fmt: skip
             if done.rowcount == 0:
                 raise NotFound("vector store not found")
@@ -418,13 +423,38 @@ class SqliteCatalog:
         self._apply(store_id, version, lambda index: index.drop_file(file_id))
         return True
 
-    async def in_progress(self) -> list[StoreFileRecord]:
+    async def in_progress(self, expired_at: float | None = None) -> list[StoreFileRecord]:
+        expired = float("inf") if expired_at is None else expired_at
         rows = await self._run(
             lambda: self._conn.execute(
-                f"SELECT {_STORE_FILE_COLUMNS} FROM store_files WHERE status = 'in_progress' ORDER BY created_at"
+                f"SELECT {_STORE_FILE_COLUMNS} FROM store_files WHERE status = 'in_progress' AND lease_until <= ? "
+                "ORDER BY created_at",
+                (expired,),
             ).fetchall()
         )
         return [_store_file(row) for row in rows]
+
+    async def claim_store_file(
+        self, tenant: str, store_id: str, file_id: str, attach_id: str, owner: str, now: float, until: float
+    ) -> bool:
+        done = await self._run(
+            lambda: (
+                self._conn.execute(
+                    "UPDATE store_files SET lease_owner = ?, lease_until = ? WHERE store_id = ? AND file_id = ? "
+                    "AND tenant = ? AND attach_id = ? AND status = 'in_progress' AND lease_until <= ?",
+                    (owner, until, store_id, file_id, tenant, attach_id, now),
+                ).rowcount
+            )
+        )
+        return bool(done)
+
+    async def renew_leases(self, owner: str, until: float) -> None:
+        await self._run(
+            lambda: self._conn.execute(
+                "UPDATE store_files SET lease_until = ? WHERE lease_owner = ? AND status = 'in_progress'",
+                (until, owner),
+            )
+        )
 
     async def finish_store_file(
         self, tenant: str, store_id: str, file_id: str, attach_id: str, status: FileStatus, *,
@@ -643,7 +673,8 @@ class SqliteCatalog:
 
 _STORE_COLUMNS = "id, tenant, name, data_class, created_at, metadata, last_active_at"
 _STORE_FILE_COLUMNS = (
-    "store_id, file_id, tenant, status, created_at, attributes, chunking, usage_bytes, last_error, attach_id"
+    "store_id, file_id, tenant, status, created_at, attributes, chunking, usage_bytes, last_error, attach_id, "
+    "lease_owner, lease_until"
 )
 
 
@@ -659,7 +690,8 @@ def _store(row: Any) -> StoreRecord:
 def _store_file(row: Any) -> StoreFileRecord:
     return StoreFileRecord(store_id=row[0], file_id=row[1], tenant=row[2], status=row[3], created_at=row[4],
                            attributes=orjson.loads(row[5]), chunking=orjson.loads(row[6]), usage_bytes=row[7],
-                           last_error=row[8], attach_id=row[9])  # fmt: skip
+                           last_error=row[8], attach_id=row[9], lease_owner=row[10],
+                           lease_until=row[11])  # fmt: skip
 
 
 def _write_atomically(path: Path, content: bytes) -> None:

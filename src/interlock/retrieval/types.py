@@ -55,6 +55,10 @@ class StoreFileRecord(msgspec.Struct, frozen=True, kw_only=True):
     # Which attach this row is: each attach gives a new one, and its ingestion writes the row only
     # while the row still has it (a detach and re-attach, or a cancel, meanwhile wins).
     attach_id: str = ""
+    # While in_progress: the process whose queue holds it, until when (unix seconds; renewed while it
+    # works). Another process resumes it only once the lease has expired (its holder stopped).
+    lease_owner: str = ""
+    lease_until: float = 0.0
 
 
 class FileCounts(msgspec.Struct, frozen=True, kw_only=True):
@@ -159,8 +163,20 @@ class Catalog(Protocol):
         """The batch's store files, oldest first, found by the batch id (an index, not a scan)."""
         ...
 
-    async def in_progress(self) -> list[StoreFileRecord]:
-        """Every tenant's store files in status in_progress (ingestion resumes them at start)."""
+    async def in_progress(self, expired_at: float | None = None) -> list[StoreFileRecord]:
+        """Every tenant's store files in status in_progress (ingestion resumes them at start);
+        with `expired_at`, only those whose lease ended by then (no live process holds them)."""
+        ...
+
+    async def claim_store_file(
+        self, tenant: str, store_id: str, file_id: str, attach_id: str, owner: str, now: float, until: float
+    ) -> bool:
+        """Take the lease of an in_progress store file of that attach whose lease has expired by
+        `now` (one statement: of processes claiming at once, one wins); False when it is not so."""
+        ...
+
+    async def renew_leases(self, owner: str, until: float) -> None:
+        """Extend the lease of every in_progress store file `owner` holds."""
         ...
 
     # Chunks

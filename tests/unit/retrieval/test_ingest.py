@@ -8,22 +8,32 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from interlock.errors import BadRequest, NotFound, Overloaded
 from interlock.retrieval.chunking import AUTO, Chunker, parse_strategy
 from interlock.retrieval.extract import extract_text
-from interlock.retrieval.ingest import Ingestor
+from interlock.retrieval.ingest import Ingestor, Job
 from interlock.retrieval.sealed import Sealed
 from interlock.retrieval.service import VectorStores
 from interlock.retrieval.sqlite_catalog import SqliteCatalog
+from interlock.retrieval.types import StoreFileRecord
 from interlock.security.dlp import Policy
 from interlock.security.roles import Identity
+from tests.support.clock import Clock
 from tests.support.embedder import minilm
 from tests.unit.retrieval.conftest import ADMIN, OTHER, USER, Parts, make_parts
+
+
+def later() -> float:
+    """The clock of a process started after the first one's leases expired (it stopped)."""
+    return time.time() + 3600
+
 
 DOC = b"Refunds are processed within five business days. Questions go to refunds.team@example.com."
 
@@ -111,7 +121,7 @@ async def test_files_left_in_progress_are_resumed_by_the_next_process(tmp_path: 
     store = await first.service.create_store(USER, "docs", {}, None)
     file_id = await attach(first, store.id, "refunds.txt", DOC)
     await first.catalog.close()
-    second = make_parts(tmp_path / "v")
+    second = make_parts(tmp_path / "v", clock=later)
     await second.catalog.start()
     try:
         pending = await second.service.pending()
@@ -211,7 +221,7 @@ async def test_a_batch_is_queued_whole_resumed_after_a_restart_and_cancelled_fil
     dropped, _ = await first.service.create_batch(USER, store.id, [(ids[2], {}, None)])
     assert [f.status for f in await first.service.cancel_batch(USER, store.id, dropped)] == ["cancelled"]
     await first.catalog.close()
-    second = make_parts(tmp_path / "v")
+    second = make_parts(tmp_path / "v", clock=later)
     await second.catalog.start()
     try:
         pending = await second.service.pending()
@@ -313,3 +323,107 @@ async def test_a_batch_of_files_already_being_ingested_is_found(tmp_path: Path) 
             await parts.service.batch(OTHER, store.id, both)
     finally:
         await parts.catalog.close()
+
+
+async def test_a_starting_process_leaves_the_files_a_live_one_holds_until_its_lease_expires(tmp_path: Path) -> None:
+    clock = Clock(time.time())
+    first = make_parts(tmp_path / "v", clock=clock)  # lease 60 s
+    await first.catalog.start()  # its workers never run: its two files stay queued, its leases live
+    store = await first.service.create_store(USER, "docs", {}, None)
+    ids = [await attach(first, store.id, f"{i}.txt", DOC) for i in range(2)]
+    processes = [first]
+    try:
+        clock.now += 30
+        second = make_parts(tmp_path / "v", queue_size=1, clock=clock)  # another replica, same catalog
+        processes.append(second)
+        await second.catalog.start()
+        assert await second.service.pending() == []
+        await second.ingestor.start(await _all(second))  # even handed every in_progress file
+        await second.ingestor.drained()
+        for file_id in ids:  # neither resumed nor failed by the second
+            record = await second.catalog.get_store_file(USER.tenant, store.id, file_id)
+            assert record is not None and (record.status, record.lease_owner) == ("in_progress", first.ingestor.owner)
+        await first.catalog.renew_leases(first.ingestor.owner, first.ingestor.lease_until())  # what its loop does
+        clock.now += 50  # past the first lease, not the renewed one
+        assert await second.service.pending() == []
+        clock.now += 3600  # the first stopped renewing: its files are resumed, once
+        third = make_parts(tmp_path / "v", clock=clock)
+        processes.append(third)
+        await third.catalog.start()
+        pending = await third.service.pending()
+        assert sorted(job.file_id for job, _ in pending) == sorted(ids)
+        await third.ingestor.start(pending)
+        await second.ingestor.start(pending)  # too late: the third holds them
+        assert second.ingestor.queued == 0
+        await third.ingestor.drained()
+        for file_id in ids:
+            assert (await third.service.store_file(USER, store.id, file_id)).status == "completed"
+    finally:
+        for parts in reversed(processes):
+            await parts.ingestor.close()
+            await parts.catalog.close()
+
+
+async def _all(parts: Parts) -> list[tuple[Job, StoreFileRecord]]:
+    """Every in_progress file as a job, live lease or not (what a start resumed before leases)."""
+    out = []
+    for record in await parts.catalog.in_progress():
+        job = Job(record.tenant, record.store_id, record.file_id, "internal", AUTO, record.attach_id)
+        out.append((job, record))
+    return out
+
+
+async def test_a_running_ingestor_renews_its_leases(tmp_path: Path) -> None:
+    parts = make_parts(tmp_path / "v")
+    parts.ingestor = Ingestor(parts.catalog, Sealed(b"s" * 32), extract_text, Chunker().split, minilm(), None,
+                              workers=0, lease=0.3)  # fmt: skip
+    parts.service = VectorStores(parts.catalog, parts.ingestor, minilm(), Sealed(b"s" * 32), AUTO)
+    await parts.catalog.start()
+    await parts.ingestor.start()
+    try:
+        store = await parts.service.create_store(USER, "docs", {}, None)
+        file_id = await attach(parts, store.id, "a.txt", DOC)
+        taken = await parts.catalog.get_store_file(USER.tenant, store.id, file_id)
+        await asyncio.sleep(0.5)
+        renewed = await parts.catalog.get_store_file(USER.tenant, store.id, file_id)
+        assert taken is not None and renewed is not None and renewed.lease_until > taken.lease_until
+    finally:
+        await parts.ingestor.close()
+        await parts.catalog.close()
+
+
+async def test_a_stopped_process_releases_its_leases_and_a_dead_ones_are_taken_by_a_running_one(
+    tmp_path: Path,
+) -> None:
+    first = make_parts(tmp_path / "v")
+    await first.catalog.start()
+    store = await first.service.create_store(USER, "docs", {}, None)
+    stopped = await attach(first, store.id, "a.txt", DOC)
+    await first.ingestor.close()  # a clean stop: its lease is released
+    died = await attach(first, store.id, "b.txt", DOC)
+    record = await first.catalog.get_store_file(USER.tenant, store.id, died)
+    assert record is not None  # its last renewal, as another process that then died:
+    await first.catalog.put_store_file(
+        msgspec.structs.replace(record, lease_owner="dead", lease_until=time.time() + 60)
+    )
+    await first.catalog.close()
+    clock = Clock(time.time())
+    second = make_parts(tmp_path / "v")
+    second.ingestor = Ingestor(second.catalog, Sealed(b"s" * 32), extract_text, Chunker().split, minilm(), None,
+                               lease=0.3, clock=clock)  # fmt: skip
+    second.service = VectorStores(second.catalog, second.ingestor, minilm(), Sealed(b"s" * 32), AUTO)
+    await second.catalog.start()
+    try:
+        pending = await second.service.pending()
+        assert [job.file_id for job, _ in pending] == [stopped]  # the dead one's lease is still live
+        await second.ingestor.start(pending)
+        clock.now += 120
+        for _ in range(100):  # the lease loop takes it once its lease expired
+            if (await second.service.store_file(USER, store.id, died)).status == "completed":
+                break
+            await asyncio.sleep(0.1)
+        for file_id in (stopped, died):
+            assert (await second.service.store_file(USER, store.id, file_id)).status == "completed"
+    finally:
+        await second.ingestor.close()
+        await second.catalog.close()
