@@ -125,6 +125,13 @@ class CatalogSuite:
         await catalog.put_store_file(StoreFileRecord(store_id="vs_0", file_id="file-3", tenant=A, status="failed",
                                                      created_at=23, last_error="the PDF cannot be read"))  # fmt: skip
         assert await catalog.file_counts(A, "vs_0") == FileCounts(completed=2, in_progress=1, failed=1)
+        # The store's usage_bytes, summed in the same query:
+        await catalog.put_store_file(StoreFileRecord(store_id="vs_0", file_id="file-1", tenant=A, status="completed",
+                                                     created_at=21, attributes={"n": 1}, usage_bytes=40))  # fmt: skip
+        await catalog.put_store_file(StoreFileRecord(store_id="vs_0", file_id="file-3", tenant=A, status="failed",
+                                                     created_at=23, usage_bytes=2,
+                                                     last_error="the PDF cannot be read"))  # fmt: skip
+        assert await catalog.file_counts(A, "vs_0") == FileCounts(completed=2, in_progress=1, failed=1, usage_bytes=42)
         failed = await catalog.get_store_file(A, "vs_0", "file-3")
         assert failed is not None and failed.status == "failed" and failed.last_error == "the PDF cannot be read"
         one = await catalog.get_store_file(A, "vs_0", "file-1")

@@ -384,11 +384,14 @@ class PgCatalog:
 
     async def file_counts(self, tenant: str, store_id: str) -> FileCounts:
         rows = await self._db.fetch(
-            f"SELECT status, count(*) AS n FROM {self._s}.store_files WHERE tenant = $1 AND store_id = $2 "
-            "GROUP BY status",
+            f"SELECT status, count(*) AS n, sum(usage_bytes) AS used FROM {self._s}.store_files "
+            "WHERE tenant = $1 AND store_id = $2 GROUP BY status",
             tenant, store_id,
         )  # fmt: skip
-        return FileCounts(**{r["status"]: r["n"] for r in rows if r["status"] in FileCounts.__struct_fields__})
+        counts = {
+            r["status"]: r["n"] for r in rows if r["status"] in ("in_progress", "completed", "failed", "cancelled")
+        }
+        return FileCounts(**counts, usage_bytes=sum(int(r["used"] or 0) for r in rows))
 
     # Chunks
 

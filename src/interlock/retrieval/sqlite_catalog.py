@@ -512,11 +512,13 @@ class SqliteCatalog:
     async def file_counts(self, tenant: str, store_id: str) -> FileCounts:
         rows = await self._run(
             lambda: self._conn.execute(
-                "SELECT status, count(*) FROM store_files WHERE tenant = ? AND store_id = ? GROUP BY status",
+                "SELECT status, count(*), sum(usage_bytes) FROM store_files WHERE tenant = ? AND store_id = ? "
+                "GROUP BY status",
                 (tenant, store_id),
             ).fetchall()
         )
-        return FileCounts(**{status: n for status, n in rows if status in FileCounts.__struct_fields__})
+        counts = {status: n for status, n, _ in rows if status in _STATUSES}
+        return FileCounts(**counts, usage_bytes=sum(int(used or 0) for _, _, used in rows))
 
     # Chunks
 
@@ -671,6 +673,7 @@ class SqliteCatalog:
                 old.unlink(missing_ok=True)
 
 
+_STATUSES = ("in_progress", "completed", "failed", "cancelled")
 _STORE_COLUMNS = "id, tenant, name, data_class, created_at, metadata, last_active_at"
 _STORE_FILE_COLUMNS = (
     "store_id, file_id, tenant, status, created_at, attributes, chunking, usage_bytes, last_error, attach_id, "

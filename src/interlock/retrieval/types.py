@@ -66,6 +66,7 @@ class FileCounts(msgspec.Struct, frozen=True, kw_only=True):
     completed: int = 0
     failed: int = 0
     cancelled: int = 0
+    usage_bytes: int = 0  # the store's files' usage_bytes summed (the store's usage_bytes), not a count
 
     @property
     def total(self) -> int:
