@@ -334,12 +334,15 @@ class PgCatalog:
     async def claim_store_file(
         self, tenant: str, store_id: str, file_id: str, attach_id: str, owner: str, now: float, until: float
     ) -> bool:
-        done = await self._db.execute(
+        return await self._updated(
             f"UPDATE {self._s}.store_files SET lease_owner = $1, lease_until = $2 WHERE store_id = $3 "
             "AND file_id = $4 AND tenant = $5 AND attach_id = $6 AND status = 'in_progress' AND lease_until <= $7",
             owner, until, store_id, file_id, tenant, attach_id, now,
         )  # fmt: skip
-        return bool(done != "UPDATE 0")
+
+    async def _updated(self, sql: str, *args: Any) -> bool:
+        """Whether the UPDATE changed a row."""
+        return bool(await self._db.execute(sql, *args) != "UPDATE 0")
 
     async def renew_leases(self, owner: str, until: float) -> None:
         await self._db.execute(
@@ -351,12 +354,11 @@ class PgCatalog:
         self, tenant: str, store_id: str, file_id: str, attach_id: str, status: FileStatus, *,
         last_error: str | None = None, usage_bytes: int = 0,
     ) -> bool:  # fmt: skip
-        done = await self._db.execute(
+        return await self._updated(
             f"UPDATE {self._s}.store_files SET status = $1, last_error = $2, usage_bytes = $3 WHERE store_id = $4 "
             "AND file_id = $5 AND tenant = $6 AND attach_id = $7 AND status = 'in_progress'",
             status, last_error, usage_bytes, store_id, file_id, tenant, attach_id,
         )  # fmt: skip
-        return bool(done != "UPDATE 0")
 
     async def join_batch(self, tenant: str, store_id: str, batch_id: str, file_id: str) -> None:
         async with self._db.acquire() as conn, conn.transaction():

@@ -35,6 +35,12 @@ def later() -> float:
     return time.time() + 3600
 
 
+def rewire(parts: Parts, extract: Any, **ingestor: Any) -> None:
+    """Parts whose ingestor extracts with `extract` and has no DLP."""
+    parts.ingestor = Ingestor(parts.catalog, Sealed(b"s" * 32), extract, Chunker().split, minilm(), None, **ingestor)
+    parts.service = VectorStores(parts.catalog, parts.ingestor, minilm(), Sealed(b"s" * 32), AUTO)
+
+
 DOC = b"Refunds are processed within five business days. Questions go to refunds.team@example.com."
 
 
@@ -173,8 +179,7 @@ async def test_an_unexpected_error_fails_the_file_by_its_type_and_the_loop_goes_
             raise RuntimeError("a message that could quote the document: " + content.decode())
         return content.decode()
 
-    parts.ingestor = Ingestor(parts.catalog, Sealed(b"s" * 32), extract, Chunker().split, minilm(), None)
-    parts.service = VectorStores(parts.catalog, parts.ingestor, minilm(), Sealed(b"s" * 32), AUTO)
+    rewire(parts, extract)
     await parts.catalog.start()
     await parts.ingestor.start()
     try:
@@ -245,8 +250,7 @@ class FailingWrites(SqliteCatalog):
 async def test_a_catalog_error_after_preparing_fails_the_file_by_its_type(tmp_path: Path) -> None:
     parts = make_parts(tmp_path / "v")
     parts.catalog = FailingWrites(tmp_path / "v")
-    parts.ingestor = Ingestor(parts.catalog, Sealed(b"s" * 32), extract_text, Chunker().split, minilm(), None)
-    parts.service = VectorStores(parts.catalog, parts.ingestor, minilm(), Sealed(b"s" * 32), AUTO)
+    rewire(parts, extract_text)
     await parts.catalog.start()
     await parts.ingestor.start()
     try:
@@ -272,8 +276,7 @@ async def test_a_reattach_during_ingestion_wins_over_the_older_job(tmp_path: Pat
         return content.decode()
 
     parts = make_parts(tmp_path / "v")
-    parts.ingestor = Ingestor(parts.catalog, Sealed(b"s" * 32), extract, Chunker().split, minilm(), None)
-    parts.service = VectorStores(parts.catalog, parts.ingestor, minilm(), Sealed(b"s" * 32), AUTO)
+    rewire(parts, extract)
     await parts.catalog.start()
     await parts.ingestor.start()
     try:
@@ -375,9 +378,7 @@ async def _all(parts: Parts) -> list[tuple[Job, StoreFileRecord]]:
 
 async def test_a_running_ingestor_renews_its_leases(tmp_path: Path) -> None:
     parts = make_parts(tmp_path / "v")
-    parts.ingestor = Ingestor(parts.catalog, Sealed(b"s" * 32), extract_text, Chunker().split, minilm(), None,
-                              workers=0, lease=0.3)  # fmt: skip
-    parts.service = VectorStores(parts.catalog, parts.ingestor, minilm(), Sealed(b"s" * 32), AUTO)
+    rewire(parts, extract_text, workers=0, lease=0.3)
     await parts.catalog.start()
     await parts.ingestor.start()
     try:
@@ -409,9 +410,7 @@ async def test_a_stopped_process_releases_its_leases_and_a_dead_ones_are_taken_b
     await first.catalog.close()
     clock = Clock(time.time())
     second = make_parts(tmp_path / "v")
-    second.ingestor = Ingestor(second.catalog, Sealed(b"s" * 32), extract_text, Chunker().split, minilm(), None,
-                               lease=0.3, clock=clock)  # fmt: skip
-    second.service = VectorStores(second.catalog, second.ingestor, minilm(), Sealed(b"s" * 32), AUTO)
+    rewire(second, extract_text, lease=0.3, clock=clock)
     await second.catalog.start()
     try:
         pending = await second.service.pending()
