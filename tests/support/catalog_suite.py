@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -124,6 +125,13 @@ class CatalogSuite:
         await catalog.put_store_file(StoreFileRecord(store_id="vs_0", file_id="file-3", tenant=A, status="failed",
                                                      created_at=23, last_error="the PDF cannot be read"))  # fmt: skip
         assert await catalog.file_counts(A, "vs_0") == FileCounts(completed=2, in_progress=1, failed=1)
+        # The store's usage_bytes, summed in the same query:
+        await catalog.put_store_file(StoreFileRecord(store_id="vs_0", file_id="file-1", tenant=A, status="completed",
+                                                     created_at=21, attributes={"n": 1}, usage_bytes=40))  # fmt: skip
+        await catalog.put_store_file(StoreFileRecord(store_id="vs_0", file_id="file-3", tenant=A, status="failed",
+                                                     created_at=23, usage_bytes=2,
+                                                     last_error="the PDF cannot be read"))  # fmt: skip
+        assert await catalog.file_counts(A, "vs_0") == FileCounts(completed=2, in_progress=1, failed=1, usage_bytes=42)
         failed = await catalog.get_store_file(A, "vs_0", "file-3")
         assert failed is not None and failed.status == "failed" and failed.last_error == "the PDF cannot be read"
         one = await catalog.get_store_file(A, "vs_0", "file-1")
@@ -252,13 +260,18 @@ class CatalogSuite:
         await make_store(catalog, A, "vs_1")
         q = unit(14)
         await add_file(catalog, A, "vs_1", "file-1", np.stack([near(q, 0.9, 1), near(q, 0.8, 2), near(q, 0.7, 3)]))
-        # A retried ingestion: the same indexes again, other text and vectors.
+        # A re-attach with another chunking: fewer chunks, other text and vectors. None of the
+        # earlier ingestion's chunks is left, not even the third, which this one did not make.
         again = [Chunk(index=i, text=f"second try {i}", tokens=3) for i in range(2)]
         await catalog.add_chunks(A, "vs_1", "file-1", again, np.stack([near(q, 0.6, 4), near(q, 0.95, 5)]))
         hits = await catalog.search(A, ["vs_1"], q, 10)
         assert [(h.chunk_index, h.text, round(h.score, 2)) for h in hits] == [
-            (1, "second try 1", 0.95), (2, "file-1 chunk 2", 0.7), (0, "second try 0", 0.6)
+            (1, "second try 1", 0.95), (0, "second try 0", 0.6)
         ]  # fmt: skip
+        await catalog.put_store_file(
+            StoreFileRecord(store_id="vs_1", file_id="file-1", tenant=A, status="completed", created_at=1)
+        )  # and a status change after it (a rebuilt index) keeps it so
+        assert [h.text for h in await catalog.search(A, ["vs_1"], q, 10)] == ["second try 1", "second try 0"]
 
     async def test_add_chunks_checks_its_input(self, catalog: Catalog) -> None:
         await make_store(catalog, A, "vs_1")
@@ -310,3 +323,65 @@ class CatalogSuite:
             (A, "vs_1", "file-1"), (B, "vs_2", "file-3")
         ]  # fmt: skip
         assert all(r.status == "in_progress" for r in pending)
+
+    async def test_only_the_current_attach_writes_its_ingestion(self, catalog: Catalog) -> None:
+        await make_store(catalog, A, "vs_1")
+        q = unit(16)
+        await add_file(catalog, A, "vs_1", "file-1", np.stack([near(q, 0.9, 1)]), status="in_progress")
+        second = StoreFileRecord(store_id="vs_1", file_id="file-1", tenant=A, status="in_progress", created_at=1,
+                                 attributes={"v": 2}, attach_id="att_2")  # fmt: skip
+        await catalog.put_store_file(second)  # attached again: the older job's writes are refused
+        assert await catalog.add_chunks(A, "vs_1", "file-1", chunks(2, "old"), np.stack([unit(2), unit(3)]),
+                                        attach_id="att_1") is False  # fmt: skip
+        assert await catalog.finish_store_file(A, "vs_1", "file-1", "att_1", "completed") is False
+        assert await catalog.get_store_file(A, "vs_1", "file-1") == second
+        assert await catalog.add_chunks(A, "vs_1", "file-1", chunks(1, "new"), np.stack([q]), attach_id="att_2")
+        assert await catalog.finish_store_file(A, "vs_1", "file-1", "att_2", "completed", usage_bytes=7) is True
+        done = await catalog.get_store_file(A, "vs_1", "file-1")
+        assert done == msgspec.structs.replace(second, status="completed", usage_bytes=7)
+        assert [(h.text, h.attributes) for h in await catalog.search(A, ["vs_1"], q, 5)] == [("new chunk 0", {"v": 2})]
+        # Written once: a finished (or cancelled) file is not finished again.
+        assert await catalog.finish_store_file(A, "vs_1", "file-1", "att_2", "failed", last_error="x") is False
+        assert await catalog.finish_store_file(B, "vs_1", "file-1", "att_2", "completed") is False
+
+    async def test_batches_are_found_by_id(self, catalog: Catalog) -> None:
+        await make_store(catalog, A, "vs_1")
+        for i in range(4):
+            await add_file(catalog, A, "vs_1", f"file-{i}", np.stack([unit(i)]), created_at=10 - i)
+        for file_id in ("file-0", "file-2", "file-2"):  # twice: once in the batch
+            await catalog.join_batch(A, "vs_1", "vsfb_1", file_id)
+        await catalog.join_batch(A, "vs_1", "vsfb_2", "file-2")  # a file may be in several batches
+        assert [f.file_id for f in await catalog.batch_files(A, "vs_1", "vsfb_1")] == ["file-2", "file-0"]
+        assert [f.file_id for f in await catalog.batch_files(A, "vs_1", "vsfb_2")] == ["file-2"]
+        assert await catalog.batch_files(B, "vs_1", "vsfb_1") == []
+        assert await catalog.batch_files(A, "vs_1", "vsfb_none") == []
+        with pytest.raises(NotFound):
+            await catalog.join_batch(B, "vs_1", "vsfb_1", "file-1")
+        with pytest.raises(NotFound):
+            await catalog.join_batch(A, "vs_1", "vsfb_1", "file-none")
+        await catalog.delete_store_file(A, "vs_1", "file-2")
+        await add_file(catalog, A, "vs_1", "file-2", np.stack([unit(2)]))  # attached again, outside the batch
+        assert [f.file_id for f in await catalog.batch_files(A, "vs_1", "vsfb_1")] == ["file-0"]
+        assert await catalog.batch_files(A, "vs_1", "vsfb_2") == []
+        await catalog.delete_store(A, "vs_1")
+        assert await catalog.batch_files(A, "vs_1", "vsfb_1") == []
+
+    async def test_leases(self, catalog: Catalog) -> None:
+        await make_store(catalog, A, "vs_1")
+        await add_file(catalog, A, "vs_1", "file-1", np.stack([unit(1)]), status="in_progress")
+        live = StoreFileRecord(store_id="vs_1", file_id="file-1", tenant=A, status="in_progress", created_at=1,
+                               attach_id="att_1", lease_owner="p1", lease_until=100.0)  # fmt: skip
+        await catalog.put_store_file(live)
+        assert await catalog.in_progress(50.0) == []  # held by a live process
+        assert await catalog.claim_store_file(A, "vs_1", "file-1", "att_1", "p2", 50.0, 110.0) is False
+        await catalog.renew_leases("p1", 200.0)
+        assert await catalog.in_progress(150.0) == []
+        assert [r.lease_until for r in await catalog.in_progress(250.0)] == [200.0]
+        assert (
+            await catalog.claim_store_file(A, "vs_1", "file-1", "att_0", "p2", 250.0, 310.0) is False
+        )  # another attach
+        assert await catalog.claim_store_file(A, "vs_1", "file-1", "att_1", "p2", 250.0, 310.0) is True
+        assert await catalog.claim_store_file(A, "vs_1", "file-1", "att_1", "p3", 250.0, 310.0) is False  # one wins
+        held = await catalog.get_store_file(A, "vs_1", "file-1")
+        assert held is not None and (held.lease_owner, held.lease_until) == ("p2", 310.0)
+        assert [r.file_id for r in await catalog.in_progress()] == ["file-1"]  # without a time: all of them

@@ -81,8 +81,7 @@ class VectorStoreHandlers:
     async def _shaped(self, ex: Exchange, record: StoreRecord) -> dict[str, Any]:
         who = ex.identity
         counts = await self._service.counts(who, record.id)
-        files = await self._service.catalog.list_store_files(who.tenant, record.id, limit=10_000)
-        return store_object(record, counts, sum(f.usage_bytes for f in files))
+        return store_object(record, counts, counts.usage_bytes)
 
     # -- stores ---------------------------------------------------------------------------------
     async def create(self, ex: Exchange) -> None:

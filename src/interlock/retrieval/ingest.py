@@ -17,26 +17,36 @@ EMAIL, PHONE` (the policy blocks those types: nothing of the file is indexed),
 failing leaves every other job as it was: the loop catches what one job raises.
 
 After a restart, the store files left `in_progress` (a job queued or running when the process
-stopped) are resumed: `start` queues them again before the workers begin. `add_chunks` replaces
-chunks of the same index, so a file whose chunks were partly written is not duplicated; one that
+stopped) are resumed: `start` queues them again before the workers begin. With a shared catalog
+(several replicas on PostgreSQL) each in_progress row carries a lease: the process that queued it
+and until when (`lease` seconds, renewed by a background loop every third of that while the
+process runs). A starting process resumes only rows whose lease expired, taking the lease first
+(`claim_store_file`, one statement, so of two starting at once one wins); it never resumes, nor
+fails, a file a live process holds. `add_chunks` replaces
+every chunk the file had in the store, so a file whose chunks were partly written is not duplicated; one that
 does not fit the queue is marked failed (`interrupted`).
 
 A file detached (or its store deleted) while it was being ingested: its chunks are dropped, and
-no status is written back.
+no status is written back. Each attach gives the store file a new `attach_id`, which its job
+carries: the job writes chunks and the final status only while the row still has that id and is
+`in_progress` (`add_chunks(attach_id=)`, `finish_store_file`), so a detach and re-attach, or a
+cancel and re-attach, during an ingestion is never overwritten by the older job.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
 import numpy as np
 
-from ..errors import BadRequest, Overloaded, Unavailable
+from ..errors import BadRequest, NotFound, Overloaded, Unavailable
 from ..lifecycle import Background
 from ..security.roles import class_rank
 from .chunking import ChunkingStrategy
@@ -73,6 +83,7 @@ class Job:
     file_id: str
     store_class: str  # the store's data class: findings above it fail the file
     chunking: ChunkingStrategy
+    attach_id: str = ""  # the store file's attach this job ingests (StoreFileRecord.attach_id)
 
 
 class FileFailed(Exception):
@@ -98,6 +109,8 @@ class Ingestor:
         queue_size: int = 256,
         batch: int = 64,
         metrics: Recorded | None = None,
+        lease: float = 60.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._catalog = catalog
         self._seal = seal
@@ -109,8 +122,22 @@ class Ingestor:
         self._metrics = metrics
         self._queue: asyncio.Queue[Job] = asyncio.Queue(queue_size)
         self._loops = [Background(f"ingest {i}", self._run) for i in range(workers)]
+        self._loops.append(Background("ingest leases", self._renew))
+        # This process's lease on the files its queue holds (StoreFileRecord.lease_owner): renewed
+        # every third of `lease` seconds, so another process resumes them only once this one stopped.
+        self.owner = secrets.token_hex(8)
+        self._lease = lease
+        self._clock = clock
+        self._find: Callable[[], Awaitable[Sequence[tuple[Job, StoreFileRecord]]]] | None = None
         self._idle = asyncio.Event()
         self._busy = 0
+
+    def now(self) -> float:
+        return self._clock()
+
+    def lease_until(self) -> float:
+        """When a lease taken now ends."""
+        return self._clock() + self._lease
 
     @property
     def queued(self) -> int:
@@ -140,26 +167,59 @@ class Ingestor:
         self._idle.clear()
 
     async def start(self, pending: Sequence[tuple[Job, StoreFileRecord]] = ()) -> None:
-        """Queue `pending` (store files left in_progress by an earlier process), then run."""
-        if pending:
-            log.info("ingestion: resuming %d file(s) left in_progress", len(pending))
-        for job, record in pending:
-            try:
-                self.submit(job)
-            except Overloaded:
-                await self._write(record, "failed", "interrupted")
+        """Queue `pending` (store files left in_progress by a process that stopped: their lease
+        expired), each once this process has taken its lease, then run. A file another process
+        took meanwhile is left to it; one that does not fit the queue is failed (`interrupted`)."""
+        await self._resume(pending, overflow_fails=True)
         for loop in self._loops:
             loop.start()
 
+    def resume_from(self, find: Callable[[], Awaitable[Sequence[tuple[Job, StoreFileRecord]]]]) -> None:
+        """Where the lease loop looks, each turn, for files whose lease expired (a process that
+        died without releasing them): `VectorStores.pending`. They are queued when there is room."""
+        self._find = find
+
+    async def _resume(self, pending: Sequence[tuple[Job, StoreFileRecord]], *, overflow_fails: bool) -> None:
+        resumed = 0
+        for job, _ in pending:
+            if not overflow_fails and self._queue.full():
+                break  # left expired: a later turn, or another process, takes them
+            now = self._clock()
+            args = (job.tenant, job.store_id, job.file_id, job.attach_id, self.owner, now, now + self._lease)
+            if not await self._catalog.claim_store_file(*args):
+                continue  # another live process holds it now
+            try:
+                self.submit(job)
+                resumed += 1
+            except Overloaded:
+                await self._finish(job, "failed", "interrupted")
+        if resumed:
+            log.info("ingestion: resuming %d file(s) left in_progress", resumed)
+
     async def close(self) -> None:
+        """Stop, and release this process's leases: the next process resumes its files at once."""
         for loop in self._loops:
             await loop.stop()
+        try:
+            await self._catalog.renew_leases(self.owner, 0.0)
+        except Exception as exc:  # the catalog already gone: the leases expire on their own
+            log.warning("ingestion: releasing leases failed: %s", type(exc).__name__)
 
     async def drained(self) -> None:
         """Until the queue is empty and no job runs (tests and the command line wait on it)."""
         while self._queue.qsize() or self._busy:
             self._idle.clear()
             await self._idle.wait()
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            try:
+                await self._catalog.renew_leases(self.owner, self._clock() + self._lease)
+                if self._find is not None:
+                    await self._resume(await self._find(), overflow_fails=False)
+            except Exception as exc:  # the catalog failing: try again at the next turn
+                log.warning("ingestion: renewing leases failed: %s", type(exc).__name__)
 
     async def _run(self) -> None:
         while True:
@@ -179,27 +239,30 @@ class Ingestor:
 
     async def _one(self, job: Job) -> None:
         record = await self._catalog.get_store_file(job.tenant, job.store_id, job.file_id)
-        if record is None or record.status != "in_progress":
-            return  # detached meanwhile, or already done
+        if record is None or record.status != "in_progress" or record.attach_id != job.attach_id:
+            return  # detached meanwhile, already done, or attached again (that attach's job ingests it)
         try:
-            chunks, vectors = await self._prepare(job)
+            await self._ingest(job)
         except FileFailed as exc:
-            await self._finish(job, record, "failed", str(exc))
-            return
+            await self._finish(job, "failed", str(exc))
         except Exception as exc:  # anything else one file raises fails that file, named by type only
             log.error("ingestion of %s failed: %s", job.file_id, type(exc).__name__)
-            await self._finish(job, record, "failed", f"server_error: {type(exc).__name__}")
-            return
-        if chunks:
-            await self._catalog.add_chunks(job.tenant, job.store_id, job.file_id, chunks, vectors)
-        now = await self._catalog.get_store_file(job.tenant, job.store_id, job.file_id)
-        if now is None:
-            await self._catalog.delete_store_file(job.tenant, job.store_id, job.file_id)  # detached meanwhile
-            return
-        if now.status != "in_progress":
-            return  # cancelled meanwhile: it stays so, and its chunks are never searched
+            await self._finish(job, "failed", f"server_error: {type(exc).__name__}")
+
+    async def _ingest(self, job: Job) -> None:
+        """Everything after the first look-up, the catalog's writes included: what raises here
+        fails the file (it is never left in_progress)."""
+        chunks, vectors = await self._prepare(job)
+        try:
+            written = not chunks or await self._catalog.add_chunks(
+                job.tenant, job.store_id, job.file_id, chunks, vectors, attach_id=job.attach_id
+            )
+        except NotFound:
+            return  # detached meanwhile: nothing of it is written
+        if not written:
+            return  # attached again meanwhile: that attach's job writes its chunks and status
         usage = sum(len(c.text.encode()) + 4 * vectors.shape[1] for c in chunks) if chunks else 0
-        await self._finish(job, msgspec.structs.replace(record, usage_bytes=usage), "completed", None, len(chunks))
+        await self._finish(job, "completed", None, usage, len(chunks))
 
     async def _prepare(self, job: Job) -> tuple[list[Chunk], Any]:
         meta = await self._catalog.get_file(job.tenant, job.file_id)
@@ -232,14 +295,12 @@ class Ingestor:
             raise FileFailed(f"data_class_exceeded: {screened.data_class}")
         return [msgspec.structs.replace(c, text=t) for c, t in zip(chunks, screened.texts, strict=True)]
 
-    async def _finish(
-        self, job: Job, record: StoreFileRecord, status: FileStatus, error: str | None, chunks: int = 0
-    ) -> None:
-        await self._write(record, status, error)
-        if self._metrics is not None:
+    async def _finish(self, job: Job, status: FileStatus, error: str | None, usage: int = 0, chunks: int = 0) -> None:
+        """The job's status, written only while the store file is still this attach's and
+        in_progress (a cancel, a detach or a re-attach meanwhile wins), with the row's own
+        attributes and chunking."""
+        done = await self._catalog.finish_store_file(
+            job.tenant, job.store_id, job.file_id, job.attach_id, status, last_error=error, usage_bytes=usage
+        )
+        if done and self._metrics is not None:
             self._metrics.file_ingested(status, error, chunks)
-
-    async def _write(self, record: StoreFileRecord, status: FileStatus, error: str | None) -> StoreFileRecord:
-        done = msgspec.structs.replace(record, status=status, last_error=error)
-        await self._catalog.put_store_file(done)
-        return done

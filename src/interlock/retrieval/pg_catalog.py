@@ -78,18 +78,28 @@ CREATE TABLE IF NOT EXISTS {s}.store_files (
   tenant text NOT NULL, status text NOT NULL, created_at bigint NOT NULL, attributes jsonb NOT NULL,
   chunking jsonb NOT NULL, usage_bytes bigint NOT NULL, last_error text, chunks integer NOT NULL DEFAULT 0,
   PRIMARY KEY (store_id, file_id));
+ALTER TABLE {s}.store_files ADD COLUMN IF NOT EXISTS attach_id text NOT NULL DEFAULT '';
+ALTER TABLE {s}.store_files ADD COLUMN IF NOT EXISTS lease_owner text NOT NULL DEFAULT '';
+ALTER TABLE {s}.store_files ADD COLUMN IF NOT EXISTS lease_until double precision NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS store_files_by_file ON {s}.store_files (file_id);
 CREATE TABLE IF NOT EXISTS {s}.chunks (
   store_id text NOT NULL, file_id text NOT NULL, idx integer NOT NULL, text text NOT NULL,
   tokens integer NOT NULL, embedding vector({dim}) NOT NULL, PRIMARY KEY (store_id, file_id, idx),
   FOREIGN KEY (store_id, file_id) REFERENCES {s}.store_files (store_id, file_id) ON DELETE CASCADE);
+CREATE TABLE IF NOT EXISTS {s}.batch_files (
+  store_id text NOT NULL, batch_id text NOT NULL, file_id text NOT NULL, PRIMARY KEY (store_id, batch_id, file_id),
+  FOREIGN KEY (store_id, file_id) REFERENCES {s}.store_files (store_id, file_id) ON DELETE CASCADE);
+CREATE INDEX IF NOT EXISTS batch_files_by_file ON {s}.batch_files (store_id, file_id);
 CREATE INDEX IF NOT EXISTS chunks_embedding ON {s}.chunks
   USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64);
 """
 
 _FILE_COLUMNS = "id, tenant, filename, purpose, bytes, created_at"
 _STORE_COLUMNS = "id, tenant, name, data_class, created_at, metadata, last_active_at"
-_STORE_FILE_COLUMNS = "store_id, file_id, tenant, status, created_at, attributes, chunking, usage_bytes, last_error"
+_STORE_FILE_COLUMNS = (
+    "store_id, file_id, tenant, status, created_at, attributes, chunking, usage_bytes, last_error, attach_id, "
+    "lease_owner, lease_until"
+)
 
 
 def _encode_vector(value: Any) -> bytes:
@@ -140,7 +150,14 @@ class PgCatalog:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
                 await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                upgrade = await conn.fetchval("SELECT to_regclass($1) IS NULL", f"{self._s}.batch_files")
                 await conn.execute(_DDL.format(s=self._s, dim=self._dimensions))
+                if upgrade:  # batches were once kept only in the store file's chunking (under "batch_id")
+                    await conn.execute(
+                        f"INSERT INTO {self._s}.batch_files (store_id, batch_id, file_id) SELECT store_id, "
+                        f"chunking->>'batch_id', file_id FROM {self._s}.store_files WHERE chunking ? 'batch_id' "
+                        "ON CONFLICT DO NOTHING"
+                    )
                 version = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
         finally:
             await conn.close()
@@ -269,12 +286,14 @@ class PgCatalog:
                 raise NotFound("vector store or file not found")
             status = await conn.execute(
                 f"INSERT INTO {self._s}.store_files ({_STORE_FILE_COLUMNS}) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
                 "ON CONFLICT (store_id, file_id) DO UPDATE SET status = excluded.status, "
                 "attributes = excluded.attributes, chunking = excluded.chunking, usage_bytes = excluded.usage_bytes, "
-                f"last_error = excluded.last_error WHERE {self._s}.store_files.tenant = excluded.tenant",
+                "last_error = excluded.last_error, attach_id = excluded.attach_id, "
+                "lease_owner = excluded.lease_owner, lease_until = excluded.lease_until "
+                f"WHERE {self._s}.store_files.tenant = excluded.tenant",
                 r.store_id, r.file_id, r.tenant, r.status, r.created_at, r.attributes, r.chunking, r.usage_bytes,
-                r.last_error,
+                r.last_error, r.attach_id, r.lease_owner, r.lease_until,
             )  # fmt: skip
             if status.endswith(" 0"):
                 raise NotFound("vector store not found")
@@ -304,39 +323,103 @@ class PgCatalog:
         )  # fmt: skip
         return bool(status != "DELETE 0")
 
-    async def in_progress(self) -> list[StoreFileRecord]:
+    async def in_progress(self, expired_at: float | None = None) -> list[StoreFileRecord]:
         rows = await self._db.fetch(
-            f"SELECT {_STORE_FILE_COLUMNS} FROM {self._s}.store_files WHERE status = 'in_progress' ORDER BY created_at"
+            f"SELECT {_STORE_FILE_COLUMNS} FROM {self._s}.store_files WHERE status = 'in_progress' "
+            "AND lease_until <= $1 ORDER BY created_at",
+            float("inf") if expired_at is None else expired_at,
         )
         return [StoreFileRecord(**dict(row)) for row in rows]
 
-    async def file_counts(self, tenant: str, store_id: str) -> FileCounts:
-        rows = await self._db.fetch(
-            f"SELECT status, count(*) AS n FROM {self._s}.store_files WHERE tenant = $1 AND store_id = $2 "
-            "GROUP BY status",
-            tenant, store_id,
+    async def claim_store_file(
+        self, tenant: str, store_id: str, file_id: str, attach_id: str, owner: str, now: float, until: float
+    ) -> bool:
+        return await self._updated(
+            f"UPDATE {self._s}.store_files SET lease_owner = $1, lease_until = $2 WHERE store_id = $3 "
+            "AND file_id = $4 AND tenant = $5 AND attach_id = $6 AND status = 'in_progress' AND lease_until <= $7",
+            owner, until, store_id, file_id, tenant, attach_id, now,
         )  # fmt: skip
-        return FileCounts(**{r["status"]: r["n"] for r in rows if r["status"] in FileCounts.__struct_fields__})
 
-    # Chunks
+    async def _updated(self, sql: str, *args: Any) -> bool:
+        """Whether the UPDATE changed a row."""
+        return bool(await self._db.execute(sql, *args) != "UPDATE 0")
 
-    async def add_chunks(
-        self, tenant: str, store_id: str, file_id: str, chunks: Sequence[Chunk], vectors: NDArray[Any]
-    ) -> None:
-        rows = chunk_rows(len(chunks), vectors, self._dimensions)
-        if not chunks:
-            return
+    async def renew_leases(self, owner: str, until: float) -> None:
+        await self._db.execute(
+            f"UPDATE {self._s}.store_files SET lease_until = $1 WHERE lease_owner = $2 AND status = 'in_progress'",
+            until, owner,
+        )  # fmt: skip
+
+    async def finish_store_file(
+        self, tenant: str, store_id: str, file_id: str, attach_id: str, status: FileStatus, *,
+        last_error: str | None = None, usage_bytes: int = 0,
+    ) -> bool:  # fmt: skip
+        return await self._updated(
+            f"UPDATE {self._s}.store_files SET status = $1, last_error = $2, usage_bytes = $3 WHERE store_id = $4 "
+            "AND file_id = $5 AND tenant = $6 AND attach_id = $7 AND status = 'in_progress'",
+            status, last_error, usage_bytes, store_id, file_id, tenant, attach_id,
+        )  # fmt: skip
+
+    async def join_batch(self, tenant: str, store_id: str, batch_id: str, file_id: str) -> None:
         async with self._db.acquire() as conn, conn.transaction():
             link = await conn.fetchval(
-                f"SELECT 1 FROM {self._s}.store_files WHERE store_id = $1 AND file_id = $2 AND tenant = $3 FOR UPDATE",
+                f"SELECT 1 FROM {self._s}.store_files WHERE store_id = $1 AND file_id = $2 AND tenant = $3",
                 store_id, file_id, tenant,
             )  # fmt: skip
             if link is None:
                 raise NotFound("file not found in vector store")
+            await conn.execute(
+                f"INSERT INTO {self._s}.batch_files (store_id, batch_id, file_id) VALUES ($1, $2, $3) "
+                "ON CONFLICT DO NOTHING",
+                store_id, batch_id, file_id,
+            )  # fmt: skip
+
+    async def batch_files(self, tenant: str, store_id: str, batch_id: str) -> list[StoreFileRecord]:
+        columns = ", ".join(f"sf.{c.strip()}" for c in _STORE_FILE_COLUMNS.split(","))
+        rows = await self._db.fetch(
+            f"SELECT {columns} FROM {self._s}.batch_files b JOIN {self._s}.store_files sf "
+            "ON sf.store_id = b.store_id AND sf.file_id = b.file_id "
+            "WHERE b.store_id = $1 AND b.batch_id = $2 AND sf.tenant = $3 ORDER BY sf.created_at, sf.file_id",
+            store_id, batch_id, tenant,
+        )  # fmt: skip
+        return [StoreFileRecord(**dict(row)) for row in rows]
+
+    async def file_counts(self, tenant: str, store_id: str) -> FileCounts:
+        rows = await self._db.fetch(
+            f"SELECT status, count(*) AS n, sum(usage_bytes) AS used FROM {self._s}.store_files "
+            "WHERE tenant = $1 AND store_id = $2 GROUP BY status",
+            tenant, store_id,
+        )  # fmt: skip
+        counts = {
+            r["status"]: r["n"] for r in rows if r["status"] in ("in_progress", "completed", "failed", "cancelled")
+        }
+        return FileCounts(**counts, usage_bytes=sum(int(r["used"] or 0) for r in rows))
+
+    # Chunks
+
+    async def add_chunks(
+        self, tenant: str, store_id: str, file_id: str, chunks: Sequence[Chunk], vectors: NDArray[Any],
+        attach_id: str | None = None,
+    ) -> bool:  # fmt: skip
+        rows = chunk_rows(len(chunks), vectors, self._dimensions)
+        if not chunks:
+            return True
+        async with self._db.acquire() as conn, conn.transaction():
+            link = await conn.fetchrow(
+                f"SELECT attach_id FROM {self._s}.store_files WHERE store_id = $1 AND file_id = $2 AND tenant = $3 "
+                "FOR UPDATE",
+                store_id, file_id, tenant,
+            )  # fmt: skip
+            if link is None:
+                raise NotFound("file not found in vector store")
+            if attach_id is not None and link["attach_id"] != attach_id:
+                return False  # attached again since: that ingestion writes its own
+            await conn.execute(
+                f"DELETE FROM {self._s}.chunks WHERE store_id = $1 AND file_id = $2", store_id, file_id
+            )  # the file's earlier ingestion, whatever its number of chunks
             await conn.executemany(
                 f"INSERT INTO {self._s}.chunks (store_id, file_id, idx, text, tokens, embedding) "
-                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (store_id, file_id, idx) DO UPDATE "
-                "SET text = excluded.text, tokens = excluded.tokens, embedding = excluded.embedding",
+                "VALUES ($1, $2, $3, $4, $5, $6)",
                 [(store_id, file_id, c.index, c.text, c.tokens, row) for c, row in zip(chunks, rows, strict=True)],
             )
             await conn.execute(
@@ -344,6 +427,7 @@ class PgCatalog:
                 "WHERE store_id = $1 AND file_id = $2) WHERE store_id = $1 AND file_id = $2",
                 store_id, file_id,
             )  # fmt: skip
+        return True
 
     async def search(
         self, tenant: str, store_ids: Sequence[str], vector: NDArray[Any], k: int, *,

@@ -43,7 +43,6 @@ from .sealed import Seal
 from .types import Catalog, FileCounts, FileRecord, Hit, StoreFileRecord, StoreRecord
 
 Order = Literal["asc", "desc"]
-MAX_BATCH_SCAN = 10_000  # store files a batch's look-up reads
 
 
 class Auditor(Protocol):
@@ -73,11 +72,11 @@ def filename_scope(tenant: str, file_id: str) -> str:
     return f"{tenant}:file:{file_id}"
 
 
-BATCH_KEY = "batch_id"  # a store file's batch, kept beside its chunking strategy (not echoed)
+BATCH_KEY = "batch_id"  # where catalogs before `Catalog.batch_files` kept a store file's batch (not echoed)
 
 
 def chunking_echo(record: StoreFileRecord) -> dict[str, Any]:
-    """A store file's chunking strategy as OpenAI echoes it (without the batch it came in)."""
+    """A store file's chunking strategy as OpenAI echoes it (without a batch an older catalog kept there)."""
     return {k: v for k, v in record.chunking.items() if k != BATCH_KEY}
 
 
@@ -108,6 +107,7 @@ class VectorStores:
     ) -> None:
         self.catalog = catalog
         self.ingestor = ingestor
+        ingestor.resume_from(self.pending)  # files a process that died left in_progress, once expired
         self._embedder = embedder
         self._seal = seal
         self.default_chunking = default_chunking
@@ -279,20 +279,24 @@ class VectorStores:
         batch: str | None = None,
     ) -> StoreFileRecord:
         """Link the file and queue its ingestion; a full queue refuses it (503) and leaves the
-        link as it was (none, or the earlier one). A file being ingested is not queued twice; a
-        file attached before is ingested again with these attributes and chunking."""
+        link as it was (none, or the earlier one). A file being ingested is not queued twice (it
+        joins `batch` as it is); a file attached before is ingested again with these attributes
+        and chunking."""
         store = await self.readable(who, store_id)
         await self.file(who, file_id)
         earlier = await self.catalog.get_store_file(who.tenant, store_id, file_id)
         if earlier is not None and earlier.status == "in_progress":
+            if batch is not None:
+                await self.catalog.join_batch(who.tenant, store_id, batch, file_id)
             return earlier
         self.ingestor.room_for(1)
         chunking = chunking or self.default_chunking
         record = StoreFileRecord(
             store_id=store_id, file_id=file_id, tenant=who.tenant, status="in_progress", created_at=self._now(),
-            attributes=attributes, chunking={**chunking.echo(), **({BATCH_KEY: batch} if batch else {})},
+            attributes=attributes, chunking=chunking.echo(),
+            attach_id=new_id("att_"), lease_owner=self.ingestor.owner, lease_until=self.ingestor.lease_until(),
         )  # fmt: skip
-        job = Job(who.tenant, store_id, file_id, store.data_class, chunking)
+        job = Job(who.tenant, store_id, file_id, store.data_class, chunking, record.attach_id)
         await self.catalog.put_store_file(record)
         try:
             self.ingestor.submit(job)  # room_for said yes, but another attach may have come between
@@ -302,6 +306,8 @@ class VectorStores:
             else:
                 await self.catalog.delete_store_file(who.tenant, store_id, file_id)
             raise
+        if batch is not None:
+            await self.catalog.join_batch(who.tenant, store_id, batch, file_id)
         self._record(who, "store.file.attach", store_id=store_id, file_id=file_id)
         return record
 
@@ -343,8 +349,7 @@ class VectorStores:
 
     async def batch(self, who: Identity, store_id: str, batch_id: str) -> list[StoreFileRecord]:
         await self.store(who, store_id)
-        files = await self.catalog.list_store_files(who.tenant, store_id, limit=MAX_BATCH_SCAN, order="asc")
-        found = [f for f in files if f.chunking.get(BATCH_KEY) == batch_id]
+        found = await self.catalog.batch_files(who.tenant, store_id, batch_id)
         if not found:
             raise NotFound(f"No file batch found with id {_shown(batch_id)}", param="batch_id")
         return found
@@ -361,15 +366,17 @@ class VectorStores:
         return out
 
     async def pending(self) -> list[tuple[Job, StoreFileRecord]]:
-        """The store files an earlier process left in_progress, as jobs to resume."""
+        """The store files left in_progress by a process that stopped (their lease expired), as
+        jobs to resume."""
         out = []
-        for record in await self.catalog.in_progress():
+        for record in await self.catalog.in_progress(self.ingestor.now()):
             store = await self.catalog.get_store(record.tenant, record.store_id)
             if store is None:
                 continue
             echoed = chunking_echo(record)
             chunking = parse_strategy(echoed) if echoed else self.default_chunking
-            out.append((Job(record.tenant, record.store_id, record.file_id, store.data_class, chunking), record))
+            job = Job(record.tenant, record.store_id, record.file_id, store.data_class, chunking, record.attach_id)
+            out.append((job, record))
         return out
 
     # -- search ---------------------------------------------------------------------------------

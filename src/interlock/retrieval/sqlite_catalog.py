@@ -91,13 +91,30 @@ CREATE INDEX IF NOT EXISTS stores_by_tenant ON stores (tenant, created_at, id);
 CREATE TABLE IF NOT EXISTS store_files (
   store_id TEXT NOT NULL, file_id TEXT NOT NULL, tenant TEXT NOT NULL, status TEXT NOT NULL,
   created_at INTEGER NOT NULL, attributes TEXT NOT NULL, chunking TEXT NOT NULL,
-  usage_bytes INTEGER NOT NULL, last_error TEXT, PRIMARY KEY (store_id, file_id));
+  usage_bytes INTEGER NOT NULL, last_error TEXT, attach_id TEXT NOT NULL DEFAULT '',
+  lease_owner TEXT NOT NULL DEFAULT '', lease_until REAL NOT NULL DEFAULT 0, PRIMARY KEY (store_id, file_id));
 CREATE INDEX IF NOT EXISTS store_files_by_file ON store_files (file_id);
 CREATE TABLE IF NOT EXISTS chunks (
   store_id TEXT NOT NULL, file_id TEXT NOT NULL, idx INTEGER NOT NULL, slot INTEGER NOT NULL,
   text TEXT NOT NULL, tokens INTEGER NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (store_id, file_id, idx));
 CREATE UNIQUE INDEX IF NOT EXISTS chunks_by_slot ON chunks (store_id, slot);
+CREATE TABLE IF NOT EXISTS batch_files (
+  store_id TEXT NOT NULL, batch_id TEXT NOT NULL, file_id TEXT NOT NULL, PRIMARY KEY (store_id, batch_id, file_id));
+CREATE INDEX IF NOT EXISTS batch_files_by_file ON batch_files (store_id, file_id);
 """
+# Batches were once kept only in the store file's chunking (under "batch_id"): copied at the upgrade.
+_BACKFILL_BATCHES = (
+    "INSERT OR IGNORE INTO batch_files (store_id, batch_id, file_id) SELECT store_id, "
+    "json_extract(chunking, '$.batch_id'), file_id FROM store_files "
+    "WHERE json_extract(chunking, '$.batch_id') IS NOT NULL"
+)
+
+
+_ADDED_COLUMNS = (
+    ("attach_id", "TEXT NOT NULL DEFAULT ''"),
+    ("lease_owner", "TEXT NOT NULL DEFAULT ''"),
+    ("lease_until", "REAL NOT NULL DEFAULT 0"),
+)
 
 
 def _json(value: object) -> str:
@@ -156,7 +173,14 @@ class SqliteCatalog:
         db = sqlite3.connect(self._dir / "catalog.sqlite3", isolation_level=None, timeout=30)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
+        upgrade = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'batch_files'").fetchone() is None
         db.executescript(_SCHEMA)
+        if upgrade:
+            db.execute(_BACKFILL_BATCHES)
+        have = {row[1] for row in db.execute("PRAGMA table_info(store_files)")}
+        for name, declaration in _ADDED_COLUMNS:  # a catalog made before these columns
+            if name not in have:
+                db.execute(f"ALTER TABLE store_files ADD COLUMN {name} {declaration}")
         self._db = db
 
     def _shutdown(self) -> None:
@@ -273,6 +297,7 @@ class SqliteCatalog:
     def _unlink_file(self, db: sqlite3.Connection, store_id: str, file_id: str) -> int:
         """Inside a transaction: the file's link and chunks in one store; the store's new version."""
         db.execute("DELETE FROM chunks WHERE store_id = ? AND file_id = ?", (store_id, file_id))
+        db.execute("DELETE FROM batch_files WHERE store_id = ? AND file_id = ?", (store_id, file_id))
         db.execute("DELETE FROM store_files WHERE store_id = ? AND file_id = ?", (store_id, file_id))
         return self._bump(db, store_id)
 
@@ -321,6 +346,7 @@ class SqliteCatalog:
             if done.rowcount == 0:
                 return False
             db.execute("DELETE FROM chunks WHERE store_id = ?", (store_id,))
+            db.execute("DELETE FROM batch_files WHERE store_id = ?", (store_id,))
             db.execute("DELETE FROM store_files WHERE store_id = ?", (store_id,))
         self._indexes.pop(store_id, None)
         self._dirty.discard(store_id)
@@ -339,12 +365,14 @@ class SqliteCatalog:
             self._owned_store(db, r.tenant, r.store_id, r.file_id)
             done = db.execute(
                 "INSERT INTO store_files (store_id, file_id, tenant, status, created_at, attributes, chunking, "
-                "usage_bytes, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store_id, file_id) DO UPDATE "
+                "usage_bytes, last_error, attach_id, lease_owner, lease_until) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store_id, file_id) DO UPDATE "
                 "SET status = excluded.status, attributes = excluded.attributes, chunking = excluded.chunking, "
-                "usage_bytes = excluded.usage_bytes, last_error = excluded.last_error "
+                "usage_bytes = excluded.usage_bytes, last_error = excluded.last_error, attach_id = excluded.attach_id, "
+                "lease_owner = excluded.lease_owner, lease_until = excluded.lease_until "
                 "WHERE store_files.tenant = excluded.tenant",
                 (r.store_id, r.file_id, r.tenant, r.status, r.created_at, _json(r.attributes), _json(r.chunking),
-                 r.usage_bytes, r.last_error),
+                 r.usage_bytes, r.last_error, r.attach_id, r.lease_owner, r.lease_until),
             )  # fmt: skip
             if done.rowcount == 0:
                 raise NotFound("vector store not found")
@@ -395,10 +423,88 @@ class SqliteCatalog:
         self._apply(store_id, version, lambda index: index.drop_file(file_id))
         return True
 
-    async def in_progress(self) -> list[StoreFileRecord]:
+    async def in_progress(self, expired_at: float | None = None) -> list[StoreFileRecord]:
+        expired = float("inf") if expired_at is None else expired_at
         rows = await self._run(
             lambda: self._conn.execute(
-                f"SELECT {_STORE_FILE_COLUMNS} FROM store_files WHERE status = 'in_progress' ORDER BY created_at"
+                f"SELECT {_STORE_FILE_COLUMNS} FROM store_files WHERE status = 'in_progress' AND lease_until <= ? "
+                "ORDER BY created_at",
+                (expired,),
+            ).fetchall()
+        )
+        return [_store_file(row) for row in rows]
+
+    async def claim_store_file(
+        self, tenant: str, store_id: str, file_id: str, attach_id: str, owner: str, now: float, until: float
+    ) -> bool:
+        done = await self._run(
+            lambda: (
+                self._conn.execute(
+                    "UPDATE store_files SET lease_owner = ?, lease_until = ? WHERE store_id = ? AND file_id = ? "
+                    "AND tenant = ? AND attach_id = ? AND status = 'in_progress' AND lease_until <= ?",
+                    (owner, until, store_id, file_id, tenant, attach_id, now),
+                ).rowcount
+            )
+        )
+        return bool(done)
+
+    async def renew_leases(self, owner: str, until: float) -> None:
+        await self._run(
+            lambda: self._conn.execute(
+                "UPDATE store_files SET lease_until = ? WHERE lease_owner = ? AND status = 'in_progress'",
+                (until, owner),
+            )
+        )
+
+    async def finish_store_file(
+        self, tenant: str, store_id: str, file_id: str, attach_id: str, status: FileStatus, *,
+        last_error: str | None = None, usage_bytes: int = 0,
+    ) -> bool:  # fmt: skip
+        return await self._run(self._finish_store_file, tenant, store_id, file_id, attach_id, status, last_error,
+                               usage_bytes)  # fmt: skip
+
+    def _finish_store_file(
+        self, tenant: str, store_id: str, file_id: str, attach_id: str, status: FileStatus, error: str | None,
+        usage: int,
+    ) -> bool:  # fmt: skip
+        with self._transaction() as db:
+            rows = db.execute(
+                "UPDATE store_files SET status = ?, last_error = ?, usage_bytes = ? WHERE store_id = ? AND file_id = ? "
+                "AND tenant = ? AND attach_id = ? AND status = 'in_progress' RETURNING attributes",
+                (status, error, usage, store_id, file_id, tenant, attach_id),
+            ).fetchall()
+            if not rows:
+                return False
+            version = self._bump(db, store_id)
+        completed, attributes = status == "completed", orjson.loads(rows[0][0])
+        self._apply(store_id, version, lambda index: index.set_file(file_id, completed, attributes))
+        return True
+
+    async def join_batch(self, tenant: str, store_id: str, batch_id: str, file_id: str) -> None:
+        await self._run(self._join_batch, tenant, store_id, batch_id, file_id)
+
+    def _join_batch(self, tenant: str, store_id: str, batch_id: str, file_id: str) -> None:
+        done = self._conn.execute(
+            "INSERT OR IGNORE INTO batch_files (store_id, batch_id, file_id) SELECT store_id, ?, file_id "
+            "FROM store_files WHERE store_id = ? AND file_id = ? AND tenant = ?",
+            (batch_id, store_id, file_id, tenant),
+        )
+        if done.rowcount == 0 and self._get_link(tenant, store_id, file_id) is None:
+            raise NotFound("file not found in vector store")
+
+    def _get_link(self, tenant: str, store_id: str, file_id: str) -> Any:
+        return self._conn.execute(
+            "SELECT 1 FROM store_files WHERE store_id = ? AND file_id = ? AND tenant = ?", (store_id, file_id, tenant)
+        ).fetchone()
+
+    async def batch_files(self, tenant: str, store_id: str, batch_id: str) -> list[StoreFileRecord]:
+        columns = ", ".join(f"sf.{c.strip()}" for c in _STORE_FILE_COLUMNS.split(","))
+        rows = await self._run(
+            lambda: self._conn.execute(
+                f"SELECT {columns} FROM batch_files b JOIN store_files sf ON sf.store_id = b.store_id "
+                "AND sf.file_id = b.file_id WHERE b.store_id = ? AND b.batch_id = ? AND sf.tenant = ? "
+                "ORDER BY sf.created_at, sf.file_id",
+                (store_id, batch_id, tenant),
             ).fetchall()
         )
         return [_store_file(row) for row in rows]
@@ -406,40 +512,45 @@ class SqliteCatalog:
     async def file_counts(self, tenant: str, store_id: str) -> FileCounts:
         rows = await self._run(
             lambda: self._conn.execute(
-                "SELECT status, count(*) FROM store_files WHERE tenant = ? AND store_id = ? GROUP BY status",
+                "SELECT status, count(*), sum(usage_bytes) FROM store_files WHERE tenant = ? AND store_id = ? "
+                "GROUP BY status",
                 (tenant, store_id),
             ).fetchall()
         )
-        return FileCounts(**{status: n for status, n in rows if status in FileCounts.__struct_fields__})
+        counts = {status: n for status, n, _ in rows if status in _STATUSES}
+        return FileCounts(**counts, usage_bytes=sum(int(used or 0) for _, _, used in rows))
 
     # Chunks
 
     async def add_chunks(
-        self, tenant: str, store_id: str, file_id: str, chunks: Sequence[Chunk], vectors: NDArray[Any]
-    ) -> None:
+        self, tenant: str, store_id: str, file_id: str, chunks: Sequence[Chunk], vectors: NDArray[Any],
+        attach_id: str | None = None,
+    ) -> bool:  # fmt: skip
         rows = chunk_rows(len(chunks), vectors, self._dimensions)
-        if chunks:
-            await self._run(self._add_chunks, tenant, store_id, file_id, list(chunks), rows)
+        if not chunks:
+            return True
+        return await self._run(self._add_chunks, tenant, store_id, file_id, list(chunks), rows, attach_id)
 
     def _add_chunks(
-        self, tenant: str, store_id: str, file_id: str, chunks: list[Chunk], rows: NDArray[np.float32]
-    ) -> None:
+        self, tenant: str, store_id: str, file_id: str, chunks: list[Chunk], rows: NDArray[np.float32],
+        attach_id: str | None,
+    ) -> bool:  # fmt: skip
         with self._transaction() as db:
             link = db.execute(
-                "SELECT status, attributes FROM store_files WHERE store_id = ? AND file_id = ? AND tenant = ?",
+                "SELECT status, attributes, attach_id FROM store_files "
+                "WHERE store_id = ? AND file_id = ? AND tenant = ?",
                 (store_id, file_id, tenant),
             ).fetchone()
             if link is None:
                 raise NotFound("file not found in vector store")
+            if attach_id is not None and link[2] != attach_id:
+                return False  # attached again since: that ingestion writes its own
             index = self._index(store_id)  # as of the version this transaction sees
             indexes = [c.index for c in chunks]
-            replaced = index.slots_of(file_id, indexes)
+            replaced = index.file_slots(file_id)  # every chunk of the file's earlier ingestion
             slots = index.take_slots(len(chunks))
             try:
-                db.executemany(
-                    "DELETE FROM chunks WHERE store_id = ? AND file_id = ? AND idx = ?",
-                    [(store_id, file_id, i) for i in indexes],
-                )
+                db.execute("DELETE FROM chunks WHERE store_id = ? AND file_id = ?", (store_id, file_id))
                 db.executemany(
                     "INSERT INTO chunks (store_id, file_id, idx, slot, text, tokens, vector) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -458,6 +569,7 @@ class SqliteCatalog:
             index.put(slots, file_id, indexes, rows)
 
         self._apply(store_id, version, put)
+        return True
 
     async def search(
         self, tenant: str, store_ids: Sequence[str], vector: NDArray[Any], k: int, *,
@@ -561,8 +673,12 @@ class SqliteCatalog:
                 old.unlink(missing_ok=True)
 
 
+_STATUSES = ("in_progress", "completed", "failed", "cancelled")
 _STORE_COLUMNS = "id, tenant, name, data_class, created_at, metadata, last_active_at"
-_STORE_FILE_COLUMNS = "store_id, file_id, tenant, status, created_at, attributes, chunking, usage_bytes, last_error"
+_STORE_FILE_COLUMNS = (
+    "store_id, file_id, tenant, status, created_at, attributes, chunking, usage_bytes, last_error, attach_id, "
+    "lease_owner, lease_until"
+)
 
 
 def _file(row: Any) -> FileRecord:
@@ -577,7 +693,8 @@ def _store(row: Any) -> StoreRecord:
 def _store_file(row: Any) -> StoreFileRecord:
     return StoreFileRecord(store_id=row[0], file_id=row[1], tenant=row[2], status=row[3], created_at=row[4],
                            attributes=orjson.loads(row[5]), chunking=orjson.loads(row[6]), usage_bytes=row[7],
-                           last_error=row[8])  # fmt: skip
+                           last_error=row[8], attach_id=row[9], lease_owner=row[10],
+                           lease_until=row[11])  # fmt: skip
 
 
 def _write_atomically(path: Path, content: bytes) -> None:

@@ -52,6 +52,13 @@ class StoreFileRecord(msgspec.Struct, frozen=True, kw_only=True):
     chunking: dict[str, Any] = {}  # the chunking_strategy as OpenAI echoes it
     usage_bytes: int = 0
     last_error: str | None = None  # a reason for `failed` (never document text)
+    # Which attach this row is: each attach gives a new one, and its ingestion writes the row only
+    # while the row still has it (a detach and re-attach, or a cancel, meanwhile wins).
+    attach_id: str = ""
+    # While in_progress: the process whose queue holds it, until when (unix seconds; renewed while it
+    # works). Another process resumes it only once the lease has expired (its holder stopped).
+    lease_owner: str = ""
+    lease_until: float = 0.0
 
 
 class FileCounts(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,6 +66,7 @@ class FileCounts(msgspec.Struct, frozen=True, kw_only=True):
     completed: int = 0
     failed: int = 0
     cancelled: int = 0
+    usage_bytes: int = 0  # the store's files' usage_bytes summed (the store's usage_bytes), not a count
 
     @property
     def total(self) -> int:
@@ -135,18 +143,52 @@ class Catalog(Protocol):
         """The link and the file's chunks in this store."""
         ...
 
+    async def finish_store_file(
+        self, tenant: str, store_id: str, file_id: str, attach_id: str, status: FileStatus, *,
+        last_error: str | None = None, usage_bytes: int = 0,
+    ) -> bool:  # fmt: skip
+        """Ingestion's last write: the store file's status (and reason, usage) set only if it is
+        still `in_progress` under `attach_id`, in one statement; its other fields stay as the
+        row has them. False (nothing written) when it was detached, cancelled or attached again."""
+        ...
+
     async def file_counts(self, tenant: str, store_id: str) -> FileCounts: ...
 
-    async def in_progress(self) -> list[StoreFileRecord]:
-        """Every tenant's store files in status in_progress (ingestion resumes them at start)."""
+    # File batches: which store files a batch attached (a file may be in several)
+    async def join_batch(self, tenant: str, store_id: str, batch_id: str, file_id: str) -> None:
+        """Record the store file as one of the batch's; NotFound when the tenant has no such link.
+        Detaching the file (or deleting its store) drops it from its batches."""
+        ...
+
+    async def batch_files(self, tenant: str, store_id: str, batch_id: str) -> list[StoreFileRecord]:
+        """The batch's store files, oldest first, found by the batch id (an index, not a scan)."""
+        ...
+
+    async def in_progress(self, expired_at: float | None = None) -> list[StoreFileRecord]:
+        """Every tenant's store files in status in_progress (ingestion resumes them at start);
+        with `expired_at`, only those whose lease ended by then (no live process holds them)."""
+        ...
+
+    async def claim_store_file(
+        self, tenant: str, store_id: str, file_id: str, attach_id: str, owner: str, now: float, until: float
+    ) -> bool:
+        """Take the lease of an in_progress store file of that attach whose lease has expired by
+        `now` (one statement: of processes claiming at once, one wins); False when it is not so."""
+        ...
+
+    async def renew_leases(self, owner: str, until: float) -> None:
+        """Extend the lease of every in_progress store file `owner` holds."""
         ...
 
     # Chunks
     async def add_chunks(
-        self, tenant: str, store_id: str, file_id: str, chunks: Sequence[Chunk], vectors: NDArray[Any]
-    ) -> None:
-        """`vectors`: float32 unit rows, one per chunk, in order. Replaces chunks of the same
-        (store, file, index), so a retried ingestion does not duplicate them."""
+        self, tenant: str, store_id: str, file_id: str, chunks: Sequence[Chunk], vectors: NDArray[Any],
+        attach_id: str | None = None,
+    ) -> bool:  # fmt: skip
+        """`vectors`: float32 unit rows, one per chunk, in order. With `attach_id`, nothing is
+        written (False) unless the store file is still that attach. Replaces, in one transaction,
+        every chunk the file had in the store (a retried ingestion does not duplicate them, and a
+        re-attach that makes fewer chunks leaves none of the earlier ones)."""
         ...
 
     async def search(

@@ -118,11 +118,10 @@ class StoreIndex:
         self.remove(slots)
         return slots
 
-    def slots_of(self, file_id: str, indexes: Sequence[int]) -> list[int]:
+    def file_slots(self, file_id: str) -> list[int]:
+        """The slots of every chunk the file has in this store."""
         entry = self._files.get(file_id)
-        if entry is None:
-            return []
-        return [entry.slots[i] for i in indexes if i in entry.slots]
+        return [] if entry is None else list(entry.slots.values())
 
     # Chunks
 

@@ -3,7 +3,8 @@ stage (patterns, an in-memory vault): what ingestion and retrieval tests run aga
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +44,10 @@ class Audit(list[dict[str, object]]):
         self.append(event)
 
 
-def make_parts(directory: Path, policy: Policy | None = None, queue_size: int = 64) -> Parts:
+def make_parts(
+    directory: Path, policy: Policy | None = None, queue_size: int = 64, clock: Callable[[], float] = time.time
+) -> Parts:
+    """`clock`: the ingestor's, which its leases follow (a later one stands for a later process)."""
     policy = policy or Policy("docs", actions={"EMAIL": "tokenize"}, classify={"US_SSN": "restricted"})
     vault = TokenVault(b"v" * 32, MemoryVaultStore(), ttl=60)
     dlp = DlpStage(PatternDetector(), {"docs": policy}, {}, vault, Metrics(CollectorRegistry()))
@@ -53,7 +57,9 @@ def make_parts(directory: Path, policy: Policy | None = None, queue_size: int = 
     async def screen(texts: list[str], scope: str) -> object:
         return await dlp.screen_texts("docs", texts, scope, ttl=3600)
 
-    ingestor = Ingestor(catalog, seal, extract_text, Chunker().split, minilm(), screen, queue_size=queue_size)
+    ingestor = Ingestor(
+        catalog, seal, extract_text, Chunker().split, minilm(), screen, queue_size=queue_size, clock=clock
+    )
     audit = Audit()
     service = VectorStores(catalog, ingestor, minilm(), seal, AUTO, vault=vault, screen=screen, audit=audit)
     return Parts(service, catalog, ingestor, audit, directory)

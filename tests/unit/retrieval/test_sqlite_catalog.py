@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -187,3 +188,25 @@ async def test_graphs_are_saved_once_the_interval_has_passed(tmp_path: Path) -> 
         await catalog.close()
     [after_close] = (tmp_path / "rag" / "index").glob("vs_g-*.hnsw")  # the close saved the last version
     assert after_close != saved
+
+
+async def test_a_catalog_made_before_attach_ids_and_batch_rows_opens_with_its_rows(tmp_path: Path) -> None:
+    (tmp_path / "rag").mkdir()
+    db = sqlite3.connect(tmp_path / "rag" / "catalog.sqlite3")
+    db.executescript(
+        "CREATE TABLE store_files (store_id TEXT NOT NULL, file_id TEXT NOT NULL, tenant TEXT NOT NULL, "
+        "status TEXT NOT NULL, created_at INTEGER NOT NULL, attributes TEXT NOT NULL, chunking TEXT NOT NULL, "
+        "usage_bytes INTEGER NOT NULL, last_error TEXT, PRIMARY KEY (store_id, file_id));"
+        "INSERT INTO store_files VALUES ('vs_1', 'file-1', 'tenant-a', 'in_progress', 1, '{}', "
+        '\'{"type": "auto", "batch_id": "vsfb_old"}\', 0, NULL);'
+    )
+    db.commit()
+    db.close()
+    catalog = SqliteCatalog(tmp_path / "rag")
+    await catalog.start()
+    try:
+        [record] = await catalog.in_progress()
+        assert (record.file_id, record.attach_id) == ("file-1", "")
+        assert [f.file_id for f in await catalog.batch_files("tenant-a", "vs_1", "vsfb_old")] == ["file-1"]
+    finally:
+        await catalog.close()
