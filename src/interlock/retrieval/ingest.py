@@ -48,6 +48,7 @@ import numpy as np
 
 from ..errors import BadRequest, NotFound, Overloaded, Unavailable
 from ..lifecycle import Background
+from ..security.pii.vault import vault_scope
 from ..security.roles import class_rank
 from .chunking import ChunkingStrategy
 from .extract import ExtractError
@@ -92,7 +93,7 @@ class FileFailed(Exception):
 
 def token_scope(tenant: str, store_id: str) -> str:
     """The vault scope of a store's tokens: one value gets one token across the store's files."""
-    return f"{tenant}:vs:{store_id}"
+    return vault_scope(tenant, "vs", store_id)
 
 
 class Ingestor:

@@ -35,6 +35,7 @@ import msgspec
 
 from ..errors import BadRequest, Forbidden, NotFound, Overloaded
 from ..security.pii.detokenize import TOKEN, replace
+from ..security.pii.vault import vault_scope
 from ..security.roles import Identity, Permission, class_rank
 from ..threads import sized
 from .chunking import ChunkingStrategy, parse_strategy
@@ -69,7 +70,7 @@ class Screen(Protocol):
 
 def filename_scope(tenant: str, file_id: str) -> str:
     """The vault scope of a file's name's tokens (apart from requests' `rq:` and stores' `vs:`)."""
-    return f"{tenant}:file:{file_id}"
+    return vault_scope(tenant, "file", file_id)
 
 
 BATCH_KEY = "batch_id"  # where catalogs before `Catalog.batch_files` kept a store file's batch (not echoed)

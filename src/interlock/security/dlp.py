@@ -28,7 +28,7 @@ from .pii.detector import Entity, PatternDetector, surest, without_overlaps
 from .pii.detokenize import StreamDetokenizer, decode_event, detokenize_answer, neutralise
 from .pii.ner import NerDetector
 from .pii.presidio import PresidioDetector
-from .pii.vault import TokenVault
+from .pii.vault import TokenVault, vault_scope
 from .roles import class_rank
 
 MAX_CLEAN_BODIES = 4096  # per policy
@@ -351,7 +351,7 @@ class DlpStage:
         apart from stored documents' `<tenant>:vs:<store>` (`retrieval.ingest.token_scope`), so a
         conversation named `vs:<store>` never reaches a store's tokens."""
         request = ctx.request
-        return f"{request.tenant}:rq:{request.conversation or request.request_id}"
+        return vault_scope(request.tenant, "rq", request.conversation or request.request_id)
 
 
 def _rewritten(body: dict[str, Any], texts: list[str]) -> dict[str, Any]:

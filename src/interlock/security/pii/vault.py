@@ -25,6 +25,13 @@ from redis.asyncio import Redis
 SHORT, LONG = 12, 24  # base32 characters of a token: 60 bits, or 120 after a collision
 
 
+def vault_scope(tenant: str, kind: str, name: str) -> str:
+    """`<tenant>:<kind>:<name>`, the one way scopes are named: requests' (`rq`), stores' (`vs`) and
+    file names' (`file`). The tenant's own `%` and `:` are escaped, so its first `:` always ends it
+    and a tenant named `a:rq:b` cannot reach tenant `a`'s scopes."""
+    return f"{tenant.replace('%', '%25').replace(':', '%3A')}:{kind}:{name}"
+
+
 class VaultStore(Protocol):
     async def get_many(self, keys: list[str]) -> list[bytes | None]: ...
 

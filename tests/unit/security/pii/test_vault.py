@@ -4,7 +4,7 @@ import secrets
 
 from redis.asyncio import Redis
 
-from interlock.security.pii.vault import MemoryVaultStore, RedisVaultStore, TokenVault
+from interlock.security.pii.vault import MemoryVaultStore, RedisVaultStore, TokenVault, vault_scope
 from tests.support.clock import Clock
 
 
@@ -56,3 +56,13 @@ async def test_redis_vault_store_extends_but_never_shortens() -> None:
         async for key in client.scan_iter(prefix + "*"):
             await client.delete(key)
         await client.aclose()
+
+
+async def test_a_tenant_whose_name_holds_the_separator_cannot_name_another_tenants_scope() -> None:
+    # Unescaped, tenant "a:rq:c" naming store "s" and tenant "a" in conversation "c:vs:s" would
+    # share "a:rq:c:vs:s"; escaped, a tenant's scopes all start with its own escaped name.
+    store = vault_scope("a", "vs", "s1")
+    assert vault_scope("a:vs", "rq", "x") != store and not vault_scope("a:vs", "rq", "x").startswith("a:")
+    assert vault_scope("a:rq:c", "vs", "s") != vault_scope("a", "rq", "c:vs:s")
+    assert vault_scope("a%3A", "rq", "c") != vault_scope("a:", "rq", "c")  # the escape is escaped too
+    assert store == "a:vs:s1"  # names without ':' or '%' are as before
