@@ -22,7 +22,8 @@ Where it sits (app.py): after the limits and after DLP, before the caches.
 - The stores' data classes: the request takes the highest of them (`ctx.retrieval.data_class`;
   `RequestContext.data_class` is the higher of that and DLP's), so the router sends chunks of a
   restricted store only to deployments cleared for restricted, and fails closed without one. A
-  caller whose `max_class` is below a store's class is refused (403) before anything is read.
+  store above the caller's `max_class` is not found (404, as another tenant's) before anything is
+  read.
 """
 
 from __future__ import annotations
