@@ -502,7 +502,7 @@ def make_catalog(config: RetrievalSettings) -> Catalog:
     from .retrieval.sqlite_catalog import SqliteCatalog
 
     assert config.directory is not None  # placed beside the config by load_settings
-    return SqliteCatalog(Path(config.directory))
+    return SqliteCatalog(Path(config.directory), max_index_bytes=config.index_memory_mb << 20)
 
 
 def make_vector_stores(

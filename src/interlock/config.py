@@ -363,6 +363,7 @@ class RetrievalSettings(_Frozen, frozen=True, kw_only=True):
     template: str | None = None  # a `templates` name to put chunks into the prompt; default: built in
     default_data_class: DataClassName = "internal"  # of a store created without `data_class`
     max_results: int = 4  # chunks a chat request with `vector_store_ids` retrieves
+    index_memory_mb: int = 1024  # SQLite catalog: loaded ANN indexes past this are dropped (LRU)
 
     def __post_init__(self) -> None:
         _require(
@@ -372,6 +373,7 @@ class RetrievalSettings(_Frozen, frozen=True, kw_only=True):
         _require(1 <= self.embed_batch <= 1024, "embed_batch", "expected 1..1024")
         _require(self.max_file_bytes >= 1, "max_file_bytes", "expected a positive size")
         _require(self.token_ttl_s >= 1, "token_ttl_s", "expected a positive number of seconds")
+        _require(self.index_memory_mb >= 1, "index_memory_mb", "expected at least 1 MB")
         _require(1 <= self.max_results <= MAX_SEARCH_RESULTS, "max_results", f"expected 1..{MAX_SEARCH_RESULTS}")
 
 

@@ -49,6 +49,7 @@ import os
 import re
 import sqlite3
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -133,7 +134,7 @@ class SqliteCatalog:
 
     def __init__(
         self, directory: Path, *, dimensions: int = DIM, save_interval: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, max_index_bytes: int = 1 << 30,
     ) -> None:  # fmt: skip
         self._dir = Path(directory)
         self._dimensions = dimensions
@@ -141,8 +142,12 @@ class SqliteCatalog:
         self._clock = clock
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
-        # Worker-thread state: the loaded indexes by store, with the store version each reflects.
-        self._indexes: dict[str, tuple[int, StoreIndex]] = {}
+        # Worker-thread state: the loaded indexes by store, with the store version each reflects,
+        # least recently used first. Past `max_index_bytes` in all, the least recently used are
+        # saved (when changed) and dropped, to be loaded from their saved graph when next used;
+        # the one in use always stays, however large.
+        self._indexes: OrderedDict[str, tuple[int, StoreIndex]] = OrderedDict()
+        self._max_index_bytes = max_index_bytes
         self._saved_at: dict[str, float] = {}
         self._dirty: set[str] = set()
 
@@ -591,15 +596,16 @@ class SqliteCatalog:
             f"SELECT id, version FROM stores WHERE tenant = ? AND id IN ({marks})", (tenant, *store_ids)
         ).fetchall()
         found: list[tuple[float, str, int]] = []
+        used: dict[str, StoreIndex] = {}  # held here: loading one store may evict another
         for store_id, version in owned:
-            index = self._index(store_id, version)
+            index = used[store_id] = self._index(store_id, version)
             found.extend(
                 (score, store_id, slot) for slot, score in index.search(query, k, passes) if score >= threshold
             )
         found.sort(key=lambda hit: -hit[0])
         hits = []
         for score, store_id, slot in found[:k]:
-            index = self._indexes[store_id][1]
+            index = used[store_id]
             file_id, chunk_index = index.chunk(slot)
             row = self._conn.execute(
                 "SELECT c.text, f.filename FROM chunks c JOIN files f ON f.id = c.file_id "
@@ -622,6 +628,7 @@ class SqliteCatalog:
             version = int(row[0]) if row is not None else 0
         loaded = self._indexes.get(store_id)
         if loaded is not None and loaded[0] == version:
+            self._indexes.move_to_end(store_id)
             return loaded[1]
         files = {
             file_id: (status == "completed", orjson.loads(attributes))
@@ -635,10 +642,27 @@ class SqliteCatalog:
         graph = self._graph_path(store_id, version)
         index = StoreIndex.build(self._dimensions, files, chunks, graph if graph.exists() else None)
         self._indexes[store_id] = (version, index)
+        self._indexes.move_to_end(store_id)
         if not graph.exists() and len(index):
             self._dirty.add(store_id)  # rebuilt: save it, so the next start need not
             self._saved_at.setdefault(store_id, float("-inf"))
+        self._evict()
         return index
+
+    def _evict(self) -> None:
+        """Drop the least recently used indexes while all of them hold more than the budget."""
+        total = sum(index.nbytes for _, index in self._indexes.values())
+        while total > self._max_index_bytes and len(self._indexes) > 1:
+            oldest = next(iter(self._indexes))
+            if oldest in self._dirty:
+                self._save(oldest)  # its graph at its version, so loading it again reads the file
+            total -= self._indexes.pop(oldest)[1].nbytes
+            self._saved_at.pop(oldest, None)
+
+    @property
+    def loaded(self) -> list[str]:
+        """The stores whose index is in memory, least recently used first (worker state; for tests)."""
+        return list(self._indexes)
 
     def _apply(self, store_id: str, version: int, change: Callable[[StoreIndex], object]) -> None:
         """After a commit that took the store from `version - 1` to `version`: the same change to the
@@ -653,9 +677,11 @@ class SqliteCatalog:
             self._indexes.pop(store_id, None)  # half applied: reload from the rows when next used
             raise
         self._indexes[store_id] = (version, loaded[1])
+        self._indexes.move_to_end(store_id)
         self._dirty.add(store_id)
         if self._clock() - self._saved_at.setdefault(store_id, self._clock()) >= self._save_interval:
             self._save(store_id)
+        self._evict()  # it may have grown past the budget
 
     def _graph_path(self, store_id: str, version: int) -> Path:
         return self._dir / "index" / f"{store_id}-{version}.hnsw"

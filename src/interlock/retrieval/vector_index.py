@@ -93,6 +93,12 @@ class StoreIndex:
         return self._used - len(self._free)
 
     @property
+    def nbytes(self) -> int:
+        """About what the index holds in memory: its vectors twice (ours and the graph's copy) and
+        the graph's base-layer links (2 * M ids of 4 bytes a row)."""
+        return 2 * self._vectors.nbytes + len(self._vectors) * 2 * _LINKS * 4
+
+    @property
     def visible(self) -> int:
         return int(self._visible[: self._used].sum())
 

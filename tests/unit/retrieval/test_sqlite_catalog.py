@@ -210,3 +210,34 @@ async def test_a_catalog_made_before_attach_ids_and_batch_rows_opens_with_its_ro
         assert [f.file_id for f in await catalog.batch_files("tenant-a", "vs_1", "vsfb_old")] == ["file-1"]
     finally:
         await catalog.close()
+
+
+@pytest.mark.usefixtures("small_exact_limit")
+async def test_indexes_past_the_memory_budget_are_saved_dropped_and_loaded_again(tmp_path: Path) -> None:
+    catalog = SqliteCatalog(tmp_path / "rag", max_index_bytes=1)  # room for the index in use only
+    await catalog.start()
+    try:
+        data = {name: clustered(120, seed) for seed, name in enumerate(("vs_a", "vs_b"), 11)}
+        for name, vectors in data.items():
+            await make_store(catalog, A, name)
+            await add_file(catalog, A, name, f"file-{name}", vectors)
+        assert catalog.loaded == ["vs_b"]  # vs_a was dropped when vs_b's index was built
+        assert list((tmp_path / "rag" / "index").glob("vs_a-*.hnsw"))  # saved as it left, being changed
+        for _ in range(2):  # each search loads its store again, from its saved graph, and drops the other
+            for name, vectors in data.items():
+                hits = await catalog.search(A, [name], vectors[7], 3)
+                assert hits[0].file_id == f"file-{name}" and hits[0].chunk_index == 7
+                assert catalog.loaded == [name]
+        both = await catalog.search(A, ["vs_a", "vs_b"], data["vs_a"][7], 2)  # one search, two stores
+        assert (both[0].store_id, both[0].chunk_index) == ("vs_a", 7)
+    finally:
+        await catalog.close()
+
+    roomy = SqliteCatalog(tmp_path / "rag")  # the default budget keeps both
+    await roomy.start()
+    try:
+        for name, vectors in data.items():
+            assert (await roomy.search(A, [name], vectors[9], 1))[0].chunk_index == 9
+        assert roomy.loaded == ["vs_a", "vs_b"]
+    finally:
+        await roomy.close()
