@@ -223,6 +223,13 @@ class _Cycle:
         if not more:
             self.complete = True
             self.wake()
+            if conn.write_paused:
+                # A whole answer waits for the client to read too, before the next pipelined
+                # request starts: otherwise a client that pipelines and never reads grows the
+                # write buffer by an answer a request (measured: 600 MB in 1.5 s of 100 KB ones).
+                await conn.drain()
+                if conn.gone:
+                    return
             conn.cycle_done(self)
         elif conn.write_paused:
             await conn.drain()
@@ -246,6 +253,11 @@ class _Cycle:
                 self.chunked = True
                 parts.append(_CHUNKED)
         if conn.closing:
+            self.keep_alive = False
+        if self.expect_continue and self.more_body:
+            # Answered before the body was asked for: no 100 was sent, so the client may never
+            # send the body (RFC 9110 10.1.1), and bytes that follow could be its next request
+            # or the body. Only a close keeps the framing certain (as uvicorn and h11 do).
             self.keep_alive = False
         if not self.keep_alive:
             parts.append(_CLOSE)
@@ -850,5 +862,6 @@ def run(factory: Callable[[], App], host: str, port: int, workers: int, limits: 
     worst = 0
     for child in children:
         _, status = os.waitpid(child, 0)
-        worst = max(worst, os.waitstatus_to_exitcode(status) if os.waitstatus_to_exitcode(status) > 0 else 0)
+        code = os.waitstatus_to_exitcode(status)
+        worst = max(worst, code if code >= 0 else 128 - code)  # killed by signal N: 128 + N, as shells say
     return worst

@@ -22,6 +22,7 @@ class App:
 
     def __init__(self) -> None:
         self.disconnects = 0
+        self.big = 0
         self.streamed = asyncio.Event()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -40,6 +41,15 @@ class App:
                 await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
                 if loop.time() - before > 0.5:
                     self.streamed.set()  # send waited: the producer was paused
+            return
+        if path == "/big":  # 100 KB at once, the request's body unread
+            self.big += 1
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"x" * 100_000})
+            return
+        if path == "/refuse":  # answers before asking for the body (a 401 before an upload)
+            await send({"type": "http.response.start", "status": 401, "headers": []})
+            await send({"type": "http.response.body", "body": b"no"})
             return
         if path == "/sleep":  # longer than every timeout of LIMITS, then an answer
             await asyncio.sleep(2.5)
@@ -255,3 +265,28 @@ async def test_lifespan_runs_startup_then_shutdown() -> None:
     await lifespan.startup()
     await lifespan.shutdown()
     assert seen == ["lifespan.startup", "lifespan.shutdown"]
+
+
+async def test_a_client_that_pipelines_and_never_reads_gets_no_more_answers_than_fit(served: tuple[App, int]) -> None:
+    app, port = served
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    try:
+        await loop.sock_sendall(sock, b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n" * 400)
+        await asyncio.sleep(0.5)  # nothing read: what is answered is what the buffers hold
+        # Before the fix every request was answered into the write buffer (400 here, 40 MB).
+        assert app.big < 100
+    finally:
+        sock.close()
+
+
+async def test_an_answer_before_a_100_continue_body_closes_the_connection(served: tuple[App, int]) -> None:
+    _, port = served
+    answer = await exchange(
+        port, b"POST /refuse HTTP/1.1\r\nHost: a\r\nContent-Length: 20\r\nExpect: 100-continue\r\n\r\n"
+    )  # read until the server closes: the client need not send the body, so nothing can follow
+    assert answer.startswith(b"HTTP/1.1 401") and b"connection: close" in answer.lower()
+    assert b"100 Continue" not in answer
