@@ -56,10 +56,10 @@ The races, and what this code does about them:
 - A request refused while earlier pipelined ones are still answered (its headers too large, its
   body late): the refusal waits until their answers are out, or the client would take it for the
   first request's answer; the socket is not read again.
-- Shutdown while a request is queued behind an in-flight one: it is answered when the in-flight
-  answer's headers were not yet written with `connection: close`; once they were (shutdown came
-  first), the queued requests are dropped with the close, which HTTP allows (the client retries
-  them). No new request is read after the last answer.
+- Shutdown while a request is queued behind an in-flight one: if the in-flight answer's headers
+  are already written (without `connection: close`), the queued request is answered too; if not,
+  that answer gets `connection: close` and the queued requests are dropped with the close, which
+  HTTP allows (the client may retry them). No new request is read after the last answer.
 - `max_pipelined` is checked after each read: httptools parses a whole read, so one read of many
   tiny requests can queue more than it (bounded by the socket's receive buffer), then reading stops.
 """
