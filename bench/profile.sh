@@ -11,6 +11,8 @@
 #   PROFILE_CLIENT=aiohttp profile a gateway with `upstream: {client: aiohttp}` (default: the default)
 #   PROFILE_SECURE=1       profile the secured gateway of run.sh instead (API keys, rate limits in
 #                          Redis, DLP; BENCH_SECURE_PARTS picks the parts as for run.sh)
+#   PROFILE_OBSERVED=1     profile the observed gateway of run.sh instead (drift, alerts, traces;
+#                          BENCH_OBSERVED_PARTS picks the parts); every thread is sampled
 #   BENCH_GATEWAY_PORT, BENCH_KEEP as for run.sh
 set -euo pipefail
 # shellcheck source=bench/lib.sh
@@ -37,9 +39,16 @@ CLIENT=${PROFILE_CLIENT:-}
 SECURE=${PROFILE_SECURE:-0}
 [[ $SECURE == 0 || $SECURE == 1 ]] || { echo "bench: PROFILE_SECURE must be 0 or 1" >&2; exit 2; }
 [[ $SECURE == 0 || -z $CLIENT ]] || { echo "bench: PROFILE_SECURE=1 takes no PROFILE_CLIENT" >&2; exit 2; }
+OBSERVED=${PROFILE_OBSERVED:-0}
+[[ $OBSERVED == 0 || $OBSERVED == 1 ]] || { echo "bench: PROFILE_OBSERVED must be 0 or 1" >&2; exit 2; }
+[[ $OBSERVED == 0 || ($SECURE == 0 && -z $CLIENT) ]] || {
+    echo "bench: PROFILE_OBSERVED=1 takes neither PROFILE_SECURE nor PROFILE_CLIENT" >&2
+    exit 2
+}
 native=()
 suffix=${CLIENT:+-$CLIENT}
 if [[ $SECURE == 1 ]]; then suffix="-secure"; fi
+if [[ $OBSERVED == 1 ]]; then suffix="-observed"; fi
 if [[ ${PROFILE_NATIVE:-0} == 1 ]]; then
     native=(--native)
     suffix="$suffix-native"
@@ -51,6 +60,10 @@ if [[ $SECURE == 1 ]]; then
     start_secure_gateway
     pid=$SECURE_PID url=$SECURE_URL key=$SECURE_KEY
     what="the secured gateway ($SECURE_PARTS)"
+elif [[ $OBSERVED == 1 ]]; then
+    start_observed_gateway
+    pid=$OBSERVED_PID url=$OBSERVED_URL key=bench
+    what="the observed gateway ($OBSERVED_PARTS)"
 else
     start_gateway "$CLIENT"
     pid=$GATEWAY_PID url=$GATEWAY_URL key=bench
