@@ -17,7 +17,6 @@ from ..security.keyadmin import NewKey, UnknownRole, create_key
 from ..security.keystore import KeyStore
 from ..security.roles import Permission
 from .exchange import Exchange
-from .http import read_body
 
 if TYPE_CHECKING:  # the drift statistics load scipy: imported only where drift is configured
     from ..observe.monitor import DriftMonitor
@@ -67,7 +66,7 @@ class AdminHandlers:
 
     async def create_key(self, ex: Exchange) -> None:
         store = self._keys()
-        raw = await read_body(ex.receive, ex.headers, MAX_ADMIN_BODY)
+        raw = await ex.body(MAX_ADMIN_BODY)
         try:
             spec = msgspec.json.decode(raw, type=NewKey)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:

@@ -20,7 +20,7 @@ from ..security.auth import Authenticator
 from ..security.roles import Permission
 from .admin import AdminHandlers
 from .exchange import Exchange
-from .http import ClientGone, Receive, RequestIds, Scope, Send, header_map, valid_request_id
+from .http import ClientGone, Direct, Receive, RequestIds, Scope, Send, header_map, valid_request_id
 from .inference import InferenceHandler
 from .info import InfoHandlers
 from .retrieval_routes import RetrievalRoutes
@@ -122,9 +122,14 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            await self._http(scope, receive, send, None)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    async def direct(self, scope: Scope, receive: Receive, send: Send, native: Direct) -> None:
+        """An `http` scope from the native server (edge/server.py), which also hands over the
+        body and takes the answer without ASGI messages: the same handling otherwise."""
+        await self._http(scope, receive, send, native)
 
     def _resolve(self, method: str, path: str) -> tuple[Handler, Permission | None]:
         found = self._routes.get((method, path))
@@ -219,7 +224,7 @@ class Gateway:
 
         return act
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _http(self, scope: Scope, receive: Receive, send: Send, native: Direct | None) -> None:
         headers = header_map(scope)
         request_id = valid_request_id(headers.get(b"x-request-id")) or self._ids.new()
         loop = self._loop
@@ -229,7 +234,8 @@ class Gateway:
         ui = self._ui if path.startswith("/ui") else None
         if ui is not None:
             send = secured(send, cache=path.startswith("/ui/static/"))
-        ex = Exchange(scope, receive, send, headers, request_id, loop)
+            native = None  # its headers are added in `send`
+        ex = Exchange(scope, receive, send, headers, request_id, loop, native)
         try:
             handler, permission = self._resolve(scope["method"], path)
             if permission is not None or (ui is not None and path == "/ui/api/session"):

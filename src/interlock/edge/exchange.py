@@ -14,13 +14,24 @@ from collections.abc import AsyncIterator
 
 from ..errors import InterlockError
 from ..security.roles import OPEN, Identity
-from .http import JSON_CONTENT, Message, Receive, Scope, Send, encode_headers, send_bytes
+from .http import (
+    JSON_CONTENT,
+    Direct,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    encode_headers,
+    read_body,
+    send_bytes,
+    too_large_error,
+)
 from .sse import send_stream
 
 
 class Exchange:
     __slots__ = (
-        "_task", "_watcher", "client_gone", "done", "headers", "identity", "loop", "model", "receive",
+        "_task", "_watcher", "client_gone", "direct", "done", "headers", "identity", "loop", "model", "receive",
         "request_id", "response_headers", "scope", "send", "started",
     )  # fmt: skip
 
@@ -32,8 +43,10 @@ class Exchange:
         headers: dict[bytes, bytes],
         request_id: str,
         loop: asyncio.AbstractEventLoop,
+        direct: Direct | None = None,
     ) -> None:
         self.loop = loop
+        self.direct = direct  # the native server's direct call (edge/http.py), None under another server
         self.identity: Identity = OPEN  # set by the gateway once the caller is identified
         self.model: str | None = None  # set by the parser once the body names a group the caller may call
         # Headers every answer of this exchange carries (the rate limit's, on the Files and Vector
@@ -73,12 +86,27 @@ class Exchange:
             self._watcher.cancel()
             self._watcher = None
 
+    # -- the request body ----------------------------------------------------------------------------
+    async def body(self, limit: int) -> bytes:
+        """The whole request body, or PayloadTooLarge past `limit` (`read_body`)."""
+        if self.direct is not None:
+            whole = self.direct.whole_body()
+            if whole is not None:
+                if len(whole) > limit:
+                    raise too_large_error(limit)
+                return whole
+        return await read_body(self.receive, self.headers, limit)
+
     # -- answers ------------------------------------------------------------------------------------
     async def json(self, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
         headers = encode_headers(self.request_id, extra or ())
         headers += self.response_headers
         self.started = self.done = True
-        await send_bytes(self.send, status, body, headers, JSON_CONTENT)
+        if self.direct is not None:
+            headers.append(JSON_CONTENT)  # the server adds content-length
+            await self.direct.respond(status, headers, body)
+        else:
+            await send_bytes(self.send, status, body, headers, JSON_CONTENT)
 
     async def error(self, exc: InterlockError) -> None:
         await self.json(exc.status, exc.body(), [(k.encode(), v.encode()) for k, v in exc.headers.items()])

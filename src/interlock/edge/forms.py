@@ -18,7 +18,6 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from ..errors import BadRequest
 from ..threads import sized
 from .exchange import Exchange
-from .http import read_body
 
 MAX_PARTS = 16
 MAX_FIELD_BYTES = 64 * 1024  # a text field (`purpose`); only a part with a filename may be larger
@@ -89,7 +88,7 @@ async def read_form(ex: Exchange, limit: int) -> dict[str, Part]:
     boundary = options.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
         raise BadRequest("Expected a multipart/form-data body with a boundary")
-    raw = await read_body(ex.receive, ex.headers, limit)
+    raw = await ex.body(limit)
     return await sized(len(raw), _parse, raw, boundary, limit)  # a large upload: off the event loop
 
 

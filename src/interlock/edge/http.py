@@ -6,7 +6,7 @@ import itertools
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from ..errors import BadRequest, PayloadTooLarge
 
@@ -18,6 +18,30 @@ Send = Callable[[Message], Awaitable[None]]
 JSON_CONTENT = (b"content-type", b"application/json")
 DRAIN_CAP = 64 * 1024 * 1024  # past this, an oversized body is not read to its end
 _REQUEST_ID_OK = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+
+class Direct(Protocol):
+    """What the native server (edge/server.py) hands the Gateway beside ASGI's `receive` and
+    `send`, for the exchange it serves most: a body that has all arrived, and a whole answer in
+    one call. ASGI stays the interface (the same app mounts on uvicorn or granian); this only
+    saves the messages."""
+
+    def whole_body(self) -> bytes | None:
+        """The whole request body when it has arrived and none was read; None: use `receive`."""
+        ...
+
+    async def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """`http.response.start` with `headers` and one last `http.response.body`."""
+        ...
+
+
+@runtime_checkable
+class DirectApp(Protocol):
+    """An ASGI app that also takes the direct call: the same `http` handling, plus `Direct`."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+    async def direct(self, scope: Scope, receive: Receive, send: Send, native: Direct) -> None: ...
 
 
 class ClientGone(Exception):
@@ -61,7 +85,7 @@ async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -
         except ValueError:
             raise BadRequest("Invalid Content-Length header") from None
         if length > DRAIN_CAP:
-            raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
+            raise too_large_error(limit)
         too_large = length > limit
     chunks: list[bytes] = []
     size = 0
@@ -82,8 +106,12 @@ async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -
         if not message.get("more_body", False):
             break
     if too_large:
-        raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
+        raise too_large_error(limit)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def too_large_error(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
 
 
 def encode_headers(request_id: str, extra: Iterable[tuple[bytes, bytes]] = ()) -> list[tuple[bytes, bytes]]:

@@ -14,7 +14,6 @@ import orjson
 
 from ..errors import BadRequest
 from .exchange import Exchange
-from .http import read_body
 from .parse import invalid, json_object
 
 T = TypeVar("T")
@@ -69,7 +68,7 @@ def page(items: Sequence[T], limit: int, shape: Callable[[T], dict[str, Any]], i
 
 async def decode(ex: Exchange, kind: type[S], limit: int = MAX_JSON_BODY) -> S:
     """The JSON body as `kind`, or a 400 naming the field (never a value)."""
-    raw = await read_body(ex.receive, ex.headers, limit)
+    raw = await ex.body(limit)
     data = json_object(raw or b"{}")
     try:
         return msgspec.convert(data, kind)

@@ -21,7 +21,6 @@ from ..pipeline.context import NO_CACHE_CONTROL, CacheControl, Endpoint, Request
 from ..protocol import ChatRequest, CompletionRequest, EmbeddingRequest
 from ..security.roles import DATA_CLASSES
 from .exchange import Exchange
-from .http import read_body
 
 if TYPE_CHECKING:
     from ..prompts.templates import TemplateBook
@@ -62,7 +61,7 @@ class RequestParser:
         self._retrieval = retrieval  # a retrieval stage exists: `vector_store_ids` means something
 
     async def parse(self, ex: Exchange, endpoint: Endpoint, deployment: str | None, started: float) -> Request:
-        raw = await read_body(ex.receive, ex.headers, self._max_body)
+        raw = await ex.body(self._max_body)
         data = parse_body(raw, endpoint, deployment, self._templates)
         control = cache_control(ex.headers, data)
         name = data["model"]

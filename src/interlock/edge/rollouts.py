@@ -24,7 +24,6 @@ from ..rollout.spec import RolloutSpec, parse_spec
 from ..security.audit import AuditLog
 from .admin import record_admin
 from .exchange import Exchange
-from .http import read_body
 
 MAX_SPEC_BODY = 64 * 1024
 ACTIONS = ("pause", "resume", "promote", "abort")
@@ -57,7 +56,7 @@ class RolloutHandlers:
 
     async def start(self, ex: Exchange) -> None:
         driver = self._rollouts()
-        raw = await read_body(ex.receive, ex.headers, MAX_SPEC_BODY)
+        raw = await ex.body(MAX_SPEC_BODY)
         try:
             spec = parse_spec(orjson.loads(raw))
         except orjson.JSONDecodeError:

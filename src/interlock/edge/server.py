@@ -85,7 +85,7 @@ import httptools
 
 from ..config import HttpLimits
 from ..errors import BadRequest, HeadersTooLarge, InterlockError, RequestTimeout
-from .http import Message, Receive, Scope, Send
+from .http import DirectApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("interlock.edge.server")
 
@@ -186,6 +186,18 @@ class _Cycle:
             await self._wait()
         if self.disconnected:
             return _DISCONNECT
+        return {"type": "http.request", "body": self._take(), "more_body": self.more_body}
+
+    def whole_body(self) -> bytes | None:
+        """The direct call's `receive` (edge/http.py `Direct`): the body, when all of it has
+        arrived and none was read (a small request's body comes in the read that held its
+        headers, before the app runs), taken as `receive` would; None: read it through `receive`."""
+        if self.more_body or self.read_all or self.disconnected:
+            return None
+        self.expect_continue = False  # the body is here: no 100 to send
+        return self._take()
+
+    def _take(self) -> bytes:
         body = self.body
         chunk = body[0] if len(body) == 1 else b"".join(body)
         body.clear()
@@ -193,7 +205,7 @@ class _Cycle:
         self.conn.body_read()
         if not self.more_body:
             self.read_all = True
-        return {"type": "http.request", "body": chunk, "more_body": self.more_body}
+        return chunk
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -206,13 +218,24 @@ class _Cycle:
             return
         if kind != "http.response.body":
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
+        await self._body(message.get("body", b""), message.get("more_body", False))
+
+    async def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """The direct call's whole answer (edge/http.py `Direct`): `http.response.start` and its
+        one `http.response.body` in one call, without the two messages."""
+        if self.started:
+            raise RuntimeError("http.response.start sent twice")
+        self.started = True
+        self.status = status
+        self.out_headers = headers
+        await self._body(body, False)
+
+    async def _body(self, body: bytes, more: bool) -> None:
         if not self.started or self.complete:
             raise RuntimeError("http.response.body outside a response")
         if self.disconnected:
             return
         conn = self.conn
-        body = message.get("body", b"")
-        more = message.get("more_body", False)
         if self.status:  # the header block is not written yet (`_head` sets it to 0)
             data = self._head(len(body), more)
             if not self.head:
@@ -504,7 +527,11 @@ class HttpConnection(asyncio.Protocol):
 
     async def _run(self, cycle: _Cycle) -> None:
         try:
-            await self.server.app(cycle.scope, cycle.receive, cycle.send)
+            direct = self.server.direct
+            if direct is not None:
+                await direct(cycle.scope, cycle.receive, cycle.send, cycle)
+            else:
+                await self.server.app(cycle.scope, cycle.receive, cycle.send)
         except Exception:
             log.exception("unhandled error in the ASGI app")
             if not cycle.started and not self.gone:
@@ -694,6 +721,9 @@ class HttpServer:
 
     def __init__(self, app: App, limits: HttpLimits, max_discard: int) -> None:
         self.app = app
+        # The Gateway's direct call, when the app has one: the same handling as through ASGI,
+        # with the body and the answer passed without messages (edge/http.py `Direct`).
+        self.direct = app.direct if isinstance(app, DirectApp) else None
         self.limits = limits
         self.max_discard = max_discard
         self.loop = asyncio.get_running_loop()

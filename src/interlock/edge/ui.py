@@ -49,7 +49,7 @@ from ..security.roles import Identity, Permission
 from ..security.sessions import Session, Sessions, csrf_ok
 from .admin import AdminHandlers, record_admin
 from .exchange import Exchange
-from .http import Message, Send, encode_headers, read_body, send_bytes
+from .http import Message, Send, encode_headers, send_bytes
 from .info import InfoHandlers
 from .pages import page_size, query_params
 
@@ -328,7 +328,7 @@ class UiHandlers:
         if not same_origin(ex):
             await self._send(ex, 403, self._login_page("origin"))
             return
-        raw = await read_body(ex.receive, ex.headers, MAX_LOGIN_BODY)
+        raw = await ex.body(MAX_LOGIN_BODY)
         fields = urllib.parse.parse_qs(raw.decode("latin-1"))
         credential = (fields.get("key") or [""])[-1]
         try:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from interlock.config import HttpLimits
-from interlock.edge.http import Message, Receive, Scope, Send
+from interlock.edge.http import Direct, Message, Receive, Scope, Send
 from interlock.edge.server import HttpServer, Lifespan, bind, status_line
 
 LIMITS = HttpLimits(header_timeout_s=1, body_timeout_s=1, keepalive_timeout_s=1, send_timeout_s=1)
@@ -290,3 +290,104 @@ async def test_an_answer_before_a_100_continue_body_closes_the_connection(served
     )  # read until the server closes: the client need not send the body, so nothing can follow
     assert answer.startswith(b"HTTP/1.1 401") and b"connection: close" in answer.lower()
     assert b"100 Continue" not in answer
+
+
+class DirectApp(App):
+    """The same app, plus the direct call the Gateway offers: /direct takes the body with
+    `whole_body` (through `receive` when it is not all there) and answers with `respond`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.whole: list[bool] = []  # per /direct request: whether whole_body had the body
+        self.direct_calls = 0
+
+    async def direct(self, scope: Scope, receive: Receive, send: Send, native: Direct) -> None:
+        self.direct_calls += 1
+        if scope["path"] != "/direct":
+            await self(scope, receive, send)
+            return
+        body = native.whole_body()
+        self.whole.append(body is not None)
+        if body is None:
+            body = b""
+            more = True
+            while more:
+                message = await receive()
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+        await native.respond(200, [(b"x-direct", b"1")], body.upper())
+
+
+@pytest.fixture
+async def direct() -> AsyncIterator[tuple[DirectApp, int]]:
+    app = DirectApp()
+    sock = bind("127.0.0.1", 0, 64)
+    server = HttpServer(app, LIMITS, max_discard=1024)
+    await server.start(sock)
+    yield app, sock.getsockname()[1]
+    await server.shutdown()
+
+
+async def test_an_app_with_a_direct_call_is_called_through_it(direct: tuple[DirectApp, int]) -> None:
+    app, port = direct
+    answer = await exchange(port, b"GET /plain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 201 ") and answer.endswith(b"ok")
+    assert app.direct_calls == 1
+
+
+async def test_a_direct_answer_is_framed_and_keeps_the_connection(direct: tuple[DirectApp, int]) -> None:
+    app, port = direct
+    two = (
+        b"POST /direct HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+        b"POST /direct HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc"
+    )  # pipelined: both answers, in order, on one connection
+    answer = await exchange(port, two)
+    first, _, second = answer.partition(b"HELLO")
+    assert first.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"x-direct: 1\r\n" in first and b"content-length: 5\r\n" in first
+    assert b"connection: close" not in first
+    assert second.startswith(b"HTTP/1.1 200 OK\r\n") and second.endswith(
+        b"content-length: 3\r\nconnection: close\r\n\r\nABC"
+    )
+    assert app.whole == [True, True]  # each body came with its headers: no receive needed
+
+
+async def test_a_body_still_arriving_is_read_through_receive(direct: tuple[DirectApp, int]) -> None:
+    app, port = direct
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /direct HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nConnection: close\r\n\r\nab")
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.write(b"cdef")
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert answer.endswith(b"\r\n\r\nABCDEF")
+    assert app.whole == [False]
+
+
+async def test_a_direct_answer_to_head_has_no_body(direct: tuple[DirectApp, int]) -> None:
+    _, port = direct
+    answer = await exchange(port, b"HEAD /direct HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.endswith(b"content-length: 0\r\nconnection: close\r\n\r\n")
+
+
+async def test_respond_after_a_start_is_refused() -> None:
+    sock = bind("127.0.0.1", 0, 64)
+    failures: list[BaseException] = []
+
+    class Twice(App):
+        async def direct(self, scope: Scope, receive: Receive, send: Send, native: Direct) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            try:
+                await native.respond(200, [], b"again")
+            except RuntimeError as exc:
+                failures.append(exc)
+            await send({"type": "http.response.body", "body": b"once"})
+
+    server = HttpServer(Twice(), LIMITS, max_discard=1024)
+    await server.start(sock)
+    try:
+        answer = await exchange(sock.getsockname()[1], b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    finally:
+        await server.shutdown()
+    assert answer.endswith(b"\r\n\r\nonce") and len(failures) == 1
