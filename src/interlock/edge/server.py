@@ -522,8 +522,7 @@ class HttpConnection(asyncio.Protocol):
         self.deadline = 0.0 if self.kind == _IDLE else self.deadline
         task = self.loop.create_task(self._run(cycle))
         cycle.task = task
-        self.server.tasks.add(task)
-        task.add_done_callback(self.server.tasks.discard)
+        self.server.tasks.add(task)  # `_run` takes it out as it ends: no done callback to schedule
 
     async def _run(self, cycle: _Cycle) -> None:
         try:
@@ -538,6 +537,8 @@ class HttpConnection(asyncio.Protocol):
                 cycle.keep_alive = False
                 self.refuse(InterlockError("Internal error", code="internal_error"), for_head=True)
                 return
+        finally:
+            self.server.tasks.discard(cycle.task)  # set by `_start`, before this runs
         if not cycle.complete and not self.gone:
             if cycle.eof and not cycle.started:
                 cycle.complete = True  # the client left and the app, told so, answered nothing

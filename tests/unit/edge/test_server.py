@@ -391,3 +391,16 @@ async def test_respond_after_a_start_is_refused() -> None:
     finally:
         await server.shutdown()
     assert answer.endswith(b"\r\n\r\nonce") and len(failures) == 1
+
+
+async def test_a_finished_request_leaves_no_task_behind() -> None:
+    sock = bind("127.0.0.1", 0, 64)
+    server = HttpServer(App(), LIMITS, max_discard=1024)
+    await server.start(sock)
+    try:
+        for path in (b"/plain", b"/stream", b"/refuse"):
+            await exchange(sock.getsockname()[1], b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        await asyncio.sleep(0)
+        assert server.tasks == set()
+    finally:
+        await server.shutdown()
