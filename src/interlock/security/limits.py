@@ -42,6 +42,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
 WINDOW = 60.0
+TTL_S = WINDOW * 2  # a window's counters outlive it by a window
 BYTES_PER_TOKEN = 4
 # A lease covers at most this many requests of the size that asked for it. Half of it must outlast
 # a background refill, which under load takes far longer than a round trip: at 10k requests a
@@ -591,12 +592,12 @@ class Limiter:
         admitted request, without a Decision. None: `await acquire(checks)`."""
         now = self._clock()
         window = int(now // WINDOW)
-        counts = self._counters.take(checks, window, WINDOW * 2)
+        counts = self._counters.take(checks, window, TTL_S)
         if counts is None:
             return None
         reset_in = (window + 1) * WINDOW - now
         if reset_in < AHEAD_S:
-            self._counters.prepare(checks, window + 1, WINDOW * 2)
+            self._counters.prepare(checks, window + 1, TTL_S)
         return self._rate_headers.of(checks, counts, reset_in)
 
     def take(self, checks: Sequence[Check]) -> Decision | None:
@@ -604,12 +605,12 @@ class Limiter:
         or in-process counters): no coroutine, no await. None: `await acquire(checks)`."""
         now = self._clock()
         window = int(now // WINDOW)
-        counts = self._counters.take(checks, window, WINDOW * 2) if checks else ()
+        counts = self._counters.take(checks, window, TTL_S) if checks else ()
         if counts is None:
             return None
         reset_in = (window + 1) * WINDOW - now
         if reset_in < AHEAD_S and checks:
-            self._counters.prepare(checks, window + 1, WINDOW * 2)
+            self._counters.prepare(checks, window + 1, TTL_S)
         return Decision(True, window, reset_in, None, counts)
 
     async def acquire(self, checks: Sequence[Check]) -> Decision:
@@ -618,7 +619,7 @@ class Limiter:
         reset_in = (window + 1) * WINDOW - now
         if not checks:
             return Decision(True, window, reset_in)
-        index, counts, local = await self._count(self._counters.acquire, checks, window, WINDOW * 2, "check")
+        index, counts, local = await self._count(self._counters.acquire, checks, window, TTL_S, "check")
         if index:
             return Decision(False, window, reset_in, checks[index - 1], counts, local)
         return Decision(True, window, reset_in, None, counts, local)
