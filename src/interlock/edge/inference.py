@@ -18,6 +18,7 @@ from ..pipeline.context import Endpoint, RequestContext
 from ..pipeline.result import Completion, StreamResult
 from ..pipeline.runner import Pipeline
 from ..pipeline.streams import aclose_quietly
+from ..security.roles import DATA_CLASSES
 from .exchange import Exchange
 from .http import ClientGone
 from .parse import RequestParser
@@ -90,6 +91,11 @@ async def _send_stream(
     return (200, None) if broken is None else (broken.status, broken)
 
 
+# The headers most answers carry, made once (a cache hit's and its data class).
+_CACHE_HEADERS = {status: (b"x-interlock-cache", status.encode()) for status in ("hit", "miss")}
+_DATA_CLASS_HEADERS = {name: (b"x-interlock-data-class", name.encode()) for name in DATA_CLASSES}
+
+
 def answer_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
     extra = ctx.response_headers
     semantic = ctx.semantic
@@ -98,13 +104,14 @@ def answer_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
         extra.append((b"x-interlock-similarity", f"{semantic.similarity:.4f}".encode()))
         extra.append((b"x-interlock-semantic-entry", semantic.entry_id.encode()))
     elif ctx.cache_status is not None:
-        extra.append((b"x-interlock-cache", ctx.cache_status.encode()))
+        status = ctx.cache_status
+        extra.append(_CACHE_HEADERS.get(status) or (b"x-interlock-cache", status.encode()))
     routing = ctx.routing
     if routing.deployment is not None:
         extra.append((b"x-interlock-deployment", routing.deployment.encode()))
     data_class = ctx.data_class
     if data_class is not None:
-        extra.append((b"x-interlock-data-class", data_class.encode()))
+        extra.append(_DATA_CLASS_HEADERS.get(data_class) or (b"x-interlock-data-class", data_class.encode()))
     if routing.served_model is not None and routing.served_model != ctx.request.model:
         extra.append((b"x-interlock-fallback", routing.served_model.encode()))
     return extra

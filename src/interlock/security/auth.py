@@ -9,10 +9,10 @@ in an error message.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from hashlib import blake2b
 
 from ..errors import Unauthorized
 from .keys import KeyRecord, key_hasher, looks_like_key
@@ -78,7 +78,7 @@ class Authenticator:
         )
 
     async def identify(self, headers: Mapping[bytes, bytes]) -> Identity:
-        if self.open:
+        if self._store is None and self._oidc is None:  # `open`, without a property call
             return OPEN
         raw = headers.get(b"authorization")
         if raw is None:
@@ -86,7 +86,7 @@ class Authenticator:
         # A key seen lately is found by a plain BLAKE2b digest of the header as sent (0.5 µs, no
         # parsing; the keyed HMAC the store is indexed by costs 2 µs more and is needed only on a
         # miss). Neither keeps the key. Another spelling of the same key is another entry.
-        digest = hashlib.blake2b(raw, digest_size=16).digest()
+        digest = blake2b(raw, digest_size=16).digest()
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > self._clock():
             if cached[1] is None:

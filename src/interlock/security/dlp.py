@@ -9,10 +9,10 @@ policy and the entity types, never a value.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from hashlib import blake2b
 from typing import Any
 
 import orjson
@@ -117,13 +117,16 @@ class DlpStage:
         # The slower detectors each policy adds to the patterns, worked out once.
         self._extra = {p.name: self._extra_for(p) for p in self._policies.values()}
         self._rank = {p.name: self._strictest_first(p) for p in self._policies.values()}
+        # Per policy, what a request in which nothing was found comes to, by (class asked for,
+        # the identity's max class): its data class, and whether the identity may send it. A
+        # few entries (the classes are a short list), worked out on first use.
+        self._clean_outcomes: dict[str, dict[tuple[str | None, str], tuple[str, bool]]] = {
+            name: {} for name in self._policies
+        }
 
     def _extra_for(self, policy: Policy) -> list[NerDetector | PresidioDetector]:
         pairs = ((self._ner, policy.ner), (self._presidio, policy.presidio))
         return [d for d, on in pairs if on and d is not None]
-
-    def _policy(self, model: str) -> Policy:
-        return self._policies[self._group_policy.get(model, "default")]
 
     @staticmethod
     def _inline(policy: Policy, texts: list[str]) -> bool:
@@ -201,22 +204,32 @@ class DlpStage:
         if self._presidio is not None:
             await asyncio.to_thread(self._presidio.load)
 
-    async def __call__(self, ctx: RequestContext, call_next: Next) -> Result:
-        mapping = await self._screen(ctx)
+    def __call__(self, ctx: RequestContext, call_next: Next) -> Awaitable[Result]:
+        # A body screened clean lately (every cache hit's) is settled here, without a coroutine
+        # of its own: nothing to scan, no tokens to restore in the answer.
+        request = ctx.request
+        policy = self._policies[self._group_policy.get(request.model, "default")]
+        raw = request.raw_body
+        digest = blake2b(raw, digest_size=16).digest() if raw else None
+        if digest is not None and digest in self._clean[policy.name]:
+            self._nothing_found(ctx, policy)
+            return call_next(ctx)
+        return self._screened_call(ctx, call_next, policy, digest)
+
+    async def _screened_call(
+        self, ctx: RequestContext, call_next: Next, policy: Policy, digest: bytes | None
+    ) -> Result:
+        mapping = await self._screen(ctx, policy, digest)
         result = await call_next(ctx)
         return result if not mapping else restore_tokens(result, mapping)
 
-    async def _screen(self, ctx: RequestContext) -> dict[str, str] | None:
-        """Find, classify and act: a block raises; a rewrite becomes `ctx.protection.body`. The
-        tokens given out, with the values they stand for, are returned for the answer."""
+    async def _screen(self, ctx: RequestContext, policy: Policy, digest: bytes | None) -> dict[str, str] | None:
+        """Find, classify and act on a body not remembered clean (`digest`: of its raw bytes, if
+        any): a block raises; a rewrite becomes `ctx.protection.body`. The tokens given out, with
+        the values they stand for, are returned for the answer."""
         request = ctx.request
         protection = ctx.protection
-        policy = self._policy(request.model)
         clean = self._clean[policy.name]
-        digest = hashlib.blake2b(request.raw_body, digest_size=16).digest() if request.raw_body else None
-        if digest is not None and digest in clean:  # this very body was screened lately: nothing in it
-            self._nothing_found(ctx, policy)
-            return None
         texts = [holder[key] for holder, key in _slots(request.body)]
         angled = neutralised = False  # a text with `<` is screened every time, never remembered clean
         for i, text in enumerate(texts):
@@ -258,9 +271,19 @@ class DlpStage:
 
     def _nothing_found(self, ctx: RequestContext, policy: Policy, scanned: bool = True) -> None:
         """Nothing to act on; `scanned` false: detection failed and the policy let the request
-        through unscanned (`on_error: allow`), so nothing is known of its text."""
-        self._classify(ctx, policy, ())
+        through unscanned (`on_error: allow`), so nothing is known of its text. As `_classify`
+        with no findings would decide, from the policy's remembered outcomes."""
+        request = ctx.request
+        asked = request.requested_class
+        max_class = request.identity.max_class
+        outcomes = self._clean_outcomes[policy.name]
+        outcome = outcomes.get((asked, max_class))
+        if outcome is None:
+            outcome = outcomes[(asked, max_class)] = _clean_outcome(policy, asked, max_class)
         protection = ctx.protection
+        data_class = protection.data_class = outcome[0]
+        if not outcome[1]:
+            raise Forbidden(f"This identity may not send {data_class} data", code="data_class_forbidden")
         protection.screened = scanned
         protection.loggable = scanned and policy.log_clean_text
 
@@ -269,11 +292,8 @@ class DlpStage:
         """The request's data class: the highest of the policy's default, the classes of the
         entity types found and the class the caller asked for; refused when it is above what the
         caller may send."""
-        classes = [policy.default_class, *(policy.classify[t] for t in found if t in policy.classify)]
         request = ctx.request
-        if request.requested_class is not None:
-            classes.append(request.requested_class)
-        data_class = ctx.protection.data_class = max(classes, key=class_rank)
+        data_class = ctx.protection.data_class = _data_class(policy, found, request.requested_class)
         if class_rank(data_class) > class_rank(request.identity.max_class):
             raise Forbidden(f"This identity may not send {data_class} data", code="data_class_forbidden")
 
@@ -352,6 +372,22 @@ class DlpStage:
         conversation named `vs:<store>` never reaches a store's tokens."""
         request = ctx.request
         return vault_scope(request.tenant, "rq", request.conversation or request.request_id)
+
+
+def _data_class(policy: Policy, found: Iterable[str], requested: str | None) -> str:
+    """The highest of the policy's default class, the classes of the entity types found and the
+    class asked for (the first of them on a tie)."""
+    classes = [policy.default_class, *(policy.classify[t] for t in found if t in policy.classify)]
+    if requested is not None:
+        classes.append(requested)
+    return max(classes, key=class_rank)
+
+
+def _clean_outcome(policy: Policy, requested: str | None, max_class: str) -> tuple[str, bool]:
+    """What `_classify` decides when nothing was found: the data class, and whether an identity
+    whose max class is `max_class` may send it."""
+    data_class = _data_class(policy, (), requested)
+    return data_class, class_rank(data_class) <= class_rank(max_class)
 
 
 def _rewritten(body: dict[str, Any], texts: list[str]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ refused requests against its per-minute limits.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
@@ -150,13 +150,20 @@ class LimitStage:
         """The counters the dashboard reads."""
         return self._limiter
 
-    async def __call__(self, ctx: RequestContext, call_next: Next) -> Result:
-        # Inline rather than through `admit`: a request covered by a lease (nearly all of them)
-        # then costs no coroutine of its own on the hot path.
-        checks = self._plans.of(ctx).requests
+    def __call__(self, ctx: RequestContext, call_next: Next) -> Awaitable[Result]:
+        # Not a coroutine, and inline rather than through `admit`: a request a lease covers
+        # (nearly all of them) or no limit applies to costs no coroutine of this stage's.
+        request = ctx.request
+        checks = self._plans.of_identity(request.identity, request.model).requests
         if checks:
             headers = self._limiter.admit(checks)
-            ctx.response_headers += headers if headers is not None else await self._ask_redis(checks)
+            if headers is None:
+                return self._admitted_by_redis(ctx, call_next, checks)
+            ctx.response_headers += headers
+        return call_next(ctx)
+
+    async def _admitted_by_redis(self, ctx: RequestContext, call_next: Next, checks: tuple[Check, ...]) -> Result:
+        ctx.response_headers += await self._ask_redis(checks)
         return await call_next(ctx)
 
     async def admit(self, identity: Identity, model: str = NO_MODEL) -> list[tuple[bytes, bytes]]:

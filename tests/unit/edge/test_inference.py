@@ -68,3 +68,15 @@ def test_a_semantic_hit_names_itself_its_similarity_and_its_entry() -> None:
     headers = dict(answer_headers(ctx))
     assert headers[b"x-interlock-cache"] == b"semantic"
     assert headers[b"x-interlock-similarity"] == b"0.9416" and headers[b"x-interlock-semantic-entry"] == b"abc123"
+
+
+def test_a_hit_names_its_cache_status_and_data_class_whether_made_once_or_not() -> None:
+    from interlock.edge.inference import answer_headers
+    from tests.support.context import context
+
+    for status, data_class in (("hit", "confidential"), ("miss", "public"), ("stale", "internal")):
+        ctx = context({"model": "m"})
+        ctx.cache_status, ctx.protection.data_class = status, data_class
+        assert answer_headers(ctx) == [
+            (b"x-interlock-cache", status.encode()), (b"x-interlock-data-class", data_class.encode())
+        ]  # fmt: skip

@@ -11,7 +11,7 @@ from interlock.security.dlp import DlpStage, Policy
 from interlock.security.pii.detector import Entity, PatternDetector
 from interlock.security.pii.detokenize import TOKEN
 from interlock.security.pii.vault import MemoryVaultStore, TokenVault
-from interlock.security.roles import OPEN
+from interlock.security.roles import DEFAULT_ROLES, OPEN, Identity
 from tests.support.clock import Clock
 from tests.support.context import context, reaches_the_rest
 
@@ -157,3 +157,48 @@ async def test_a_request_cannot_tokenize_in_a_stores_scope_by_naming_its_convers
     assert TOKEN.fullmatch(sent) and sent != stored
     clock.now = 3600.0  # the request's TTL (60 s) is long past; the store's mapping stays
     assert await vault.recall(scope, [stored]) == {stored: "alice@example.com"}
+
+
+def identity(max_class: str, subject: str = "k") -> Identity:
+    return Identity(subject, "key", "t", ("user",), DEFAULT_ROLES["user"], max_class=max_class)
+
+
+async def test_a_body_remembered_clean_is_still_classified_and_refused_per_request() -> None:
+    # The remembered-clean path (every cache hit's) decides the data class as a scan would: the
+    # policy's default, raised (never lowered) by the class asked for, refused above what the
+    # identity may send; a body remembered under one identity is refused to another allowed less.
+    policy = Policy("default", actions={"EMAIL": "block"}, default_class="confidential", log_clean_text=True)
+    detector = PatternDetector(memo=0)
+    stage = DlpStage(detector, {"default": policy}, {}, None, Metrics(CollectorRegistry()))
+    body = {"model": "m", "messages": [{"role": "user", "content": "Summarise the quarterly report."}]}
+
+    def ctx(who: Identity, requested: str | None = None) -> RequestContext:
+        return context(body, raw_body=orjson.dumps(body), identity=who, requested_class=requested)
+
+    first = ctx(identity("restricted", "a"))
+    assert await reaches_the_rest(stage, first)  # scanned, and remembered clean
+    assert (first.protection.data_class, first.protection.screened, first.protection.loggable) == (
+        "confidential", True, True
+    )  # fmt: skip
+
+    def no_more_scans(text: str) -> list[Entity]:
+        raise AssertionError("a body remembered clean was scanned again")
+
+    detector.detect = no_more_scans  # type: ignore[method-assign]
+    for requested, expected in ((None, "confidential"), ("public", "confidential"), ("restricted", "restricted")):
+        again = ctx(identity("restricted", "a"), requested)
+        assert await reaches_the_rest(stage, again)
+        assert (again.protection.data_class, again.protection.screened, again.protection.loggable) == (
+            expected, True, True
+        )  # fmt: skip
+    lower = ctx(identity("internal", "b"))
+    with pytest.raises(Forbidden) as err:
+        await reaches_the_rest(stage, lower)
+    assert err.value.code == "data_class_forbidden" and "confidential" in err.value.message
+    assert lower.protection.data_class == "confidential" and not lower.protection.screened
+    above = ctx(identity("confidential", "c"), "restricted")
+    with pytest.raises(Forbidden) as err:
+        await reaches_the_rest(stage, above)
+    assert err.value.code == "data_class_forbidden" and "restricted" in err.value.message
+    assert above.protection.data_class == "restricted" and not above.protection.screened
+    assert await reaches_the_rest(stage, ctx(identity("confidential", "c"), "confidential"))

@@ -3,7 +3,16 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from interlock.security.limits import Check, Limiter, LocalCounters, RedisCounters, estimate_tokens
+from interlock.security.limits import (
+    MAX_REMEMBERED_LIMITS,
+    Check,
+    Limiter,
+    LocalCounters,
+    RateHeaders,
+    RedisCounters,
+    estimate_tokens,
+    rate_headers,
+)
 from tests.support.clock import Clock
 
 WINDOW_100 = 6000.0  # the start of window 100
@@ -76,3 +85,21 @@ def test_token_estimate_is_prompt_bytes_over_four_plus_the_completion_budget() -
     assert 100 < estimate_tokens(body, 256) < 120 + 50
     assert estimate_tokens({"messages": []}, 256) == 1 + 256
     assert estimate_tokens({"input": "abcd" * 10}, 256) == 11  # embeddings generate nothing
+
+
+def test_the_headers_made_once_are_the_headers_made_each_time() -> None:
+    made = RateHeaders()
+    tokens = Check("tenant", "tokens", "tenant:t:tpm", 40, 1000)
+    cases = [
+        ([rpm(10)], (3,), 59.2),
+        ([rpm(10), rpm(5, "tenant:t:rpm")], (3, 4), 59.9),  # the tightest names the limit
+        ([rpm(10), rpm(5, "tenant:t:rpm")], (3, 4), 0.01),
+        ([rpm(10), rpm(5, "tenant:t:rpm")], (11, 4), 1.0),  # over (a refill raced): 0 left, not -1
+        ([rpm(7)], (3,), 60.0),
+        ([tokens, Check("key", "tokens", "key:a:tpm", 40, 100)], (500, 90), 12.5),
+    ]
+    for _ in range(2):  # made, then remembered
+        for checks, counts, reset_in in cases:
+            assert made.of(checks, counts, reset_in) == rate_headers(checks, counts, reset_in)
+    for limit in range(1, MAX_REMEMBERED_LIMITS + 10):  # the remembered limits stay bounded
+        assert made.of([rpm(limit)], (0,), 30.0)[0] == (b"x-ratelimit-limit-requests", b"%d" % limit)
