@@ -55,7 +55,7 @@ OUT=${BENCH_OUT:-$BENCH_DIR/out/latest}
 [[ $WARMUP =~ ^[0-9]+$ && $WARMUP -le 60 ]] || { echo "bench: BENCH_WARMUP must be 0..60" >&2; exit 2; }
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 mkdir -p "$OUT"
-rm -f "$OUT"/*.txt "$OUT"/*.json "$OUT"/*.log "$OUT"/table.md
+rm -f "$OUT"/*.txt "$OUT"/*.json "$OUT"/*.log "$OUT"/*.cpu "$OUT"/table.md
 
 AIOHTTP=${BENCH_AIOHTTP:-1}
 [[ $AIOHTTP == 0 || $AIOHTTP == 1 ]] || { echo "bench: BENCH_AIOHTTP must be 0 or 1" >&2; exit 2; }
@@ -123,9 +123,12 @@ warm() {  # warm MODE URL [KEY]: unmeasured load (connection pools, caches, allo
     if ((WARMUP > 0)); then run_wrk "$1" 64 "$WARMUP" "$2" "$WORK/warmup.txt" "${3:-}"; fi
 }
 
-measure() {  # measure NAME MODE CONNS URL [KEY]
+measure() {  # measure NAME MODE CONNS URL [KEY] [PID]: with PID, also the CPU time it took (NAME.cpu)
+    local before=0
     log "wrk -t1 -c$3 -d${DURATION}s: $1"
+    if [[ -n ${6:-} ]]; then before=$(cpu_ticks "$6"); fi
     run_wrk "$2" "$3" "$DURATION" "$4" "$OUT/$1.txt" "${5:-}"
+    if [[ -n ${6:-} ]]; then echo "$(($(cpu_ticks "$6") - before)) $(getconf CLK_TCK)" >"$OUT/$1.cpu"; fi
     sleep 1  # let the previous run's connections close
 }
 
@@ -137,9 +140,9 @@ measure direct-c8 miss 8 "$UPSTREAM_URL"
 measure direct-c64 miss 64 "$UPSTREAM_URL"
 
 warm miss "$GATEWAY_URL"
-if [[ $C1 == 1 ]]; then measure miss-c1 miss 1 "$GATEWAY_URL"; fi
-measure miss-c8 miss 8 "$GATEWAY_URL"
-measure miss-c64 miss 64 "$GATEWAY_URL"
+if [[ $C1 == 1 ]]; then measure miss-c1 miss 1 "$GATEWAY_URL" "" "$GATEWAY_PID"; fi
+measure miss-c8 miss 8 "$GATEWAY_URL" "" "$GATEWAY_PID"
+measure miss-c64 miss 64 "$GATEWAY_URL" "" "$GATEWAY_PID"
 
 if [[ $AIOHTTP == 1 ]]; then
     warm miss "$AIOHTTP_URL"
@@ -152,7 +155,7 @@ metrics="http://127.0.0.1:$GATEWAY_PORT/metrics"
 post hit >/dev/null  # the cache already holds the hit body (check_gateway); make sure of it
 warm hit "$GATEWAY_URL"
 hits_before=$("$PY" "$BENCH_DIR/report.py" metric "$metrics" interlock_requests_total model=hit cache=hit status=200)
-measure hit-c64 hit 64 "$GATEWAY_URL"
+measure hit-c64 hit 64 "$GATEWAY_URL" "" "$GATEWAY_PID"
 hits_after=$("$PY" "$BENCH_DIR/report.py" metric "$metrics" interlock_requests_total model=hit cache=hit status=200)
 hit_requests=$("$PY" "$BENCH_DIR/report.py" requests "$OUT/hit-c64.txt")
 rss=$(rss_kb "$GATEWAY_PID")
@@ -206,7 +209,7 @@ if [[ $SECURE == 1 ]]; then  # right after the plain hit row: the same body, the
     post hit "$SECURE_URL" "$SECURE_KEY" >/dev/null
     warm hit "$SECURE_URL" "$SECURE_KEY"
     secure_before=$(smetric interlock_requests_total model=hit cache=hit status=200)
-    measure secure-hit-c64 hit 64 "$SECURE_URL" "$SECURE_KEY"
+    measure secure-hit-c64 hit 64 "$SECURE_URL" "$SECURE_KEY" "$SECURE_PID"
     secure_after=$(smetric interlock_requests_total model=hit cache=hit status=200)
     secure_requests=$("$PY" "$BENCH_DIR/report.py" requests "$OUT/secure-hit-c64.txt")
     secure_rss=$(rss_kb "$SECURE_PID")
@@ -217,7 +220,7 @@ fi
 if [[ $OBSERVED == 1 ]]; then  # the same body and cached answer again, drift and traces on
     post hit "$OBSERVED_URL" >/dev/null
     warm hit "$OBSERVED_URL"
-    measure observed-hit-c64 hit 64 "$OBSERVED_URL"
+    measure observed-hit-c64 hit 64 "$OBSERVED_URL" "" "$OBSERVED_PID"
     observed_rss=$(rss_kb "$OBSERVED_PID")
     observed_dropped=$("$PY" "$BENCH_DIR/report.py" metric "http://127.0.0.1:$OBSERVED_PORT/metrics" \
         interlock_drift_dropped_total)
@@ -226,10 +229,10 @@ fi
 # More rounds of the cache-hit rows, in turn, for the ratios (report.py against_plain).
 ROUNDS=${BENCH_ROUNDS:-1}
 for ((round = 2; round <= ROUNDS; round++)); do
-    measure "hit-c64-r$round" hit 64 "$GATEWAY_URL"
+    measure "hit-c64-r$round" hit 64 "$GATEWAY_URL" "" "$GATEWAY_PID"
     for i in "${!SERVERS[@]}"; do measure "${SERVERS[i]}-hit-c64-r$round" hit 64 "${SERVER_URLS[i]}"; done
-    if [[ $SECURE == 1 ]]; then measure "secure-hit-c64-r$round" hit 64 "$SECURE_URL" "$SECURE_KEY"; fi
-    if [[ $OBSERVED == 1 ]]; then measure "observed-hit-c64-r$round" hit 64 "$OBSERVED_URL"; fi
+    if [[ $SECURE == 1 ]]; then measure "secure-hit-c64-r$round" hit 64 "$SECURE_URL" "$SECURE_KEY" "$SECURE_PID"; fi
+    if [[ $OBSERVED == 1 ]]; then measure "observed-hit-c64-r$round" hit 64 "$OBSERVED_URL" "" "$OBSERVED_PID"; fi
 done
 
 {
