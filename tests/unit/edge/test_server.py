@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -72,14 +73,23 @@ class App:
         await send({"type": "http.response.body", "body": answer})
 
 
-@pytest.fixture
-async def served() -> AsyncIterator[tuple[App, int]]:
-    app = App()
+@contextlib.asynccontextmanager
+async def running(app: Any) -> AsyncIterator[tuple[HttpServer, int]]:
+    """The server on a free port, serving `app`; shut down after."""
     sock = bind("127.0.0.1", 0, 64)
     server = HttpServer(app, LIMITS, max_discard=1024)
     await server.start(sock)
-    yield app, sock.getsockname()[1]
-    await server.shutdown()
+    try:
+        yield server, sock.getsockname()[1]
+    finally:
+        await server.shutdown()
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[App, int]]:
+    app = App()
+    async with running(app) as (_, port):
+        yield app, port
 
 
 async def exchange(port: int, data: bytes, until_close: bool = True) -> bytes:
@@ -321,11 +331,8 @@ class DirectApp(App):
 @pytest.fixture
 async def direct() -> AsyncIterator[tuple[DirectApp, int]]:
     app = DirectApp()
-    sock = bind("127.0.0.1", 0, 64)
-    server = HttpServer(app, LIMITS, max_discard=1024)
-    await server.start(sock)
-    yield app, sock.getsockname()[1]
-    await server.shutdown()
+    async with running(app) as (_, port):
+        yield app, port
 
 
 async def test_an_app_with_a_direct_call_is_called_through_it(direct: tuple[DirectApp, int]) -> None:
@@ -372,7 +379,6 @@ async def test_a_direct_answer_to_head_has_no_body(direct: tuple[DirectApp, int]
 
 
 async def test_respond_after_a_start_is_refused() -> None:
-    sock = bind("127.0.0.1", 0, 64)
     failures: list[BaseException] = []
 
     class Twice(App):
@@ -384,23 +390,14 @@ async def test_respond_after_a_start_is_refused() -> None:
                 failures.append(exc)
             await send({"type": "http.response.body", "body": b"once"})
 
-    server = HttpServer(Twice(), LIMITS, max_discard=1024)
-    await server.start(sock)
-    try:
-        answer = await exchange(sock.getsockname()[1], b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    finally:
-        await server.shutdown()
+    async with running(Twice()) as (_, port):
+        answer = await exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert answer.endswith(b"\r\n\r\nonce") and len(failures) == 1
 
 
 async def test_a_finished_request_leaves_no_task_behind() -> None:
-    sock = bind("127.0.0.1", 0, 64)
-    server = HttpServer(App(), LIMITS, max_discard=1024)
-    await server.start(sock)
-    try:
+    async with running(App()) as (server, port):
         for path in (b"/plain", b"/stream", b"/refuse"):
-            await exchange(sock.getsockname()[1], b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            await exchange(port, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         await asyncio.sleep(0)
         assert server.tasks == set()
-    finally:
-        await server.shutdown()
