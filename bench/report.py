@@ -24,6 +24,7 @@ summarise a py-spy profile. Standard library only.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import statistics
@@ -379,7 +380,7 @@ def compare(base_dirs: list[Path], head_dirs: list[Path]) -> str:
     a disturbance of this shared machine lands on one run, not on one tree), and head / base.
     For the miss rows the added latency is against the nginx direct row of the same run."""
 
-    def medians(dirs: list[Path], stem: str, base_stem: str | None) -> tuple[float, float, float] | None:
+    def medians(dirs: list[Path], stem: str, base_stem: str | None) -> tuple[float, float, float, float] | None:
         rows = []
         for folder in dirs:
             r = load(folder / f"{stem}.txt")
@@ -389,15 +390,19 @@ def compare(base_dirs: list[Path], head_dirs: list[Path]) -> str:
             p50, p99 = r.percentiles_ms[50], r.percentiles_ms[99]
             if direct is not None:
                 p50, p99 = p50 - direct.percentiles_ms[50], p99 - direct.percentiles_ms[99]
-            rows.append((r.rps, p50, p99))
+            cpu = cpu_us(folder, stem, r.requests)
+            rows.append((r.rps, p50, p99, math.nan if cpu is None else cpu))
         if not rows:
             return None
-        return tuple(statistics.median(x[i] for x in rows) for i in range(3))  # type: ignore[return-value]
+        return tuple(statistics.median(x[i] for x in rows) for i in range(4))  # type: ignore[return-value]
+
+    def cpu(value: float) -> str:
+        return "-" if math.isnan(value) else f"{value:.1f} µs"
 
     lines = [
-        f"| Row | Conns | base req/s | head req/s | head / base | base p50, p99 | head p50, p99 |"
-        f"  ({len(base_dirs)} + {len(head_dirs)} runs, medians)",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| Row | Conns | base req/s | head req/s | head / base | base p50, p99 | head p50, p99 "
+        f"| base CPU / request | head CPU / request | head / base CPU |  ({len(base_dirs)} + {len(head_dirs)} runs, medians)",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for stem, label, conns, base_stem, _ in RUNS:
         if stem.startswith("direct"):
@@ -406,9 +411,11 @@ def compare(base_dirs: list[Path], head_dirs: list[Path]) -> str:
         if base is None or head is None:
             continue
         kind = "added " if base_stem else ""
+        cpu_ratio = "-" if math.isnan(base[3]) or math.isnan(head[3]) else f"{head[3] / base[3]:.3f}"
         lines.append(
             f"| {label} | {conns} | {base[0]:,.0f} | {head[0]:,.0f} | {head[0] / base[0]:.3f} "
-            f"| {kind}{_ms(base[1])}, {_ms(base[2])} | {kind}{_ms(head[1])}, {_ms(head[2])} |"
+            f"| {kind}{_ms(base[1])}, {_ms(base[2])} | {kind}{_ms(head[1])}, {_ms(head[2])} "
+            f"| {cpu(base[3])} | {cpu(head[3])} | {cpu_ratio} |"
         )
     return "\n".join(lines)
 
