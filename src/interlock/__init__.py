@@ -17,7 +17,19 @@ threads. Once the answer is out, the recorders (`observe.record`) write the audi
 (`security.audit`), the request log, metrics, the windows alerts and rollouts read, the trace, and
 offer the exchange to drift monitoring and shadow traffic. `app.build` is the composition root that
 wires all of it from `config`, and `lifecycle` starts it in order and closes it in reverse.
+
+One BLAS thread by default: `OPENBLAS_NUM_THREADS` is read once, when numpy is imported, and the
+imports below import it (the drift statistics, the embedder), so it is set here, before them, or
+it comes too late for `interlock serve` too (the CLI is inside this package). With numpy's default
+of one OpenBLAS thread per core, each of numpy's and scipy's OpenBLAS keeps a worker thread that
+spins after every matmul (an embedding); on the 2-core machine the observed gateway's sampled
+embeddings made such a thread take 6-12 % of a core from the event loop. Set the variable before
+importing the package to choose otherwise.
 """
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from .app import build, create_app
 from .config import Settings, default_settings, load_settings, parse_settings
