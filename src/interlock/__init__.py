@@ -22,9 +22,10 @@ One BLAS thread by default: `OPENBLAS_NUM_THREADS` is read once, when numpy is i
 imports below import it (the drift statistics, the embedder), so it is set here, before them, or
 it comes too late for `interlock serve` too (the CLI is inside this package). With numpy's default
 of one OpenBLAS thread per core, each of numpy's and scipy's OpenBLAS keeps a worker thread that
-spins after every matmul (an embedding); on the 2-core machine the observed gateway's sampled
-embeddings made such a thread take 6-12 % of a core from the event loop. Set the variable before
-importing the package to choose otherwise.
+spins after a matmul (an embedding, the drift tests' kernels). On the 2-core machine, numpy's took
+about 3 % of a core on average from a gateway with drift monitoring (a few tenths of a second of
+CPU after each drift evaluation, every 10 s; 6-12 % in a 5 s window holding one). Set the
+variable before importing the package to choose otherwise.
 """
 
 import os
