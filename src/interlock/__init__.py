@@ -23,9 +23,9 @@ imports below import it (the drift statistics, the embedder), so it is set here,
 it comes too late for `interlock serve` too (the CLI is inside this package). With numpy's default
 of one OpenBLAS thread per core, each of numpy's and scipy's OpenBLAS keeps a worker thread that
 spins after a matmul (an embedding, the drift tests' kernels). On the 2-core machine, numpy's took
-about 3 % of a core on average from a gateway with drift monitoring (a few tenths of a second of
-CPU after each drift evaluation, every 10 s; 6-12 % in a 5 s window holding one). Set the
-variable before importing the package to choose otherwise.
+1-15 % of a core in each 5-10 s window of wrk load that held a drift evaluation (every 10 s) from
+the observed gateway of bench/run.sh, which served 15-30 % fewer cache hits than with one BLAS
+thread. Set the variable before importing the package to choose otherwise.
 """
 
 import os
