@@ -17,7 +17,20 @@ threads. Once the answer is out, the recorders (`observe.record`) write the audi
 (`security.audit`), the request log, metrics, the windows alerts and rollouts read, the trace, and
 offer the exchange to drift monitoring and shadow traffic. `app.build` is the composition root that
 wires all of it from `config`, and `lifecycle` starts it in order and closes it in reverse.
+
+One BLAS thread by default: `OPENBLAS_NUM_THREADS` is read once, when numpy is imported, and the
+imports below import it (the drift statistics, the embedder), so it is set here, before them, or
+it comes too late for `interlock serve` too (the CLI is inside this package). With numpy's default
+of one OpenBLAS thread per core, each of numpy's and scipy's OpenBLAS keeps a worker thread that
+spins after a matmul (an embedding, the drift tests' kernels). On the 2-core machine, numpy's took
+1-15 % of a core in each 5-10 s window of wrk load that held a drift evaluation (every 10 s) from
+the observed gateway of bench/run.sh, which served 15-30 % fewer cache hits than with one BLAS
+thread. Set the variable before importing the package to choose otherwise.
 """
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from .app import build, create_app
 from .config import Settings, default_settings, load_settings, parse_settings

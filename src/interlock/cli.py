@@ -478,9 +478,9 @@ def _check_config(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     # One BLAS thread for numpy (the embedder): with two, a sampled embedding took 1.5-7 times
-    # longer on this 2-core machine, and it competes with the event loop. numpy reads this once,
-    # at import, which comes later than here.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # longer on this 2-core machine, and it competes with the event loop. numpy reads it once, at
+    # import, which happens when the package is imported, before this runs: interlock/__init__.py
+    # sets the default.
     parser = argparse.ArgumentParser(prog="interlock", description="OpenAI-compatible LLM gateway")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the gateway (the embedded model when no config is given)")

@@ -2,10 +2,11 @@
 per model group and version, share them across workers and replicas, compare with a reference.
 
 The request path pays for one call to `offer()`: a random draw, a per-second cap and an append
-to a bounded deque (about a microsecond). A worker task takes what was offered in batches and, on
-a thread, reads the features (`drift.observe`: lengths, language, refusal, finish reason,
-confidence, latency, PII rate) and, for a further sample, embeds the user's text with
-all-MiniLM-L6-v2. Nothing here can fail a request: a full queue drops the observation (counted).
+to a bounded deque (about a microsecond); the recorder calls its halves, `admit()` then `put()`,
+so that an exchange over the cap costs no more than the cap's test. A worker task takes what was
+offered in batches and, on a thread, reads the features (`drift.observe`: lengths, language,
+refusal, finish reason, confidence, latency, PII rate) and, for a further sample, embeds the
+user's text with all-MiniLM-L6-v2. Nothing here can fail a request: a full queue drops the observation (counted).
 
 Live profiles are sliding windows: `window_s` is cut into `SLICES` slices, each a `Profile`, and
 the live view merges the slices that are still inside the window. With Redis every process
@@ -108,6 +109,7 @@ class DriftMonitor:
         self._second = 0
         self._taken = 0
         self._embedded = 0
+        self._admitted_at = 0.0  # the clock as `admit` last took an exchange
         self._lock = threading.Lock()  # the worker thread and the publisher share the slices
         self._slices: dict[tuple[str, str, int], Profile] = {}
         self._dirty: set[tuple[str, str, int]] = set()
@@ -136,9 +138,18 @@ class DriftMonitor:
         confidence: float | None = None,
     ) -> None:
         """Maybe keep this exchange for the worker. Never blocks, never raises."""
+        embed = self.admit()
+        if embed is not None:
+            self.put(model, version, request, response, latency_ms, pii_count, confidence, embed)
+
+    def admit(self) -> bool | None:
+        """`offer`'s first half, for a caller that would have work to do to build the exchange:
+        the sample draw and the per-second cap (a drop is counted). None: not taken, build
+        nothing; else whether to embed it, to hand to `put` with the exchange at once (no await
+        between). At 10,000 requests a second and the default cap of 200, 98 % stop here."""
         settings = self._settings
         if settings.sample < 1.0 and self._random() >= settings.sample:
-            return
+            return None
         now = self._clock()
         second = int(now)
         if second != self._second:
@@ -146,13 +157,29 @@ class DriftMonitor:
         if self._taken >= settings.max_per_s or len(self._queue) >= MAX_QUEUE:
             if self._on_dropped is not None:
                 self._on_dropped()
-            return
+            return None
         self._taken += 1
+        self._admitted_at = now
         embed = False
         if self._embedder is not None and self._embedded < settings.embed_max_per_s:
             embed = self._random() < settings.embed_sample
             self._embedded += embed
-        self._queue.append(_Offered(model, version, request, response, latency_ms, pii_count, confidence, embed, now))
+        return embed
+
+    def put(
+        self,
+        model: str,
+        version: str,
+        request: dict[str, Any],
+        response: bytes | None,
+        latency_ms: float,
+        pii_count: int | None,
+        confidence: float | None,
+        embed: bool,
+    ) -> None:
+        """Queue an exchange `admit` took (at the time `admit` read)."""
+        at = self._admitted_at
+        self._queue.append(_Offered(model, version, request, response, latency_ms, pii_count, confidence, embed, at))
         self._wake.set()
 
     # -- lifecycle --------------------------------------------------------------------------

@@ -176,12 +176,17 @@ class DriftRecorder:
         ctx = done.ctx
         if ctx is None or done.answer is None or done.status != 200 or done.endpoint is Endpoint.EMBEDDINGS:
             return
+        drift = self._drift
+        embed = drift.admit()  # most requests stop here (the per-second cap): build nothing for them
+        if embed is None:
+            return
         telemetry, protection, routing = ctx.telemetry, ctx.protection, ctx.routing
         confidence = telemetry.confidence.mean_logprob if telemetry.confidence is not None else None
         pii = sum(protection.findings.values()) if protection.screened else None
         model = routing.served_model or ctx.request.model
         latency_ms = done.seconds * 1000
-        self._drift.offer(model, routing.version or NONE, ctx.protected_body, done.answer, latency_ms, pii, confidence)
+        version = routing.version or NONE
+        drift.put(model, version, ctx.protected_body, done.answer, latency_ms, pii, confidence, embed)
 
 
 class ShadowRecorder:

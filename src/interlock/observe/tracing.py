@@ -53,7 +53,7 @@ class Tracing:
         self._tracer = tracer
         self._shutdown = shutdown
         self._ratio = ratio
-        self._rng = rng or random.Random()
+        self._random = (rng or random.Random()).random  # bound once: drawn for every request
         self._in_context = trace.set_span_in_context
         self._propagator = TraceContextTextMapPropagator()
         self._server, self._client, self._internal = SpanKind.SERVER, SpanKind.CLIENT, SpanKind.INTERNAL
@@ -65,7 +65,8 @@ class Tracing:
         parent = None
         traceparent = headers.get(b"traceparent")
         if traceparent is None:
-            if self._ratio < 1.0 and self._rng.random() >= self._ratio:
+            ratio = self._ratio
+            if ratio < 1.0 and self._random() >= ratio:
                 return None
         else:
             carrier = {"traceparent": traceparent.decode("latin-1")}

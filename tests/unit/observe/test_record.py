@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 
 import orjson
@@ -101,3 +102,47 @@ def test_a_semantic_hit_is_audited_and_counted_as_one_with_its_similarity() -> N
     MetricsRecorder(metrics).record(finished(ctx))
     labels = {"model": "m", "endpoint": "chat/completions", "status": "200", "cache": "semantic"}
     assert metrics.registry.get_sample_value("interlock_requests_total", labels) == 1
+
+
+class _Vectors:
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return [[1.0] for _ in texts]
+
+
+def test_drift_recorder_takes_what_offer_takes_and_counts_the_rest() -> None:
+    """The recorder calls `admit` and builds an exchange only for what the cap lets through; the
+    monitor ends up with the same queue (same fields, same embed draws, same times) and the same
+    drop count as `offer` gives, and a request that is not a 200 answer costs no draw."""
+    from interlock.observe.monitor import DriftMonitor, MonitorSettings
+    from interlock.observe.record import DriftRecorder
+
+    now = [1000.25]
+    settings = MonitorSettings(sample=0.9, max_per_s=3, embed_sample=0.5, embed_max_per_s=2)
+    dropped = {"recorder": 0, "offer": 0}
+
+    def monitor(name: str) -> DriftMonitor:
+        def drop() -> None:
+            dropped[name] += 1
+
+        return DriftMonitor(settings, None, "x:", _Vectors(), on_dropped=drop, clock=lambda: now[0],
+                            rng=random.Random(7))  # fmt: skip
+
+    recorded, offered = monitor("recorder"), monitor("offer")
+    recorder = DriftRecorder(recorded)
+    body = {"model": "m", "messages": [{"role": "user", "content": CLEAN}]}
+    answer = b'{"choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}'
+    for second in range(3):
+        for i in range(6):
+            now[0] = 1000.25 + second + i * 0.01
+            ctx = context(body)
+            ctx.routing.version = "v1"
+            done = Finished("r", OPEN, Endpoint.CHAT, "m", ctx, 200, "served", None, 5.0, 5.0 + 0.002 * i, answer)
+            recorder.record(done)
+            offered.offer("m", "v1", ctx.protected_body, answer, done.seconds * 1000)
+            recorder.record(Finished("r", OPEN, Endpoint.CHAT, "m", ctx, 500, "served", None, 5.0, 5.1))
+            recorder.record(Finished("r", OPEN, Endpoint.CHAT, "m", None, 400, "bad_request", None, 5.0, 5.1))
+    assert list(recorded._queue) == list(offered._queue)
+    assert dropped["recorder"] == dropped["offer"] > 0
+    assert len(recorded._queue) == 9  # 3 a second
+    assert any(item.embed for item in recorded._queue) and not all(item.embed for item in recorded._queue)
+    assert [item.at for item in recorded._queue][:1] == [1000.25]
