@@ -6,7 +6,8 @@ to a bounded deque (about a microsecond); the recorder calls its halves, `admit(
 so that an exchange over the cap costs no more than the cap's test. A worker task takes what was
 offered in batches and, on a thread, reads the features (`drift.observe`: lengths, language,
 refusal, finish reason, confidence, latency, PII rate) and, for a further sample, embeds the
-user's text with all-MiniLM-L6-v2. Nothing here can fail a request: a full queue drops the observation (counted).
+user's text with all-MiniLM-L6-v2. Nothing here can fail a request: a full queue drops the
+observation (counted).
 
 Live profiles are sliding windows: `window_s` is cut into `SLICES` slices, each a `Profile`, and
 the live view merges the slices that are still inside the window. With Redis every process
@@ -109,7 +110,6 @@ class DriftMonitor:
         self._second = 0
         self._taken = 0
         self._embedded = 0
-        self._admitted_at = 0.0  # the clock as `admit` last took an exchange
         self._lock = threading.Lock()  # the worker thread and the publisher share the slices
         self._slices: dict[tuple[str, str, int], Profile] = {}
         self._dirty: set[tuple[str, str, int]] = set()
@@ -159,7 +159,6 @@ class DriftMonitor:
                 self._on_dropped()
             return None
         self._taken += 1
-        self._admitted_at = now
         embed = False
         if self._embedder is not None and self._embedded < settings.embed_max_per_s:
             embed = self._random() < settings.embed_sample
@@ -177,9 +176,9 @@ class DriftMonitor:
         confidence: float | None,
         embed: bool,
     ) -> None:
-        """Queue an exchange `admit` took (at the time `admit` read)."""
-        at = self._admitted_at
-        self._queue.append(_Offered(model, version, request, response, latency_ms, pii_count, confidence, embed, at))
+        """Queue an exchange `admit` took."""
+        now = self._clock()
+        self._queue.append(_Offered(model, version, request, response, latency_ms, pii_count, confidence, embed, now))
         self._wake.set()
 
     # -- lifecycle --------------------------------------------------------------------------
