@@ -116,6 +116,9 @@ if [[ $WORKERS2 == 1 ]]; then
     WORKERS2_URL="http://127.0.0.1:$((GATEWAY_PORT + 20))/v1/chat/completions"
     start_interlock WORKERS2_PID gateway-workers2 "$((GATEWAY_PORT + 20))" "" "" "" 2
     BG_PIDS+=("$WORKERS2_PID")
+    # Each worker has its own cache: a second of hit load over 8 connections fills both, so that
+    # check_gateway's second request is a hit whichever worker accepts it.
+    run_wrk hit 8 1 "$WORKERS2_URL" "$WORK/workers2-fill.txt"
     check_gateway "$WORKERS2_URL"
 fi
 
