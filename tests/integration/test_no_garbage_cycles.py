@@ -1,13 +1,16 @@
 """Requests that fail, that are cancelled part way (the client left) and that are served leave no
 reference cycles behind. With the collector tuned to run rarely (server.gc_*), cycles would pile
-up as memory; this drives the real ASGI app in process, under gc.DEBUG_SAVEALL, and counts what
-only the collector could have freed."""
+up as memory; this drives the real ASGI app in process, and the native server (edge/server.py,
+which calls the app directly) over a real socket, under gc.DEBUG_SAVEALL, and counts what only
+the collector could have freed."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -15,7 +18,8 @@ import pytest
 import uvloop
 
 from interlock.app import build
-from interlock.config import parse_settings
+from interlock.config import HttpLimits, parse_settings
+from interlock.edge.server import HttpServer, bind
 
 pytestmark = pytest.mark.integration
 
@@ -53,10 +57,14 @@ async def upstream(answers: bool) -> asyncio.Server:
     return await asyncio.start_server(handle, "127.0.0.1", 0)
 
 
-async def call(app: Any, model: str, leave_after: float | None) -> int:
-    body = orjson.dumps(
+def request_body(model: str) -> bytes:
+    return orjson.dumps(
         {"model": model, "temperature": 0 if model == "hit" else 1, "messages": [{"role": "user", "content": "hi"}]}
     )
+
+
+async def call(app: Any, model: str, leave_after: float | None) -> int:
+    body = request_body(model)
     status, first, done = 0, True, asyncio.Event()
 
     async def receive() -> dict[str, Any]:
@@ -85,12 +93,52 @@ async def call(app: Any, model: str, leave_after: float | None) -> int:
     return status
 
 
+Call = Callable[[Any, str, "float | None"], Awaitable[int]]
+NOTHING = {"failed": Counter(), "cancelled": Counter(), "ok": Counter(), "hit": Counter()}
+
+
 def test_no_request_path_leaves_cycles() -> None:
-    found = uvloop.run(garbage_per_path())  # the loop the gateway runs on (uvicorn, loop="uvloop")
-    assert found == {"failed": Counter(), "cancelled": Counter(), "ok": Counter(), "hit": Counter()}
+    found = uvloop.run(garbage_per_path(lambda app: contextlib.nullcontext(call)))  # uvicorn's loop="uvloop"
+    assert found == NOTHING
 
 
-async def garbage_per_path() -> dict[str, Counter[str]]:
+def test_no_request_path_leaves_cycles_through_the_native_server() -> None:
+    assert uvloop.run(garbage_per_path(served)) == NOTHING
+
+
+@contextlib.asynccontextmanager
+async def served(app: Any) -> Any:
+    """The native server serving `app` on a free port; yields a `call` that sends one request on
+    a connection of its own (closed after `leave_after` seconds, if given, before the answer)."""
+    sock = bind("127.0.0.1", 0, 64)
+    server = HttpServer(app, HttpLimits(), max_discard=1024)
+    await server.start(sock)
+    port = sock.getsockname()[1]
+
+    async def over_http(_: Any, model: str, leave_after: float | None) -> int:
+        body = request_body(model)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+            )
+            if leave_after is not None:
+                await asyncio.sleep(leave_after)
+                return 499
+            head = await reader.readuntil(b"\r\n")
+            await reader.read()
+            return int(head.split()[1])
+        finally:
+            writer.close()
+
+    try:
+        yield over_http
+    finally:
+        await server.shutdown()
+
+
+async def garbage_per_path(calls: Callable[[Any], Any]) -> dict[str, Counter[str]]:
     ok, silent = await upstream(True), await upstream(False)
 
     def group(name: str, port: int, cache: str) -> dict[str, Any]:
@@ -110,21 +158,23 @@ async def garbage_per_path() -> dict[str, Counter[str]]:
     gc.unfreeze()
     found: dict[str, Counter[str]] = {}
     try:
-        for model, leave in (("failed", None), ("cancelled", 0.02), ("ok", None), ("hit", None)):
-            await call(app, model, leave)  # warm up: connect, fill the cache
-            gc.collect()
-            gc.disable()
-            gc.set_debug(gc.DEBUG_SAVEALL)
-            try:
-                statuses = Counter([await call(app, model, leave) for _ in range(30)])
-                await asyncio.sleep(0.05)  # aborted connections finish closing
+        async with calls(app) as send:
+            for model, leave in (("failed", None), ("cancelled", 0.02), ("ok", None), ("hit", None)):
+                await send(app, model, leave)  # warm up: connect, fill the cache
+                await asyncio.sleep(0.05)
                 gc.collect()
-                found[model] = Counter(type(o).__qualname__ for o in gc.garbage)
-            finally:
-                gc.garbage.clear()
-                gc.set_debug(0)
-                gc.enable()
-            assert statuses, model
+                gc.disable()
+                gc.set_debug(gc.DEBUG_SAVEALL)
+                try:
+                    statuses = Counter([await send(app, model, leave) for _ in range(30)])
+                    await asyncio.sleep(0.05)  # aborted connections finish closing
+                    gc.collect()
+                    found[model] = Counter(type(o).__qualname__ for o in gc.garbage)
+                finally:
+                    gc.garbage.clear()
+                    gc.set_debug(0)
+                    gc.enable()
+                assert statuses, model
     finally:
         await app._on_shutdown()
         ok.close()

@@ -12,9 +12,10 @@ What it does (docs/edge.md is the reference for operators):
   requests parsed while an earlier one is answered wait in a queue, answers go out in order; past
   `max_pipelined` queued requests the socket is not read.
 - Request bodies, Content-Length or chunked, buffered up to `read_buffer_bytes` before the socket
-  stops being read (the app reads them through `receive`); `Expect: 100-continue` is answered
-  when the app first asks for the body and has not answered yet. Body size limits (413) are the
-  app's (`read_body`); a body the app never read is read and dropped after the answer, up to
+  stops being read (the app reads them through `receive`, or takes one that has all arrived
+  with the direct call's `whole_body`); `Expect: 100-continue` is answered when the app first
+  asks for the body and has not answered yet. Body size limits (413) are the app's
+  (`Exchange.body`); a body the app never read is read and dropped after the answer, up to
   `max_body_bytes`, so the connection can be reused (past that, the connection is closed).
 - Refused, with an answer and the connection closed: a request line or header the parser rejects
   (400), a header block past `max_header_bytes` or more than `max_headers` fields (431), both
@@ -127,7 +128,8 @@ class _Refused(Exception):
 
 
 class _Cycle:
-    """One request and its answer: the ASGI `receive` and `send` of one `http` scope."""
+    """One request and its answer: the ASGI `receive` and `send` of one `http` scope, and the
+    direct call's `whole_body` and `respond` (edge/http.py `Direct`)."""
 
     __slots__ = (
         "body", "buffered", "chunked", "complete", "conn", "discarded", "disconnected", "eof",
@@ -189,9 +191,10 @@ class _Cycle:
         return {"type": "http.request", "body": self._take(), "more_body": self.more_body}
 
     def whole_body(self) -> bytes | None:
-        """The direct call's `receive` (edge/http.py `Direct`): the body, when all of it has
-        arrived and none was read (a small request's body comes in the read that held its
-        headers, before the app runs), taken as `receive` would; None: read it through `receive`."""
+        """The direct call's `receive` (edge/http.py `Direct`): once all of the body has arrived
+        (a small request's comes in the read that held its headers, before the app runs), what
+        of it `receive` has not given yet, taken as `receive` would; None: read it through
+        `receive`."""
         if self.more_body or self.read_all or self.disconnected:
             return None
         self.expect_continue = False  # the body is here: no 100 to send
@@ -318,7 +321,7 @@ class HttpConnection(asyncio.Protocol):
         self.limits = server.limits
         self.loop = server.loop
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpRequestParser(self)
+        self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self.cycles: deque[_Cycle] = deque()  # the head is being answered, the rest wait their turn
         self.parsing: _Cycle | None = None  # the request whose body the parser is reading
         self.url = b""
@@ -359,9 +362,12 @@ class HttpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing and not self.cycles and self.parsing is None:
             return  # shutting down: no new request is read
+        parser = self.parser
+        if parser is None:
+            return  # closed: nothing more is read
         self.began = False
         try:
-            self.parser.feed_data(data)
+            parser.feed_data(data)
         except _Refused as exc:
             self.refuse(exc.error)
             return
@@ -407,6 +413,14 @@ class HttpConnection(asyncio.Protocol):
             self.parsing.lost()
         self._wake_drainers()
         self.server.connection_closed()
+        # What refers back to this protocol is let go, or every closed connection would be a
+        # reference cycle (the parser calls back into it, the transport and each request hold
+        # it) left for the collector, which runs rarely here (server.gc_*). A request still
+        # running keeps its own `_Cycle`, which answers nothing more once lost.
+        self.cycles.clear()
+        self.parsing = None
+        self.transport = None
+        self.parser = None
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -460,6 +474,7 @@ class HttpConnection(asyncio.Protocol):
         elif len(self.content_lengths) > 1:
             raise _Refused(BadRequest("Differing Content-Length headers"))
         parser = self.parser
+        assert parser is not None  # it is the one calling
         parsed = httptools.parse_url(self.url)
         raw_path = parsed.path
         path = raw_path.decode("latin-1")
@@ -522,7 +537,8 @@ class HttpConnection(asyncio.Protocol):
         self.deadline = 0.0 if self.kind == _IDLE else self.deadline
         task = self.loop.create_task(self._run(cycle))
         cycle.task = task
-        self.server.tasks.add(task)  # `_run` takes it out as it ends: no done callback to schedule
+        if not task.done():  # (done already under an eager task factory: `_run` ran inside create_task)
+            self.server.tasks.add(task)  # `_run` takes it out as it ends: no done callback to schedule
 
     async def _run(self, cycle: _Cycle) -> None:
         try:
