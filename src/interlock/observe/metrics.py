@@ -4,7 +4,8 @@ and small fixed sets (status codes, tiers), never from request content.
 With `--workers N` each process writes its samples to files in PROMETHEUS_MULTIPROC_DIR (set by
 the CLI before any worker starts) and `/metrics` merges them, so counters stay correct across
 processes. Label children are cached per label tuple: `labels()` costs a lock and a dict lookup
-that the hot path does not need to pay twice.
+that the hot path does not need to pay twice. In one process, the four series every request
+updates are kept as plain numbers (observe/hot.py) and exposed the same way.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from prometheus_client import (
 from prometheus_client import multiprocess as prom_multiprocess
 
 from .confidence import Confidence
+from .hot import HotCounter, HotHistogram
 
 # LLM latencies run from a millisecond (a cache hit) to minutes (a long generation): finer where
 # P50-P99 of chat answers usually fall (0.25 s to 30 s).
@@ -63,10 +65,15 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.requests = Counter(
+        # The series every request updates: plain numbers in one process (observe/hot.py says
+        # why), prometheus_client's own when its samples must reach the multiprocess files.
+        hot = not multiprocess_enabled()
+        counter: type[Counter] | type[HotCounter] = HotCounter if hot else Counter
+        histogram: type[Histogram] | type[HotHistogram] = HotHistogram if hot else Histogram
+        self.requests = counter(
             "interlock_requests", "Requests answered", ["model", "endpoint", "status", "cache"], registry=r
         )
-        self.request_seconds = Histogram(
+        self.request_seconds = histogram(
             "interlock_request_seconds", "End-to-end latency", ["model", "endpoint", "deployment", "version"],
             buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
@@ -74,7 +81,7 @@ class Metrics:
             "interlock_errors", "Failed requests by class: client, upstream, timeout, policy, internal",
             ["model", "deployment", "version", "class"], registry=r,
         )  # fmt: skip
-        self.overhead_seconds = Histogram(
+        self.overhead_seconds = histogram(
             "interlock_overhead_seconds", "Gateway overhead: total minus upstream time", ["model"],
             buckets=OVERHEAD_BUCKETS, registry=r,
         )  # fmt: skip
@@ -128,7 +135,7 @@ class Metrics:
         self.drift_dropped = Counter(
             "interlock_drift_dropped", "Exchanges not observed for drift (per-second cap or full queue)", registry=r
         )
-        self.cache = Counter("interlock_cache", "Cache lookups", ["tier", "result"], registry=r)
+        self.cache = counter("interlock_cache", "Cache lookups", ["tier", "result"], registry=r)
         self.cache_errors = Counter(
             "interlock_cache_errors", "Cache tier failures (the request went on without it)", ["tier", "op"],
             registry=r,
