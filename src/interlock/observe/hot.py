@@ -20,7 +20,8 @@ from __future__ import annotations
 import os
 import time
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -28,6 +29,7 @@ from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 INF = float("inf")
+C = TypeVar("C")
 
 
 def _use_created() -> bool:
@@ -63,19 +65,23 @@ class HistogramChild:
         self.sum += amount
 
 
-class _Family:
+class _Family(Generic[C]):
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry) -> None:
         self._name = name
         self._documentation = documentation
         self._labelnames = tuple(labelnames)
         self._created = _use_created()
+        self._children: dict[tuple[str, ...], C] = {}
         registry.register(self)
 
-    def _key(self, values: Iterable[object]) -> tuple[str, ...]:
+    def labels(self, *values: object) -> C:
         key = tuple(str(v) for v in values)
-        if len(key) != len(self._labelnames):
-            raise ValueError(f"{self._name}: expected {len(self._labelnames)} label values, got {len(key)}")
-        return key
+        child = self._children.get(key)
+        if child is None:
+            if len(key) != len(self._labelnames):
+                raise ValueError(f"{self._name}: expected {len(self._labelnames)} label values, got {len(key)}")
+            child = self._children[key] = self._new_child()
+        return child
 
     def describe(self) -> list[Metric]:
         return [self._empty()]
@@ -83,23 +89,18 @@ class _Family:
     def collect(self) -> list[Metric]:
         raise NotImplementedError
 
+    def _new_child(self) -> C:
+        raise NotImplementedError
+
     def _empty(self) -> Metric:
         raise NotImplementedError
 
 
-class HotCounter(_Family):
+class HotCounter(_Family[CounterChild]):
     """A counter family (`name_total`, `name_created`), its children `CounterChild`s."""
 
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry) -> None:
-        self._children: dict[tuple[str, ...], CounterChild] = {}
-        super().__init__(name, documentation, labelnames, registry)
-
-    def labels(self, *values: object) -> CounterChild:
-        key = self._key(values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = CounterChild()
-        return child
+    def _new_child(self) -> CounterChild:
+        return CounterChild()
 
     def _empty(self) -> CounterMetricFamily:
         return CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
@@ -111,7 +112,7 @@ class HotCounter(_Family):
         return [family]
 
 
-class HotHistogram(_Family):
+class HotHistogram(_Family[HistogramChild]):
     """A histogram family (`name_bucket`, `name_count`, `name_sum`, `name_created`), its children
     `HistogramChild`s."""
 
@@ -126,15 +127,10 @@ class HotHistogram(_Family):
         bounds = tuple(sorted(float(b) for b in buckets))
         self._bounds = bounds if bounds and bounds[-1] == INF else (*bounds, INF)
         self._le = [floatToGoString(b) for b in self._bounds]  # type: ignore[no-untyped-call]  # untyped upstream
-        self._children: dict[tuple[str, ...], HistogramChild] = {}
         super().__init__(name, documentation, labelnames, registry)
 
-    def labels(self, *values: object) -> HistogramChild:
-        key = self._key(values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = HistogramChild(self._bounds)
-        return child
+    def _new_child(self) -> HistogramChild:
+        return HistogramChild(self._bounds)
 
     def _empty(self) -> HistogramMetricFamily:
         return HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)
