@@ -123,13 +123,13 @@ def cost_micro(routing: Routing, prices: Mapping[str, Price]) -> int:
     return round(routing.prompt_tokens * price.input + routing.completion_tokens * price.output)
 
 
-def _refuse(metrics: Metrics, decision: Decision) -> RateLimited:
+def _refuse(metrics: Metrics, limiter: Limiter, decision: Decision) -> RateLimited:
     """The 429, with `Retry-After` and, as OpenAI sends them, the `x-ratelimit-*` headers of the
     limit that was reached."""
     exceeded = decision.exceeded
     assert exceeded is not None
     metrics.rate_limited(exceeded.scope, exceeded.unit)
-    headers = {k.decode(): v.decode() for k, v in decision.headers([exceeded])}
+    headers = {k.decode(): v.decode() for k, v in limiter.headers(decision, [exceeded])}
     return RateLimited(
         f"Rate limit reached: {exceeded.unit} per minute for this {exceeded.scope} (limit {exceeded.limit})",
         headers=headers,
@@ -183,8 +183,8 @@ class LimitStage:
         except _LIMIT_ERRORS:
             raise Unavailable("rate limits cannot be checked right now", retry_after=1) from None
         if not decision.allowed:
-            raise _refuse(self._metrics, decision)
-        return decision.headers(checks)
+            raise _refuse(self._metrics, self._limiter, decision)
+        return self._limiter.headers(decision, checks)
 
 
 @dataclass(slots=True)
@@ -260,8 +260,8 @@ class SpendStage:
                 checks = [Check(scope, "tokens", counter, tokens, limit) for scope, counter, limit in plan.tokens]
                 decision = self._limiter.take(checks) or await self._limiter.acquire(checks)
                 if not decision.allowed:
-                    raise _refuse(self._metrics, decision)
-                ctx.response_headers += decision.headers(checks)
+                    raise _refuse(self._metrics, self._limiter, decision)
+                ctx.response_headers += self._limiter.headers(decision, checks)
                 window, local = decision.window, decision.local
         except _LIMIT_ERRORS:
             raise Unavailable("rate limits cannot be checked right now", retry_after=1) from None

@@ -121,27 +121,6 @@ class Decision(NamedTuple):
     counts: tuple[int, ...] = ()  # allowed: each counter after this request; else the one exceeded
     local: bool = False  # counted by the in-process fallback: reconcile there too
 
-    def headers(self, checks: Sequence[Check]) -> list[tuple[bytes, bytes]]:
-        return rate_headers(checks, self[4], self[2])
-
-
-def rate_headers(checks: Sequence[Check], counts: Sequence[int], reset_in: float) -> list[tuple[bytes, bytes]]:
-    """x-ratelimit-* as OpenAI sends them, for the tightest of `checks` (all of one unit) with
-    `counts` after this request, ready for the wire. (Fields by index: a named field of a tuple
-    is a descriptor call.) `RateHeaders` gives the same for less, for every admitted request."""
-    tightest = 0
-    least = checks[0][4] - counts[0]
-    for i in range(1, len(checks)):
-        left = checks[i][4] - counts[i]
-        if left < least:
-            tightest, least = i, left
-    limit_name, remaining_name, reset_name = _HEADER_NAMES[checks[0][1]]
-    return [
-        (limit_name, b"%d" % checks[tightest][4]),
-        (remaining_name, b"%d" % max(0, least)),
-        (reset_name, b"%ds" % math.ceil(reset_in)),
-    ]
-
 
 _HEADER_NAMES = {
     unit: (f"x-ratelimit-limit-{unit}".encode(), f"x-ratelimit-remaining-{unit}".encode(),
@@ -152,10 +131,12 @@ MAX_REMEMBERED_LIMITS = 4096  # per unit: limits whose header `RateHeaders` keep
 
 
 class RateHeaders:
-    """`rate_headers`, with the headers that repeat from one request to the next made once: the
-    limit's, by unit and limit, and the reset's, by unit and whole seconds (at most 60 of them).
-    Only the remaining count is formatted per request. (Every request a lease admits pays for
-    this: a dict lookup by an int costs a third of formatting it.)"""
+    """x-ratelimit-* as OpenAI sends them, for the tightest of a request's checks (all of one
+    unit) with the counts after this request, ready for the wire. The headers that repeat from
+    one request to the next are made once: the limit's, by unit and limit, and the reset's, by
+    unit and whole seconds (at most 60 of them); only the remaining count is formatted per
+    request. (Every request a lease admits pays for this: a dict lookup by an int costs a third
+    of formatting it. Fields by index: a named field of a tuple is a descriptor call.)"""
 
     __slots__ = ("_limits", "_remaining", "_resets")
 
@@ -586,6 +567,10 @@ class Limiter:
         self._pending: dict[tuple[str, int], int] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._rate_headers = RateHeaders()
+
+    def headers(self, decision: Decision, checks: Sequence[Check]) -> list[tuple[bytes, bytes]]:
+        """The x-ratelimit-* headers of a decision on `checks` (of a refusal: `[exceeded]`)."""
+        return self._rate_headers.of(checks, decision[4], decision[2])
 
     def admit(self, checks: Sequence[Check]) -> list[tuple[bytes, bytes]] | None:
         """`take` for checks nothing reconciles later (requests): just the headers of the

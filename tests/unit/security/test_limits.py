@@ -11,7 +11,6 @@ from interlock.security.limits import (
     RateHeaders,
     RedisCounters,
     estimate_tokens,
-    rate_headers,
 )
 from tests.support.clock import Clock
 
@@ -40,7 +39,7 @@ async def test_a_new_window_starts_afresh_and_headers_say_when() -> None:
     limiter = Limiter(LocalCounters(), None, lambda op: None, clock)
     checks = [rpm(1), Check("key", "tokens", "key:a:tpm", 40, 100)]
     ok = await limiter.acquire(checks)
-    assert dict(ok.headers(checks[:1])) == {
+    assert dict(limiter.headers(ok, checks[:1])) == {
         b"x-ratelimit-limit-requests": b"1", b"x-ratelimit-remaining-requests": b"0",
         b"x-ratelimit-reset-requests": b"60s",
     }  # fmt: skip
@@ -48,7 +47,7 @@ async def test_a_new_window_starts_afresh_and_headers_say_when() -> None:
     loose = Check("tenant", "tokens", "tenant:t:tpm", 40, 1000)
     tokens = [loose, checks[1]]
     both = await limiter.acquire(tokens)
-    assert dict(both.headers(tokens)) == {
+    assert dict(limiter.headers(both, tokens)) == {
         b"x-ratelimit-limit-tokens": b"100", b"x-ratelimit-remaining-tokens": b"20",
         b"x-ratelimit-reset-tokens": b"60s",
     }  # fmt: skip
@@ -91,15 +90,19 @@ def test_the_headers_made_once_are_the_headers_made_each_time() -> None:
     made = RateHeaders()
     tokens = Check("tenant", "tokens", "tenant:t:tpm", 40, 1000)
     cases = [
-        ([rpm(10)], (3,), 59.2),
-        ([rpm(10), rpm(5, "tenant:t:rpm")], (3, 4), 59.9),  # the tightest names the limit
-        ([rpm(10), rpm(5, "tenant:t:rpm")], (3, 4), 0.01),
-        ([rpm(10), rpm(5, "tenant:t:rpm")], (11, 4), 1.0),  # over (a refill raced): 0 left, not -1
-        ([rpm(7)], (3,), 60.0),
-        ([tokens, Check("key", "tokens", "key:a:tpm", 40, 100)], (500, 90), 12.5),
+        ([rpm(10)], (3,), 59.2, ("requests", 10, 7, 60)),
+        ([rpm(10), rpm(5, "tenant:t:rpm")], (3, 4), 59.9, ("requests", 5, 1, 60)),  # the tightest names it
+        ([rpm(10), rpm(5, "tenant:t:rpm")], (3, 4), 0.01, ("requests", 5, 1, 1)),
+        ([rpm(10), rpm(5, "tenant:t:rpm")], (11, 4), 1.0, ("requests", 10, 0, 1)),  # over (a refill raced): 0
+        ([rpm(7)], (3,), 60.0, ("requests", 7, 4, 60)),
+        ([tokens, Check("key", "tokens", "key:a:tpm", 40, 100)], (500, 90), 12.5, ("tokens", 100, 10, 13)),
     ]
     for _ in range(2):  # made, then remembered
-        for checks, counts, reset_in in cases:
-            assert made.of(checks, counts, reset_in) == rate_headers(checks, counts, reset_in)
+        for checks, counts, reset_in, (unit, limit, left, reset) in cases:
+            assert made.of(checks, counts, reset_in) == [
+                (f"x-ratelimit-limit-{unit}".encode(), b"%d" % limit),
+                (f"x-ratelimit-remaining-{unit}".encode(), b"%d" % left),
+                (f"x-ratelimit-reset-{unit}".encode(), b"%ds" % reset),
+            ]
     for limit in range(1, MAX_REMEMBERED_LIMITS + 10):  # the remembered limits stay bounded
         assert made.of([rpm(limit)], (0,), 30.0)[0] == (b"x-ratelimit-limit-requests", b"%d" % limit)
