@@ -397,7 +397,8 @@ def make_pipeline(
     # cache stores the answer (observe/stage.py says why that order matters).
     stages.append(TelemetryStage(metrics, settings.telemetry.logprobs_sample, random.Random()))
     # Traced copies of the stages only when tracing is on, run only for sampled requests.
-    pipeline = Pipeline(stages, router, traced(stages) if tracing is not None else None)
+    traced_stages = traced(stages, settings.telemetry.stage_spans) if tracing is not None else None
+    pipeline = Pipeline(stages, router, traced_stages)
     return pipeline, semantic, limit_stage
 
 

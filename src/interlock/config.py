@@ -580,6 +580,9 @@ class TelemetrySettings(_Frozen, frozen=True, kw_only=True):
     # Application Insights through azure-monitor-opentelemetry (`pip install 'interlock[azure-monitor]'`).
     azure_monitor_connection_string: str | None = None
     trace_sample_ratio: float = 1.0  # share of requests traced (a caller's sampled `traceparent` is kept)
+    # A span per stage phase (`cache.before`, ...) too; else the phases' durations are attributes
+    # of the request's span. Six more spans a request: see observe/tracing.py for their cost.
+    stage_spans: bool = False
     # Share of chat requests for which the backend is asked for logprobs although the caller did
     # not ask; they feed the confidence metrics and are removed from the answer.
     logprobs_sample: float = 0.0

@@ -1,5 +1,11 @@
-"""OpenTelemetry traces: a span per request, a child per pipeline stage phase (`cache.before`,
-`cache.after`, ...) and one per upstream attempt.
+"""OpenTelemetry traces: a span per request and a child per upstream attempt; what each pipeline
+stage took is on the request's span (`interlock.stage.cache.before_ms`, ...), or, with
+`telemetry.stage_spans`, a child span per stage phase (`cache.before`, `cache.after`, ...).
+
+Stage spans are off by default because of what a span costs: the SDK makes one in about 30 µs
+and the OTLP exporter encodes it in about 20 more, on a thread that holds the GIL against the
+event loop while it encodes a batch (bench/RESULTS.md, in-process costs). A cache hit with stage
+spans is seven spans; without them it is one, and its stage timings cost a clock read each.
 
 Built only when `telemetry` names an exporter. Without one, nothing here is constructed: the
 request handler and the router hold `None`, the pipeline has no traced stages, and a request pays
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import importlib.util
 import random
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -95,12 +102,13 @@ class Tracing:
 class RequestTrace:
     """The spans of one sampled request."""
 
-    __slots__ = ("_context", "_tracing", "span")
+    __slots__ = ("_context", "_tracing", "span", "stages")
 
     def __init__(self, tracing: Tracing, span: Span) -> None:
         self._tracing = tracing
         self.span = span
         self._context = tracing._in_context(span)
+        self.stages: Attributes = {}  # what TimedStage measured, set on the span at finish
 
     def child(self, name: str, attributes: Attributes, client: bool = False) -> Span:
         t = self._tracing
@@ -140,6 +148,8 @@ class RequestTrace:
                 attributes["interlock.logprob_min"] = confidence.min_logprob
                 attributes["interlock.perplexity"] = confidence.perplexity
                 attributes["interlock.logprobs_sampled"] = confidence.sampled
+        if self.stages:
+            attributes.update(self.stages)
         span.set_attributes(attributes)
         if error is not None:
             self.fail(span, error)
@@ -200,16 +210,72 @@ class TracedStage:
             span.end()
 
 
+class TimedStage:
+    """A stage whose two phases are timed onto the request's span, for requests that have a
+    trace (the default; `TracedStage` with `telemetry.stage_spans`): `interlock.stage.<name>.
+    before_ms` until the stage calls the rest of the pipeline, `...after_ms` from the rest's
+    return to the stage's. A stage that answers itself (a cache hit) has a before phase only and
+    is named in `interlock.answered_by`; one that raised an error of its own in
+    `interlock.failed_stage` (the request span carries the error's class)."""
+
+    __slots__ = ("_after", "_before", "_inner", "_name")
+
+    def __init__(self, inner: Stage, name: str) -> None:
+        self._inner = inner
+        self._name = name
+        self._before = f"interlock.stage.{name}.before_ms"
+        self._after = f"interlock.stage.{name}.after_ms"
+
+    async def __call__(self, ctx: RequestContext, call_next: Next) -> Result:
+        trace = ctx.trace
+        if trace is None:
+            return await self._inner(ctx, call_next)
+        timings = trace.stages
+        clock = time.perf_counter
+        start = clock()
+        returned = 0.0  # when the rest of the pipeline came back (0: it was not called)
+        passed: BaseException | None = None
+
+        async def rest(c: RequestContext) -> Result:
+            nonlocal returned, passed
+            timings[self._before] = round((clock() - start) * 1000, 3)
+            try:
+                return await call_next(c)
+            except BaseException as exc:
+                passed = exc
+                raise
+            finally:
+                returned = clock()
+
+        try:
+            result = await self._inner(ctx, rest)
+        except BaseException as exc:
+            if exc is not passed and isinstance(exc, Exception):
+                timings["interlock.failed_stage"] = self._name
+            raise
+        finally:
+            end = clock()
+            if returned:
+                timings[self._after] = round((end - returned) * 1000, 3)
+            else:
+                timings[self._before] = round((end - start) * 1000, 3)
+        if not returned:
+            timings["interlock.answered_by"] = self._name
+        return result
+
+
 def stage_name(stage: object) -> str:
     """`LimitStage` -> `limit`: span names from the class, computed once at start."""
     name = str(getattr(stage, "name", "") or type(stage).__name__)
     return name.removesuffix("Stage").lower() or "stage"
 
 
-def traced(stages: Sequence[Stage]) -> list[Stage]:
-    """The same stages, each with spans around its phases: the pipeline runs these for the
-    requests that have a trace, and the plain ones for all others."""
-    return [TracedStage(stage, stage_name(stage)) for stage in stages]
+def traced(stages: Sequence[Stage], spans: bool = False) -> list[Stage]:
+    """The same stages, each with its phases timed onto the request's span (with `spans`: each
+    phase a span of its own): the pipeline runs these for the requests that have a trace, and
+    the plain ones for all others."""
+    wrap = TracedStage if spans else TimedStage
+    return [wrap(stage, stage_name(stage)) for stage in stages]
 
 
 # -- construction ------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ async def test_a_traced_request_has_a_span_per_stage_phase_and_an_unsampled_one_
     assert tracing is not None
     log: list[str] = []
     stages = [LimitStage(log), CacheStage(log)]
-    pipeline = Pipeline(stages, answered_by(Completion(chat(None))), traced(stages))
+    pipeline = Pipeline(stages, answered_by(Completion(chat(None))), traced(stages, spans=True))
     ctx = context({"messages": []})
     ctx.trace = tracing.start_request("POST /v1/chat/completions", {})
     assert ctx.trace is not None
@@ -59,6 +59,60 @@ async def test_a_traced_request_has_a_span_per_stage_phase_and_an_unsampled_one_
     await pipeline.run(context({"messages": []}))  # no trace on the context: the plain stages run
     assert exporter.get_finished_spans() == () and log == ["before"] * 4
     tracing.shutdown()
+
+
+class Answering:
+    """Answers itself, as a cache hit does."""
+
+    async def __call__(self, ctx: RequestContext, call_next: Next) -> Result:
+        return Completion(chat(None))
+
+
+class Refusing:
+    async def __call__(self, ctx: RequestContext, call_next: Next) -> Result:
+        raise BadRequest("no")
+
+
+async def traced_run(stages: list[Any], terminal: Any) -> tuple[dict[str, Any], list[str]]:
+    """One traced request through `stages` with timed phases (the default): the request span's
+    attributes and the names of every span made."""
+    exporter = InMemorySpanExporter()
+    tracing = make_tracing(TelemetrySettings(), exporter)
+    assert tracing is not None
+    ctx = context({"messages": []})
+    ctx.trace = tracing.start_request("POST /v1/chat/completions", {})
+    assert ctx.trace is not None
+    error: BaseException | None = None
+    try:
+        await Pipeline(stages, terminal, traced(stages)).run(ctx)
+    except BadRequest as exc:
+        error = exc
+    ctx.trace.finish(ctx, "m", 200 if error is None else 400, error)
+    spans = exporter.get_finished_spans()
+    tracing.shutdown()
+    return dict(spans[-1].attributes or {}), [s.name for s in spans]
+
+
+async def test_by_default_the_stage_phases_are_timed_onto_the_request_span() -> None:
+    log: list[str] = []
+    attributes, names = await traced_run([LimitStage(log), CacheStage(log)], answered_by(Completion(chat(None))))
+    assert names == ["POST /v1/chat/completions"] and log == ["before", "before"]
+    timed = {k: v for k, v in attributes.items() if k.startswith("interlock.stage.")}
+    assert sorted(timed) == ["interlock.stage.cache.after_ms", "interlock.stage.cache.before_ms",
+                             "interlock.stage.limit.after_ms", "interlock.stage.limit.before_ms"]  # fmt: skip
+    assert all(isinstance(v, float) and v >= 0 for v in timed.values())
+    assert "interlock.answered_by" not in attributes and "interlock.failed_stage" not in attributes
+
+    # A stage that answers has its before phase only and is named; the ones inside it never ran.
+    attributes, _ = await traced_run([LimitStage([]), Answering(), CacheStage([])], answered_by(Completion(chat(None))))
+    assert attributes["interlock.answered_by"] == "answering"
+    assert sorted(k for k in attributes if k.startswith("interlock.stage.")) == [
+        "interlock.stage.answering.before_ms", "interlock.stage.limit.after_ms", "interlock.stage.limit.before_ms"]  # fmt: skip
+
+    # The stage that raised is named; the ones it only let through are not.
+    attributes, _ = await traced_run([LimitStage([]), Refusing(), CacheStage([])], answered_by(Completion(chat(None))))
+    assert attributes["interlock.failed_stage"] == "refusing" and attributes["interlock.error_class"] == "client"
+    assert "interlock.answered_by" not in attributes and "interlock.stage.limit.after_ms" in attributes
 
 
 def test_requests_are_sampled_before_any_span_is_made() -> None:
