@@ -296,7 +296,8 @@ def check_available(settings: TelemetrySettings, azure: bool = True) -> None:
     if (settings.otlp_endpoint or settings.console) and not _installed("opentelemetry.sdk"):
         key = "otlp_endpoint" if settings.otlp_endpoint else "console"
         raise ConfigError(f"$.telemetry.{key}: the OpenTelemetry SDK is not installed (pip install 'interlock[otel]')")
-    if settings.otlp_endpoint and not _installed("opentelemetry.exporter.otlp.proto.http"):
+    otlp = ("opentelemetry.exporter.otlp.proto.common", "requests")  # what observe/otlp.py imports
+    if settings.otlp_endpoint and not all(_installed(module) for module in otlp):
         raise ConfigError(
             "$.telemetry.otlp_endpoint: the OTLP exporter is not installed (pip install 'interlock[otel]')"
         )
@@ -322,7 +323,7 @@ def make_tracing(
     check_available(settings, azure=azure_configure is None)
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
     from .. import __version__
@@ -330,14 +331,12 @@ def make_tracing(
     resource = Resource.create({"service.name": settings.service_name, "service.version": __version__})
     processors: list[Any] = []
     if settings.otlp_endpoint:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from .otlp import OtlpSpanProcessor
 
-        otlp = OTLPSpanExporter(
-            endpoint=traces_url(settings.otlp_endpoint),
-            headers=dict(settings.otlp_headers),
-            timeout=settings.otlp_timeout_s,
-        )
-        processors.append(BatchSpanProcessor(otlp))  # exports on its own thread, in batches
+        # Encodes each span as it ends and posts batches from its own thread (otlp.py says why
+        # not the SDK's BatchSpanProcessor).
+        url = traces_url(settings.otlp_endpoint)
+        processors.append(OtlpSpanProcessor(url, settings.otlp_headers, settings.otlp_timeout_s))
     if settings.console:
         processors.append(SimpleSpanProcessor(ConsoleSpanExporter()))
     if exporter is not None:
