@@ -106,9 +106,13 @@ async def test_two_processes_share_a_live_window_and_drift_shows(redis_server: R
 
 async def test_the_request_path_never_waits_and_caps_what_it_keeps() -> None:
     settings = MonitorSettings(sample=1.0, max_per_s=10)
-    monitor = DriftMonitor(settings, None, "x:", None, clock=Clock(1_000_000.0))
+    clock = Clock(1_000_000.0)
+    monitor = DriftMonitor(settings, None, "x:", None, clock=clock)
     dropped: list[int] = []
-    monitor._on_dropped = lambda: dropped.append(1)
+    monitor._on_dropped = dropped.append
     for _ in range(25):
         monitor.offer("m", "v1", {"messages": []}, None, 1.0)
-    assert len(monitor._queue) == 10 and len(dropped) == 15
+    assert len(monitor._queue) == 10 and dropped == []  # counted, told with the next one taken
+    clock.now += 1
+    monitor.offer("m", "v1", {"messages": []}, None, 1.0)
+    assert len(monitor._queue) == 11 and dropped == [15]

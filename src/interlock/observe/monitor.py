@@ -2,7 +2,8 @@
 per model group and version, share them across workers and replicas, compare with a reference.
 
 The request path pays for one call to `offer()`: a random draw, a per-second cap and an append
-to a bounded deque (about a microsecond); the recorder calls its halves, `admit()` then `put()`,
+to a bounded deque (about a microsecond; an exchange over the cap is counted in a plain int,
+handed to the metric when the next one is taken); the recorder calls its halves, `admit()` then `put()`,
 so that an exchange over the cap costs no more than the cap's test. A worker task takes what was
 offered in batches and, on a thread, reads the features (`drift.observe`: lengths, language,
 refusal, finish reason, confidence, latency, PII rate) and, for a further sample, embeds the
@@ -91,7 +92,7 @@ class DriftMonitor:
         embedder: Embedder | None,
         config: DriftConfig | None = None,
         on_report: Callable[[str, str, DriftReport], None] | None = None,
-        on_dropped: Callable[[], None] | None = None,
+        on_dropped: Callable[[int], None] | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
@@ -110,6 +111,7 @@ class DriftMonitor:
         self._second = 0
         self._taken = 0
         self._embedded = 0
+        self._dropped = 0  # not observed since on_dropped was last told (told in put and evaluate)
         self._lock = threading.Lock()  # the worker thread and the publisher share the slices
         self._slices: dict[tuple[str, str, int], Profile] = {}
         self._dirty: set[tuple[str, str, int]] = set()
@@ -155,8 +157,7 @@ class DriftMonitor:
         if second != self._second:
             self._second, self._taken, self._embedded = second, 0, 0
         if self._taken >= settings.max_per_s or len(self._queue) >= MAX_QUEUE:
-            if self._on_dropped is not None:
-                self._on_dropped()
+            self._dropped += 1  # a plain count: a metric's inc here would cost more than the test
             return None
         self._taken += 1
         embed = False
@@ -180,6 +181,15 @@ class DriftMonitor:
         now = self._clock()
         self._queue.append(_Offered(model, version, request, response, latency_ms, pii_count, confidence, embed, now))
         self._wake.set()
+        if self._dropped:
+            self._tell_dropped()
+
+    def _tell_dropped(self) -> None:
+        """Hand the drops counted since the last time to `on_dropped`: at the first exchange
+        taken in each second (the one after a second of drops), and at each evaluation."""
+        if self._on_dropped is not None:
+            self._on_dropped(self._dropped)
+        self._dropped = 0
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -358,6 +368,8 @@ class DriftMonitor:
         """Publish, then compare each model group with its reference: the whole group (version
         `ALL`: cache hits have no version) and, while more than one version serves it (a
         rollout), each version on its own."""
+        if self._dropped:
+            self._tell_dropped()
         await self.publish()
         with self._lock:
             models = {m for (m, _, _) in self._slices} | set(self._references)
