@@ -285,8 +285,26 @@ def workers(folder: Path) -> str:
         )
     if len(rates) == 2 and rates["workers1-hit-c64"]:
         lines.append("")
-        lines.append(f"- two workers / one: {rates['workers2-hit-c64'] / rates['workers1-hit-c64']:.2f}x (target 1.6x)")
+        one = rates["workers1-hit-c64"]
+        line = f"- two workers / one: {rates['workers2-hit-c64'] / one:.2f}x (target 1.6x)"
+        bound = workers_ceiling(one, *cpu.get("workers1-hit-c64", [0.0, 0.0, 0.0]))
+        if bound is not None:
+            line += (
+                f"; what this machine allows with the load generator on it: {bound:.2f}x (the one-worker"
+                " row's CPU per request, the gateway's and the rest's, against all the cores)"
+            )
+        lines.append(line)
     return "\n".join(lines)
+
+
+def workers_ceiling(rps: float, gateway_cores: float, busy_cores: float, cores: float) -> float | None:
+    """How many times one worker's requests/s two could serve here at most: each request takes
+    g of the gateway's CPU and w of the rest's (wrk, mostly), as the one-worker row measured; two
+    workers are bound by two cores' worth of g, and by the machine's cores for g + w together."""
+    if not (rps and gateway_cores and cores) or busy_cores < gateway_cores:
+        return None
+    g, w = gateway_cores / rps, (busy_cores - gateway_cores) / rps
+    return min(2 / g, cores / (g + w)) / rps
 
 
 def streams(folder: Path, names: list[str]) -> str:

@@ -4,6 +4,9 @@ embedded model's bounded queue."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -49,6 +52,69 @@ async def test_two_workers_share_a_port_and_their_metrics_add_up(session_tmp: Pa
                 if line.startswith('interlock_requests_total{cache="none",endpoint="chat/completions",model="m"')
             )
             assert total == sent
+    finally:
+        gw.stop()
+
+
+def listening_inodes(port: int) -> set[str]:
+    """The inodes of the sockets listening on 127.0.0.1:`port` (from /proc/net/tcp)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state, inode = fields[1], fields[3], fields[9]
+        if state == "0A" and int(local.split(":")[1], 16) == port:
+            inodes.add(inode)
+    return inodes
+
+
+def socket_inodes(pid: int) -> set[str]:
+    out = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                out.add(target[8:-1])
+    return out
+
+
+def assert_one_socket_each(gw: Gateway) -> None:
+    workers = [int(pid) for pid in Path(f"/proc/{gw.proc.pid}/task/{gw.proc.pid}/children").read_text().split()]
+    assert len(workers) == 2
+    listening = listening_inodes(gw.port)
+    assert len(listening) == 2  # one socket per worker, in one SO_REUSEPORT group
+    assert [len(socket_inodes(pid) & listening) for pid in workers] == [1, 1]
+    assert socket_inodes(workers[0]) & socket_inodes(workers[1]) & listening == set()
+    assert not socket_inodes(gw.proc.pid) & listening  # the parent kept none open
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="SO_REUSEPORT groups and /proc are Linux's")
+async def test_each_worker_accepts_on_its_own_socket_and_a_burst_reaches_both(
+    session_tmp: Path, upstream: FakeUpstream
+) -> None:
+    config = {
+        "models": [{"name": "m", "deployments": [{"id": "ok", "backend": "openai", "api_base": upstream.base("ok")}]}]
+    }
+    gw = Gateway(session_tmp, config, workers=2)
+    try:
+        assert_one_socket_each(gw)
+        # Both workers ready (each answers on its own socket, so wait for both), then 64 new
+        # connections at once, as wrk opens them: the kernel spreads them by their addresses.
+        body = {"model": "m", "messages": [{"role": "user", "content": "q"}]}
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0)) as session:
+
+            async def one() -> str:
+                async with session.post(gw.url + "/v1/chat/completions", json=body) as resp:
+                    assert resp.status == 200
+                    return resp.headers["x-request-id"].split("-")[0]  # the prefix names the process
+
+            seen: set[str] = set()
+            deadline = time.monotonic() + 30
+            while len(seen) < 2 and time.monotonic() < deadline:
+                seen |= set(await asyncio.gather(*(one() for _ in range(8))))
+            assert len(seen) == 2
+            burst = await asyncio.gather(*(one() for _ in range(64)))
+        shares = sorted(burst.count(prefix) for prefix in seen)
+        assert sum(shares) == 64 and shares[0] >= 12, shares  # Binomial(64, 1/2) is below 12 once in 10^5
     finally:
         gw.stop()
 

@@ -41,8 +41,10 @@ What it does (docs/edge.md is the reference for operators):
 - Graceful shutdown (SIGINT/SIGTERM): stop accepting, close idle connections, let in-flight
   requests finish within `graceful_timeout_s` (their answers carry `connection: close`), then
   abort what is left and run the lifespan shutdown.
-- `--workers N`: the parent binds the socket and forks N workers that accept on it; each builds
-  its own app. The parent forwards SIGINT/SIGTERM and waits for them.
+- `--workers N`: the parent binds one listening socket per worker (SO_REUSEPORT, Linux: the
+  kernel spreads new connections among them by a hash of their addresses; elsewhere one shared
+  socket) and forks N workers; each builds its own app. The parent forwards SIGINT/SIGTERM and
+  waits for them.
 
 The races, and what this code does about them:
 - The response can finish before the request body does (the app answered 401 without reading
@@ -836,11 +838,18 @@ class Lifespan:
         await self._task
 
 
-def bind(host: str, port: int, backlog: int) -> socket.socket:
+REUSE_PORT = getattr(socket, "SO_REUSEPORT", None) if sys.platform == "linux" else None
+
+
+def bind(host: str, port: int, backlog: int, reuse_port: bool = False) -> socket.socket:
+    """A listening socket; with `reuse_port` (Linux), one of a group on the same address among
+    which the kernel spreads new connections by a hash of their addresses."""
     family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port and REUSE_PORT is not None:
+            sock.setsockopt(socket.SOL_SOCKET, REUSE_PORT, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind(address)
         sock.listen(backlog)
@@ -849,6 +858,25 @@ def bind(host: str, port: int, backlog: int) -> socket.socket:
         raise
     sock.setblocking(False)
     return sock
+
+
+def bind_workers(host: str, port: int, backlog: int, workers: int) -> list[socket.socket]:
+    """The listening sockets of `workers` processes. On Linux one each (SO_REUSEPORT), so the
+    kernel gives each worker its share of new connections: on one shared socket the worker that
+    wakes first accepts a whole burst (wrk's 64 connections all went to one of two workers).
+    Elsewhere one socket that all of them accept on. All bound here, before any fork, so an
+    address in use fails at once, and a port of 0 is the first socket's for the others."""
+    if workers <= 1 or REUSE_PORT is None:
+        return [bind(host, port, backlog)]
+    socks = [bind(host, port, backlog, reuse_port=True)]
+    try:
+        port = socks[0].getsockname()[1]
+        socks += [bind(host, port, backlog, reuse_port=True) for _ in range(workers - 1)]
+    except OSError:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
 
 
 async def serve(app: App, sock: socket.socket, limits: HttpLimits, max_discard: int) -> None:
@@ -881,28 +909,33 @@ def _worker(factory: Callable[[], App], sock: socket.socket, limits: HttpLimits,
 
 
 def run(factory: Callable[[], App], host: str, port: int, workers: int, limits: HttpLimits, max_discard: int) -> int:
-    """Bind, then serve in this process (one worker) or in `workers` forked processes that share
-    the listening socket (the kernel hands each new connection to one of them)."""
+    """Bind, then serve in this process (one worker) or in `workers` forked processes, each on
+    its own listening socket of one SO_REUSEPORT group (Linux) or all on one (`bind_workers`)."""
     try:
-        sock = bind(host, port, limits.backlog)
+        socks = bind_workers(host, port, limits.backlog, workers)
     except OSError as exc:
         print(f"interlock: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     if workers <= 1:
-        return _worker(factory, sock, limits, max_discard)
+        return _worker(factory, socks[0], limits, max_discard)
     children: list[int] = []
-    for _ in range(workers):
+    for i in range(workers):
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
-                code = _worker(factory, sock, limits, max_discard)
+                mine = socks[i % len(socks)]
+                for sock in socks:  # the others' sockets are theirs to accept on
+                    if sock is not mine:
+                        sock.close()
+                code = _worker(factory, mine, limits, max_discard)
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
         children.append(pid)
-    sock.close()
+    for sock in socks:
+        sock.close()
 
     def forward(signum: int, _frame: object) -> None:
         for child in children:
