@@ -121,8 +121,8 @@ def test_drift_recorder_takes_what_offer_takes_and_counts_the_rest() -> None:
     dropped = {"recorder": 0, "offer": 0}
 
     def monitor(name: str) -> DriftMonitor:
-        def drop() -> None:
-            dropped[name] += 1
+        def drop(count: int) -> None:
+            dropped[name] += count
 
         return DriftMonitor(settings, None, "x:", _Vectors(), on_dropped=drop, clock=lambda: now[0],
                             rng=random.Random(7))  # fmt: skip
