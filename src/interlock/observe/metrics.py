@@ -4,8 +4,9 @@ and small fixed sets (status codes, tiers), never from request content.
 With `--workers N` each process writes its samples to files in PROMETHEUS_MULTIPROC_DIR (set by
 the CLI before any worker starts) and `/metrics` merges them, so counters stay correct across
 processes. Label children are cached per label tuple: `labels()` costs a lock and a dict lookup
-that the hot path does not need to pay twice. In one process, the four series every request
-updates are kept as plain numbers (observe/hot.py) and exposed the same way.
+that the hot path does not need to pay twice. In one process, the series every request updates
+(and those every upstream call does) are kept as plain numbers (observe/hot.py) and exposed the
+same way.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from prometheus_client import (
 from prometheus_client import multiprocess as prom_multiprocess
 
 from .confidence import Confidence
-from .hot import HotCounter, HotHistogram
+from .hot import HotCounter, HotGauge, HotHistogram
 
 # LLM latencies run from a millisecond (a cache hit) to minutes (a long generation): finer where
 # P50-P99 of chat answers usually fall (0.25 s to 30 s).
@@ -70,6 +71,7 @@ class Metrics:
         hot = not multiprocess_enabled()
         counter: type[Counter] | type[HotCounter] = HotCounter if hot else Counter
         histogram: type[Histogram] | type[HotHistogram] = HotHistogram if hot else Histogram
+        gauge: type[Gauge] | type[HotGauge] = HotGauge if hot else Gauge
         self.requests = counter(
             "interlock_requests", "Requests answered", ["model", "endpoint", "status", "cache"], registry=r
         )
@@ -85,7 +87,7 @@ class Metrics:
             "interlock_overhead_seconds", "Gateway overhead: total minus upstream time", ["model"],
             buckets=OVERHEAD_BUCKETS, registry=r,
         )  # fmt: skip
-        self.upstream_seconds = Histogram(
+        self.upstream_seconds = histogram(
             "interlock_upstream_seconds", "Upstream call latency (to the last byte)", ["model", "deployment"],
             buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
@@ -102,7 +104,7 @@ class Metrics:
             "interlock_itl_max_seconds", "Streams: longest gap between two tokens, one observation per stream",
             labels, buckets=ITL_BUCKETS, registry=r,
         )  # fmt: skip
-        self.finish_reasons = Counter(
+        self.finish_reasons = counter(
             "interlock_finish_reasons", "Generated answers by finish_reason", [*labels, "finish_reason"], registry=r
         )
         self.logprob_mean = Histogram(
@@ -116,7 +118,7 @@ class Metrics:
             "interlock_perplexity", "Perplexity per answer: exp(-mean token logprob)", labels,
             buckets=PERPLEXITY_BUCKETS, registry=r,
         )  # fmt: skip
-        self.inflight = Gauge(
+        self.inflight = gauge(
             "interlock_inflight", "Requests in flight per deployment", ["deployment"],
             multiprocess_mode="livesum", registry=r,
         )  # fmt: skip
@@ -185,7 +187,7 @@ class Metrics:
             "interlock_circuit_state", "Circuit breaker: 0 closed, 1 half-open, 2 open", ["deployment"],
             multiprocess_mode="livemax", registry=r,
         )  # fmt: skip
-        self.tokens = Counter("interlock_tokens", "Tokens in and out", [*labels, "direction"], registry=r)
+        self.tokens = counter("interlock_tokens", "Tokens in and out", [*labels, "direction"], registry=r)
         self.limited = Counter(
             "interlock_rate_limited", "Requests refused by a rate limit", ["scope", "unit"], registry=r
         )

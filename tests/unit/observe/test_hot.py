@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from interlock.observe.hot import HotCounter, HotHistogram
+from interlock.observe.hot import HotCounter, HotGauge, HotHistogram
 from interlock.observe.metrics import LATENCY_BUCKETS, Metrics
 
 VALUES = [0.0, 0.0004, 0.001, 0.0011, 0.25, 0.7, 3.0, 599.0, 600.0, 601.0, 1e9]
@@ -51,6 +51,21 @@ def test_a_hot_counter_has_prometheus_clients_samples_and_text() -> None:
         c2.labels("only one")
 
 
+def test_a_hot_gauge_has_prometheus_clients_samples_and_text() -> None:
+    theirs, ours = CollectorRegistry(), CollectorRegistry()
+    g1 = Gauge("t_inflight", "help text", ["deployment"], multiprocess_mode="livesum", registry=theirs)
+    g2 = HotGauge("t_inflight", "help text", ["deployment"], multiprocess_mode="livesum", registry=ours)
+    for g in (g1, g2):
+        g.labels("a").inc()
+        g.labels("a").inc(3)
+        g.labels("a").dec()
+        g.labels("b").set(7)
+        g.labels("b").dec(2.5)
+        g.labels("c").inc(-1)
+    assert samples(ours) == samples(theirs)
+    assert generate_latest(ours) == generate_latest(theirs)
+
+
 def test_the_created_series_follows_prometheus_clients_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROMETHEUS_DISABLE_CREATED_SERIES", "true")
     registry = CollectorRegistry()
@@ -78,4 +93,17 @@ def test_metrics_in_one_process_count_requests_with_the_plain_families() -> None
                                                        "deployment": "_none", "version": "_none", "le": "0.0025"}) == 1  # fmt: skip
     assert value("interlock_overhead_seconds_count", {"model": "m"}) == 1
     assert value("interlock_cache_total", {"tier": "memory", "result": "hit"}) == 1
+    # And the series an upstream call updates.
+    assert isinstance(metrics.inflight, HotGauge) and isinstance(metrics.tokens, HotCounter)
+    assert isinstance(metrics.upstream_seconds, HotHistogram) and isinstance(metrics.finish_reasons, HotCounter)
+    metrics.inflight_add("d", 1)
+    metrics.upstream_done("m", "d", 0.3)
+    metrics.token_usage("m", "d", "v1", 12, 5)
+    metrics.finished("m", "d", "v1", "stop")
+    metrics.inflight_add("d", -1)
+    assert value("interlock_inflight", {"deployment": "d"}) == 0
+    assert value("interlock_upstream_seconds_count", {"model": "m", "deployment": "d"}) == 1
+    assert value("interlock_tokens_total", {"model": "m", "deployment": "d", "version": "v1", "direction": "out"}) == 5
+    assert value("interlock_finish_reasons_total", {"model": "m", "deployment": "d", "version": "v1",
+                                                    "finish_reason": "stop"}) == 1  # fmt: skip
     assert b"interlock_request_seconds_created" in metrics.render()
