@@ -65,17 +65,25 @@ class Exchange:
 
     # -- disconnects --------------------------------------------------------------------------------
     def arm_disconnect_watch(self) -> None:
-        if self._watcher is None and not self.done:
+        """From now on, a client that leaves cancels the task that armed this (upstream work
+        stops). The native server says so itself (`Direct.on_client_gone`); on another ASGI
+        server a task waits in `receive` for `http.disconnect`."""
+        if self._task is None and not self.done:
             # With the loop passed explicitly, neither call looks the running loop up, which on
             # Python 3.11 costs a getpid() system call each time.
             self._task = asyncio.current_task(self.loop)
-            self._watcher = self.loop.create_task(self._watch())
+            direct = self.direct
+            if direct is None or not direct.on_client_gone(self._client_left):
+                self._watcher = self.loop.create_task(self._watch())
 
     async def _watch(self) -> None:
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
                 break
+        self._client_left()
+
+    def _client_left(self) -> None:
         if not self.done and self._task is not None:
             self.client_gone = True
             self._task.cancel()

@@ -34,6 +34,12 @@ class Direct(Protocol):
         """`http.response.start` with `headers` and one last `http.response.body`."""
         ...
 
+    def on_client_gone(self, callback: Callable[[], None]) -> bool:
+        """Call `callback` once if the client leaves while the app runs (what `receive` would say
+        with `http.disconnect` once the body was read), without a task waiting in `receive`.
+        False when the body was not all read: then watch `receive`."""
+        ...
+
 
 @runtime_checkable
 class DirectApp(Protocol):

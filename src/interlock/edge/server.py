@@ -135,7 +135,7 @@ class _Cycle:
 
     __slots__ = (
         "body", "buffered", "chunked", "complete", "conn", "discarded", "disconnected", "eof",
-        "expect_continue", "head", "keep_alive", "more_body", "out_headers", "read_all", "scope",
+        "expect_continue", "gone", "head", "keep_alive", "more_body", "out_headers", "read_all", "scope",
         "started", "status", "task", "waiters",
     )  # fmt: skip
 
@@ -159,6 +159,7 @@ class _Cycle:
         self.out_headers: Any = ()
         self.waiters: list[asyncio.Future[None]] = []
         self.task: asyncio.Task[None] | None = None
+        self.gone: Callable[[], None] | None = None  # `on_client_gone`'s callback, until the app returns
 
     def wake(self) -> None:
         waiters = self.waiters
@@ -201,6 +202,25 @@ class _Cycle:
             return None
         self.expect_continue = False  # the body is here: no 100 to send
         return self._take()
+
+    def on_client_gone(self, callback: Callable[[], None]) -> bool:
+        """The direct call's disconnect watch (edge/http.py `Direct`): `callback` is called once
+        if the client goes away (the connection is lost, or the client closed its side) while the
+        app runs, which is when `receive` would say `http.disconnect` once the body was read; no
+        task waits in `receive` for it. False: the body was not all read (watch `receive`)."""
+        if not self.read_all:
+            return False
+        if self.disconnected or self.eof:
+            callback()
+        else:
+            self.gone = callback
+        return True
+
+    def _tell_gone(self) -> None:
+        callback = self.gone
+        if callback is not None:
+            self.gone = None
+            callback()
 
     def _take(self) -> bytes:
         body = self.body
@@ -307,6 +327,7 @@ class _Cycle:
     def lost(self) -> None:
         self.disconnected = True
         self.wake()
+        self._tell_gone()
 
 
 class HttpConnection(asyncio.Protocol):
@@ -403,6 +424,7 @@ class HttpConnection(asyncio.Protocol):
             for cycle in self.cycles:
                 cycle.eof = True
                 cycle.wake()
+                cycle._tell_gone()
             return True
         return None
 
@@ -558,6 +580,7 @@ class HttpConnection(asyncio.Protocol):
                 return
         finally:
             self.server.tasks.discard(cycle.task)  # set by `_start`, before this runs
+            cycle.gone = None  # the callback refers to the app's exchange: no cycle through it
         if not cycle.complete and not self.gone:
             if cycle.eof and not cycle.started:
                 cycle.complete = True  # the client left and the app, told so, answered nothing

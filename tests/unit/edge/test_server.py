@@ -401,3 +401,72 @@ async def test_a_finished_request_leaves_no_task_behind() -> None:
             await exchange(port, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         await asyncio.sleep(0)
         assert server.tasks == set()
+
+
+class GoneApp:
+    """A direct-call app that takes the body whole, asks to be told when the client leaves, then
+    waits (`/wait`) or answers at once (`/now`); `/part` asks before the body has all come."""
+
+    def __init__(self) -> None:
+        self.gone: list[str] = []
+        self.registered: list[bool] = []
+        self.release = asyncio.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError("the native server makes the direct call")
+
+    async def direct(self, scope: Scope, receive: Receive, send: Send, native: Direct) -> None:
+        path = scope["path"]
+        if path != "/part":
+            assert native.whole_body() is not None
+        self.registered.append(native.on_client_gone(lambda: self.gone.append(path)))
+        if path in ("/wait", "/part"):
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.release.wait(), 2)
+        await native.respond(200, [], b"ok")
+
+
+async def test_the_direct_call_is_told_once_when_the_client_leaves_without_a_task_in_receive() -> None:
+    app = GoneApp()
+    async with running(app) as (server, port):
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /wait HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+        await asyncio.sleep(0.1)
+        assert app.registered == [True] and app.gone == []
+        assert len(server.tasks) == 1  # the request's own task only: nothing waits in receive
+        writer.close()
+        for _ in range(50):
+            if app.gone:
+                break
+            await asyncio.sleep(0.02)
+        assert app.gone == ["/wait"]
+
+        # Half-closed: taken as leaving, as `receive` takes it.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /wait HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+        writer.write_eof()
+        for _ in range(50):
+            if len(app.gone) == 2:
+                break
+            await asyncio.sleep(0.02)
+        app.release.set()  # and what it still answers is written
+        assert (await asyncio.wait_for(reader.read(), 5)).endswith(b"ok")
+        writer.close()
+        assert app.gone == ["/wait", "/wait"]
+
+        # Answered first: a client that leaves afterwards is nobody's news.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /now HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+        await asyncio.wait_for(reader.readuntil(b"ok"), 5)
+        writer.close()
+        await asyncio.sleep(0.1)
+        assert app.gone == ["/wait", "/wait"]
+
+        # A body still arriving: not registered (the caller watches `receive` instead).
+        app.release.clear()
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /part HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nhi")
+        await asyncio.sleep(0.1)
+        assert app.registered[-1] is False
+        app.release.set()
+        writer.close()
