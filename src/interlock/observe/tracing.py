@@ -3,9 +3,9 @@ stage took is on the request's span (`interlock.stage.cache.before_ms`, ...), or
 `telemetry.stage_spans`, a child span per stage phase (`cache.before`, `cache.after`, ...).
 
 Stage spans are off by default because of what a span costs: the SDK makes one in about 30 µs
-and the OTLP exporter encodes it in about 20 more, on a thread that holds the GIL against the
-event loop while it encodes a batch (bench/RESULTS.md, in-process costs). A cache hit with stage
-spans is seven spans; without them it is one, and its stage timings cost a clock read each.
+and its OTLP encoding takes about 20 more (observe/otlp.py; bench/RESULTS.md, in-process costs).
+A cache hit with stage spans is seven spans; without them it is one, and its stage timings cost
+a clock read each.
 
 Built only when `telemetry` names an exporter. Without one, nothing here is constructed: the
 request handler and the router hold `None`, the pipeline has no traced stages, and a request pays
