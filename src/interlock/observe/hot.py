@@ -23,7 +23,7 @@ import os
 import time
 from bisect import bisect_left
 from collections.abc import Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -84,6 +84,11 @@ class HistogramChild:
 
 
 class _Family(Generic[C]):
+    """What the three kinds share: children by label values, and collection as one
+    prometheus_client metric family of `_kind` with a sample (or samples) per child (`_add`)."""
+
+    _kind: type[CounterMetricFamily] | type[GaugeMetricFamily] | type[HistogramMetricFamily]
+
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry) -> None:
         self._name = name
         self._documentation = documentation
@@ -105,34 +110,38 @@ class _Family(Generic[C]):
         return [self._empty()]
 
     def collect(self) -> list[Metric]:
-        raise NotImplementedError
+        family = self._empty()
+        for key, child in list(self._children.items()):
+            self._add(family, key, child)
+        return [family]
+
+    def _empty(self) -> Any:
+        return self._kind(self._name, self._documentation, labels=self._labelnames)
 
     def _new_child(self) -> C:
         raise NotImplementedError
 
-    def _empty(self) -> Metric:
+    def _add(self, family: Any, key: tuple[str, ...], child: C) -> None:
         raise NotImplementedError
 
 
 class HotCounter(_Family[CounterChild]):
     """A counter family (`name_total`, `name_created`), its children `CounterChild`s."""
 
+    _kind = CounterMetricFamily
+
     def _new_child(self) -> CounterChild:
         return CounterChild()
 
-    def _empty(self) -> CounterMetricFamily:
-        return CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
-
-    def collect(self) -> list[Metric]:
-        family = self._empty()
-        for key, child in list(self._children.items()):
-            family.add_metric(key, child.value, created=child.created if self._created else None)
-        return [family]
+    def _add(self, family: CounterMetricFamily, key: tuple[str, ...], child: CounterChild) -> None:
+        family.add_metric(key, child.value, created=child.created if self._created else None)
 
 
 class HotGauge(_Family[GaugeChild]):
     """A gauge family, its children `GaugeChild`s. (`multiprocess_mode` is prometheus_client's
     Gauge's argument, taken so that either class is made the same way; one process needs none.)"""
+
+    _kind = GaugeMetricFamily
 
     def __init__(
         self,
@@ -147,19 +156,15 @@ class HotGauge(_Family[GaugeChild]):
     def _new_child(self) -> GaugeChild:
         return GaugeChild()
 
-    def _empty(self) -> GaugeMetricFamily:
-        return GaugeMetricFamily(self._name, self._documentation, labels=self._labelnames)
-
-    def collect(self) -> list[Metric]:
-        family = self._empty()
-        for key, child in list(self._children.items()):
-            family.add_metric(key, child.value)
-        return [family]
+    def _add(self, family: GaugeMetricFamily, key: tuple[str, ...], child: GaugeChild) -> None:
+        family.add_metric(key, child.value)
 
 
 class HotHistogram(_Family[HistogramChild]):
     """A histogram family (`name_bucket`, `name_count`, `name_sum`, `name_created`), its children
     `HistogramChild`s."""
+
+    _kind = HistogramMetricFamily
 
     def __init__(
         self,
@@ -177,19 +182,13 @@ class HotHistogram(_Family[HistogramChild]):
     def _new_child(self) -> HistogramChild:
         return HistogramChild(self._bounds)
 
-    def _empty(self) -> HistogramMetricFamily:
-        return HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)
-
-    def collect(self) -> list[Metric]:
-        family = self._empty()
-        for key, child in list(self._children.items()):
-            total = 0
-            buckets = []
-            for le, n in zip(self._le, child.counts, strict=True):
-                total += n
-                buckets.append((le, float(total)))
-            family.add_metric(key, buckets, child.sum)
-            if self._created:
-                labels = dict(zip(self._labelnames, key, strict=True))
-                family.samples.append(Sample(self._name + "_created", labels, child.created))
-        return [family]
+    def _add(self, family: HistogramMetricFamily, key: tuple[str, ...], child: HistogramChild) -> None:
+        total = 0
+        buckets = []
+        for le, n in zip(self._le, child.counts, strict=True):
+            total += n
+            buckets.append((le, float(total)))
+        family.add_metric(key, buckets, child.sum)
+        if self._created:
+            labels = dict(zip(self._labelnames, key, strict=True))
+            family.samples.append(Sample(self._name + "_created", labels, child.created))

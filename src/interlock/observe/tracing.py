@@ -28,7 +28,7 @@ import importlib.util
 import random
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..errors import ConfigError, error_class
 from ..pipeline.streams import StreamClosed
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from ..pipeline.runner import Next, Stage
 
 Attributes = dict[str, str | bool | int | float]
+P = TypeVar("P")  # what a phased stage keeps of the phase under way
 AzureConfigure = Callable[..., None]
 
 
@@ -158,110 +159,138 @@ class RequestTrace:
         span.end()
 
 
-class TracedStage:
-    """A stage with a span around each of its two phases, for requests that have a trace:
-    `<name>.before` from the stage's start until it calls the rest of the pipeline (or answers
-    itself: then the span says `interlock.answered`), `<name>.after` from the rest's return to the
-    stage's. A phase in which the stage itself raised is marked failed; an error from further in
-    that the stage only lets through is not its failure."""
+class _PhasedStage(Generic[P]):
+    """A stage run for a request that has a trace, with its two phases told apart: `before`,
+    from the stage's start until it calls the rest of the pipeline (or answers itself, as the
+    cache does on a hit), and `after`, from the rest's return to the stage's. What is recorded of
+    each phase is the subclass's (`P` is what it keeps of the phase under way). A phase in which
+    the stage itself raised is its failure; an error from further in that it only lets through
+    is not."""
 
-    __slots__ = ("_after_name", "_before_name", "_inner", "_name")
+    __slots__ = ("_inner", "_name")
 
     def __init__(self, inner: Stage, name: str) -> None:
         self._inner = inner
         self._name = name
-        self._before_name = f"{name}.before"
-        self._after_name = f"{name}.after"
 
     async def __call__(self, ctx: RequestContext, call_next: Next) -> Result:
         trace = ctx.trace
         if trace is None:
             return await self._inner(ctx, call_next)
-        attributes: Attributes = {"interlock.stage": self._name}
-        span = trace.child(self._before_name, attributes)
+        phase = self._begin(trace)
         passed: BaseException | None = None  # an error from further in, on its way out
         called = False
 
         async def rest(c: RequestContext) -> Result:
-            nonlocal span, passed, called
+            nonlocal phase, passed, called
             called = True
-            span.end()
+            self._passing_on(trace, phase)
             try:
                 return await call_next(c)
             except BaseException as exc:
                 passed = exc
                 raise
             finally:
-                span = trace.child(self._after_name, attributes)
+                phase = self._coming_back(trace)
 
         try:
             result = await self._inner(ctx, rest)
-            if not called:  # answered here (a cache hit): the after phase has nothing to do
-                span.set_attribute("interlock.answered", True)
-                span.end()
-                span = trace.child(self._after_name, attributes)
+            if not called:
+                phase = self._answered(trace, phase)
             return result
         except BaseException as exc:
             if exc is not passed:
-                trace.fail(span, exc)
+                self._failed(trace, phase, exc)
             raise
         finally:
             passed = None
-            span.end()
+            self._end(trace, phase)
+
+    def _begin(self, trace: RequestTrace) -> P:
+        raise NotImplementedError
+
+    def _passing_on(self, trace: RequestTrace, phase: P) -> None:
+        raise NotImplementedError
+
+    def _coming_back(self, trace: RequestTrace) -> P:
+        raise NotImplementedError
+
+    def _answered(self, trace: RequestTrace, phase: P) -> P:
+        raise NotImplementedError
+
+    def _failed(self, trace: RequestTrace, phase: P, exc: BaseException) -> None:
+        raise NotImplementedError
+
+    def _end(self, trace: RequestTrace, phase: P) -> None:
+        raise NotImplementedError
 
 
-class TimedStage:
-    """A stage whose two phases are timed onto the request's span, for requests that have a
-    trace (the default; `TracedStage` with `telemetry.stage_spans`): `interlock.stage.<name>.
-    before_ms` until the stage calls the rest of the pipeline, `...after_ms` from the rest's
-    return to the stage's. A stage that answers itself (a cache hit) has a before phase only and
-    is named in `interlock.answered_by`; one that raised an error of its own in
-    `interlock.failed_stage` (the request span carries the error's class)."""
+class TracedStage(_PhasedStage["Span"]):
+    """Each phase a span (`telemetry.stage_spans`): `<name>.before` (with `interlock.answered`
+    when the stage answered itself) and `<name>.after`, children of the request's span; the
+    phase in which the stage raised is marked failed."""
 
-    __slots__ = ("_after", "_before", "_inner", "_name")
+    __slots__ = ("_after_name", "_attributes", "_before_name")
 
     def __init__(self, inner: Stage, name: str) -> None:
-        self._inner = inner
-        self._name = name
+        super().__init__(inner, name)
+        self._before_name = f"{name}.before"
+        self._after_name = f"{name}.after"
+        self._attributes: Attributes = {"interlock.stage": name}
+
+    def _begin(self, trace: RequestTrace) -> Span:
+        return trace.child(self._before_name, self._attributes)
+
+    def _passing_on(self, trace: RequestTrace, phase: Span) -> None:
+        phase.end()
+
+    def _coming_back(self, trace: RequestTrace) -> Span:
+        return trace.child(self._after_name, self._attributes)
+
+    def _answered(self, trace: RequestTrace, phase: Span) -> Span:
+        phase.set_attribute("interlock.answered", True)  # the after phase has nothing to do
+        phase.end()
+        return trace.child(self._after_name, self._attributes)
+
+    def _failed(self, trace: RequestTrace, phase: Span, exc: BaseException) -> None:
+        trace.fail(phase, exc)
+
+    def _end(self, trace: RequestTrace, phase: Span) -> None:
+        phase.end()
+
+
+class TimedStage(_PhasedStage[tuple[str, float]]):
+    """Each phase's duration an attribute of the request's span (the default):
+    `interlock.stage.<name>.before_ms` and `...after_ms`. A stage that answered itself (a cache
+    hit) has a before phase only and is named in `interlock.answered_by`; one that raised an
+    error of its own in `interlock.failed_stage` (the request span carries the error's class)."""
+
+    __slots__ = ("_after", "_before")
+
+    def __init__(self, inner: Stage, name: str) -> None:
+        super().__init__(inner, name)
         self._before = f"interlock.stage.{name}.before_ms"
         self._after = f"interlock.stage.{name}.after_ms"
 
-    async def __call__(self, ctx: RequestContext, call_next: Next) -> Result:
-        trace = ctx.trace
-        if trace is None:
-            return await self._inner(ctx, call_next)
-        timings = trace.stages
-        clock = time.perf_counter
-        start = clock()
-        returned = 0.0  # when the rest of the pipeline came back (0: it was not called)
-        passed: BaseException | None = None
+    def _begin(self, trace: RequestTrace) -> tuple[str, float]:
+        return self._before, time.perf_counter()
 
-        async def rest(c: RequestContext) -> Result:
-            nonlocal returned, passed
-            timings[self._before] = round((clock() - start) * 1000, 3)
-            try:
-                return await call_next(c)
-            except BaseException as exc:
-                passed = exc
-                raise
-            finally:
-                returned = clock()
+    def _passing_on(self, trace: RequestTrace, phase: tuple[str, float]) -> None:
+        trace.stages[phase[0]] = round((time.perf_counter() - phase[1]) * 1000, 3)
 
-        try:
-            result = await self._inner(ctx, rest)
-        except BaseException as exc:
-            if exc is not passed and isinstance(exc, Exception):
-                timings["interlock.failed_stage"] = self._name
-            raise
-        finally:
-            end = clock()
-            if returned:
-                timings[self._after] = round((end - returned) * 1000, 3)
-            else:
-                timings[self._before] = round((end - start) * 1000, 3)
-        if not returned:
-            timings["interlock.answered_by"] = self._name
-        return result
+    def _coming_back(self, trace: RequestTrace) -> tuple[str, float]:
+        return self._after, time.perf_counter()
+
+    def _answered(self, trace: RequestTrace, phase: tuple[str, float]) -> tuple[str, float]:
+        trace.stages["interlock.answered_by"] = self._name
+        return phase  # the before phase lasts until the stage returns
+
+    def _failed(self, trace: RequestTrace, phase: tuple[str, float], exc: BaseException) -> None:
+        if isinstance(exc, Exception):  # not a cancellation (the caller left)
+            trace.stages["interlock.failed_stage"] = self._name
+
+    def _end(self, trace: RequestTrace, phase: tuple[str, float]) -> None:
+        self._passing_on(trace, phase)
 
 
 def stage_name(stage: object) -> str:
