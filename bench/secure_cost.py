@@ -80,35 +80,48 @@ async def make(parts: tuple[str, ...], port: int, tmp: Path, redis_url: str) -> 
     return app, scope
 
 
-async def main(requests: int, rounds: int, redis_url: str) -> None:
-    server = await upstream()
-    port = server.sockets[0].getsockname()[1]
-    apps: dict[str, tuple[Any, dict[str, Any]]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, parts in VARIANTS.items():
-            apps[name] = await make(parts, port, Path(tmp), redis_url)
-            await apps[name][0]._on_startup()
-        try:
-            for app, scope in apps.values():
-                for _ in range(300):
-                    await call(app, scope, BODY)  # the first fills the cache; leases, key cache, pools warm up
-            best: dict[str, float] = {}
-            for _ in range(rounds):
-                for name, (app, scope) in apps.items():
-                    started = time.perf_counter()
-                    for _ in range(requests):
-                        await call(app, scope, BODY)
-                        await asyncio.sleep(0)
-                    took = (time.perf_counter() - started) / requests * 1e6
-                    best[name] = min(best.get(name, took), took)
-        finally:
-            for app, _ in apps.values():
-                await app._on_shutdown()
-            server.close()
+async def alternate(apps: dict[str, tuple[Any, dict[str, Any]]], requests: int, rounds: int) -> dict[str, float]:
+    """The same cache hit through each started app in turn, round after round (bench/observe_cost.py
+    too); per app the least disturbed round's µs a request. Shuts the apps down."""
+    try:
+        for app, scope in apps.values():
+            for _ in range(300):
+                await call(app, scope, BODY)  # the first fills the cache; leases, key cache, pools warm up
+        best: dict[str, float] = {}
+        for _ in range(rounds):
+            for name, (app, scope) in apps.items():
+                started = time.perf_counter()
+                for _ in range(requests):
+                    await call(app, scope, BODY)
+                    await asyncio.sleep(0)
+                took = (time.perf_counter() - started) / requests * 1e6
+                best[name] = min(best.get(name, took), took)
+        return best
+    finally:
+        for app, _ in apps.values():
+            await app._on_shutdown()
+
+
+def report(best: dict[str, float], requests: int, rounds: int) -> None:
     plain = best["plain"]
     print(f"cache hit through the ASGI app, least disturbed of {rounds} rounds of {requests} requests:")
     for name, us in best.items():
         print(f"  {name:<11} {us:6.1f} us/request   +{us - plain:5.1f} us   plain/this = {plain / us:5.1%}")
+
+
+async def main(requests: int, rounds: int, redis_url: str) -> None:
+    server = await upstream()
+    port = server.sockets[0].getsockname()[1]
+    apps: dict[str, tuple[Any, dict[str, Any]]] = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, parts in VARIANTS.items():
+                apps[name] = await make(parts, port, Path(tmp), redis_url)
+                await apps[name][0]._on_startup()
+            best = await alternate(apps, requests, rounds)
+    finally:
+        server.close()
+    report(best, requests, rounds)
 
 
 if __name__ == "__main__":
