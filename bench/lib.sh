@@ -29,7 +29,8 @@ SECURE_PARTS=${BENCH_SECURE_PARTS:-keys,limits,redis,dlp}
 OBSERVED_PORT=${BENCH_OBSERVED_PORT:-$((GATEWAY_PORT + 3))}
 OBSERVED_URL="http://127.0.0.1:$OBSERVED_PORT/v1/chat/completions"
 # What the observed gateway turns on, a comma list (for attributing its cost): drift (the monitor,
-# live windows in Redis), embeddings (of a sample of prompts; needs drift), alerts, traces
+# live windows in Redis), embeddings (of a sample of prompts; needs drift), alerts, traces (of
+# BENCH_TRACE_RATIO=0.01 of the requests)
 OBSERVED_PARTS=${BENCH_OBSERVED_PARTS:-drift,embeddings,alerts,traces}
 has_observed_part() { [[ ,$OBSERVED_PARTS, == *,$1,* ]]; }
 SECURE_KEY=""          # the API key the secured gateway's requests carry (made per run)
@@ -233,7 +234,7 @@ EOF
         cat >>"$file" <<EOF
 telemetry:
   otlp_endpoint: http://127.0.0.1:$UPSTREAM_PORT
-  trace_sample_ratio: 0.01
+  trace_sample_ratio: ${BENCH_TRACE_RATIO:-0.01}
   logprobs_sample: 0.02
 EOF
     fi

@@ -7,11 +7,16 @@ it back: every request in flight during an export pays, not only the traced ones
 with 10 % of cache hits traced: p99 35 ms against 6 ms untraced; with this processor 8-14 ms
 (bench/RESULTS.md).
 
-So each span is encoded as it ends, on the thread that ends it (the event loop: the same 20 µs,
-spread one span at a time), into a serialized `ExportTraceServiceRequest` of its own. The sender
-thread only joins bytes and posts them: protobuf defines the concatenation of two serialized
-messages as their merge, and a request's `resource_spans` is a repeated field, so the joined
-bytes are one valid request holding every span (each with its resource and scope beside it).
+So each span is encoded as it ends, on the thread that ends it (the event loop: the same cost,
+spread one span at a time), into its serialized `Span` message (the exporter package's own
+encoder of one span); its resource and instrumentation scope are encoded once, with the first
+span that has them. The sender thread only frames bytes and posts them: a request of one
+`ResourceSpans` per resource and one `ScopeSpans` per scope, the spans' messages put in as the
+length-delimited fields they are. Without that encoder (it is the package's internal one) each
+span becomes a whole `ExportTraceServiceRequest` of its own, and the requests are joined: a
+request's `resource_spans` is a repeated field, and protobuf parses joined messages as one, so
+that is one valid request too (encoding each span's resource and scope again: about twice the
+CPU a span).
 
 The buffer is bounded (`max_queue` spans; a span that finds it full is dropped and counted). A
 batch is posted when `max_batch` spans wait or every `delay_s`, retried with backoff on 429,
@@ -35,6 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("interlock.tracing")
 
 RETRIED = frozenset({429, 502, 503, 504})
+MAX_GROUPS = 64  # (resource, scope) pairs whose encoding is kept; a provider has one resource
+Group = tuple[int, int] | None  # a span's (resource, scope) by identity; None: a whole request
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0)
 
 
@@ -53,9 +60,8 @@ class OtlpSpanProcessor:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         import requests
-        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
-        self._encode = encode_spans
+        self._encoder = _Encoder()
         self._url = url
         self._headers = {"Content-Type": "application/x-protobuf", **(headers or {})}
         self._timeout_s = timeout_s
@@ -64,7 +70,7 @@ class OtlpSpanProcessor:
         self._delay_s = delay_s
         self._session = session or requests.Session()
         self._sleep = sleep
-        self._pending: deque[bytes] = deque()
+        self._pending: deque[tuple[Group, bytes]] = deque()
         self._wake = threading.Event()
         self._sending = threading.Lock()  # one sender at a time: the thread, or a flush
         self._stopping = False
@@ -93,7 +99,7 @@ class OtlpSpanProcessor:
             self._full += 1
             return
         try:
-            pending.append(self._encode([span]).SerializePartialToString())
+            pending.append(self._encoder.span(span))
         except Exception:  # a span that cannot be encoded must not fail the request
             self._full += 1
             log.exception("tracing: a span could not be encoded")
@@ -126,7 +132,7 @@ class OtlpSpanProcessor:
             while self._pending:
                 count = min(len(self._pending), self._max_batch)
                 batch = [self._pending.popleft() for _ in range(count)]
-                self._post(b"".join(batch), count)
+                self._post(self._encoder.request(batch), count)
 
     def _post(self, body: bytes, count: int) -> None:
         deadline = time.monotonic() + self._timeout_s
@@ -148,3 +154,74 @@ class OtlpSpanProcessor:
             self._sleep(backoff)
         self._undelivered += count
         log.warning("tracing: %d spans not delivered to the OTLP endpoint (%s)", count, reason)
+
+
+class _Encoder:
+    """Spans to OTLP/HTTP protobuf: each span's `Span` message as it ends, its resource's and
+    scope's once per pair, and a request framed from them (module docstring)."""
+
+    def __init__(self) -> None:
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+        self._whole = encode_spans
+        self._one: Callable[[ReadableSpan], Any] | None = None
+        try:
+            from opentelemetry.exporter.otlp.proto.common._internal.trace_encoder import _encode_span
+
+            self._one = _encode_span
+        except ImportError:  # the package moved its internals: whole requests, joined
+            pass
+        # Per (resource, scope) by identity: the two objects (so the ids stay theirs), and the
+        # encoded `ResourceSpans` without its scopes and `ScopeSpans` without its spans.
+        self._groups: dict[tuple[int, int], tuple[object, object, bytes, bytes]] = {}
+
+    def span(self, span: ReadableSpan) -> tuple[Group, bytes]:
+        if self._one is None:
+            return None, self._whole([span]).SerializePartialToString()
+        key = (id(span.resource), id(span.instrumentation_scope))
+        if key not in self._groups:
+            if len(self._groups) >= MAX_GROUPS:
+                return None, self._whole([span]).SerializePartialToString()
+            self._groups[key] = self._envelope(span)  # before the span is queued: the sender finds it
+        return key, self._one(span).SerializePartialToString()
+
+    def _envelope(self, span: ReadableSpan) -> tuple[object, object, bytes, bytes]:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(self._whole([span]).SerializePartialToString())
+        resource_spans = request.resource_spans[0]
+        scope_spans = resource_spans.scope_spans[0]
+        del scope_spans.spans[:]
+        scope_part = scope_spans.SerializePartialToString()
+        del resource_spans.scope_spans[:]
+        return span.resource, span.instrumentation_scope, resource_spans.SerializePartialToString(), scope_part
+
+    def request(self, items: list[tuple[Group, bytes]]) -> bytes:
+        """One `ExportTraceServiceRequest` of `items`."""
+        out: list[bytes] = []
+        groups: dict[tuple[int, int], list[bytes]] = {}
+        for key, data in items:
+            if key is None:
+                out.append(data)  # a whole request: joined as it is
+            else:
+                groups.setdefault(key, []).append(data)
+        for key, spans in groups.items():
+            _, _, resource_part, scope_part = self._groups[key]
+            scope = scope_part + b"".join([_field(2, data) for data in spans])  # ScopeSpans.spans = 2
+            out.append(_field(1, resource_part + _field(2, scope)))  # request.resource_spans = 1, scope_spans = 2
+        return b"".join(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field: its tag, its length, its bytes."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)

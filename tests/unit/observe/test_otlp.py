@@ -12,7 +12,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
-from interlock.observe.otlp import OtlpSpanProcessor
+from interlock.observe.otlp import OtlpSpanProcessor, _Encoder
 from tests.support.procs import free_port
 
 
@@ -79,12 +79,17 @@ def test_spans_encoded_one_by_one_arrive_as_one_request(receiver: Receiver) -> N
         if receiver.bodies:
             break
         threading.Event().wait(0.01)
-    assert receiver.spans() == [["a", "b", "c"]]  # the joined bytes are one valid request
+    assert receiver.spans() == [["a", "b", "c"]]  # the framed bytes are one valid request
     message = ExportTraceServiceRequest()
     message.ParseFromString(receiver.bodies[0])
-    resources = {a.value.string_value for r in message.resource_spans for a in r.resource.attributes
-                 if a.key == "service.name"}  # fmt: skip
-    assert resources == {"otlp-test"}
+    # One resource and one scope, each encoded once, holding the three spans.
+    assert len(message.resource_spans) == 1 and len(message.resource_spans[0].scope_spans) == 1
+    resource = {a.key: a.value.string_value for a in message.resource_spans[0].resource.attributes}
+    assert resource["service.name"] == "otlp-test"
+    assert message.resource_spans[0].scope_spans[0].scope.name == "test"
+    spans = message.resource_spans[0].scope_spans[0].spans
+    assert all(len(s.trace_id) == 16 and len(s.span_id) == 8 and s.end_time_unix_nano >= s.start_time_unix_nano
+               for s in spans)  # fmt: skip
     assert receiver.headers[0]["Content-Type"] == "application/x-protobuf" and receiver.headers[0]["x-tenant"] == "t1"
     end_spans(provider, ["d"])
     provider.shutdown()  # sends what waits
@@ -128,3 +133,20 @@ def test_a_full_buffer_drops_and_counts_new_spans(receiver: Receiver) -> None:
     assert receiver.spans() == [["a", "b"]]
     end_spans(provider, ["f"])  # after shutdown: nothing more is kept
     assert processor.dropped == 3 and len(receiver.bodies) == 1
+
+
+def test_without_the_one_span_encoder_whole_requests_are_joined() -> None:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "otlp-test"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    end_spans(provider, ["a", "b"])
+    encoder = _Encoder()
+    encoder._one = None  # as if the package had moved its internal encoder
+    body = encoder.request([encoder.span(s) for s in exporter.get_finished_spans()])
+    message = ExportTraceServiceRequest()
+    message.ParseFromString(body)
+    assert [s.name for r in message.resource_spans for scope in r.scope_spans for s in scope.spans] == ["a", "b"]
+    assert len(message.resource_spans) == 2  # each span's own request, joined: a resource entry each
