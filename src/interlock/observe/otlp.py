@@ -1,22 +1,24 @@
-"""OTLP/HTTP span export that does not hold the GIL against the event loop.
+"""OTLP/HTTP span export that does not hold the GIL against the event loop for long.
 
 OpenTelemetry's `BatchSpanProcessor` queues finished spans and encodes a whole batch (up to 512
-spans, about 20 µs each) on its export thread. That thread then holds the GIL for whole switch
-intervals (5 ms) while the event loop, which gives the GIL up at every socket call, waits to get
-it back: every request in flight during an export pays, not only the traced ones. Measured here
-with 10 % of cache hits traced: p99 35 ms against 6 ms untraced; with this processor 8-14 ms
+spans, 20-50 µs each) on its export thread without a pause. That thread then holds the GIL for
+whole switch intervals (5 ms) while the event loop, which gives the GIL up at every socket call,
+waits to get it back: every request in flight during an export pays, not only the traced ones.
+Measured here with 10 % of cache hits traced: p99 22-33 ms against 4-7 ms untraced
 (bench/RESULTS.md).
 
-So each span is encoded as it ends, on the thread that ends it (the event loop: the same cost,
-spread one span at a time), into its serialized `Span` message (the exporter package's own
-encoder of one span); its resource and instrumentation scope are encoded once, with the first
-span that has them. The sender thread only frames bytes and posts them: a request of one
-`ResourceSpans` per resource and one `ScopeSpans` per scope, the spans' messages put in as the
-length-delimited fields they are. Without that encoder (it is the package's internal one) each
-span becomes a whole `ExportTraceServiceRequest` of its own, and the requests are joined: a
-request's `resource_spans` is a repeated field, and protobuf parses joined messages as one, so
-that is one valid request too (encoding each span's resource and scope again: about twice the
-CPU a span).
+This processor's sender thread encodes the spans it takes `CHUNK` at a time and gives the GIL up
+between chunks (`time.sleep(0)`; CPython then hands it to the thread waiting for it), so the
+loop waits at most about a chunk's encoding (a few hundred µs). Encoding stays off the loop:
+encoded on the loop one by one as they ended, spans cost more CPU (a single span's encoding runs
+with cold caches) and throughput fell at 10 % traced. Each span becomes its serialized `Span`
+message (the exporter package's own encoder of one span); a resource and an instrumentation
+scope are encoded once, with the first span that has them; a request is framed from those
+bytes: one `ResourceSpans` per resource and one `ScopeSpans` per scope, the spans' messages put
+in as the length-delimited fields they are. Without that encoder (it is the package's internal
+one) each span becomes a whole `ExportTraceServiceRequest` of its own, and the requests are
+joined: a request's `resource_spans` is a repeated field and protobuf parses joined messages as
+one, so that is one valid request too (encoding each span's resource and scope again).
 
 The buffer is bounded (`max_queue` spans; a span that finds it full is dropped and counted). A
 batch is posted when `max_batch` spans wait or every `delay_s`, retried with backoff on 429,
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("interlock.tracing")
 
 RETRIED = frozenset({429, 502, 503, 504})
+CHUNK = 8  # spans encoded between two hand-overs of the GIL
 MAX_GROUPS = 64  # (resource, scope) pairs whose encoding is kept; a provider has one resource
 Group = tuple[int, int] | None  # a span's (resource, scope) by identity; None: a whole request
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0)
@@ -70,12 +73,12 @@ class OtlpSpanProcessor:
         self._delay_s = delay_s
         self._session = session or requests.Session()
         self._sleep = sleep
-        self._pending: deque[tuple[Group, bytes]] = deque()
+        self._pending: deque[ReadableSpan] = deque()
         self._wake = threading.Event()
         self._sending = threading.Lock()  # one sender at a time: the thread, or a flush
         self._stopping = False
         self._full = 0  # spans that found the buffer full (counted on the ending thread)
-        self._undelivered = 0  # spans of batches refused or not delivered in time (the sender's)
+        self._undelivered = 0  # spans not encoded, or in batches refused or late (the sender's)
         self.sent = 0
         self._thread = threading.Thread(target=self._run, name="interlock-otlp", daemon=True)
         self._thread.start()
@@ -98,12 +101,7 @@ class OtlpSpanProcessor:
         if len(pending) >= self._max_queue:
             self._full += 1
             return
-        try:
-            pending.append(self._encoder.span(span))
-        except Exception:  # a span that cannot be encoded must not fail the request
-            self._full += 1
-            log.exception("tracing: a span could not be encoded")
-            return
+        pending.append(span)
         if len(pending) >= self._max_batch:
             self._wake.set()
 
@@ -131,8 +129,18 @@ class OtlpSpanProcessor:
         with self._sending:
             while self._pending:
                 count = min(len(self._pending), self._max_batch)
-                batch = [self._pending.popleft() for _ in range(count)]
-                self._post(self._encoder.request(batch), count)
+                spans = [self._pending.popleft() for _ in range(count)]
+                encoded = []
+                for i, span in enumerate(spans):
+                    if i and not i % CHUNK:
+                        time.sleep(0)  # the GIL to the event loop, if it waits for it
+                    try:
+                        encoded.append(self._encoder.span(span))
+                    except Exception:  # one span that cannot be encoded must not lose the rest
+                        self._undelivered += 1
+                        log.exception("tracing: a span could not be encoded")
+                if encoded:
+                    self._post(self._encoder.request(encoded), len(encoded))
 
     def _post(self, body: bytes, count: int) -> None:
         deadline = time.monotonic() + self._timeout_s
@@ -182,7 +190,7 @@ class _Encoder:
         if key not in self._groups:
             if len(self._groups) >= MAX_GROUPS:
                 return None, self._whole([span]).SerializePartialToString()
-            self._groups[key] = self._envelope(span)  # before the span is queued: the sender finds it
+            self._groups[key] = self._envelope(span)
         return key, self._one(span).SerializePartialToString()
 
     def _envelope(self, span: ReadableSpan) -> tuple[object, object, bytes, bytes]:
