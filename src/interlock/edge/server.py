@@ -887,14 +887,18 @@ def bind_workers(host: str, port: int, backlog: int, workers: int) -> list[socke
     """The listening sockets of `workers` processes. On Linux one each (SO_REUSEPORT), so the
     kernel gives each worker its share of new connections: on one shared socket the worker that
     wakes first accepts a whole burst (wrk's 64 connections all went to one of two workers).
-    Elsewhere one socket that all of them accept on. All bound here, before any fork, so an
-    address in use fails at once, and a port of 0 is the first socket's for the others."""
+    Elsewhere one socket that all of them accept on. All bound here, before any fork. A socket
+    without SO_REUSEPORT is bound first and closed: an address in use fails there, where a
+    SO_REUSEPORT socket would join another gateway's group on the port (the same user's) and
+    share its connections; it also turns a port of 0 into the one the group takes."""
+    probe = bind(host, port, backlog)
     if workers <= 1 or REUSE_PORT is None:
-        return [bind(host, port, backlog)]
-    socks = [bind(host, port, backlog, reuse_port=True)]
+        return [probe]
+    port = probe.getsockname()[1]
+    probe.close()
+    socks: list[socket.socket] = []
     try:
-        port = socks[0].getsockname()[1]
-        socks += [bind(host, port, backlog, reuse_port=True) for _ in range(workers - 1)]
+        socks += [bind(host, port, backlog, reuse_port=True) for _ in range(workers)]
     except OSError:
         for sock in socks:
             sock.close()

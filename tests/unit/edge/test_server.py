@@ -12,7 +12,7 @@ import pytest
 
 from interlock.config import HttpLimits
 from interlock.edge.http import Direct, Message, Receive, Scope, Send
-from interlock.edge.server import HttpServer, Lifespan, bind, status_line
+from interlock.edge.server import HttpServer, Lifespan, bind, bind_workers, status_line
 
 LIMITS = HttpLimits(header_timeout_s=1, body_timeout_s=1, keepalive_timeout_s=1, send_timeout_s=1)
 
@@ -470,3 +470,22 @@ async def test_the_direct_call_is_told_once_when_the_client_leaves_without_a_tas
         assert app.registered[-1] is False
         app.release.set()
         writer.close()
+
+
+@pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="SO_REUSEPORT groups are Linux's")
+def test_workers_get_a_socket_each_and_a_port_in_use_is_refused_not_joined() -> None:
+    socks = bind_workers("127.0.0.1", 0, 16, 2)
+    try:
+        port = socks[0].getsockname()[1]
+        assert len(socks) == 2 and socks[1].getsockname()[1] == port
+        assert all(s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) for s in socks)
+        with pytest.raises(OSError):  # another gateway on the port: refused, not a third member
+            bind_workers("127.0.0.1", port, 16, 2)
+        with pytest.raises(OSError):
+            bind_workers("127.0.0.1", port, 16, 1)
+    finally:
+        for s in socks:
+            s.close()
+    one = bind_workers("127.0.0.1", 0, 16, 1)
+    assert len(one) == 1 and not one[0].getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
+    one[0].close()
