@@ -165,8 +165,8 @@ class OtlpSpanProcessor:
 
 
 class _Encoder:
-    """Spans to OTLP/HTTP protobuf: each span's `Span` message as it ends, its resource's and
-    scope's once per pair, and a request framed from them (module docstring)."""
+    """Spans to OTLP/HTTP protobuf, on the sender thread: each span's `Span` message, its
+    resource's and scope's once per pair, and a request framed from them (module docstring)."""
 
     def __init__(self) -> None:
         from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
