@@ -14,11 +14,9 @@ rounds, so compare the variants of one run only.
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
-import uvloop
-from secure_cost import alternate, report  # the same loop and table (bench/ is on the path)
+from secure_cost import alternate, cli, report  # the same loop and table (bench/ is on the path)
 from telemetry_cost import upstream
 
 from interlock.app import build
@@ -73,9 +71,4 @@ async def main(requests: int, rounds: int, redis_url: str) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=4000)
-    parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
-    args = parser.parse_args()
-    uvloop.run(main(args.requests, args.rounds, args.redis))
+    cli(main, 4000, 9)

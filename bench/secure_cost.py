@@ -19,6 +19,7 @@ import asyncio
 import secrets
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -124,10 +125,15 @@ async def main(requests: int, rounds: int, redis_url: str) -> None:
     report(best, requests, rounds)
 
 
-if __name__ == "__main__":
+def cli(run: Callable[[int, int, str], Coroutine[Any, Any, None]], requests: int, rounds: int) -> None:
+    """`--requests`, `--rounds` and `--redis`, then `run` with them on uvloop."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=5000)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--requests", type=int, default=requests)
+    parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
-    uvloop.run(main(args.requests, args.rounds, args.redis))
+    uvloop.run(run(args.requests, args.rounds, args.redis))
+
+
+if __name__ == "__main__":
+    cli(main, 5000, 7)
