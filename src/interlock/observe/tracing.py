@@ -3,7 +3,7 @@ stage took is on the request's span (`interlock.stage.cache.before_ms`, ...), or
 `telemetry.stage_spans`, a child span per stage phase (`cache.before`, `cache.after`, ...).
 
 Stage spans are off by default because of what a span costs: the SDK makes one in about 30 µs
-and its OTLP encoding takes about 20 more (observe/otlp.py; bench/RESULTS.md, in-process costs).
+and its OTLP encoding takes 20-40 more (observe/otlp.py; bench/RESULTS.md, the Gateway section).
 A cache hit with stage spans is seven spans; without them it is one, and its stage timings cost
 a clock read each.
 
