@@ -116,3 +116,7 @@ async def test_the_request_path_never_waits_and_caps_what_it_keeps() -> None:
     clock.now += 1
     monitor.offer("m", "v1", {"messages": []}, None, 1.0)
     assert len(monitor._queue) == 11 and dropped == [15]
+    for _ in range(12):  # the cap again (10 this second, 1 already taken): 3 over it
+        monitor.offer("m", "v1", {"messages": []}, None, 1.0)
+    await monitor.close()  # told at close too, not lost with the process
+    assert dropped == [15, 3]

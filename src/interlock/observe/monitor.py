@@ -111,7 +111,7 @@ class DriftMonitor:
         self._second = 0
         self._taken = 0
         self._embedded = 0
-        self._dropped = 0  # not observed since on_dropped was last told (told in put and evaluate)
+        self._dropped = 0  # not observed since on_dropped was last told (`_tell_dropped`)
         self._lock = threading.Lock()  # the worker thread and the publisher share the slices
         self._slices: dict[tuple[str, str, int], Profile] = {}
         self._dirty: set[tuple[str, str, int]] = set()
@@ -181,15 +181,15 @@ class DriftMonitor:
         now = self._clock()
         self._queue.append(_Offered(model, version, request, response, latency_ms, pii_count, confidence, embed, now))
         self._wake.set()
-        if self._dropped:
-            self._tell_dropped()
+        self._tell_dropped()
 
     def _tell_dropped(self) -> None:
         """Hand the drops counted since the last time to `on_dropped`: at the first exchange
-        taken in each second (the one after a second of drops), and at each evaluation."""
-        if self._on_dropped is not None:
-            self._on_dropped(self._dropped)
-        self._dropped = 0
+        taken in each second (the one after a second of drops), at each evaluation, at close."""
+        if self._dropped:
+            if self._on_dropped is not None:
+                self._on_dropped(self._dropped)
+            self._dropped = 0
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -203,6 +203,7 @@ class DriftMonitor:
     async def close(self) -> None:
         for task in self._tasks:
             await task.stop()
+        self._tell_dropped()  # the last second's drops, not lost with the process
         await self.publish()  # the Redis client is its maker's to close
         self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -368,8 +369,7 @@ class DriftMonitor:
         """Publish, then compare each model group with its reference: the whole group (version
         `ALL`: cache hits have no version) and, while more than one version serves it (a
         rollout), each version on its own."""
-        if self._dropped:
-            self._tell_dropped()
+        self._tell_dropped()
         await self.publish()
         with self._lock:
             models = {m for (m, _, _) in self._slices} | set(self._references)
